@@ -1,0 +1,95 @@
+//! The portable [`PubSub`] trait.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::{Message, Pattern, Result, Subscription};
+
+/// A pub/sub handle: publish messages to topics, subscribe to patterns.
+///
+/// Object-safe: hold it as `Arc<dyn PubSub>` to switch backends by URL. See DESIGN.md section 5
+/// for the guarantees every backend gives (readiness, ordering, bounded buffers, `close`).
+///
+/// ```
+/// # async fn demo() -> pubsub_core::Result<()> {
+/// use futures::StreamExt;
+/// use pubsub_core::{memory::MemoryBus, Message, PubSub};
+///
+/// let bus = MemoryBus::new();
+/// let ps = bus.connect().await?;
+/// let mut sub = ps.subscribe("room.*.msg".parse()?).await?;
+/// ps.publish(Message::new("room.42.msg".parse()?, "hi")).await?;
+/// let got = sub.next().await.expect("one message");
+/// assert_eq!(got.payload().as_ref(), b"hi");
+/// ps.close().await?;
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+#[async_trait]
+pub trait PubSub: Send + Sync + fmt::Debug {
+    /// Short backend name, such as `"memory"` or `"redis"`.
+    fn backend(&self) -> &'static str;
+
+    /// Largest payload accepted, in bytes; larger is [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge).
+    fn max_payload(&self) -> usize;
+
+    /// Publishes one message. Resolves once the backend accepted it. Messages one task publishes
+    /// to one topic reach every subscription in the order published.
+    async fn publish(&self, message: Message) -> Result<()>;
+
+    /// Subscribes with the handle's default options. Resolves once the subscription is live at
+    /// the broker: every matching message published after that is delivered.
+    async fn subscribe(&self, pattern: Pattern) -> Result<Subscription> {
+        self.subscribe_with(pattern, SubscribeOptions::default())
+            .await
+    }
+
+    /// Subscribes with explicit options (buffer capacity).
+    async fn subscribe_with(
+        &self,
+        pattern: Pattern,
+        options: SubscribeOptions,
+    ) -> Result<Subscription>;
+
+    /// Flushes what was published, ends every subscription stream, disconnects and stops every
+    /// task. Idempotent. Afterwards `publish` and `subscribe` return [`Error::Closed`](crate::Error::Closed).
+    async fn close(&self) -> Result<()>;
+
+    /// Counters for tests and monitoring.
+    fn stats(&self) -> Stats;
+}
+
+/// Options for one subscription.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscribeOptions {
+    /// Buffer capacity in messages; `None` uses the handle's default. When the buffer is full
+    /// the oldest message is dropped and counted in [`Subscription::dropped`].
+    pub capacity: Option<usize>,
+}
+
+impl SubscribeOptions {
+    /// Sets the buffer capacity (at least 1).
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity.max(1));
+        self
+    }
+}
+
+/// Counters of one handle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live subscriptions.
+    pub subscriptions: usize,
+    /// Native filters currently active at the broker (reference-counted by the hub).
+    pub native_filters: usize,
+    /// Messages published successfully.
+    pub published: u64,
+    /// Copies handed to subscription buffers.
+    pub delivered: u64,
+    /// Copies dropped because a subscription buffer was full (or, for a backend that can see
+    /// it, lost before reaching the router).
+    pub dropped: u64,
+}

@@ -1,0 +1,182 @@
+//! [`Topic`]: the name a message is published to.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::token::{self, TokenFault, MAX_LEN};
+
+/// A validated topic: a non-empty sequence of `.`-separated tokens, at most 255 bytes.
+///
+/// A token is one or more bytes of UTF-8 with no `.`, `*`, `>`, whitespace or control
+/// character. Cloning is cheap (a reference count).
+///
+/// ```
+/// use pubsub_core::Topic;
+/// let t: Topic = "room.42.msg".parse()?;
+/// assert_eq!(t.tokens().collect::<Vec<_>>(), ["room", "42", "msg"]);
+/// assert!("room..msg".parse::<Topic>().is_err());
+/// # Ok::<(), pubsub_core::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(Arc<str>);
+
+/// Why a string is not a valid [`Topic`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// The topic is the empty string.
+    #[error("topic is empty")]
+    Empty,
+    /// Longer than 255 bytes.
+    #[error("topic is {len} bytes long; the limit is {MAX_LEN}")]
+    TooLong {
+        /// Actual length in bytes.
+        len: usize,
+    },
+    /// A token is empty (two dots in a row, or a leading or trailing dot).
+    #[error("token {index} is empty (at byte {offset})")]
+    EmptyToken {
+        /// Token index, from 0.
+        index: usize,
+        /// Byte offset where the empty token starts.
+        offset: usize,
+    },
+    /// A character that topics do not allow.
+    #[error("character {ch:?} is not allowed in a topic (token {index}, byte {offset})")]
+    BadChar {
+        /// The character.
+        ch: char,
+        /// Token index, from 0.
+        index: usize,
+        /// Byte offset of the character.
+        offset: usize,
+    },
+}
+
+impl Topic {
+    /// Parses and validates a topic.
+    pub fn new(s: &str) -> Result<Self, TopicError> {
+        validate(s)?;
+        Ok(Topic(Arc::from(s)))
+    }
+
+    /// The topic as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The tokens, in order.
+    pub fn tokens(&self) -> std::str::Split<'_, char> {
+        self.0.split('.')
+    }
+
+    /// Number of tokens.
+    pub fn depth(&self) -> usize {
+        self.0.bytes().filter(|&b| b == b'.').count() + 1
+    }
+}
+
+pub(crate) fn validate(s: &str) -> Result<(), TopicError> {
+    if s.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if s.len() > MAX_LEN {
+        return Err(TopicError::TooLong { len: s.len() });
+    }
+    for (index, (offset, tok)) in token::split(s).enumerate() {
+        match token::check_literal(tok, offset) {
+            Ok(()) => {}
+            Err(TokenFault::Empty) => return Err(TopicError::EmptyToken { index, offset }),
+            Err(TokenFault::BadChar(ch, offset)) => {
+                return Err(TopicError::BadChar { ch, index, offset })
+            }
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Topic({:?})", &*self.0)
+    }
+}
+
+impl FromStr for Topic {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Topic::new(s)?)
+    }
+}
+
+impl TryFrom<&str> for Topic {
+    type Error = crate::Error;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Ok(Topic::new(s)?)
+    }
+}
+
+impl TryFrom<String> for Topic {
+    type Error = crate::Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        validate(&s)?;
+        Ok(Topic(Arc::from(s)))
+    }
+}
+
+impl AsRef<str> for Topic {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_valid_topics() {
+        for t in ["a", "room.42.msg", "orders.eu-west.created", "chat.café", "a[1].b?", "x#.y"] {
+            assert_eq!(Topic::new(t).unwrap().as_str(), t);
+        }
+    }
+
+    #[test]
+    fn rejects_with_position() {
+        assert_eq!(Topic::new(""), Err(TopicError::Empty));
+        assert_eq!(Topic::new("a..b"), Err(TopicError::EmptyToken { index: 1, offset: 2 }));
+        assert_eq!(Topic::new(".a"), Err(TopicError::EmptyToken { index: 0, offset: 0 }));
+        assert_eq!(Topic::new("a."), Err(TopicError::EmptyToken { index: 1, offset: 2 }));
+        assert_eq!(
+            Topic::new("ab.c*d"),
+            Err(TopicError::BadChar { ch: '*', index: 1, offset: 4 })
+        );
+        assert_eq!(
+            Topic::new("a.>"),
+            Err(TopicError::BadChar { ch: '>', index: 1, offset: 2 })
+        );
+        assert_eq!(
+            Topic::new("a b"),
+            Err(TopicError::BadChar { ch: ' ', index: 0, offset: 1 })
+        );
+        assert_eq!(
+            Topic::new("a\u{7}"),
+            Err(TopicError::BadChar { ch: '\u{7}', index: 0, offset: 1 })
+        );
+        let long = "a".repeat(256);
+        assert_eq!(Topic::new(&long), Err(TopicError::TooLong { len: 256 }));
+        assert!(Topic::new(&"a".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn depth_counts_tokens() {
+        assert_eq!(Topic::new("a").unwrap().depth(), 1);
+        assert_eq!(Topic::new("a.b.c").unwrap().depth(), 3);
+    }
+}
