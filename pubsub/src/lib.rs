@@ -1,1 +1,43 @@
-//! Placeholder.
+//! One portable pub/sub API over several brokers.
+//!
+//! Applications hold an `Arc<dyn PubSub>` from [`connect`] and never name a backend: switching
+//! from the in-process memory backend to Redis or NATS is a Cargo feature and a URL.
+//!
+//! | scheme | backend | feature |
+//! |---|---|---|
+//! | `memory://` or `memory://NAME` | in-process ([`memory`]) | always on |
+//! | `redis://`, `rediss://` | Redis (fred) | `redis` |
+//! | `nats://`, `tls://` | NATS (async-nats) | `nats` |
+//! | `amqp://`, `amqps://` | RabbitMQ (planned) | `amqp` |
+//! | `kafka://host:port[,host:port]` | Kafka (planned) | `kafka` |
+//!
+//! ```
+//! # async fn demo() -> pubsub::Result<()> {
+//! use pubsub::{Message, PubSub};
+//!
+//! let ps = pubsub::connect("memory://docs").await?;
+//! let mut room = ps.subscribe("room.42.>".parse()?).await?;
+//! ps.publish(Message::new("room.42.msg".parse()?, "hello")).await?;
+//! assert_eq!(room.recv().await.unwrap().payload().as_ref(), b"hello");
+//! ps.close().await?;
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod connect;
+
+pub use connect::{connect, Scheme};
+pub use pubsub_core::{
+    envelope, memory, pattern, router, topic, Backoff, Error, ErrorKind, Headers, Hub, HubConfig,
+    Message, MessageBuilder, Pattern, PubSub, Result, Stats, SubscribeOptions, Subscription, Topic,
+};
+
+/// The Redis adapter (feature `redis`).
+#[cfg(feature = "redis")]
+pub use pubsub_redis as redis;
+
+/// The NATS adapter (feature `nats`).
+#[cfg(feature = "nats")]
+pub use pubsub_nats as nats;

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Makes sure every broker the test suite needs is up: starts the machine's service when it is
+# down, waits for its port, and fails loudly (exit 1) when one cannot be reached.
+# Idempotent: a broker that already answers is left alone.
+#   usage: scripts/brokers.sh [redis] [nats] ...   (no argument: all of them)
+set -euo pipefail
+
+wanted=("$@")
+[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats)
+
+log() { printf '[brokers] %s\n' "$*" >&2; }
+
+# port_open HOST PORT: true when a TCP connection succeeds.
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# wait_port NAME HOST PORT SECONDS
+wait_port() {
+  local name=$1 host=$2 port=$3 secs=$4 i
+  for ((i = 0; i < secs * 4; i++)); do
+    port_open "$host" "$port" && { log "$name is up on $host:$port"; return 0; }
+    sleep 0.25
+  done
+  log "FATAL: $name is not reachable on $host:$port after ${secs}s"
+  return 1
+}
+
+start_redis() {
+  command -v redis-server >/dev/null || { log "FATAL: redis-server is not installed"; return 1; }
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+}
+
+start_nats() {
+  command -v start-stop-daemon >/dev/null && [ -x /usr/sbin/nats-server ] ||
+    { log "FATAL: nats-server is not installed"; return 1; }
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+}
+
+ensure() {
+  local name=$1 host=$2 port=$3
+  if port_open "$host" "$port"; then
+    log "$name already up on $host:$port"
+    return 0
+  fi
+  log "$name is down; starting it"
+  "start_$name" || true
+  wait_port "$name" "$host" "$port" 30
+}
+
+status=0
+for b in "${wanted[@]}"; do
+  case $b in
+    redis) ensure redis 127.0.0.1 6379 || status=1 ;;
+    nats) ensure nats 127.0.0.1 4222 || status=1 ;;
+    *) log "FATAL: unknown broker '$b'"; status=1 ;;
+  esac
+done
+exit $status

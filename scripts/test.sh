@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The project's test command (README; called by .ci/run).
+# 1. makes sure every broker the tests need is up (starting it if it is down; fails if it can't);
+# 2. runs every test of the workspace with every backend feature on, conformance suites included;
+# 3. runs the doc tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/brokers.sh redis nats
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-features --no-fail-fast
+else
+  cargo test --workspace --all-features --no-fail-fast
+fi
+cargo test --workspace --all-features --doc
