@@ -37,7 +37,8 @@ impl ConnectionGate {
 
     /// Records the connection going up or down.
     pub fn set_connected(&self, connected: bool) {
-        self.tx.send_if_modified(|c| std::mem::replace(c, connected) != connected);
+        self.tx
+            .send_if_modified(|c| std::mem::replace(c, connected) != connected);
     }
 
     /// Whether the connection is up now.

@@ -181,12 +181,34 @@ mod tests {
     fn rejects_bad_names_and_values() {
         let mut h = Headers::new();
         assert_eq!(h.insert("", "x"), Err(HeaderError::EmptyName));
-        assert!(matches!(h.insert("a:b", "x"), Err(HeaderError::BadNameByte { byte: b':', offset: 1, .. })));
-        assert!(matches!(h.insert("a b", "x"), Err(HeaderError::BadNameByte { byte: b' ', .. })));
-        assert!(matches!(h.insert("é", "x"), Err(HeaderError::BadNameByte { offset: 0, .. })));
-        assert_eq!(h.insert("n".repeat(256), "x"), Err(HeaderError::NameTooLong { len: 256 }));
-        assert!(matches!(h.insert("a", "x\ny"), Err(HeaderError::BadValue { offset: 1, .. })));
-        assert!(matches!(h.insert("a", "\r"), Err(HeaderError::BadValue { offset: 0, .. })));
+        assert!(matches!(
+            h.insert("a:b", "x"),
+            Err(HeaderError::BadNameByte {
+                byte: b':',
+                offset: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            h.insert("a b", "x"),
+            Err(HeaderError::BadNameByte { byte: b' ', .. })
+        ));
+        assert!(matches!(
+            h.insert("é", "x"),
+            Err(HeaderError::BadNameByte { offset: 0, .. })
+        ));
+        assert_eq!(
+            h.insert("n".repeat(256), "x"),
+            Err(HeaderError::NameTooLong { len: 256 })
+        );
+        assert!(matches!(
+            h.insert("a", "x\ny"),
+            Err(HeaderError::BadValue { offset: 1, .. })
+        ));
+        assert!(matches!(
+            h.insert("a", "\r"),
+            Err(HeaderError::BadValue { offset: 0, .. })
+        ));
         assert!(h.is_empty());
         h.insert("ok", "café: ☃ tab\tok").unwrap();
     }

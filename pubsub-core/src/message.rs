@@ -113,7 +113,11 @@ impl MessageBuilder {
     pub fn build(self) -> Result<Message, Error> {
         match self.error {
             Some(e) => Err(e),
-            None => Ok(Message::with_headers(self.topic, self.payload, self.headers)),
+            None => Ok(Message::with_headers(
+                self.topic,
+                self.payload,
+                self.headers,
+            )),
         }
     }
 }

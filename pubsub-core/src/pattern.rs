@@ -283,19 +283,46 @@ mod tests {
         assert_eq!(Pattern::new(""), Err(PatternError::Empty));
         assert_eq!(
             Pattern::new("ro*m"),
-            Err(PatternError::PartialWildcard { ch: '*', index: 0, offset: 2 })
+            Err(PatternError::PartialWildcard {
+                ch: '*',
+                index: 0,
+                offset: 2
+            })
         );
         assert_eq!(
             Pattern::new("a.b>"),
-            Err(PatternError::PartialWildcard { ch: '>', index: 1, offset: 3 })
+            Err(PatternError::PartialWildcard {
+                ch: '>',
+                index: 1,
+                offset: 3
+            })
         );
-        assert_eq!(Pattern::new("a.>.b"), Err(PatternError::RestNotLast { index: 1, offset: 2 }));
-        assert_eq!(Pattern::new("a..*"), Err(PatternError::EmptyToken { index: 1, offset: 2 }));
+        assert_eq!(
+            Pattern::new("a.>.b"),
+            Err(PatternError::RestNotLast {
+                index: 1,
+                offset: 2
+            })
+        );
+        assert_eq!(
+            Pattern::new("a..*"),
+            Err(PatternError::EmptyToken {
+                index: 1,
+                offset: 2
+            })
+        );
         assert_eq!(
             Pattern::new("a.\tb"),
-            Err(PatternError::BadChar { ch: '\t', index: 1, offset: 2 })
+            Err(PatternError::BadChar {
+                ch: '\t',
+                index: 1,
+                offset: 2
+            })
         );
-        assert_eq!(Pattern::new(&"a".repeat(256)), Err(PatternError::TooLong { len: 256 }));
+        assert_eq!(
+            Pattern::new(&"a".repeat(256)),
+            Err(PatternError::TooLong { len: 256 })
+        );
     }
 
     #[test]
@@ -318,7 +345,12 @@ mod tests {
     }
 
     fn token() -> impl Strategy<Value = String> {
-        prop_oneof![Just("a".to_string()), Just("b".to_string()), "[a-c]{1,2}", "[é☃x]{1,2}"]
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            "[a-c]{1,2}",
+            "[é☃x]{1,2}"
+        ]
     }
 
     fn topic_tokens() -> impl Strategy<Value = Vec<String>> {

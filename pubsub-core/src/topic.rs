@@ -142,7 +142,14 @@ mod tests {
 
     #[test]
     fn accepts_valid_topics() {
-        for t in ["a", "room.42.msg", "orders.eu-west.created", "chat.café", "a[1].b?", "x#.y"] {
+        for t in [
+            "a",
+            "room.42.msg",
+            "orders.eu-west.created",
+            "chat.café",
+            "a[1].b?",
+            "x#.y",
+        ] {
             assert_eq!(Topic::new(t).unwrap().as_str(), t);
         }
     }
@@ -150,24 +157,58 @@ mod tests {
     #[test]
     fn rejects_with_position() {
         assert_eq!(Topic::new(""), Err(TopicError::Empty));
-        assert_eq!(Topic::new("a..b"), Err(TopicError::EmptyToken { index: 1, offset: 2 }));
-        assert_eq!(Topic::new(".a"), Err(TopicError::EmptyToken { index: 0, offset: 0 }));
-        assert_eq!(Topic::new("a."), Err(TopicError::EmptyToken { index: 1, offset: 2 }));
+        assert_eq!(
+            Topic::new("a..b"),
+            Err(TopicError::EmptyToken {
+                index: 1,
+                offset: 2
+            })
+        );
+        assert_eq!(
+            Topic::new(".a"),
+            Err(TopicError::EmptyToken {
+                index: 0,
+                offset: 0
+            })
+        );
+        assert_eq!(
+            Topic::new("a."),
+            Err(TopicError::EmptyToken {
+                index: 1,
+                offset: 2
+            })
+        );
         assert_eq!(
             Topic::new("ab.c*d"),
-            Err(TopicError::BadChar { ch: '*', index: 1, offset: 4 })
+            Err(TopicError::BadChar {
+                ch: '*',
+                index: 1,
+                offset: 4
+            })
         );
         assert_eq!(
             Topic::new("a.>"),
-            Err(TopicError::BadChar { ch: '>', index: 1, offset: 2 })
+            Err(TopicError::BadChar {
+                ch: '>',
+                index: 1,
+                offset: 2
+            })
         );
         assert_eq!(
             Topic::new("a b"),
-            Err(TopicError::BadChar { ch: ' ', index: 0, offset: 1 })
+            Err(TopicError::BadChar {
+                ch: ' ',
+                index: 0,
+                offset: 1
+            })
         );
         assert_eq!(
             Topic::new("a\u{7}"),
-            Err(TopicError::BadChar { ch: '\u{7}', index: 0, offset: 1 })
+            Err(TopicError::BadChar {
+                ch: '\u{7}',
+                index: 0,
+                offset: 1
+            })
         );
         let long = "a".repeat(256);
         assert_eq!(Topic::new(&long), Err(TopicError::TooLong { len: 256 }));

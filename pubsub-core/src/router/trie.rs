@@ -50,7 +50,10 @@ impl<T> Default for Node<T> {
 
 impl<T> Node<T> {
     fn is_empty(&self) -> bool {
-        self.literal.is_empty() && self.one.is_none() && self.here.is_empty() && self.rest.is_empty()
+        self.literal.is_empty()
+            && self.one.is_none()
+            && self.here.is_empty()
+            && self.rest.is_empty()
     }
 }
 
@@ -124,7 +127,11 @@ fn walk<T>(node: &Node<T>, tokens: &[&str], f: &mut impl FnMut(&T)) {
     }
 }
 
-fn remove_in<T>(node: &mut Node<T>, segs: &[Segment<'_>], is_it: &impl Fn(&T) -> bool) -> Option<T> {
+fn remove_in<T>(
+    node: &mut Node<T>,
+    segs: &[Segment<'_>],
+    is_it: &impl Fn(&T) -> bool,
+) -> Option<T> {
     let Some((first, rest)) = segs.split_first() else {
         let i = node.here.iter().position(is_it)?;
         return Some(node.here.swap_remove(i));
