@@ -248,3 +248,158 @@ impl fmt::Debug for Hub {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+    use std::time::Duration;
+
+    /// A driver that records filter changes, can refuse them, and lets the test inject messages.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        log: Mutex<Vec<String>>,
+        refuse_add: AtomicBool,
+        inbound: Mutex<Option<Inbound>>,
+    }
+
+    #[async_trait]
+    impl Driver for Arc<Scripted> {
+        fn backend(&self) -> &'static str {
+            "scripted"
+        }
+        fn max_payload(&self) -> usize {
+            8
+        }
+        fn native_filter(&self, pattern: &Pattern) -> Result<NativeFilter> {
+            // Like Redis: `>` and `*` both become a broad glob, so `a.*` and `a.>` share one.
+            let glob = pattern.as_str().replace('>', "*");
+            Ok(if pattern.is_exact() {
+                NativeFilter::exact(glob)
+            } else {
+                NativeFilter::wildcard(glob)
+            })
+        }
+        async fn publish(&self, _m: &Message) -> Result<()> {
+            Ok(())
+        }
+        async fn add_filter(&self, f: &NativeFilter) -> Result<()> {
+            if self.refuse_add.load(Ordering::SeqCst) {
+                return Err(Error::Timeout("refused".into()));
+            }
+            self.log.lock().push(format!("+{}", f.name()));
+            Ok(())
+        }
+        async fn remove_filter(&self, f: &NativeFilter) -> Result<()> {
+            self.log.lock().push(format!("-{}", f.name()));
+            Ok(())
+        }
+        async fn close(&self) -> Result<()> {
+            self.log.lock().push("close".into());
+            Ok(())
+        }
+    }
+
+    async fn hub() -> (Hub, Arc<Scripted>) {
+        let s = Arc::new(Scripted::default());
+        let s2 = s.clone();
+        let hub = Hub::start(HubConfig::default(), |inbound| async move {
+            *s2.inbound.lock() = Some(inbound);
+            Ok(s2)
+        })
+        .await
+        .unwrap();
+        (hub, s)
+    }
+
+    fn msg(t: &str) -> Message {
+        Message::new(t.parse().unwrap(), "x")
+    }
+
+    #[tokio::test]
+    async fn native_filters_are_reference_counted() {
+        let (hub, s) = hub().await;
+        let a = hub.subscribe("a.*".parse().unwrap()).await.unwrap();
+        let b = hub.subscribe("a.>".parse().unwrap()).await.unwrap();
+        let c = hub.subscribe("a.b".parse().unwrap()).await.unwrap();
+        assert_eq!(*s.log.lock(), ["+a.*", "+a.b"]);
+        assert_eq!(hub.stats().native_filters, 2);
+        a.unsubscribe().await.unwrap();
+        assert_eq!(s.log.lock().len(), 2, "a.> still needs the glob");
+        b.unsubscribe().await.unwrap();
+        assert_eq!(*s.log.lock(), ["+a.*", "+a.b", "-a.*"]);
+        drop(c);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while hub.stats().native_filters != 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.log.lock().last().unwrap(), "-a.b");
+        assert_eq!(hub.stats().subscriptions, 0);
+    }
+
+    #[tokio::test]
+    async fn overlapping_filters_give_one_copy_each() {
+        let (hub, s) = hub().await;
+        let mut star = hub.subscribe("a.*".parse().unwrap()).await.unwrap();
+        let mut exact = hub.subscribe("a.b".parse().unwrap()).await.unwrap();
+        let mut rest = hub.subscribe("a.>".parse().unwrap()).await.unwrap();
+        let inbound = s.inbound.lock().clone().unwrap();
+        // The broker sends one copy per matching native subscription.
+        inbound.deliver_via(&NativeFilter::exact("a.b"), msg("a.b"));
+        inbound.deliver_via(&NativeFilter::wildcard("a.*"), msg("a.b"));
+        // The glob crosses dots; the exact matcher keeps `a.*` from getting `a.b.c`.
+        inbound.deliver_via(&NativeFilter::wildcard("a.*"), msg("a.b.c"));
+        hub.close().await.unwrap();
+        let topics = |v: Vec<Message>| v.iter().map(|m| m.topic().to_string()).collect::<Vec<_>>();
+        use futures::StreamExt;
+        assert_eq!(topics((&mut star).collect().await), ["a.b"]);
+        assert_eq!(topics((&mut exact).collect().await), ["a.b"]);
+        assert_eq!(topics((&mut rest).collect().await), ["a.b", "a.b.c"]);
+        assert_eq!(hub.stats().delivered, 4);
+    }
+
+    #[tokio::test]
+    async fn failed_subscribe_leaves_nothing_behind() {
+        let (hub, s) = hub().await;
+        s.refuse_add.store(true, Ordering::SeqCst);
+        let err = hub.subscribe("x.y".parse().unwrap()).await.unwrap_err();
+        assert!(err.is_temporary(), "{err}");
+        assert_eq!(hub.stats().subscriptions, 0);
+        assert_eq!(hub.stats().native_filters, 0);
+        s.refuse_add.store(false, Ordering::SeqCst);
+        let _sub = hub.subscribe("x.y".parse().unwrap()).await.unwrap();
+        assert_eq!(hub.stats().native_filters, 1);
+    }
+
+    #[tokio::test]
+    async fn limits_and_close() {
+        let (hub, s) = hub().await;
+        let err = hub.publish(msg("t").clone()).await;
+        assert!(err.is_ok());
+        let big = Message::new("t".parse().unwrap(), vec![0u8; 9]);
+        match hub.publish(big).await {
+            Err(Error::PayloadTooLarge { size: 9, max: 8 }) => {}
+            other => panic!("{other:?}"),
+        }
+        let mut sub = hub.subscribe("t".parse().unwrap()).await.unwrap();
+        hub.close().await.unwrap();
+        hub.close().await.unwrap();
+        assert_eq!(s.log.lock().iter().filter(|l| *l == "close").count(), 1);
+        assert!(sub.recv().await.is_none());
+        assert_eq!(
+            hub.publish(msg("t")).await.unwrap_err().kind(),
+            crate::ErrorKind::Closed
+        );
+        assert_eq!(
+            hub.subscribe("t".parse().unwrap())
+                .await
+                .unwrap_err()
+                .kind(),
+            crate::ErrorKind::Closed
+        );
+        assert_eq!(hub.stats().published, 1);
+    }
+}
