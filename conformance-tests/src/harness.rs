@@ -1,0 +1,183 @@
+//! What the suite needs to know about a backend, and the knobs shared by every case.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use pubsub_core::memory::{MemoryBus, MemoryConfig, MemoryLink};
+use pubsub_core::{PubSub, Result};
+
+/// Connects a new handle (a new connection) to the backend under test.
+pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn PubSub>>> + Send + Sync>;
+
+/// Connects a new handle whose connection the test can cut and restore.
+pub type ConnectCuttable =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<(Arc<dyn PubSub>, Box<dyn Link>)>> + Send + Sync>;
+
+/// A connection the test can cut and restore (a TCP proxy, or the memory backend's switch).
+#[async_trait]
+pub trait Link: Send + Sync {
+    /// Cuts the connection: open connections are closed and new ones fail until restored.
+    async fn cut(&self);
+    /// Lets connections through again.
+    async fn restore(&self);
+}
+
+/// Something a backend's broker truly cannot do; cases needing it are skipped and reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Capability {
+    /// Surviving a cut connection (the `reconnect` case).
+    Reconnect,
+}
+
+impl Capability {
+    /// The capability a case needs, if any.
+    pub fn needed_by(case: &str) -> Option<Capability> {
+        match case {
+            "reconnect" => Some(Capability::Reconnect),
+            _ => None,
+        }
+    }
+}
+
+/// One backend, as the suite sees it.
+#[derive(Clone)]
+pub struct Harness {
+    /// Backend name, for messages and the report.
+    pub name: &'static str,
+    /// Connects a new handle.
+    pub connect: Connect,
+    /// Connects a new handle through a [`Link`] the test can cut.
+    pub connect_cuttable: ConnectCuttable,
+    /// Capabilities the backend lacks, each with the reason.
+    pub lacks: Vec<(Capability, &'static str)>,
+}
+
+impl Harness {
+    /// A harness from two async closures.
+    pub fn new<C, CF, K, KF>(name: &'static str, connect: C, connect_cuttable: K) -> Self
+    where
+        C: Fn() -> CF + Send + Sync + 'static,
+        CF: Future<Output = Result<Arc<dyn PubSub>>> + Send + 'static,
+        K: Fn() -> KF + Send + Sync + 'static,
+        KF: Future<Output = Result<(Arc<dyn PubSub>, Box<dyn Link>)>> + Send + 'static,
+    {
+        Harness {
+            name,
+            connect: Arc::new(move || Box::pin(connect())),
+            connect_cuttable: Arc::new(move || Box::pin(connect_cuttable())),
+            lacks: Vec::new(),
+        }
+    }
+
+    /// Declares a capability the backend's broker cannot provide.
+    pub fn lacking(mut self, capability: Capability, reason: &'static str) -> Self {
+        self.lacks.push((capability, reason));
+        self
+    }
+
+    /// Why the backend cannot run `case`, if it cannot.
+    pub fn skip_reason(&self, case: &str) -> Option<&'static str> {
+        let needed = Capability::needed_by(case)?;
+        self.lacks
+            .iter()
+            .find(|(c, _)| *c == needed)
+            .map(|(_, why)| *why)
+    }
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("name", &self.name)
+            .field("lacks", &self.lacks)
+            .finish()
+    }
+}
+
+/// Runs one case, or prints why the backend skips it.
+pub async fn run_case(harness: &Harness, case: &str, scenario: impl Future<Output = ()>) {
+    match harness.skip_reason(case) {
+        Some(why) => println!("conformance[{}] {case}: SKIPPED ({why})", harness.name),
+        None => scenario.await,
+    }
+}
+
+/// Prints the suite's report for a backend: how many cases, and which are skipped and why.
+pub fn report(harness: &Harness, cases: &[&str]) {
+    let skipped: Vec<(&str, &str)> = cases
+        .iter()
+        .filter_map(|c| harness.skip_reason(c).map(|why| (*c, why)))
+        .collect();
+    println!(
+        "conformance[{}]: {} cases, {} run, {} skipped",
+        harness.name,
+        cases.len(),
+        cases.len() - skipped.len(),
+        skipped.len()
+    );
+    for (case, why) in skipped {
+        println!("  skipped {case}: {why}");
+    }
+}
+
+/// `base` scaled by `PUBSUB_TEST_TIME_SCALE` (a float, default 1) for slow machines.
+pub fn idle_timeout(base: Duration) -> Duration {
+    let scale = std::env::var("PUBSUB_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(1.0);
+    base.mul_f64(scale)
+}
+
+/// A fresh topic prefix (one token) for one case: never the same twice, in this process or
+/// across reruns.
+pub fn unique_prefix(case: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let clean: String = case
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    format!(
+        "t_{clean}_{}_{nanos:x}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[async_trait]
+impl Link for MemoryLink {
+    async fn cut(&self) {
+        MemoryLink::cut(self);
+    }
+    async fn restore(&self) {
+        MemoryLink::restore(self);
+    }
+}
+
+/// The memory backend: every handle joins the process-wide bus, as `memory://` does.
+pub fn memory_harness() -> Harness {
+    Harness::new(
+        "memory",
+        || async {
+            let hub = MemoryBus::global().connect().await?;
+            Ok(Arc::new(hub) as Arc<dyn PubSub>)
+        },
+        || async {
+            let config = MemoryConfig::default().with_publish_timeout(Duration::from_millis(500));
+            let (hub, link) = MemoryBus::global().connect_with(config).await?;
+            Ok((
+                Arc::new(hub) as Arc<dyn PubSub>,
+                Box::new(link) as Box<dyn Link>,
+            ))
+        },
+    )
+}

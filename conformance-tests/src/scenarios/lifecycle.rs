@@ -1,0 +1,219 @@
+//! Cases 7–10: unsubscribe, slow subscriber, concurrency, close.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use pubsub_core::{ErrorKind, Message, PubSub};
+
+use crate::support::*;
+use crate::{idle_timeout, unique_prefix, Harness};
+
+async fn filters_become(ps: &Arc<dyn PubSub>, n: usize, what: &str) {
+    eventually(what, Duration::from_secs(10), || {
+        ps.stats().native_filters == n
+    })
+    .await;
+}
+
+/// Dropping or unsubscribing stops delivery; the native filter goes with the last subscription.
+pub async fn unsubscribe(h: &Harness) {
+    let p = unique_prefix("unsubscribe");
+    let (ps, publisher) = (connect(h).await, connect(h).await);
+    assert_eq!(ps.stats().native_filters, 0);
+    for pat in [format!("{p}.u"), format!("{p}.w.*")] {
+        let t = pat.replace('*', "x");
+        let mut s1 = subscribe(&ps, &pat).await;
+        assert_eq!(
+            ps.stats().native_filters,
+            1,
+            "first subscription on {pat} adds a filter"
+        );
+        let mut s2 = subscribe(&ps, &pat).await;
+        assert_eq!(
+            ps.stats().native_filters,
+            1,
+            "second subscription on {pat} shares it"
+        );
+        publish(&publisher, &t, "1").await;
+        next(&mut s1, "before unsubscribe").await;
+        next(&mut s2, "before unsubscribe").await;
+
+        s1.unsubscribe().await.expect("unsubscribe");
+        assert_eq!(ps.stats().native_filters, 1, "s2 still needs the filter");
+        let before = ps.stats().delivered;
+        publish(&publisher, &t, "2").await;
+        next(&mut s2, "after the other unsubscribed").await;
+        assert_eq!(
+            ps.stats().delivered - before,
+            1,
+            "the unsubscribed one got a copy"
+        );
+
+        drop(s2);
+        filters_become(&ps, 0, "the last subscription dropped: filter removed").await;
+        assert_eq!(ps.stats().subscriptions, 0);
+        let mut witness = subscribe(&publisher, &pat).await;
+        let before = ps.stats().delivered;
+        publish(&publisher, &t, "3").await;
+        next(&mut witness, "witness").await;
+        assert_eq!(
+            ps.stats().delivered,
+            before,
+            "a dropped subscription got a copy"
+        );
+    }
+    shut_down(&ps).await;
+    shut_down(&publisher).await;
+}
+
+/// A stalled subscription drops its oldest messages, counts them exactly; others get all.
+pub async fn slow_subscriber(h: &Harness) {
+    const N: u32 = 200;
+    const CAP: usize = 16;
+    let p = unique_prefix("slow");
+    let (ps, publisher) = (connect(h).await, connect(h).await);
+    let t = format!("{p}.s");
+    let mut slow = subscribe_cap(&ps, &t, CAP).await;
+    let mut fast = subscribe_cap(&ps, &t, N as usize).await;
+    for i in 0..N {
+        publish(&publisher, &t, seq(2, i)).await;
+    }
+    take(&mut fast, N as usize, "fast subscription").await;
+    assert_eq!(fast.dropped(), 0);
+    eventually(
+        "slow subscription saw everything",
+        Duration::from_secs(5),
+        || slow.dropped() == u64::from(N) - CAP as u64,
+    )
+    .await;
+    let kept = take(&mut slow, CAP, "slow subscription").await;
+    let seqs: Vec<u32> = kept.iter().map(|m| unseq(m).1).collect();
+    assert_eq!(
+        seqs,
+        (N - CAP as u32..N).collect::<Vec<_>>(),
+        "the newest messages are kept"
+    );
+    assert_eq!(
+        slow.dropped(),
+        u64::from(N) - CAP as u64,
+        "drops counted exactly"
+    );
+    assert!(ps.stats().dropped >= u64::from(N) - CAP as u64);
+    shut_down(&ps).await;
+    shut_down(&publisher).await;
+}
+
+/// Concurrent publishers keep per-task order; subscribe/unsubscribe churn does not deadlock or
+/// disturb a long-lived subscription.
+pub async fn concurrency(h: &Harness) {
+    const TASKS: u32 = 8;
+    const EACH: u32 = 250;
+    let p = unique_prefix("concurrency");
+    let (ps, publisher) = (connect(h).await, connect(h).await);
+    let t = format!("{p}.churn.x");
+    let mut long = subscribe_cap(&ps, &format!("{p}.churn.>"), 10_000).await;
+
+    let churn = (0..4).map(|k| {
+        let ps = ps.clone();
+        let pats = [
+            format!("{p}.churn.*"),
+            format!("{p}.churn.>"),
+            format!("{p}.churn.x"),
+        ];
+        tokio::spawn(async move {
+            for i in 0..50 {
+                let sub = subscribe(&ps, &pats[(i + k) % 3]).await;
+                if i % 2 == 0 {
+                    sub.unsubscribe().await.expect("unsubscribe during churn");
+                } else {
+                    drop(sub);
+                }
+            }
+        })
+    });
+    let publishers = (0..TASKS).map(|task| {
+        let publisher = publisher.clone();
+        let t = t.clone();
+        tokio::spawn(async move {
+            for i in 0..EACH {
+                publisher
+                    .publish(Message::new(topic(&t), seq(task, i)))
+                    .await
+                    .expect("concurrent publish");
+            }
+        })
+    });
+    let all = join_all(churn.chain(publishers));
+    let done = tokio::time::timeout(idle_timeout(Duration::from_secs(60)), all)
+        .await
+        .expect("concurrent publish and churn did not finish: deadlock?");
+    for r in done {
+        r.expect("a concurrent task panicked");
+    }
+
+    let got = take(
+        &mut long,
+        (TASKS * EACH) as usize,
+        "long-lived subscription",
+    )
+    .await;
+    let mut next_of = vec![0u32; TASKS as usize];
+    for m in &got {
+        let (task, i) = unseq(m);
+        assert_eq!(
+            i, next_of[task as usize],
+            "task {task}'s messages out of order"
+        );
+        next_of[task as usize] += 1;
+    }
+    filters_become(&ps, 1, "after churn only the long-lived filter remains").await;
+    assert_eq!(ps.stats().subscriptions, 1);
+    shut_down(&ps).await;
+    shut_down(&publisher).await;
+}
+
+/// After `close`: streams end, calls fail with `Closed`, a second close is fine, no task is left.
+pub async fn close(h: &Harness) {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    let p = unique_prefix("close");
+    let ps = connect(h).await;
+    let mut subs = vec![
+        subscribe(&ps, &format!("{p}.a")).await,
+        subscribe(&ps, &format!("{p}.*")).await,
+        subscribe(&ps, &format!("{p}.>")).await,
+    ];
+    publish(&ps, &format!("{p}.a"), "x").await;
+    for sub in &mut subs {
+        next(sub, "before close").await;
+    }
+    ps.close().await.expect("close");
+    for sub in &mut subs {
+        match tokio::time::timeout(idle(), sub.recv()).await {
+            Ok(None) => {}
+            Ok(Some(m)) => panic!("{} got {m:?} after close", sub.pattern()),
+            Err(_) => panic!("{}: stream did not end after close", sub.pattern()),
+        }
+    }
+    let err = ps
+        .publish(Message::new(topic(&format!("{p}.a")), "y"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "publish after close: {err}");
+    let err = ps.subscribe(pattern(&format!("{p}.b"))).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Closed,
+        "subscribe after close: {err}"
+    );
+    ps.close().await.expect("a second close is fine");
+    drop(subs);
+    drop(ps);
+    eventually(
+        "every task of the handle ended after close",
+        Duration::from_secs(10),
+        || metrics.num_alive_tasks() <= baseline,
+    )
+    .await;
+}
