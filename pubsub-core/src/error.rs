@@ -25,6 +25,9 @@ pub enum Error {
     /// A header name or value is not allowed.
     #[error("invalid header: {0}")]
     InvalidHeader(#[from] crate::headers::HeaderError),
+    /// Bytes that start like an envelope frame are not a valid one.
+    #[error("invalid envelope frame: {0}")]
+    InvalidFrame(#[from] crate::envelope::EnvelopeError),
     /// A connection URL or configuration value is not usable.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
@@ -105,6 +108,7 @@ impl Error {
             Error::InvalidTopic(_)
             | Error::InvalidPattern(_)
             | Error::InvalidHeader(_)
+            | Error::InvalidFrame(_)
             | Error::InvalidConfig(_) => ErrorKind::Invalid,
             Error::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
             Error::Unsupported { .. } | Error::FeatureDisabled { .. } => ErrorKind::Unsupported,

@@ -84,6 +84,15 @@ impl Headers {
         Ok(())
     }
 
+    /// Appends a header whose name and value the caller has already checked with
+    /// [`check_name`] and [`check_value`] and whose name is not present yet (the envelope
+    /// decoder, which tracks names in a set, so that decoding stays linear in the header count).
+    pub(crate) fn push_checked(&mut self, name: &str, value: &str) {
+        debug_assert!(check_name(name).is_ok() && check_value(name, value).is_ok());
+        debug_assert!(self.get(name).is_none());
+        self.entries.push((name.into(), value.into()));
+    }
+
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.entries

@@ -1,0 +1,37 @@
+//! The envelope decoder on arbitrary bytes, as they are and behind a valid preamble.
+//!
+//! Whatever decodes must re-encode to a frame that decodes to the same headers and payload;
+//! whatever does not must come back whole from `decode_lossy`.
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use pubsub_core::envelope::{self, MAGIC, VERSION};
+
+fuzz_target!(|data: &[u8]| {
+    check(Bytes::copy_from_slice(data));
+    let mut framed = MAGIC.to_vec();
+    framed.push(VERSION);
+    framed.extend_from_slice(data);
+    check(Bytes::from(framed));
+});
+
+fn check(frame: Bytes) {
+    let lossy = envelope::decode_lossy(frame.clone());
+    match envelope::decode(frame.clone()) {
+        Ok(decoded) => {
+            assert_eq!(lossy, decoded);
+            let again = envelope::encode(&decoded.headers, &decoded.payload);
+            if !decoded.payload.starts_with(&MAGIC) {
+                let len = envelope::encoded_len(&decoded.headers, decoded.payload.len());
+                assert_eq!(again.len(), len);
+            }
+            let redecoded = envelope::decode(again);
+            assert_eq!(redecoded.as_ref(), Ok(&decoded));
+        }
+        Err(_) => {
+            assert!(lossy.headers.is_empty());
+            assert_eq!(lossy.payload, frame);
+        }
+    }
+}
