@@ -2,7 +2,7 @@
 # The project's test command (README; called by .ci/run).
 # 1. makes sure every broker the tests need is up (starting it if it is down; fails if it can't);
 # 2. runs every test of the workspace with every backend feature on, conformance suites included;
-# 3. runs the doc tests.
+# 3. runs the doc tests, then prints each backend's conformance report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +14,7 @@ else
   cargo test --workspace --all-features --no-fail-fast
 fi
 cargo test --workspace --all-features --doc
+
+# The conformance report of every backend: how many cases ran, which were skipped and why.
+cargo test -q -p conformance-tests --all-features --tests -- --exact report --nocapture 2>&1 |
+  grep -E '^(conformance|  skipped)'
