@@ -1,0 +1,552 @@
+//! [`RedisConfig`]: where the Redis server is and how the adapter behaves.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::types::config::{
+    Config as FredConfig, ConnectionConfig, PerformanceConfig, ReconnectPolicy, ServerConfig,
+    TcpConfig, TlsConfig,
+};
+use pubsub_core::{Backoff, HubConfig};
+
+use crate::Error;
+
+/// Default largest payload: 4 MiB.
+///
+/// Redis itself accepts bulk strings up to 512 MB, but it disconnects a subscriber whose output
+/// buffer passes 32 MB (`client-output-buffer-limit pubsub 32mb 8mb 60` by default), so a
+/// limit far below that keeps one large message from costing every subscriber its connection.
+pub const DEFAULT_MAX_PAYLOAD: usize = 4 * 1024 * 1024;
+
+/// Room for headers on top of `max_payload`: a message whose envelope (payload plus headers)
+/// is larger than `max_payload + HEADER_ALLOWANCE` is refused before any I/O.
+pub const HEADER_ALLOWANCE: usize = 64 * 1024;
+
+/// Default capacity of fred's broadcast channel of received messages, per subscriber connection.
+pub const DEFAULT_BROADCAST_CAPACITY: usize = 16 * 1024;
+
+/// Default number of leading literal tokens of a wildcard pattern that go into its `PSUBSCRIBE`
+/// glob (see [`RedisConfig::pattern_depth`]).
+pub const DEFAULT_PATTERN_DEPTH: usize = 2;
+
+/// Largest [`RedisConfig::pattern_depth`]: a topic of at most 255 bytes has at most 128 tokens.
+pub const MAX_PATTERN_DEPTH: usize = 128;
+
+/// Settings of a Redis handle.
+///
+/// Build it from a URL with [`RedisConfig::from_url`] (`redis://[user:password@]host[:port][/db]`
+/// or `rediss://…` for TLS), or start from [`RedisConfig::default`] (`redis://127.0.0.1:6379`),
+/// then adjust it with the `with_*` setters. `Debug` never shows the password.
+///
+/// ```
+/// use std::time::Duration;
+/// use pubsub_redis::RedisConfig;
+/// let config = RedisConfig::from_url("redis://app:s3cret@127.0.0.1:6379/0")?
+///     .with_publish_timeout(Duration::from_secs(2))
+///     .with_max_payload(1 << 20);
+/// assert_eq!(config.port, 6379);
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// # Ok::<(), pubsub_redis::Error>(())
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// Host name or IP address of the server.
+    pub host: String,
+    /// TCP port of the server.
+    pub port: u16,
+    /// ACL user name, if any.
+    pub username: Option<String>,
+    password: Option<String>,
+    /// Database number (`SELECT`); pub/sub channels are global, so this rarely matters.
+    pub database: Option<u8>,
+    /// Whether to use TLS (`rediss://`), with the system's root certificates.
+    pub tls: bool,
+    /// Largest payload accepted by `publish`, in bytes.
+    pub max_payload: usize,
+    /// How long `publish` waits while the connection is down before failing with a timeout.
+    pub publish_timeout: Duration,
+    /// How long `subscribe` and `unsubscribe` wait for Redis (including while disconnected).
+    pub command_timeout: Duration,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Reconnect policy (exponential, capped, with jitter).
+    pub backoff: Backoff,
+    /// Settings of the shared hub (default subscription buffer size).
+    pub hub: HubConfig,
+    /// Capacity of fred's broadcast channel of received messages, per subscriber connection.
+    /// When the reader falls this far behind, messages are lost and counted in
+    /// [`Stats::dropped`](pubsub_core::Stats::dropped).
+    pub broadcast_capacity: usize,
+    /// How many leading literal tokens of a wildcard pattern go into its `PSUBSCRIBE` glob.
+    ///
+    /// `room.42.>` becomes `room.42.*` with depth 2 and `room.*` with depth 1. Deeper globs let
+    /// Redis filter more precisely; each distinct glob depth in use takes one subscriber
+    /// connection (at most `pattern_depth + 1`, created when first needed), because that is how
+    /// the adapter tells which glob a message came through. Depth 0 uses the single glob `*`
+    /// (every channel) and one subscriber connection.
+    pub pattern_depth: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            host: "127.0.0.1".to_string(),
+            port: 6379,
+            username: None,
+            password: None,
+            database: None,
+            tls: false,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            publish_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            backoff: Backoff::default(),
+            hub: HubConfig::default(),
+            broadcast_capacity: DEFAULT_BROADCAST_CAPACITY,
+            pattern_depth: DEFAULT_PATTERN_DEPTH,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Parses `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS).
+    ///
+    /// User name and password are percent-decoded. Errors are [`Error::InvalidConfig`] and never
+    /// contain the password (nor the URL).
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::InvalidConfig(format!("the Redis URL does not parse: {e}")))?;
+        let tls = match parsed.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            other => {
+                return Err(Error::InvalidConfig(format!(
+                    "unsupported URL scheme `{}`; expected `redis://` or `rediss://`",
+                    sanitize(other)
+                )))
+            }
+        };
+        let host = match parsed.host() {
+            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            _ => {
+                return Err(Error::InvalidConfig(
+                    "the Redis URL has no host".to_string(),
+                ))
+            }
+        };
+        let port = parsed.port().unwrap_or(6379);
+        let username = Some(decode(parsed.username(), "user name")?).filter(|u| !u.is_empty());
+        let password = match parsed.password() {
+            Some(p) => Some(decode(p, "password")?),
+            None => None,
+        };
+        let database = match parsed.path().trim_start_matches('/') {
+            "" => None,
+            db => Some(db.parse::<u8>().map_err(|_| {
+                Error::InvalidConfig(
+                    "the path of a Redis URL must be a database number from 0 to 255".to_string(),
+                )
+            })?),
+        };
+        if let Some((key, _)) = parsed.query_pairs().next() {
+            return Err(Error::InvalidConfig(format!(
+                "unsupported query parameter `{}` in the Redis URL",
+                sanitize(&key)
+            )));
+        }
+        Ok(RedisConfig {
+            host,
+            port,
+            username,
+            password,
+            database,
+            tls,
+            ..RedisConfig::default()
+        })
+    }
+
+    /// Sets the server address.
+    pub fn with_server(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.host = host.into();
+        self.port = port;
+        self
+    }
+
+    /// Sets the credentials: an ACL user (or `None` for the default user) and its password.
+    pub fn with_credentials(
+        mut self,
+        username: Option<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.username = username;
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Whether a password is set (the password itself is only handed to fred).
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// Selects a database number.
+    pub fn with_database(mut self, database: Option<u8>) -> Self {
+        self.database = database;
+        self
+    }
+
+    /// Turns TLS on or off.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets the largest payload accepted by `publish`.
+    pub fn with_max_payload(mut self, max: usize) -> Self {
+        self.max_payload = max;
+        self
+    }
+
+    /// Sets how long `publish` waits while disconnected.
+    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
+        self
+    }
+
+    /// Sets how long `subscribe`/`unsubscribe` wait for Redis.
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Sets how long one connection attempt may take.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the reconnect policy.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets the hub's settings (default subscription buffer size).
+    pub fn with_hub(mut self, hub: HubConfig) -> Self {
+        self.hub = hub;
+        self
+    }
+
+    /// Sets the default buffer capacity of a subscription (at least 1).
+    pub fn with_subscription_capacity(mut self, capacity: usize) -> Self {
+        self.hub = self.hub.with_default_capacity(capacity);
+        self
+    }
+
+    /// Sets the capacity of fred's broadcast channel of received messages (at least 16).
+    pub fn with_broadcast_capacity(mut self, capacity: usize) -> Self {
+        self.broadcast_capacity = capacity.max(16);
+        self
+    }
+
+    /// Sets how many leading literal tokens of a wildcard pattern go into its glob.
+    pub fn with_pattern_depth(mut self, depth: usize) -> Self {
+        self.pattern_depth = depth;
+        self
+    }
+
+    /// `host:port` for messages and `Debug` (never the credentials).
+    pub(crate) fn server_label(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.host.is_empty() {
+            return Err(Error::InvalidConfig("the Redis host is empty".to_string()));
+        }
+        if self.max_payload == 0 {
+            return Err(Error::InvalidConfig(
+                "max_payload must be at least 1".to_string(),
+            ));
+        }
+        if self.publish_timeout.is_zero() || self.command_timeout.is_zero() {
+            return Err(Error::InvalidConfig(
+                "publish and command timeouts must be positive".to_string(),
+            ));
+        }
+        if self.broadcast_capacity == 0 {
+            return Err(Error::InvalidConfig(
+                "broadcast_capacity must be at least 1".to_string(),
+            ));
+        }
+        if self.pattern_depth > MAX_PATTERN_DEPTH {
+            return Err(Error::InvalidConfig(format!(
+                "pattern_depth must be at most {MAX_PATTERN_DEPTH}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// fred's connection settings for one client of this handle.
+    pub(crate) fn fred_config(&self) -> Result<FredConfig, Error> {
+        let tls = if self.tls {
+            Some(rustls_config()?)
+        } else {
+            None
+        };
+        Ok(FredConfig {
+            server: ServerConfig::new_centralized(self.host.clone(), self.port),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            database: self.database,
+            tls,
+            fail_fast: true,
+            ..FredConfig::default()
+        })
+    }
+
+    /// fred's performance settings; `capacity` sizes its broadcast channels.
+    pub(crate) fn fred_performance(&self, capacity: usize) -> PerformanceConfig {
+        PerformanceConfig {
+            broadcast_channel_capacity: capacity,
+            ..PerformanceConfig::default()
+        }
+    }
+
+    /// fred's connection settings: `TCP_NODELAY`, and TCP keepalive with `TCP_USER_TIMEOUT`
+    /// ([`RedisConfig::command_timeout`]) so that a connection whose peer vanished without a
+    /// reset (a silent network fault) is closed and reconnected, whether it is idle (keepalive,
+    /// within about a minute) or has data waiting to be acknowledged. Both are socket options:
+    /// they cost nothing per message.
+    pub(crate) fn fred_connection(&self) -> ConnectionConfig {
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(10))
+            .with_retries(3);
+        ConnectionConfig {
+            connection_timeout: self.connect_timeout,
+            internal_command_timeout: self.connect_timeout,
+            tcp: TcpConfig {
+                nodelay: Some(true),
+                keepalive: Some(keepalive),
+                user_timeout: Some(self.command_timeout),
+                ..TcpConfig::default()
+            },
+            ..ConnectionConfig::default()
+        }
+    }
+
+    /// fred's reconnect policy built from [`RedisConfig::backoff`].
+    pub(crate) fn fred_policy(&self) -> ReconnectPolicy {
+        reconnect_policy(&self.backoff)
+    }
+}
+
+/// fred's exponential policy from our [`Backoff`]: retry forever; attempt `n` waits
+/// `initial × (1 − jitter) × multiplier^n` plus a random `0 ..= initial × jitter`, capped at
+/// `max`. So the first retry falls in `initial × (1 − jitter) ..= initial` exactly as
+/// [`Backoff::delay`] says; later ones keep a jitter window of `initial × jitter` (fred adds a
+/// fixed amount of jitter rather than a fraction) and fred's base is an integer (the multiplier
+/// rounded, at least 1).
+pub(crate) fn reconnect_policy(backoff: &Backoff) -> ReconnectPolicy {
+    let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    let initial = ms(backoff.initial).max(1);
+    let max = ms(backoff.max).max(initial);
+    let jitter = if backoff.jitter.is_finite() {
+        backoff.jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let jitter_ms = (f64::from(initial) * jitter).round() as u32;
+    let min_delay = initial.saturating_sub(jitter_ms).max(1);
+    let base = if backoff.multiplier.is_finite() {
+        backoff.multiplier.round().clamp(1.0, 1000.0) as u32
+    } else {
+        2
+    };
+    let mut policy = ReconnectPolicy::new_exponential(0, min_delay, max, base);
+    policy.set_jitter(jitter_ms);
+    policy
+}
+
+fn rustls_config() -> Result<TlsConfig, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        return Err(Error::InvalidConfig(format!(
+            "rediss:// needs root certificates, and none could be loaded from the system ({} errors)",
+            loaded.errors.len()
+        )));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::InvalidConfig(format!("TLS setup failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConfig::from(config))
+}
+
+fn decode(part: &str, what: &str) -> Result<String, Error> {
+    percent_encoding::percent_decode_str(part)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| {
+            Error::InvalidConfig(format!("the {what} in the Redis URL is not valid UTF-8"))
+        })
+}
+
+/// A short, printable excerpt of a URL part that holds no secret, for error messages.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .take(32)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("tls", &self.tls)
+            .field("max_payload", &self.max_payload)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &self.backoff)
+            .field("hub", &self.hub)
+            .field("broadcast_capacity", &self.broadcast_capacity)
+            .field("pattern_depth", &self.pattern_depth)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "pa55-w0rd!";
+
+    #[test]
+    fn parses_urls() {
+        let c = RedisConfig::from_url("redis://127.0.0.1:6379").unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.tls), ("127.0.0.1", 6379, false));
+        assert_eq!(
+            (c.username.clone(), c.has_password(), c.database),
+            (None, false, None)
+        );
+
+        let c = RedisConfig::from_url("rediss://alice:p%40ss@cache.example:6380/3").unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.tls),
+            ("cache.example", 6380, true)
+        );
+        assert_eq!(c.username.as_deref(), Some("alice"));
+        assert_eq!(c.password.as_deref(), Some("p@ss"));
+        assert_eq!(c.database, Some(3));
+
+        let c = RedisConfig::from_url("redis://:only-pass@localhost").unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("localhost", 6379));
+        assert_eq!(c.username, None);
+        assert_eq!(c.password.as_deref(), Some("only-pass"));
+
+        let c = RedisConfig::from_url("redis://[::1]:7000/").unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.database), ("::1", 7000, None));
+        assert_eq!(c.server_label(), "[::1]:7000");
+    }
+
+    #[test]
+    fn bad_urls_are_typed_errors_without_the_password() {
+        let bad = [
+            format!("http://u:{SECRET}@host"),
+            format!("redis://u:{SECRET}@host:notaport"),
+            format!("redis://u:{SECRET}@host:6379/db7"),
+            format!("redis://u:{SECRET}@host:6379/256"),
+            format!("redis://u:{SECRET}@:6379"),
+            format!("redis://u:{SECRET}@host/?password={SECRET}"),
+            format!("redis:u:{SECRET}@host"),
+            format!("redis://u:{SECRET}%ff@host"),
+            format!("u:{SECRET}@host:6379"),
+            String::new(),
+            "redis://".to_string(),
+        ];
+        for url in bad {
+            let err = RedisConfig::from_url(&url).expect_err(&url.replace(SECRET, "***"));
+            assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains(SECRET), "leaks the password: {text}");
+            let core: pubsub_core::Error = err.into();
+            assert_eq!(core.kind(), pubsub_core::ErrorKind::Invalid);
+            assert!(!format!("{core} {core:?}").contains(SECRET));
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c = RedisConfig::from_url(&format!("redis://bob:{SECRET}@h:1/2")).unwrap();
+        let text = format!("{c:?} {c:#?}");
+        assert!(!text.contains(SECRET), "{text}");
+        assert!(
+            text.contains("<redacted>") && text.contains("bob"),
+            "{text}"
+        );
+        let c = RedisConfig::default().with_credentials(None, SECRET);
+        assert!(!format!("{c:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn tls_config_builds_without_a_global_crypto_provider() {
+        let c = RedisConfig::from_url("rediss://localhost").unwrap();
+        // Either the system has root certificates or we get a typed error; never a panic.
+        match c.fred_config() {
+            Ok(f) => assert!(f.tls.is_some()),
+            Err(e) => assert!(matches!(e, Error::InvalidConfig(_))),
+        }
+    }
+
+    #[test]
+    fn policy_from_backoff() {
+        let b = Backoff::default()
+            .with_initial(Duration::from_millis(100))
+            .with_max(Duration::from_secs(5))
+            .with_multiplier(2.0)
+            .with_jitter(0.2);
+        let mut policy = reconnect_policy(&b);
+        match policy {
+            ReconnectPolicy::Exponential {
+                max_attempts,
+                min_delay,
+                max_delay,
+                base,
+                jitter,
+                ..
+            } => {
+                assert_eq!(max_attempts, 0, "retry forever");
+                assert_eq!((min_delay, max_delay, base, jitter), (80, 5000, 2, 20));
+            }
+            ref other => panic!("{other:?}"),
+        }
+        let delays: Vec<u64> = (0..10).map(|_| policy.next_delay().unwrap()).collect();
+        assert!((80..=100).contains(&delays[0]), "{delays:?}");
+        assert!((160..=180).contains(&delays[1]), "{delays:?}");
+        assert_eq!(delays[9], 5000, "capped: {delays:?}");
+        // Nonsense values never panic.
+        let mut odd = Backoff::default();
+        odd.multiplier = f64::NAN;
+        odd.jitter = 7.0;
+        odd.initial = Duration::ZERO;
+        let _ = reconnect_policy(&odd);
+    }
+}

@@ -1,0 +1,753 @@
+//! Integration tests of the Redis adapter against a real Redis (`PUBSUB_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`). They fail, never skip, when Redis cannot be reached.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{drain, next, prefix, redis_addr, redis_url, TcpProxy};
+use fred::interfaces::{ClientLike, PubsubInterface};
+use pubsub_core::{envelope, ErrorKind, Message, PubSub, SubscribeOptions};
+use pubsub_redis::{fred, RedisConfig};
+
+const WAIT: Duration = Duration::from_secs(5);
+const IDLE: Duration = Duration::from_millis(300);
+
+fn config() -> RedisConfig {
+    RedisConfig::from_url(&redis_url()).expect("PUBSUB_REDIS_URL is a valid Redis URL")
+}
+
+async fn handle(config: RedisConfig) -> pubsub_core::Hub {
+    pubsub_redis::connect(config)
+        .await
+        .expect("Redis must be reachable at PUBSUB_REDIS_URL (default redis://127.0.0.1:6379)")
+}
+
+async fn raw_client() -> fred::clients::Client {
+    let config = fred::types::config::Config::from_url(&redis_url()).unwrap();
+    let client = fred::clients::Client::new(config, None, None, None);
+    client.init().await.expect("Redis must be reachable");
+    client
+}
+
+fn msg(topic: &str, payload: impl Into<Bytes>) -> Message {
+    Message::new(topic.parse().unwrap(), payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_payloads_and_headers() {
+    let p = prefix("rt");
+    let ps = handle(config()).await;
+    let mut sub = ps
+        .subscribe(format!("{p}.>").parse().unwrap())
+        .await
+        .unwrap();
+    let binary: Vec<u8> = (0..=255u8).collect();
+    let big: Vec<u8> = (0..1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let with_headers = Message::builder(format!("{p}.h").parse().unwrap())
+        .payload(&b"\xF5PSE not a frame"[..])
+        .header("content-type", "application/octet-stream")
+        .header("trace", "abc \u{e9}")
+        .build()
+        .unwrap();
+    let sent = vec![
+        msg(&format!("{p}.empty"), Bytes::new()),
+        msg(&format!("{p}.bin"), binary),
+        msg(&format!("{p}.big"), big),
+        with_headers,
+        msg(
+            &format!("{p}.magic"),
+            Bytes::from_static(b"\xF5PSE\x01\x00raw"),
+        ),
+    ];
+    for m in &sent {
+        ps.publish(m.clone()).await.unwrap();
+    }
+    for m in &sent {
+        let got = next(&mut sub, WAIT).await.expect("message");
+        assert_eq!(got, *m);
+    }
+    ps.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_and_malformed_payloads_arrive_as_plain_bytes() {
+    let p = prefix("foreign");
+    let ps = handle(config()).await;
+    let mut exact = ps
+        .subscribe(format!("{p}.x").parse().unwrap())
+        .await
+        .unwrap();
+    let mut wild = ps
+        .subscribe(format!("{p}.*").parse().unwrap())
+        .await
+        .unwrap();
+    let raw = raw_client().await;
+    let plain = Bytes::from_static(b"hello from redis-cli");
+    let mut malformed = envelope::MAGIC.to_vec();
+    malformed.extend_from_slice(b"\x01\x05ab"); // a header name longer than the frame
+    let malformed = Bytes::from(malformed);
+    let bad_version = Bytes::from_static(b"\xF5PSE\x09 future");
+    for payload in [&plain, &malformed, &bad_version] {
+        let _: i64 = raw
+            .publish(format!("{p}.x"), payload.clone())
+            .await
+            .unwrap();
+    }
+    // A channel that is not a valid topic is ignored, not an error.
+    let _: i64 = raw.publish(format!("{p}.bad topic"), "x").await.unwrap();
+    for sub in [&mut exact, &mut wild] {
+        for payload in [&plain, &malformed, &bad_version] {
+            let got = next(sub, WAIT).await.expect("message");
+            assert!(got.headers().is_empty());
+            assert_eq!(got.payload(), payload);
+        }
+        assert!(next(sub, IDLE).await.is_none());
+    }
+    raw.quit().await.unwrap();
+    ps.close().await.unwrap();
+}
+
+/// Every subscription gets exactly one copy, however the handle's native filters overlap,
+/// for every glob depth (so that globs of several classes and the shared glob `*` coexist).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_subscriptions_get_one_copy_each() {
+    for depth in [0, 1, 2, 3, 5] {
+        let p = prefix(&format!("overlap{depth}"));
+        let ps = handle(config().with_pattern_depth(depth)).await;
+        let other = handle(config()).await;
+        let patterns = [
+            format!("{p}.a.b"),
+            format!("{p}.a.*"),
+            format!("{p}.a.*"),
+            format!("{p}.a.>"),
+            format!("{p}.>"),
+            format!("{p}.*.b"),
+            "*.*.a.b".to_string(),
+            ">".to_string(),
+        ];
+        // Large buffers: `>` and `*.*.a.b` also see whatever else this Redis is carrying.
+        let mut subs = Vec::new();
+        for pattern in &patterns {
+            let options = SubscribeOptions::default().with_capacity(1 << 20);
+            subs.push(
+                ps.subscribe_with(pattern.parse().unwrap(), options)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut miss = other
+            .subscribe(format!("{p}.a.c").parse().unwrap())
+            .await
+            .unwrap();
+        for i in 0..3u8 {
+            ps.publish(msg(&format!("{p}.a.b"), vec![i])).await.unwrap();
+        }
+        for (pattern, sub) in patterns.iter().zip(subs.iter_mut()) {
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                let m = next(sub, WAIT)
+                    .await
+                    .unwrap_or_else(|| panic!("{pattern} @ {depth}"));
+                if m.topic().as_str().starts_with(&p) {
+                    got.push(m.payload()[0]);
+                }
+            }
+            let extra: Vec<_> = drain(sub, IDLE)
+                .await
+                .into_iter()
+                .filter(|m| m.topic().as_str().starts_with(&p))
+                .collect();
+            assert!(
+                extra.is_empty(),
+                "{pattern} @ depth {depth}: duplicates {extra:?}"
+            );
+            assert_eq!(got, vec![0, 1, 2], "{pattern} @ depth {depth}");
+        }
+        assert!(next(&mut miss, IDLE).await.is_none());
+        drop(subs);
+        ps.close().await.unwrap();
+        other.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glob_characters_in_topics_are_literal() {
+    let p = prefix("glob");
+    let ps = handle(config().with_pattern_depth(4)).await;
+    let mut exact = ps
+        .subscribe(format!("{p}.a[1].b?").parse().unwrap())
+        .await
+        .unwrap();
+    let mut wild = ps
+        .subscribe(format!("{p}.a[1].*").parse().unwrap())
+        .await
+        .unwrap();
+    let mut slash = ps
+        .subscribe(format!("{p}.x\\y.*").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ps.stats().native_filters, 3);
+    for topic in [
+        "a1.bx",
+        "a1.b?",
+        "ab.x",
+        "a[1]x.b",
+        "xy.z",
+        "x\\\\y.z",
+        "a\\[1\\].b",
+    ] {
+        ps.publish(msg(&format!("{p}.{topic}"), "no"))
+            .await
+            .unwrap();
+    }
+    ps.publish(msg(&format!("{p}.a[1].b?"), "yes"))
+        .await
+        .unwrap();
+    ps.publish(msg(&format!("{p}.x\\y.z"), "yes"))
+        .await
+        .unwrap();
+    let e = drain(&mut exact, IDLE).await;
+    let w = drain(&mut wild, IDLE).await;
+    let s = drain(&mut slash, IDLE).await;
+    let topics = |v: &Vec<Message>| {
+        v.iter()
+            .map(|m| m.topic().as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(topics(&e), vec![format!("{p}.a[1].b?")]);
+    assert_eq!(topics(&w), vec![format!("{p}.a[1].b?")]);
+    assert_eq!(topics(&s), vec![format!("{p}.x\\y.z")]);
+    ps.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_is_live_when_it_resolves() {
+    let p = prefix("ready");
+    let ps = handle(config()).await;
+    let other = handle(config()).await;
+    for i in 0..40 {
+        let pattern = match i % 4 {
+            0 => format!("{p}.{i}.x"),
+            1 => format!("{p}.{i}.*"),
+            2 => format!("{p}.*.x"),
+            _ => format!("{p}.>"),
+        };
+        let mut sub = ps.subscribe(pattern.parse().unwrap()).await.unwrap();
+        other
+            .publish(msg(&format!("{p}.{i}.x"), "now"))
+            .await
+            .unwrap();
+        let got = next(&mut sub, WAIT).await;
+        assert!(
+            got.is_some(),
+            "missed the first message after subscribing {pattern}"
+        );
+        sub.unsubscribe().await.unwrap();
+    }
+    ps.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_removes_the_native_filters() {
+    let p = prefix("unsub");
+    let ps = handle(config()).await;
+    let raw = raw_client().await;
+    let channel = format!("{p}.a");
+    let a = ps.subscribe(channel.parse().unwrap()).await.unwrap();
+    let b = ps.subscribe(channel.parse().unwrap()).await.unwrap();
+    let w = ps
+        .subscribe(format!("{p}.>").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ps.stats().native_filters, 2);
+    let channels: Vec<String> = raw.pubsub_channels(format!("{p}*")).await.unwrap();
+    assert_eq!(channels, vec![channel.clone()]);
+    a.unsubscribe().await.unwrap();
+    assert_eq!(
+        ps.stats().native_filters,
+        2,
+        "still needed by the second subscription"
+    );
+    b.unsubscribe().await.unwrap();
+    let channels: Vec<String> = raw.pubsub_channels(format!("{p}*")).await.unwrap();
+    assert!(channels.is_empty(), "{channels:?}");
+    drop(w);
+    for _ in 0..100 {
+        if ps.stats().native_filters == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ps.stats().native_filters, 0);
+    raw.quit().await.unwrap();
+    ps.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_limits_are_checked_before_any_io() {
+    let p = prefix("limit");
+    let ps = handle(config().with_max_payload(1000)).await;
+    assert_eq!(ps.max_payload(), 1000);
+    let mut sub = ps
+        .subscribe(format!("{p}.x").parse().unwrap())
+        .await
+        .unwrap();
+    ps.publish(msg(&format!("{p}.x"), vec![1u8; 1000]))
+        .await
+        .unwrap();
+    let err = ps
+        .publish(msg(&format!("{p}.x"), vec![1u8; 1001]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PayloadTooLarge);
+    let huge_header = "v".repeat(pubsub_redis::HEADER_ALLOWANCE + 1000);
+    let m = Message::builder(format!("{p}.x").parse().unwrap())
+        .payload("small")
+        .header("big", huge_header)
+        .build()
+        .unwrap();
+    let err = ps.publish(m).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PayloadTooLarge);
+    let got = drain(&mut sub, IDLE).await;
+    assert_eq!(got.len(), 1, "only the message within the limit was sent");
+    ps.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_a_cut_and_keeps_streams_open() {
+    let p = prefix("cut");
+    let proxy = TcpProxy::start(&redis_addr()).await;
+    let addr = proxy.local_addr();
+    let ps = handle(
+        config()
+            .with_server(addr.ip().to_string(), addr.port())
+            .with_publish_timeout(Duration::from_millis(500)),
+    )
+    .await;
+    let observer = handle(config()).await;
+    let mut exact = ps
+        .subscribe(format!("{p}.a.b").parse().unwrap())
+        .await
+        .unwrap();
+    let mut wild = ps
+        .subscribe(format!("{p}.*.b").parse().unwrap())
+        .await
+        .unwrap();
+    let mut all = ps
+        .subscribe_with(
+            ">".parse().unwrap(),
+            SubscribeOptions::default().with_capacity(1 << 20),
+        )
+        .await
+        .unwrap();
+    let mut seen = observer
+        .subscribe(format!("{p}.>").parse().unwrap())
+        .await
+        .unwrap();
+
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let err = ps
+        .publish(msg(&format!("{p}.a.b"), "lost"))
+        .await
+        .unwrap_err();
+    // A time-out once the loss is known; a connection error if the PUBLISH was written first.
+    assert!(err.is_temporary(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    proxy.restore();
+
+    // After recovery the handle's own publish waits until its subscriptions are restored.
+    let mut published = false;
+    for _ in 0..50 {
+        match ps.publish(msg(&format!("{p}.a.b"), "after")).await {
+            Ok(()) => {
+                published = true;
+                break;
+            }
+            Err(e) => assert!(e.is_temporary(), "{e}"),
+        }
+    }
+    assert!(published, "publish never recovered");
+    for sub in [&mut exact, &mut wild] {
+        let got = next(sub, WAIT).await.expect("message after the reconnect");
+        assert_eq!(got.payload().as_ref(), b"after");
+    }
+    let got = loop {
+        let m = next(&mut all, WAIT)
+            .await
+            .expect("message after the reconnect");
+        if m.topic().as_str().starts_with(&p) {
+            break m;
+        }
+    };
+    assert_eq!(got.payload().as_ref(), b"after");
+    // Messages from another handle reach the restored subscriptions too.
+    observer
+        .publish(msg(&format!("{p}.c.b"), "from elsewhere"))
+        .await
+        .unwrap();
+    let got = next(&mut wild, WAIT)
+        .await
+        .expect("message from the other handle");
+    assert_eq!(got.payload().as_ref(), b"from elsewhere");
+    let observed: Vec<_> = drain(&mut seen, IDLE)
+        .await
+        .into_iter()
+        .map(|m| m.payload().clone())
+        .collect();
+    assert!(
+        !observed.iter().any(|p| p.as_ref() == b"lost"),
+        "a timed-out publish was sent later"
+    );
+    ps.close().await.unwrap();
+    observer.close().await.unwrap();
+    assert!(exact.recv().await.is_none(), "streams end after close");
+}
+
+/// A connection that silently stops answering (no reset): a publish in flight ends with a
+/// temporary error within about `command_timeout`, and the handle recovers afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_detected_and_publish_is_bounded() {
+    let p = prefix("frozen");
+    let proxy = TcpProxy::start(&redis_addr()).await;
+    let addr = proxy.local_addr();
+    let ps = handle(
+        config()
+            .with_server(addr.ip().to_string(), addr.port())
+            .with_publish_timeout(Duration::from_millis(500))
+            .with_command_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    let observer = handle(config()).await;
+    let mut sub = ps
+        .subscribe(format!("{p}.x").parse().unwrap())
+        .await
+        .unwrap();
+    proxy.freeze();
+    let started = std::time::Instant::now();
+    let err = ps
+        .publish(msg(&format!("{p}.x"), "in flight"))
+        .await
+        .unwrap_err();
+    assert!(err.is_temporary(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    proxy.thaw();
+    let mut received = false;
+    for _ in 0..100 {
+        observer
+            .publish(msg(&format!("{p}.x"), "later"))
+            .await
+            .unwrap();
+        if let Some(m) = next(&mut sub, Duration::from_millis(100)).await {
+            if m.payload().as_ref() == b"later" {
+                received = true;
+                break;
+            }
+        }
+    }
+    assert!(received, "the subscription was not restored");
+    ps.close().await.unwrap();
+    observer.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_ends_streams_and_leaves_no_task_behind() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    let p = prefix("close");
+    let ps = handle(config().with_pattern_depth(2)).await;
+    let mut a = ps
+        .subscribe(format!("{p}.x").parse().unwrap())
+        .await
+        .unwrap();
+    let _b = ps
+        .subscribe(format!("{p}.*").parse().unwrap())
+        .await
+        .unwrap();
+    let _c = ps.subscribe(">".parse().unwrap()).await.unwrap();
+    ps.publish(msg(&format!("{p}.x"), "1")).await.unwrap();
+    assert_eq!(next(&mut a, WAIT).await.unwrap().payload().as_ref(), b"1");
+    assert!(metrics.num_alive_tasks() > baseline);
+    ps.close().await.unwrap();
+    ps.close().await.unwrap();
+    assert!(a.recv().await.is_none());
+    assert_eq!(
+        ps.publish(msg(&format!("{p}.x"), "2"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Closed
+    );
+    assert_eq!(
+        ps.subscribe(format!("{p}.y").parse().unwrap())
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Closed
+    );
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == baseline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(metrics.num_alive_tasks(), baseline, "tasks left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_during_an_outage_does_not_hang() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let proxy = TcpProxy::start(&redis_addr()).await;
+    let baseline = metrics.num_alive_tasks();
+    let addr = proxy.local_addr();
+    let ps = handle(config().with_server(addr.ip().to_string(), addr.port())).await;
+    let _s = ps
+        .subscribe(format!("{}.x", prefix("outage")).parse().unwrap())
+        .await
+        .unwrap();
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    ps.close().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15));
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == baseline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(metrics.num_alive_tasks(), baseline, "tasks left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_do_not_grow_with_subscriptions() {
+    let p = prefix("conns");
+    let proxy = TcpProxy::start(&redis_addr()).await;
+    let addr = proxy.local_addr();
+    let ps = handle(config().with_server(addr.ip().to_string(), addr.port())).await;
+    let mut subs = Vec::new();
+    for i in 0..100 {
+        subs.push(
+            ps.subscribe(format!("{p}.{i}").parse().unwrap())
+                .await
+                .unwrap(),
+        );
+        subs.push(
+            ps.subscribe(format!("{p}.{i}.>").parse().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    // 100 channels and one glob (`<prefix>.*`, shared by the 100 patterns).
+    assert_eq!(ps.stats().native_filters, 101);
+    // One publisher plus one subscriber connection: exact channels and one glob depth.
+    assert_eq!(proxy.connections(), 2);
+    subs.push(ps.subscribe(">".parse().unwrap()).await.unwrap());
+    let first = p.split('.').next().unwrap();
+    subs.push(
+        ps.subscribe(format!("{first}.*.x").parse().unwrap())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(proxy.connections(), 4, "one more per glob depth in use");
+    subs.push(
+        ps.subscribe(format!("{first}.*.y").parse().unwrap())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(proxy.connections(), 4);
+    ps.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_and_password_work_and_never_leak() {
+    const SECRET: &str = "s3cr3t-pw-9b1e";
+    let raw = raw_client().await;
+    let user = format!("pubsub-test-{}", std::process::id());
+    let _: fred::types::Value = raw
+        .custom(
+            fred::types::CustomCommand::new_static("ACL", fred::types::ClusterHash::Random, false),
+            vec![
+                "SETUSER".to_string(),
+                user.clone(),
+                "reset".to_string(),
+                "on".to_string(),
+                format!(">{SECRET}"),
+                "&*".to_string(),
+                "+@all".to_string(),
+            ],
+        )
+        .await
+        .unwrap();
+    let addr = redis_addr();
+    let good = RedisConfig::from_url(&format!("redis://{user}:{SECRET}@{addr}")).unwrap();
+    assert!(!format!("{good:?}").contains(SECRET));
+    let ps = handle(good).await;
+    assert!(!format!("{ps:?}").contains(SECRET));
+    let p = prefix("acl");
+    let mut sub = ps
+        .subscribe(format!("{p}.x").parse().unwrap())
+        .await
+        .unwrap();
+    ps.publish(msg(&format!("{p}.x"), "hi")).await.unwrap();
+    assert!(next(&mut sub, WAIT).await.is_some());
+    ps.close().await.unwrap();
+
+    let bad = RedisConfig::from_url(&format!("redis://{user}:{SECRET}x@{addr}")).unwrap();
+    let err = pubsub_redis::connect(bad).await.unwrap_err();
+    let text = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
+    assert!(!text.contains(SECRET), "{text}");
+    let _: fred::types::Value = raw
+        .custom(
+            fred::types::CustomCommand::new_static("ACL", fred::types::ClusterHash::Random, false),
+            vec!["DELUSER".to_string(), user],
+        )
+        .await
+        .unwrap();
+    raw.quit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_redis_is_a_connection_error() {
+    let err = pubsub_redis::connect(
+        RedisConfig::default()
+            .with_server("127.0.0.1", 1)
+            .with_connect_timeout(Duration::from_secs(2)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_reader_counts_lost_messages() {
+    let p = prefix("lag");
+    let ps = handle(config().with_broadcast_capacity(16)).await;
+    let sub = ps
+        .subscribe_with(
+            format!("{p}.x").parse().unwrap(),
+            SubscribeOptions::default().with_capacity(100_000),
+        )
+        .await
+        .unwrap();
+    let raw = raw_client().await;
+    let n = 20_000u64;
+    let mut pending = Vec::new();
+    for i in 0..n {
+        pending.push(raw.publish::<i64, _, _>(format!("{p}.x"), i.to_string()));
+        if pending.len() == 512 {
+            futures::future::try_join_all(pending.drain(..))
+                .await
+                .unwrap();
+        }
+    }
+    futures::future::try_join_all(pending).await.unwrap();
+    for _ in 0..200 {
+        let stats = ps.stats();
+        if stats.delivered + stats.dropped >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(IDLE).await;
+    let stats = ps.stats();
+    assert_eq!(
+        stats.delivered + stats.dropped,
+        n,
+        "every message is either delivered or counted as lost: {stats:?}"
+    );
+    drop(sub);
+    raw.quit().await.unwrap();
+    ps.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_client_shares_an_existing_connection() {
+    let p = prefix("shared");
+    let app = raw_client().await;
+    let ps = pubsub_redis::from_client(app.clone(), RedisConfig::default())
+        .await
+        .unwrap();
+    let mut sub = ps
+        .subscribe(format!("{p}.>").parse().unwrap())
+        .await
+        .unwrap();
+    ps.publish(msg(&format!("{p}.a"), "x")).await.unwrap();
+    assert!(next(&mut sub, WAIT).await.is_some());
+    ps.close().await.unwrap();
+    assert!(app.is_connected(), "a shared client stays open");
+    let _: i64 = app.publish(format!("{p}.a"), "still works").await.unwrap();
+    app.quit().await.unwrap();
+}
+
+/// Restarts the local Redis server (`redis-cli shutdown nosave`, then `redis-server` with the
+/// CI flags) while a handle is subscribed. Ignored by default because it disturbs every other
+/// user of that server; run it with `cargo test -p pubsub-redis -- --ignored redis_restart`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the shared Redis server"]
+async fn survives_a_redis_restart() {
+    let p = prefix("restart");
+    let ps = handle(config().with_publish_timeout(Duration::from_millis(300))).await;
+    let mut exact = ps
+        .subscribe(format!("{p}.a").parse().unwrap())
+        .await
+        .unwrap();
+    let mut wild = ps
+        .subscribe(format!("{p}.>").parse().unwrap())
+        .await
+        .unwrap();
+    let port = redis_addr().rsplit(':').next().unwrap().to_string();
+    let status = std::process::Command::new("redis-cli")
+        .args(["-p", &port, "shutdown", "nosave"])
+        .status()
+        .unwrap();
+    assert!(status.success() || status.code() == Some(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = ps
+        .publish(msg(&format!("{p}.a"), "lost"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let status = std::process::Command::new("redis-server")
+        .args([
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            &port,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut published = false;
+    for _ in 0..100 {
+        if ps.publish(msg(&format!("{p}.a"), "after")).await.is_ok() {
+            published = true;
+            break;
+        }
+    }
+    assert!(published, "publish never recovered");
+    for sub in [&mut exact, &mut wild] {
+        let got = next(sub, WAIT).await.expect("message after the restart");
+        assert_eq!(got.payload().as_ref(), b"after");
+    }
+    ps.close().await.unwrap();
+}
