@@ -99,13 +99,17 @@ impl Table {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn account(&self, delivered: u64, dropped: u64) {
-        if delivered > 0 {
-            self.delivered.fetch_add(delivered, Ordering::Relaxed);
+    /// Hands `message` to one route. Counted as delivered before the push, so whoever receives
+    /// the message also sees it in [`Stats::delivered`](crate::Stats::delivered).
+    fn push(&self, route: &Route, message: Message) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        if route.queue.push(message) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if dropped > 0 {
-            self.dropped.fetch_add(dropped, Ordering::Relaxed);
-        }
+    }
+
+    fn record_lost(&self, count: u64) {
+        self.dropped.fetch_add(count, Ordering::Relaxed);
     }
 }
 
@@ -135,15 +139,10 @@ impl Inbound {
         if self.table.closed.load(Ordering::Relaxed) {
             return;
         }
-        let (mut delivered, mut dropped) = (0, 0);
-        {
-            let r = self.table.routes.read();
-            r.trie.for_each_match(message.topic().as_str(), |route| {
-                delivered += 1;
-                dropped += u64::from(route.queue.push(message.clone()));
-            });
-        }
-        self.table.account(delivered, dropped);
+        let r = self.table.routes.read();
+        r.trie.for_each_match(message.topic().as_str(), |route| {
+            self.table.push(route, message.clone());
+        });
     }
 
     /// Delivers `message`, which arrived through the native `filter`, to the local subscriptions
@@ -155,25 +154,20 @@ impl Inbound {
         if self.table.closed.load(Ordering::Relaxed) {
             return;
         }
-        let (mut delivered, mut dropped) = (0, 0);
-        {
-            let r = self.table.routes.read();
-            if let Some(list) = r.by_filter.get(filter) {
-                for route in list {
-                    if route.pattern.matches(message.topic()) {
-                        delivered += 1;
-                        dropped += u64::from(route.queue.push(message.clone()));
-                    }
+        let r = self.table.routes.read();
+        if let Some(list) = r.by_filter.get(filter) {
+            for route in list {
+                if route.pattern.matches(message.topic()) {
+                    self.table.push(route, message.clone());
                 }
             }
         }
-        self.table.account(delivered, dropped);
     }
 
     /// Counts messages the driver lost before they reached the router (for example a client
     /// library's internal channel lagging); they show in [`Stats::dropped`](crate::Stats::dropped).
     pub fn record_lost(&self, count: u64) {
-        self.table.account(0, count);
+        self.table.record_lost(count);
     }
 
     /// The native filters local subscriptions currently need, for a driver that must restore
