@@ -1,0 +1,314 @@
+//! Portable [`Headers`] ⇄ NATS headers, exactly.
+//!
+//! Portable headers are ordered, uniquely named, and their values are any UTF-8 without CR or
+//! LF. NATS headers travel as `Name: value` lines; two details of async-nats would change them
+//! on the way, so the adapter compensates:
+//!
+//! - **Order.** async-nats keeps headers in a hash map, so their order is lost on both ends. A
+//!   message with two or more headers carries one more header, [`ORDER_HEADER`], whose value is
+//!   the names in order, separated by `:` (which no header name can contain). The receiver
+//!   restores that order and removes the header; names it does not list follow, sorted.
+//! - **Surrounding whitespace.** async-nats trims whitespace around received values. A value
+//!   that starts or ends with whitespace (or that starts with `=?`) is sent as an RFC 2047-style
+//!   encoded word, `=?UTF-8?Q?…?=`, and decoded on receipt. All other values are sent as they
+//!   are, so other NATS clients see plain headers.
+//!
+//! A NATS message from another client may repeat a header name (NATS headers are multi-valued).
+//! The portable side keeps one value per name: **the last one**, as if each value had been
+//! inserted in turn with [`Headers::insert`].
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
+use pubsub_core::Headers;
+
+/// Name of the header that carries the order of a message's headers (sent only with two or
+/// more headers, or when a header of this very name is used).
+pub const ORDER_HEADER: &str = "Pubsub-Order";
+
+const ENCODED_PREFIX: &str = "=?UTF-8?Q?";
+const ENCODED_SUFFIX: &str = "?=";
+
+/// NATS headers for `headers`, or `None` when there are none.
+pub(crate) fn to_nats(headers: &Headers) -> Result<Option<HeaderMap>, pubsub_core::Error> {
+    if headers.is_empty() {
+        return Ok(None);
+    }
+    let mut map = HeaderMap::new();
+    let mut order = String::new();
+    let mut has_order_name = false;
+    for (name, value) in headers.iter() {
+        has_order_name |= name == ORDER_HEADER;
+        map.append(parse_name(name)?, parse_value(&encode_value(value))?);
+        if !order.is_empty() {
+            order.push(':');
+        }
+        order.push_str(name);
+    }
+    if headers.len() > 1 || has_order_name {
+        map.append(parse_name(ORDER_HEADER)?, parse_value(&order)?);
+    }
+    Ok(Some(map))
+}
+
+/// Portable headers for a received NATS header map (see the module documentation).
+pub(crate) fn from_nats(map: &HeaderMap) -> Headers {
+    let mut order: Option<&str> = None;
+    let mut entries: Vec<(&str, &str)> = Vec::with_capacity(map.len());
+    for (name, values) in map.iter() {
+        let name: &str = name.as_ref();
+        let mut values = values.as_slice();
+        if name == ORDER_HEADER {
+            if let Some((last, rest)) = values.split_last() {
+                order = Some(last.as_str());
+                values = rest;
+            }
+        }
+        if let Some(value) = values.last() {
+            entries.push((name, value.as_str()));
+        }
+    }
+    let positions: HashMap<&str, usize> = order
+        .map(|o| {
+            let mut positions = HashMap::new();
+            for (i, name) in o.split(':').enumerate() {
+                positions.entry(name).or_insert(i);
+            }
+            positions
+        })
+        .unwrap_or_default();
+    entries.sort_by(|(a, _), (b, _)| {
+        let pa = positions.get(a).copied().unwrap_or(usize::MAX);
+        let pb = positions.get(b).copied().unwrap_or(usize::MAX);
+        pa.cmp(&pb).then_with(|| a.cmp(b))
+    });
+    let mut headers = Headers::new();
+    for (name, value) in entries {
+        if let Err(error) = headers.insert(name, decode_value(value)) {
+            tracing::debug!(%error, "skipping a NATS header that is not a portable header");
+        }
+    }
+    headers
+}
+
+/// Bytes the header block takes on the wire (`NATS/1.0\r\n`, one `name: value\r\n` per value,
+/// `\r\n`), as the server counts it against `max_payload`.
+pub(crate) fn wire_len(map: &HeaderMap) -> usize {
+    let mut len = b"NATS/1.0\r\n".len() + b"\r\n".len();
+    for (name, values) in map.iter() {
+        let name: &str = name.as_ref();
+        for value in values {
+            len += name.len() + b": ".len() + value.as_str().len() + b"\r\n".len();
+        }
+    }
+    len
+}
+
+fn parse_name(name: &str) -> Result<HeaderName, pubsub_core::Error> {
+    // Portable names (visible ASCII without `:`) are exactly the names NATS accepts.
+    HeaderName::from_str(name).map_err(|e| pubsub_core::Error::backend("nats: header name", e))
+}
+
+fn parse_value(value: &str) -> Result<HeaderValue, pubsub_core::Error> {
+    HeaderValue::from_str(value).map_err(|e| pubsub_core::Error::backend("nats: header value", e))
+}
+
+/// Whether async-nats would change `value` on receipt, or it could be mistaken for an encoded
+/// word.
+fn needs_encoding(value: &str) -> bool {
+    value.trim() != value || value.starts_with("=?")
+}
+
+/// `value` as sent: unchanged, or as an encoded word when [`needs_encoding`].
+pub(crate) fn encode_value(value: &str) -> std::borrow::Cow<'_, str> {
+    if !needs_encoding(value) {
+        return value.into();
+    }
+    let mut out = String::with_capacity(ENCODED_PREFIX.len() + value.len() * 3 + 2);
+    out.push_str(ENCODED_PREFIX);
+    for &b in value.as_bytes() {
+        match b {
+            b' ' => out.push('_'),
+            b'=' | b'?' | b'_' => push_hex(&mut out, b),
+            0x21..=0x7e => out.push(char::from(b)),
+            _ => push_hex(&mut out, b),
+        }
+    }
+    out.push_str(ENCODED_SUFFIX);
+    out.into()
+}
+
+fn push_hex(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('=');
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 0xf)]));
+}
+
+/// `value` as received: decoded when it is exactly one well-formed encoded word whose content
+/// is a portable value, otherwise unchanged.
+pub(crate) fn decode_value(value: &str) -> String {
+    decode_word(value).unwrap_or_else(|| value.to_string())
+}
+
+fn decode_word(value: &str) -> Option<String> {
+    let inner = value
+        .strip_prefix(ENCODED_PREFIX)?
+        .strip_suffix(ENCODED_SUFFIX)?;
+    let bytes = inner.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'_' => out.push(b' '),
+            b'=' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b'?' => return None,
+            b @ 0x21..=0x7e => out.push(b),
+            _ => return None,
+        }
+        i += 1;
+    }
+    let decoded = String::from_utf8(out).ok()?;
+    if decoded.contains(['\r', '\n']) {
+        return None;
+    }
+    Some(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What async-nats does to a value on receipt.
+    fn received(value: &str) -> String {
+        value.trim().to_string()
+    }
+
+    /// Sends `headers` through the same transformations as the wire: encode, lose the order,
+    /// trim the values, decode.
+    fn round_trip(headers: &Headers) -> Headers {
+        let Some(map) = to_nats(headers).unwrap() else {
+            return Headers::new();
+        };
+        // Rebuild from the wire lines (in hash-map order, as the receiver does).
+        let mut received_map = HeaderMap::new();
+        for (name, values) in map.iter() {
+            for v in values {
+                received_map.append(name.clone(), received(v.as_str()).as_str());
+            }
+        }
+        from_nats(&received_map)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::new();
+        for (n, v) in pairs {
+            h.insert(*n, *v).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn plain_values_are_sent_unchanged() {
+        let h = headers(&[("content-type", "text/plain")]);
+        let map = to_nats(&h).unwrap().unwrap();
+        assert_eq!(map.len(), 1, "one header needs no order header");
+        assert_eq!(map.get("content-type").unwrap().as_str(), "text/plain");
+        assert!(to_nats(&Headers::new()).unwrap().is_none());
+    }
+
+    #[test]
+    fn order_and_awkward_values_round_trip() {
+        let cases: Vec<Headers> = vec![
+            headers(&[("z", "1"), ("a", "2"), ("M", "3"), ("b-b", "4")]),
+            headers(&[
+                ("x", " leading"),
+                ("y", "trailing\t"),
+                ("e", ""),
+                ("w", "   "),
+            ]),
+            headers(&[
+                ("q", "=?UTF-8?Q?looks_encoded?="),
+                ("r", "=?"),
+                ("s", "a=b?c_d"),
+            ]),
+            headers(&[("u", "\u{a0}café ☃\u{3000}"), ("ctl", "\u{1}\u{7f}\0")]),
+            headers(&[(ORDER_HEADER, "mine"), ("other", "x")]),
+            headers(&[(ORDER_HEADER, "only mine")]),
+            headers(&[("Nats-Msg-Id", "42"), ("nats-msg-id", "lower")]),
+            headers(&[("a", "in:side: colons"), ("b", "tab\tinside")]),
+        ];
+        for h in cases {
+            assert_eq!(round_trip(&h), h);
+            let got: Vec<_> = round_trip(&h).iter().map(|(n, _)| n.to_string()).collect();
+            let want: Vec<_> = h.iter().map(|(n, _)| n.to_string()).collect();
+            assert_eq!(got, want, "order");
+        }
+    }
+
+    #[test]
+    fn encoded_words_are_ascii_without_surrounding_whitespace() {
+        for v in [" a", "b ", "\t", "=?x", " ☃ ", "\u{2028}"] {
+            let e = encode_value(v);
+            assert!(e.is_ascii() && e.trim() == e, "{e}");
+            assert_eq!(decode_value(&e), v);
+        }
+        assert_eq!(encode_value("plain value"), "plain value");
+    }
+
+    #[test]
+    fn foreign_values_are_kept_when_not_encoded_words() {
+        for v in [
+            "=?UTF-8?Q?bad=ZZ?=",
+            "=?UTF-8?Q?a?b?=",
+            "=?UTF-8?Q?=0D?=",
+            "=?UTF-8?Q?=FF?=",
+            "=?UTF-8?B?YQ==?=",
+        ] {
+            assert_eq!(decode_value(v), v);
+        }
+        assert_eq!(
+            decode_value("=?UTF-8?Q?caf=C3=A9_au_lait?="),
+            "café au lait"
+        );
+    }
+
+    #[test]
+    fn repeated_foreign_headers_keep_the_last_value() {
+        let mut map = HeaderMap::new();
+        map.append("trace", "first");
+        map.append("trace", "second");
+        map.append("b", "x");
+        let h = from_nats(&map);
+        assert_eq!(h.get("trace"), Some("second"));
+        // Without an order header, names are sorted.
+        let names: Vec<_> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["b", "trace"]);
+    }
+
+    #[test]
+    fn foreign_order_header_with_unknown_names_is_harmless() {
+        let mut map = HeaderMap::new();
+        map.append("b", "1");
+        map.append("a", "2");
+        map.append("c", "3");
+        map.append(ORDER_HEADER, "c:nope::b");
+        let h = from_nats(&map);
+        let names: Vec<_> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["c", "b", "a"]);
+    }
+
+    #[test]
+    fn wire_len_matches_the_layout() {
+        let mut map = HeaderMap::new();
+        map.append("ab", "xyz");
+        map.append("ab", "");
+        // "NATS/1.0\r\n" + "ab: xyz\r\n" + "ab: \r\n" + "\r\n"
+        assert_eq!(wire_len(&map), 10 + 9 + 6 + 2);
+    }
+}
