@@ -99,9 +99,11 @@ pub async fn slow_subscriber(h: &Harness) {
         u64::from(N) - CAP as u64,
         "drops counted exactly"
     );
-    eventually("the handle's drop count includes them", Duration::from_secs(5), || {
-        ps.stats().dropped >= u64::from(N) - CAP as u64
-    })
+    eventually(
+        "the handle's drop count includes them",
+        Duration::from_secs(5),
+        || ps.stats().dropped >= u64::from(N) - CAP as u64,
+    )
     .await;
     shut_down(&ps).await;
     shut_down(&publisher).await;
