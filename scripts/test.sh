@@ -2,7 +2,8 @@
 # The project's test command (README; called by .ci/run).
 # 1. makes sure every broker the tests need is up (starting it if it is down; fails if it can't);
 # 2. runs every test of the workspace with every backend feature on, conformance suites included;
-# 3. runs the doc tests, then prints each backend's conformance report.
+# 3. runs the doc tests, then the broker-restart tests alone (they are #[ignore]d in the
+#    parallel run), then prints each backend's conformance report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,11 @@ else
   cargo test --workspace --all-features --no-fail-fast
 fi
 cargo test --workspace --all-features --doc
+
+# Tests that restart a shared broker disturb every other user of it, so they are marked
+# #[ignore] and run here, alone, after everything else; then the broker is checked again.
+cargo test -q -p pubsub-redis --all-features --test redis_adapter -- --ignored
+bash scripts/brokers.sh redis nats
 
 # The conformance report of every backend: how many cases ran, which were skipped and why.
 cargo test -q -p conformance-tests --all-features --tests -- --exact report --nocapture 2>&1 |

@@ -690,7 +690,7 @@ async fn from_client_shares_an_existing_connection() {
 
 /// Restarts the local Redis server (`redis-cli shutdown nosave`, then `redis-server` with the
 /// CI flags) while a handle is subscribed. Ignored by default because it disturbs every other
-/// user of that server; run it with `cargo test -p pubsub-redis -- --ignored redis_restart`.
+/// user of that server; `scripts/test.sh` runs it alone, after every other test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts the shared Redis server"]
 async fn survives_a_redis_restart() {
