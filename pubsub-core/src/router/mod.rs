@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use smallvec::SmallVec;
 
 pub(crate) use queue::Queue;
 pub use trie::Trie as PatternTrie;
@@ -99,12 +100,21 @@ impl Table {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Hands `message` to one route. Counted as delivered before the push, so whoever receives
-    /// the message also sees it in [`Stats::delivered`](crate::Stats::delivered).
-    fn push(&self, route: &Route, message: Message) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-        if route.queue.push(message) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Hands `message` to the routes chosen for it. They are counted as delivered before the
+    /// first push, so whoever receives the message also sees it in
+    /// [`Stats::delivered`](crate::Stats::delivered); both counters are updated once per message.
+    fn push_all(&self, routes: &[&Arc<Route>], message: Message) {
+        if routes.is_empty() {
+            return;
+        }
+        self.delivered
+            .fetch_add(routes.len() as u64, Ordering::Relaxed);
+        let dropped = routes
+            .iter()
+            .filter(|route| route.queue.push(message.clone()))
+            .count();
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         }
     }
 
@@ -112,6 +122,9 @@ impl Table {
         self.dropped.fetch_add(count, Ordering::Relaxed);
     }
 }
+
+/// The routes one message goes to (inline for typical fan-outs).
+type Chosen<'a> = SmallVec<[&'a Arc<Route>; 32]>;
 
 /// Where a driver hands the messages it receives from the broker.
 ///
@@ -140,9 +153,10 @@ impl Inbound {
             return;
         }
         let r = self.table.routes.read();
-        r.trie.for_each_match(message.topic().as_str(), |route| {
-            self.table.push(route, message.clone());
-        });
+        let mut chosen: Chosen<'_> = SmallVec::new();
+        r.trie
+            .for_each_match(message.topic().as_str(), |route| chosen.push(route));
+        self.table.push_all(&chosen, message);
     }
 
     /// Delivers `message`, which arrived through the native `filter`, to the local subscriptions
@@ -156,11 +170,11 @@ impl Inbound {
         }
         let r = self.table.routes.read();
         if let Some(list) = r.by_filter.get(filter) {
-            for route in list {
-                if route.pattern.matches(message.topic()) {
-                    self.table.push(route, message.clone());
-                }
-            }
+            let chosen: Chosen<'_> = list
+                .iter()
+                .filter(|route| route.pattern.matches(message.topic()))
+                .collect();
+            self.table.push_all(&chosen, message);
         }
     }
 

@@ -97,7 +97,7 @@ impl<T> Trie<T> {
 
     /// Calls `f` once for every value whose pattern matches `topic`, which must be a valid topic
     /// string (see [`Topic`](crate::Topic)); each value is reported at most once.
-    pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(&T)) {
+    pub fn for_each_match<'t>(&'t self, topic: &str, mut f: impl FnMut(&'t T)) {
         let tokens: smallvec::SmallVec<[&str; 16]> = topic.split('.').collect();
         walk(&self.root, &tokens, &mut f);
     }
@@ -113,7 +113,7 @@ impl<T> Trie<T> {
     }
 }
 
-fn walk<T>(node: &Node<T>, tokens: &[&str], f: &mut impl FnMut(&T)) {
+fn walk<'t, T>(node: &'t Node<T>, tokens: &[&str], f: &mut impl FnMut(&'t T)) {
     let Some((first, rest)) = tokens.split_first() else {
         node.here.iter().for_each(&mut *f);
         return;
