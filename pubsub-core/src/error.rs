@@ -1,6 +1,8 @@
 //! The one error type every backend speaks.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 /// A boxed error from a backend library, kept as the `source` of an [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -8,141 +10,320 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Shorthand for `Result<T, pubsub_core::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What went wrong, in words every backend shares.
+/// What went wrong: a [kind](ErrorKind), the backend and the operation it happened in, a
+/// message, and the original error of the backend library as [`std::error::Error::source`].
 ///
-/// Adapter crates convert their own errors into this type and keep the original as
-/// [`std::error::Error::source`]. Use [`Error::kind`] to branch and [`Error::is_temporary`] to
-/// decide whether a retry can help.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A topic did not parse.
-    #[error("invalid topic: {0}")]
-    InvalidTopic(#[from] crate::topic::TopicError),
-    /// A pattern did not parse.
-    #[error("invalid pattern: {0}")]
-    InvalidPattern(#[from] crate::pattern::PatternError),
-    /// A header name or value is not allowed.
-    #[error("invalid header: {0}")]
-    InvalidHeader(#[from] crate::headers::HeaderError),
-    /// Bytes that start like an envelope frame are not a valid one.
-    #[error("invalid envelope frame: {0}")]
-    InvalidFrame(#[from] crate::envelope::EnvelopeError),
-    /// A connection URL or configuration value is not usable.
-    #[error("invalid configuration: {0}")]
-    InvalidConfig(String),
-    /// The payload is larger than the backend accepts; nothing was sent.
-    #[error("payload of {size} bytes exceeds the backend's limit of {max} bytes")]
-    PayloadTooLarge {
-        /// Size of the rejected payload in bytes.
-        size: usize,
-        /// The backend's `max_payload`.
-        max: usize,
-    },
-    /// The backend cannot do this at all (not a transient condition).
-    #[error("unsupported by the {backend} backend: {what}")]
-    Unsupported {
-        /// Backend name, e.g. `"redis"`.
-        backend: &'static str,
-        /// What was asked for.
-        what: String,
-    },
-    /// The URL names a backend whose Cargo feature is off.
-    #[error("the `{scheme}://` scheme needs the `{feature}` feature of the `pubsub` crate")]
-    FeatureDisabled {
-        /// The URL scheme that was asked for.
-        scheme: String,
-        /// The Cargo feature that enables it.
-        feature: &'static str,
-    },
-    /// Talking to the broker failed (connect, I/O, protocol).
-    #[error("connection error: {message}")]
-    Connection {
-        /// What was being done.
-        message: String,
-        /// The backend library's error, if any.
-        #[source]
-        source: Option<BoxError>,
-    },
-    /// An operation did not complete in time (for example a publish while disconnected).
-    #[error("timed out: {0}")]
-    Timeout(String),
-    /// The broker refused or failed an operation it understood.
-    #[error("backend error: {message}")]
-    Backend {
-        /// What was being done.
-        message: String,
-        /// The backend library's error, if any.
-        #[source]
-        source: Option<BoxError>,
-    },
-    /// The handle was closed; no further publish or subscribe is possible.
-    #[error("the pub/sub handle is closed")]
-    Closed,
+/// Every backend returns this type. Branch on [`Error::kind`]; use [`Error::is_temporary`] to
+/// decide whether a retry can help. The handle fills in [`Error::backend`] and
+/// [`Error::operation`], so they are fields, never hidden in the text.
+///
+/// ```
+/// use pubsub_core::{ErrorKind, Topic};
+/// let err = pubsub_core::Error::from(Topic::new("a..b").unwrap_err());
+/// assert_eq!(err.kind(), ErrorKind::Invalid);
+/// assert!(!err.is_temporary());
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    kind: ErrorKind,
+    backend: Option<&'static str>,
+    operation: Option<Operation>,
+    message: Cow<'static, str>,
+    payload: Option<(usize, usize)>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 /// The kind of an [`Error`], for matching without caring about details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// Invalid topic, pattern, header or configuration (URL).
+    /// Invalid topic, pattern, header, envelope frame, URL or configuration value.
     Invalid,
-    /// Payload over the backend's limit.
+    /// Payload over the backend's limit; nothing was sent.
     PayloadTooLarge,
-    /// The backend cannot do it; or its feature is off.
+    /// The backend cannot do it, or its Cargo feature is off.
     Unsupported,
-    /// Connection-level failure.
+    /// Connection-level failure (connect, I/O, TLS, protocol).
     Connection,
-    /// Timed out.
+    /// An operation did not complete in time (for example a publish while disconnected).
     Timeout,
-    /// The broker failed the operation.
+    /// The broker refused or failed an operation it understood (including bad credentials).
     Backend,
-    /// The handle is closed.
+    /// The handle is closed; no further publish or subscribe is possible.
     Closed,
+    /// Called outside a tokio runtime.
+    NoRuntime,
+}
+
+/// The operation an [`Error`] happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Reading a URL or configuration.
+    Configure,
+    /// Connecting to the broker.
+    Connect,
+    /// Publishing a message.
+    Publish,
+    /// Subscribing.
+    Subscribe,
+    /// Unsubscribing.
+    Unsubscribe,
+    /// Closing the handle.
+    Close,
+    /// Restoring subscriptions after a reconnect.
+    Restore,
 }
 
 impl Error {
+    /// An error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                backend: None,
+                operation: None,
+                message: message.into(),
+                payload: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// The handle is closed.
+    pub fn closed() -> Self {
+        Error::new(ErrorKind::Closed, "the pub/sub handle is closed")
+    }
+
+    /// Timed out while doing what `message` says.
+    pub fn timeout(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorKind::Timeout, message)
+    }
+
+    /// A URL or configuration value is not usable. The message must not contain secrets.
+    pub fn invalid_config(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorKind::Invalid, message).with_operation(Operation::Configure)
+    }
+
+    /// The backend cannot do what `message` says.
+    pub fn unsupported(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorKind::Unsupported, message)
+    }
+
+    /// The URL scheme `scheme` needs the Cargo feature `feature` of the `pubsub` crate.
+    pub fn feature_disabled(scheme: &str, feature: &'static str) -> Self {
+        let scheme: String = scheme.chars().take(16).filter(char::is_ascii_alphanumeric).collect();
+        Error::unsupported(format!(
+            "the `{scheme}://` scheme needs the `{feature}` feature of the `pubsub` crate"
+        ))
+        .with_operation(Operation::Configure)
+    }
+
+    /// A payload of `size` bytes is over the backend's limit `max`.
+    pub fn payload_too_large(size: usize, max: usize) -> Self {
+        let mut e = Error::new(
+            ErrorKind::PayloadTooLarge,
+            format!("payload of {size} bytes exceeds the limit of {max} bytes"),
+        );
+        e.inner.payload = Some((size, max));
+        e
+    }
+
+    /// Called outside a tokio runtime.
+    pub fn no_runtime() -> Self {
+        Error::new(
+            ErrorKind::NoRuntime,
+            "this must be called from inside a tokio runtime",
+        )
+    }
+
+    /// A connection error caused by `source`.
+    pub fn connection(message: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Error::new(ErrorKind::Connection, message).with_source(source)
+    }
+
+    /// The broker failed an operation; `source` is the backend library's error.
+    pub fn backend(message: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Error::new(ErrorKind::Backend, message).with_source(source)
+    }
+
+    /// Keeps `source` as the cause of this error.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner.source = Some(Arc::from(source.into()));
+        self
+    }
+
+    /// Names the backend, unless one is named already.
+    pub fn with_backend(mut self, backend: &'static str) -> Self {
+        self.inner.backend.get_or_insert(backend);
+        self
+    }
+
+    /// Names the operation, unless one is named already.
+    pub fn with_operation(mut self, operation: Operation) -> Self {
+        self.inner.operation.get_or_insert(operation);
+        self
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::InvalidTopic(_)
-            | Error::InvalidPattern(_)
-            | Error::InvalidHeader(_)
-            | Error::InvalidFrame(_)
-            | Error::InvalidConfig(_) => ErrorKind::Invalid,
-            Error::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
-            Error::Unsupported { .. } | Error::FeatureDisabled { .. } => ErrorKind::Unsupported,
-            Error::Connection { .. } => ErrorKind::Connection,
-            Error::Timeout(_) => ErrorKind::Timeout,
-            Error::Backend { .. } => ErrorKind::Backend,
-            Error::Closed => ErrorKind::Closed,
-        }
+        self.inner.kind
+    }
+
+    /// The backend it happened in (`"redis"`, `"nats"`, …), where known.
+    pub fn backend_name(&self) -> Option<&'static str> {
+        self.inner.backend
+    }
+
+    /// The operation it happened in, where known.
+    pub fn operation(&self) -> Option<Operation> {
+        self.inner.operation
+    }
+
+    /// What happened, without the backend, operation or source.
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// For [`ErrorKind::PayloadTooLarge`]: the payload's size and the limit, in bytes.
+    pub fn payload_limit(&self) -> Option<(usize, usize)> {
+        self.inner.payload
     }
 
     /// Whether retrying the same call later may succeed (connection trouble, time-outs).
     pub fn is_temporary(&self) -> bool {
         matches!(self.kind(), ErrorKind::Connection | ErrorKind::Timeout)
     }
+}
 
-    /// A connection error with a source.
-    pub fn connection(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Error::Connection {
-            message: message.into(),
-            source: Some(source.into()),
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(backend) = self.inner.backend {
+            write!(f, "{backend}: ")?;
         }
+        if let Some(operation) = self.inner.operation {
+            write!(f, "{operation}: ")?;
+        }
+        write!(f, "{}: {}", self.inner.kind, self.inner.message)
     }
+}
 
-    /// A backend error with a source.
-    pub fn backend(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Error::Backend {
-            message: message.into(),
-            source: Some(source.into()),
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(backend) = self.inner.backend {
+            d.field("backend", &backend);
         }
+        if let Some(operation) = self.inner.operation {
+            d.field("operation", &operation);
+        }
+        d.field("message", &self.inner.message);
+        if let Some(source) = &self.inner.source {
+            d.field("source", &format_args!("{source}"));
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        f.write_str(match self {
+            ErrorKind::Invalid => "invalid input",
+            ErrorKind::PayloadTooLarge => "payload too large",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Connection => "connection error",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::Backend => "backend error",
+            ErrorKind::Closed => "closed",
+            ErrorKind::NoRuntime => "no tokio runtime",
+        })
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Configure => "configure",
+            Operation::Connect => "connect",
+            Operation::Publish => "publish",
+            Operation::Subscribe => "subscribe",
+            Operation::Unsubscribe => "unsubscribe",
+            Operation::Close => "close",
+            Operation::Restore => "restore",
+        })
+    }
+}
+
+macro_rules! invalid_from {
+    ($($ty:ty => $what:literal),* $(,)?) => {$(
+        impl From<$ty> for Error {
+            fn from(error: $ty) -> Self {
+                Error::new(ErrorKind::Invalid, format!(concat!($what, ": {}"), error)).with_source(error)
+            }
+        }
+    )*};
+}
+
+invalid_from!(
+    crate::topic::TopicError => "invalid topic",
+    crate::pattern::PatternError => "invalid pattern",
+    crate::headers::HeaderError => "invalid header",
+    crate::adapter::envelope::EnvelopeError => "invalid envelope frame",
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn fields_and_display() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = Error::connection("lost the connection", io)
+            .with_backend("redis")
+            .with_operation(Operation::Publish)
+            .with_backend("ignored");
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert_eq!(e.backend_name(), Some("redis"));
+        assert_eq!(e.operation(), Some(Operation::Publish));
+        assert!(e.is_temporary());
+        assert_eq!(
+            e.to_string(),
+            "redis: publish: connection error: lost the connection"
+        );
+        assert!(e.source().unwrap().to_string().contains("reset by peer"));
+        let copy = e.clone();
+        assert_eq!(copy.to_string(), e.to_string());
+        assert!(copy.source().is_some());
+    }
+
+    #[test]
+    fn payload_limit_is_typed() {
+        let e = Error::payload_too_large(9, 8);
+        assert_eq!(e.kind(), ErrorKind::PayloadTooLarge);
+        assert_eq!(e.payload_limit(), Some((9, 8)));
+        assert!(!e.is_temporary());
+    }
+
+    #[test]
+    fn feature_disabled_prints_no_secret() {
+        let e = Error::feature_disabled("ka:fka", "kafka");
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.to_string().contains("`kafka://`"), "{e}");
     }
 }

@@ -1,68 +1,41 @@
-//! The in-process backend (`memory://`): the shared router plus a driver that hands each
-//! message to every handle connected to the same [`MemoryBus`].
+//! The in-process backend (`memory://`), and the worked example of a driver on the adapter
+//! kit: [`MemoryDriver`] only hands each message to every handle attached to the same
+//! [`MemoryBus`]; routing, buffers, filters and `close` come from the kit.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
 
-use crate::{
-    ConnectionGate, Driver, Hub, HubConfig, Inbound, Message, NativeFilter, Pattern, Result,
-};
+use crate::adapter::{launch, Context, Driver, Inbound, LinkReporter};
+use crate::{CommonOptions, Error, Hub, Message, Pattern, Result, WithOptions};
 
-/// Default largest payload of the memory backend: 16 MiB.
+/// Largest payload of the memory backend: 16 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 
-/// Settings of a memory handle.
-#[derive(Debug, Clone)]
+/// Settings of a memory handle: only the [`CommonOptions`] (set them with [`WithOptions`]).
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct MemoryConfig {
-    /// The hub's settings (subscription buffer size).
-    pub hub: HubConfig,
-    /// Largest payload accepted.
-    pub max_payload: usize,
-    /// How long `publish` waits while the handle is disconnected (see [`MemoryLink`]).
-    pub publish_timeout: Duration,
+    /// The shared settings.
+    pub options: CommonOptions,
 }
 
-impl Default for MemoryConfig {
-    fn default() -> Self {
-        MemoryConfig {
-            hub: HubConfig::default(),
-            max_payload: DEFAULT_MAX_PAYLOAD,
-            publish_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl MemoryConfig {
-    /// Sets the largest payload accepted.
-    pub fn with_max_payload(mut self, max: usize) -> Self {
-        self.max_payload = max;
-        self
-    }
-
-    /// Sets how long `publish` waits while disconnected.
-    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
-        self.publish_timeout = timeout;
-        self
-    }
-
-    /// Sets the hub's settings.
-    pub fn with_hub(mut self, hub: HubConfig) -> Self {
-        self.hub = hub;
-        self
+impl WithOptions for MemoryConfig {
+    fn options_mut(&mut self) -> &mut CommonOptions {
+        &mut self.options
     }
 }
 
 /// An in-process broker. Every handle connected to one bus sees the others' messages.
 ///
-/// `memory://` in [`connect`](https://docs.rs/pubsub) uses [`MemoryBus::global`];
-/// `memory://NAME` uses [`MemoryBus::named`].
+/// `memory://` uses [`MemoryBus::global`]; `memory://NAME` uses [`MemoryBus::named`]. A handle
+/// dropped without `close` detaches from its bus.
 ///
 /// ```
 /// # async fn demo() -> pubsub_core::Result<()> {
@@ -72,6 +45,8 @@ impl MemoryConfig {
 /// let mut sub = b.subscribe("news.>".parse()?).await?;
 /// a.publish(Message::new("news.tech".parse()?, "x")).await?;
 /// assert_eq!(sub.recv().await.unwrap().topic().as_str(), "news.tech");
+/// drop((a, b, sub));
+/// assert_eq!(bus.handle_count(), 0);
 /// # Ok(()) }
 /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 /// ```
@@ -88,8 +63,18 @@ struct BusShared {
 
 struct Attached {
     id: u64,
-    inbound: Inbound,
-    gate: ConnectionGate,
+    inbound: Inbound<Pattern>,
+    mode: watch::Receiver<Mode>,
+}
+
+/// What a [`MemoryLink`] lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Up,
+    /// Disconnected: noticed at once, as a reset connection is.
+    Cut,
+    /// Nothing passes and nothing is noticed, as on a black-holed network.
+    Frozen,
 }
 
 impl MemoryBus {
@@ -123,35 +108,43 @@ impl MemoryBus {
         Ok(self.connect_with(MemoryConfig::default()).await?.0)
     }
 
-    /// Connects a new handle; also returns its [`MemoryLink`], which can cut and restore the
-    /// handle's connection to the bus (for testing outage behaviour).
+    /// Connects a new handle; also returns its [`MemoryLink`], which can cut, freeze and
+    /// restore the handle's connection to the bus (for testing outage behaviour).
     pub async fn connect_with(&self, config: MemoryConfig) -> Result<(Hub, MemoryLink)> {
-        let gate = ConnectionGate::new(true);
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let bus = self.shared.clone();
-        let driver_gate = gate.clone();
-        let hub = Hub::start(config.hub.clone(), move |inbound| async move {
+        let mut link = None;
+        let hub = launch(config.options, |cx: Context<Pattern>| {
+            let reporter = cx.supervisor.link();
+            reporter.up();
+            let (mode, watch) = watch::channel(Mode::Up);
+            let id = bus.next_id.fetch_add(1, Ordering::Relaxed);
             bus.handles.write().push(Attached {
                 id,
-                inbound,
-                gate: driver_gate.clone(),
+                inbound: cx.inbound,
+                mode: watch.clone(),
             });
-            Ok(MemoryDriver {
+            link = Some(MemoryLink {
+                mode: Arc::new(mode),
+                reporter,
+            });
+            let driver = MemoryDriver {
                 bus,
                 id,
-                gate: driver_gate,
-                max_payload: config.max_payload,
-                publish_timeout: config.publish_timeout,
-                filters: AtomicUsize::new(0),
-            })
+                mode: watch,
+                publish_timeout: cx.options.publish_timeout,
+                command_timeout: cx.options.command_timeout,
+            };
+            std::future::ready(Ok(driver))
         })
         .await?;
-        Ok((hub, MemoryLink { gate }))
+        let link = link.ok_or_else(|| Error::closed())?;
+        Ok((hub, link))
     }
 
-    /// Number of handles attached to this bus.
+    /// Number of handles attached to this bus (a dropped handle detaches at once).
     pub fn handle_count(&self) -> usize {
-        self.shared.handles.read().len()
+        let handles = self.shared.handles.read();
+        handles.iter().filter(|h| !h.inbound.is_closed()).count()
     }
 }
 
@@ -163,88 +156,189 @@ impl fmt::Debug for MemoryBus {
     }
 }
 
-/// Cuts and restores one memory handle's connection, as a network fault would.
+/// Cuts, freezes and restores one memory handle's connection, as network faults would.
 ///
-/// While cut, the handle receives nothing and its `publish` waits up to the publish timeout
-/// and then fails with [`Error::Timeout`](crate::Error::Timeout).
+/// - [`MemoryLink::cut`]: the handle notices at once (its state goes down); it receives
+///   nothing, and `publish` waits up to the publish timeout, then fails with a timeout.
+/// - [`MemoryLink::freeze`]: nothing passes and nothing is noticed: publishes and subscribes
+///   hang until their deadlines.
+/// - [`MemoryLink::restore`] and [`MemoryLink::thaw`] undo them; after a cut, the handle
+///   restores its native filters before it counts as up again, as with a real broker.
 #[derive(Debug, Clone)]
 pub struct MemoryLink {
-    gate: ConnectionGate,
+    mode: Arc<watch::Sender<Mode>>,
+    reporter: LinkReporter,
 }
 
 impl MemoryLink {
     /// Cuts the connection.
     pub fn cut(&self) {
-        self.gate.set_connected(false);
+        self.mode.send_replace(Mode::Cut);
+        self.reporter.down();
     }
 
-    /// Restores the connection.
+    /// Restores a cut connection.
     pub fn restore(&self) {
-        self.gate.set_connected(true);
+        if self.mode.send_replace(Mode::Up) == Mode::Cut {
+            self.reporter.reconnected();
+        }
+    }
+
+    /// Stops all traffic without closing anything.
+    pub fn freeze(&self) {
+        self.mode.send_replace(Mode::Frozen);
+    }
+
+    /// Lets traffic through again after [`MemoryLink::freeze`].
+    pub fn thaw(&self) {
+        self.restore();
     }
 }
 
-/// The memory backend's [`Driver`].
+/// The memory backend's [`Driver`]: one handle attached to a [`MemoryBus`].
 pub struct MemoryDriver {
     bus: Arc<BusShared>,
     id: u64,
-    gate: ConnectionGate,
-    max_payload: usize,
+    mode: watch::Receiver<Mode>,
     publish_timeout: Duration,
-    filters: AtomicUsize,
+    command_timeout: Duration,
+}
+
+impl MemoryDriver {
+    /// Waits up to `timeout` for the link to let traffic through.
+    async fn passable(&self, timeout: Duration) -> Result<()> {
+        let mut mode = self.mode.clone();
+        let up = async move { mode.wait_for(|m| *m == Mode::Up).await.map(|_| ()) };
+        match tokio::time::timeout(timeout, up).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::closed()),
+            Err(_) => Err(Error::timeout(format!(
+                "the memory link did not let traffic through within {timeout:?}"
+            ))),
+        }
+    }
 }
 
 impl fmt::Debug for MemoryDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryDriver")
             .field("id", &self.id)
-            .field("connected", &self.gate.is_connected())
-            .field("filters", &self.filters.load(Ordering::Relaxed))
+            .field("mode", &*self.mode.borrow())
             .finish()
     }
 }
 
 #[async_trait]
 impl Driver for MemoryDriver {
-    fn backend(&self) -> &'static str {
-        "memory"
-    }
+    /// Each distinct pattern is its own filter: bookkeeping only, since every handle on the
+    /// bus gets every message and its router picks the subscriptions.
+    type Filter = Pattern;
+
+    const BACKEND: &'static str = "memory";
 
     fn max_payload(&self) -> usize {
-        self.max_payload
+        DEFAULT_MAX_PAYLOAD
     }
 
-    fn native_filter(&self, pattern: &Pattern) -> Result<NativeFilter> {
-        Ok(if pattern.is_exact() {
-            NativeFilter::exact(pattern.as_str())
-        } else {
-            NativeFilter::wildcard(pattern.as_str())
-        })
+    fn native_filter(&self, pattern: &Pattern) -> Result<Pattern> {
+        Ok(pattern.clone())
     }
 
-    async fn publish(&self, message: &Message) -> Result<()> {
-        self.gate.wait_connected(self.publish_timeout).await?;
-        // Every connected handle gets one copy; its router decides which subscriptions want it.
-        for attached in self.bus.handles.read().iter() {
-            if attached.gate.is_connected() {
-                attached.inbound.deliver(message.clone());
+    async fn publish(&self, message: Message) -> Result<()> {
+        self.passable(self.publish_timeout).await?;
+        let mut stale = false;
+        {
+            let handles = self.bus.handles.read();
+            let mut receivers = handles.iter().filter(|h| {
+                let closed = h.inbound.is_closed();
+                stale |= closed;
+                !closed && *h.mode.borrow() == Mode::Up
+            });
+            // The last receiver takes the message itself: one clone fewer.
+            if let Some(mut current) = receivers.next() {
+                for next in receivers {
+                    current.inbound.deliver(message.clone());
+                    current = next;
+                }
+                current.inbound.deliver(message);
             }
+        }
+        if stale {
+            // A handle dropped without `close` whose driver is not gone yet.
+            self.bus.handles.write().retain(|h| !h.inbound.is_closed());
         }
         Ok(())
     }
 
-    async fn add_filter(&self, _filter: &NativeFilter) -> Result<()> {
-        self.filters.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+    async fn add_filters(&self, _filters: &[Pattern]) -> Result<()> {
+        self.passable(self.command_timeout).await
     }
 
-    async fn remove_filter(&self, _filter: &NativeFilter) -> Result<()> {
-        self.filters.fetch_sub(1, Ordering::Relaxed);
-        Ok(())
+    async fn remove_filters(&self, _filters: &[Pattern]) -> Result<()> {
+        self.passable(self.command_timeout).await
     }
 
     async fn close(&self) -> Result<()> {
-        self.bus.handles.write().retain(|a| a.id != self.id);
+        self.detach();
         Ok(())
+    }
+}
+
+impl MemoryDriver {
+    fn detach(&self) {
+        self.bus.handles.write().retain(|a| a.id != self.id);
+    }
+}
+
+impl Drop for MemoryDriver {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConnectionState, ErrorKind, PubSub};
+
+    #[tokio::test]
+    async fn dropped_handles_detach_from_the_bus() {
+        let bus = MemoryBus::new();
+        for _ in 0..200 {
+            let handle = bus.connect().await.unwrap();
+            let _sub = handle.subscribe("a.>".parse().unwrap()).await.unwrap();
+        }
+        assert_eq!(bus.handle_count(), 0);
+        // And publishing prunes what is left of them.
+        let handle = bus.connect().await.unwrap();
+        handle
+            .publish(Message::new("a.b".parse().unwrap(), "x"))
+            .await
+            .unwrap();
+        assert_eq!(bus.shared.handles.read().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cut_link_is_reported_and_restored() {
+        let bus = MemoryBus::new();
+        let config = MemoryConfig::default().with_publish_timeout(Duration::from_millis(50));
+        let (handle, link) = bus.connect_with(config).await.unwrap();
+        let mut sub = handle.subscribe("a".parse().unwrap()).await.unwrap();
+        link.cut();
+        assert!(matches!(handle.connection_state(), ConnectionState::Down { .. }));
+        let err = handle
+            .publish(Message::new("a".parse().unwrap(), "x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert_eq!(err.backend_name(), Some("memory"));
+        link.restore();
+        let mut state = handle.watch_connection();
+        state.wait_for(ConnectionState::is_up).await.unwrap();
+        handle
+            .publish(Message::new("a".parse().unwrap(), "y"))
+            .await
+            .unwrap();
+        assert_eq!(sub.recv().await.unwrap().payload().as_ref(), b"y");
     }
 }

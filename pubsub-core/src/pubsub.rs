@@ -2,14 +2,16 @@
 
 use std::fmt;
 
-use async_trait::async_trait;
+use futures::future::BoxFuture;
+use tokio::sync::watch;
 
-use crate::{Message, Pattern, Result, Subscription};
+use crate::{ConnectionState, Message, Pattern, Result, Subscription};
 
 /// A pub/sub handle: publish messages to topics, subscribe to patterns.
 ///
-/// Object-safe: hold it as `Arc<dyn PubSub>` to switch backends by URL. See DESIGN.md section 5
-/// for the guarantees every backend gives (readiness, ordering, bounded buffers, `close`).
+/// Object-safe: hold it as `Arc<dyn PubSub>` to switch backends by URL. Every backend gives the
+/// same guarantees (readiness, ordering, bounded buffers, `close`), checked by one conformance
+/// suite.
 ///
 /// ```
 /// # async fn demo() -> pubsub_core::Result<()> {
@@ -26,38 +28,46 @@ use crate::{Message, Pattern, Result, Subscription};
 /// # Ok(()) }
 /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 /// ```
-#[async_trait]
 pub trait PubSub: Send + Sync + fmt::Debug {
     /// Short backend name, such as `"memory"` or `"redis"`.
     fn backend(&self) -> &'static str;
 
-    /// Largest payload accepted, in bytes; larger is [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge).
+    /// Largest payload accepted, in bytes; a larger one fails with
+    /// [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge) before any I/O.
     fn max_payload(&self) -> usize;
 
     /// Publishes one message. Resolves once the backend accepted it. Messages one task publishes
-    /// to one topic reach every subscription in the order published.
-    async fn publish(&self, message: Message) -> Result<()>;
+    /// to one topic reach every subscription in the order published. While the connection is
+    /// down it waits up to the publish timeout, then fails with a temporary error: a message is
+    /// never dropped silently.
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<()>>;
 
     /// Subscribes with the handle's default options. Resolves once the subscription is live at
     /// the broker: every matching message published after that is delivered.
-    async fn subscribe(&self, pattern: Pattern) -> Result<Subscription> {
+    fn subscribe(&self, pattern: Pattern) -> BoxFuture<'_, Result<Subscription>> {
         self.subscribe_with(pattern, SubscribeOptions::default())
-            .await
     }
 
     /// Subscribes with explicit options (buffer capacity).
-    async fn subscribe_with(
+    fn subscribe_with(
         &self,
         pattern: Pattern,
         options: SubscribeOptions,
-    ) -> Result<Subscription>;
+    ) -> BoxFuture<'_, Result<Subscription>>;
 
-    /// Flushes what was published, ends every subscription stream, disconnects and stops every
-    /// task. Idempotent. Afterwards `publish` and `subscribe` return [`Error::Closed`](crate::Error::Closed).
-    async fn close(&self) -> Result<()>;
+    /// Lets publishes under way finish, ends every subscription stream, disconnects and stops
+    /// every task. Idempotent. Afterwards `publish` and `subscribe` fail with
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed).
+    fn close(&self) -> BoxFuture<'_, Result<()>>;
 
     /// Counters for tests and monitoring.
     fn stats(&self) -> Stats;
+
+    /// Where the connection to the broker stands now.
+    fn connection_state(&self) -> ConnectionState;
+
+    /// A receiver that sees every change of [`PubSub::connection_state`].
+    fn watch_connection(&self) -> watch::Receiver<ConnectionState>;
 }
 
 /// Options for one subscription.

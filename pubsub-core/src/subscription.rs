@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 
-use crate::hub::HubInner;
+use crate::hub::Owner;
 use crate::router::Route;
 use crate::{Message, Pattern, Result};
 
@@ -21,11 +21,11 @@ use crate::{Message, Pattern, Result};
 /// counted in [`Subscription::dropped`]; a slow subscription never slows the others.
 pub struct Subscription {
     route: Arc<Route>,
-    hub: Option<Arc<HubInner>>,
+    hub: Option<Arc<dyn Owner>>,
 }
 
 impl Subscription {
-    pub(crate) fn new(route: Arc<Route>, hub: Arc<HubInner>) -> Self {
+    pub(crate) fn new(route: Arc<Route>, hub: Arc<dyn Owner>) -> Self {
         Subscription {
             route,
             hub: Some(hub),
@@ -43,8 +43,13 @@ impl Subscription {
     }
 
     /// Messages waiting in the buffer.
-    pub fn buffered(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.route.queue.len()
+    }
+
+    /// Whether no message is waiting in the buffer.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The next message, or `None` once the stream has ended.
@@ -82,7 +87,6 @@ impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("pattern", &self.route.pattern)
-            .field("filter", &self.route.filter)
             .field("dropped", &self.dropped())
             .finish()
     }

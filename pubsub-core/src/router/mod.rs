@@ -1,95 +1,207 @@
-//! The router: which local subscriptions exist, and which of them a message goes to.
+//! The router: which local subscriptions exist, which native filters they need, and which of
+//! them a message goes to.
 //!
-//! Drivers hand inbound messages to an [`Inbound`]; the hub registers and removes subscriptions.
+//! One [`Router`] per handle holds, under one short-lived lock that is never held across I/O:
+//! - a token trie of the routes (local subscriptions), so that routing a message costs its
+//!   topic's depth, not the number of subscriptions;
+//! - one [`Slot`] per native filter: how many routes need it and what the broker has (the
+//!   desired state the reconciler works from).
+//!
+//! Drivers see it through [`Inbound`](crate::adapter::Inbound).
 
 mod queue;
 mod trie;
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use smallvec::SmallVec;
+use tokio::time::Instant;
 
 pub(crate) use queue::Queue;
 pub use trie::Trie as PatternTrie;
 
-use crate::{Message, NativeFilter, Pattern};
+use crate::{Error, Message, Pattern};
 
 /// One local subscription as the router sees it.
 #[derive(Debug)]
 pub(crate) struct Route {
     pub(crate) id: u64,
     pub(crate) pattern: Pattern,
-    pub(crate) filter: NativeFilter,
+    /// The id of its native filter's [`Slot`].
+    pub(crate) filter: u64,
     pub(crate) queue: Queue,
 }
 
-#[derive(Debug, Default)]
-struct Routes {
-    /// Every route, by pattern: used by [`Inbound::deliver`].
-    trie: trie::Trie<Arc<Route>>,
-    /// Routes by native filter: used by [`Inbound::deliver_via`] and for reference counts.
-    by_filter: HashMap<NativeFilter, Vec<Arc<Route>>>,
+/// What the broker has of a native filter, as far as the handle knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    Absent,
+    Present,
+    /// An add or remove failed: it may or may not be there.
+    Unknown,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Table {
-    routes: RwLock<Routes>,
+/// One native filter: who needs it and what the broker has.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) id: u64,
+    /// Routes that need it.
+    pub(crate) refs: usize,
+    pub(crate) presence: Presence,
+    /// A change of it is under way at the broker.
+    pub(crate) busy: bool,
+    /// Failed attempts in a row, and when to try again.
+    pub(crate) failures: u32,
+    pub(crate) retry_at: Option<Instant>,
+    /// Completed add attempts, and the error of the last one that failed.
+    pub(crate) attempts: u64,
+    pub(crate) last_error: Option<Error>,
+}
+
+impl Slot {
+    fn new(id: u64) -> Self {
+        Slot {
+            id,
+            refs: 0,
+            presence: Presence::Absent,
+            busy: false,
+            failures: 0,
+            retry_at: None,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+
+    /// Whether subscriptions of this filter receive what the broker sends.
+    pub(crate) fn is_live(&self) -> bool {
+        self.presence == Presence::Present && !self.busy
+    }
+
+    /// Whether nothing is left to do for it.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.refs == 0 && self.presence == Presence::Absent && !self.busy
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Routes<F> {
+    trie: trie::Trie<Arc<Route>>,
+    pub(crate) filters: HashMap<F, Slot>,
+    /// The filter of each slot id.
+    pub(crate) by_id: HashMap<u64, F>,
+    next_filter: u64,
+}
+
+impl<F> Default for Routes<F> {
+    fn default() -> Self {
+        Routes {
+            trie: trie::Trie::default(),
+            filters: HashMap::new(),
+            by_id: HashMap::new(),
+            next_filter: 0,
+        }
+    }
+}
+
+/// The routes and filter slots of one handle, and its delivery counters.
+#[derive(Debug)]
+pub(crate) struct Router<F> {
+    pub(crate) routes: RwLock<Routes<F>>,
     closed: AtomicBool,
     delivered: AtomicU64,
     dropped: AtomicU64,
 }
 
-impl Table {
-    pub(crate) fn insert(&self, route: Arc<Route>) {
-        let mut r = self.routes.write();
-        r.trie.insert(&route.pattern, route.clone());
-        r.by_filter
-            .entry(route.filter.clone())
-            .or_default()
-            .push(route);
-    }
-
-    /// Removes a route; returns whether its native filter is still wanted by another route.
-    pub(crate) fn remove(&self, route: &Route) -> bool {
-        let mut r = self.routes.write();
-        r.trie.remove(&route.pattern, |x| x.id == route.id);
-        match r.by_filter.get_mut(&route.filter) {
-            Some(list) => {
-                list.retain(|x| x.id != route.id);
-                if list.is_empty() {
-                    r.by_filter.remove(&route.filter);
-                    false
-                } else {
-                    true
-                }
-            }
-            None => false,
+impl<F> Default for Router<F> {
+    fn default() -> Self {
+        Router {
+            routes: RwLock::new(Routes::default()),
+            closed: AtomicBool::new(false),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
+}
 
-    pub(crate) fn wants(&self, filter: &NativeFilter) -> bool {
-        self.routes.read().by_filter.contains_key(filter)
+/// The routes one message goes to (inline for typical fan-outs).
+type Chosen<'a> = SmallVec<[&'a Arc<Route>; 16]>;
+
+impl<F: Eq + Hash + Clone> Router<F> {
+    /// Registers a route needing `filter`; returns the route, and whether the filter is live
+    /// at the broker already.
+    pub(crate) fn insert(
+        &self,
+        id: u64,
+        pattern: Pattern,
+        filter: F,
+        capacity: usize,
+    ) -> (Arc<Route>, bool) {
+        let mut r = self.routes.write();
+        let Routes {
+            trie,
+            filters,
+            by_id,
+            next_filter,
+        } = &mut *r;
+        let slot = filters.entry(filter).or_insert_with_key(|filter| {
+            *next_filter += 1;
+            by_id.insert(*next_filter, filter.clone());
+            Slot::new(*next_filter)
+        });
+        slot.refs += 1;
+        let live = slot.is_live();
+        let route = Arc::new(Route {
+            id,
+            pattern,
+            filter: slot.id,
+            queue: Queue::new(capacity),
+        });
+        trie.insert(&route.pattern, route.clone());
+        (route, live)
     }
 
-    pub(crate) fn wanted_filters(&self) -> Vec<NativeFilter> {
-        self.routes.read().by_filter.keys().cloned().collect()
+    /// Removes a route; returns the filter it needed when no other route needs it any more.
+    pub(crate) fn remove(&self, route: &Route) -> Option<F> {
+        let mut r = self.routes.write();
+        r.trie.remove(&route.pattern, |x| x.id == route.id)?;
+        let filter = r.by_id.get(&route.filter)?.clone();
+        let slot = r.filters.get_mut(&filter)?;
+        slot.refs -= 1;
+        (slot.refs == 0).then_some(filter)
+    }
+
+    /// Applies `f` to the slot of `filter`, if there is one.
+    pub(crate) fn with_slot<T>(&self, filter: &F, f: impl FnOnce(&Slot) -> T) -> Option<T> {
+        self.routes.read().filters.get(filter).map(f)
     }
 
     pub(crate) fn route_count(&self) -> usize {
         self.routes.read().trie.len()
     }
 
+    /// Native filters present (or possibly present) at the broker.
+    pub(crate) fn active_filters(&self) -> usize {
+        self.routes
+            .read()
+            .filters
+            .values()
+            .filter(|s| s.presence != Presence::Absent)
+            .count()
+    }
+
+    /// Ends every route's stream (after what is buffered) and stops delivery.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         let r = self.routes.read();
-        for list in r.by_filter.values() {
-            for route in list {
-                route.queue.close();
-            }
-        }
+        r.trie.for_each(|route| route.queue.close());
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
     }
 
     pub(crate) fn delivered(&self) -> u64 {
@@ -100,98 +212,49 @@ impl Table {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Hands `message` to the routes chosen for it. They are counted as delivered before the
-    /// first push, so whoever receives the message also sees it in
-    /// [`Stats::delivered`](crate::Stats::delivered); both counters are updated once per message.
-    fn push_all(&self, routes: &[&Arc<Route>], message: Message) {
-        if routes.is_empty() {
+    pub(crate) fn record_lost(&self, count: u64) {
+        self.dropped.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Delivers one copy to every route whose pattern matches; with `via`, only to routes of
+    /// that native filter (for brokers that send one copy per matching native filter).
+    pub(crate) fn deliver(&self, via: Option<&F>, message: Message) {
+        if self.is_closed() {
             return;
         }
+        let r = self.routes.read();
+        let only = match via {
+            Some(filter) => match r.filters.get(filter) {
+                Some(slot) => Some(slot.id),
+                None => return,
+            },
+            None => None,
+        };
+        let mut chosen: Chosen<'_> = SmallVec::new();
+        r.trie.for_each_match(message.topic().as_str(), |route| {
+            if only.is_none_or(|id| route.filter == id) {
+                chosen.push(route);
+            }
+        });
+        self.push_all(&chosen, message);
+    }
+
+    /// Hands `message` to the routes chosen for it. They are counted as delivered before the
+    /// first push, so whoever receives the message also sees it in
+    /// [`Stats::delivered`](crate::Stats::delivered).
+    fn push_all(&self, routes: &[&Arc<Route>], message: Message) {
+        let Some((last, others)) = routes.split_last() else {
+            return;
+        };
         self.delivered
             .fetch_add(routes.len() as u64, Ordering::Relaxed);
-        let dropped = routes
+        let mut dropped = others
             .iter()
             .filter(|route| route.queue.push(message.clone()))
             .count();
+        dropped += usize::from(last.queue.push(message));
         if dropped > 0 {
             self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         }
-    }
-
-    fn record_lost(&self, count: u64) {
-        self.dropped.fetch_add(count, Ordering::Relaxed);
-    }
-}
-
-/// The routes one message goes to (inline for typical fan-outs).
-type Chosen<'a> = SmallVec<[&'a Arc<Route>; 32]>;
-
-/// Where a driver hands the messages it receives from the broker.
-///
-/// Cheap to clone. Delivery never blocks: each subscription's buffer drops its oldest message
-/// when full, so a slow subscription never slows the connection.
-#[derive(Debug, Clone, Default)]
-pub struct Inbound {
-    table: Arc<Table>,
-}
-
-impl Inbound {
-    /// A fresh router with no subscriptions; pass it to the driver and to [`Hub::start`](crate::Hub::start).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub(crate) fn table(&self) -> &Arc<Table> {
-        &self.table
-    }
-
-    /// Delivers one copy of `message` to every local subscription whose pattern matches.
-    ///
-    /// For brokers that deliver each message once per handle (one queue, one consumer).
-    pub fn deliver(&self, message: Message) {
-        if self.table.closed.load(Ordering::Relaxed) {
-            return;
-        }
-        let r = self.table.routes.read();
-        let mut chosen: Chosen<'_> = SmallVec::new();
-        r.trie
-            .for_each_match(message.topic().as_str(), |route| chosen.push(route));
-        self.table.push_all(&chosen, message);
-    }
-
-    /// Delivers `message`, which arrived through the native `filter`, to the local subscriptions
-    /// served by that filter whose pattern matches.
-    ///
-    /// For brokers that deliver one copy per matching native subscription (Redis, NATS): each
-    /// local subscription then still gets exactly one copy, however its filters overlap.
-    pub fn deliver_via(&self, filter: &NativeFilter, message: Message) {
-        if self.table.closed.load(Ordering::Relaxed) {
-            return;
-        }
-        let r = self.table.routes.read();
-        if let Some(list) = r.by_filter.get(filter) {
-            let chosen: Chosen<'_> = list
-                .iter()
-                .filter(|route| route.pattern.matches(message.topic()))
-                .collect();
-            self.table.push_all(&chosen, message);
-        }
-    }
-
-    /// Counts messages the driver lost before they reached the router (for example a client
-    /// library's internal channel lagging); they show in [`Stats::dropped`](crate::Stats::dropped).
-    pub fn record_lost(&self, count: u64) {
-        self.table.record_lost(count);
-    }
-
-    /// The native filters local subscriptions currently need, for a driver that must restore
-    /// them itself after reconnecting.
-    pub fn wanted_filters(&self) -> Vec<NativeFilter> {
-        self.table.wanted_filters()
-    }
-
-    /// True once the hub was closed.
-    pub fn is_closed(&self) -> bool {
-        self.table.closed.load(Ordering::Relaxed)
     }
 }

@@ -29,7 +29,8 @@ impl Queue {
         let capacity = capacity.max(1);
         Queue {
             state: Mutex::new(State {
-                buf: VecDeque::with_capacity(capacity.min(1024)),
+                // Grows as messages arrive: an idle subscription costs no buffer.
+                buf: VecDeque::new(),
                 waker: None,
                 closed: false,
             }),

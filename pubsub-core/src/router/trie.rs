@@ -11,7 +11,7 @@ use crate::Pattern;
 /// the topic's tokens.
 ///
 /// ```
-/// use pubsub_core::router::PatternTrie;
+/// use pubsub_core::adapter::PatternTrie;
 /// let mut trie = PatternTrie::default();
 /// trie.insert(&"room.*.msg".parse()?, 1);
 /// trie.insert(&"room.>".parse()?, 2);
@@ -100,6 +100,18 @@ impl<T> Trie<T> {
     pub fn for_each_match<'t>(&'t self, topic: &str, mut f: impl FnMut(&'t T)) {
         let tokens: smallvec::SmallVec<[&str; 16]> = topic.split('.').collect();
         walk(&self.root, &tokens, &mut f);
+    }
+
+    /// Calls `f` once for every value.
+    pub fn for_each<'t>(&'t self, mut f: impl FnMut(&'t T)) {
+        fn all<'t, T>(node: &'t Node<T>, f: &mut impl FnMut(&'t T)) {
+            node.here.iter().chain(&node.rest).for_each(&mut *f);
+            node.literal.values().for_each(|child| all(child, f));
+            if let Some(child) = &node.one {
+                all(child, f);
+            }
+        }
+        all(&self.root, &mut f);
     }
 
     /// Number of values.

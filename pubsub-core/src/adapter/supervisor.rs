@@ -1,0 +1,235 @@
+//! [`Supervisor`]: one connection state machine per handle.
+//!
+//! A driver registers each of its broker connections as a [`LinkReporter`] and reports what
+//! happens to it. The supervisor derives the handle's [`ConnectionState`], publishes it to
+//! users, gates `publish` while a link is down (up to the publish timeout), and asks the
+//! reconciler to restore every native filter after a link that lost them comes back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
+
+use crate::{ConnectionState, Error, Result};
+
+/// The state machine of one handle's connection; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Supervisor {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: watch::Sender<ConnectionState>,
+    links: Mutex<Links>,
+    /// Mirrors `state == Up`, for the publish fast path.
+    up: AtomicBool,
+    restore: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Links {
+    states: Vec<LinkState>,
+    down_since: Option<SystemTime>,
+    closed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    Connecting,
+    Up,
+    Down,
+    /// Back, but the native filters it carried must be restored before it counts as up.
+    Restoring,
+}
+
+/// Reports what happens to one broker connection of a handle (from the driver).
+#[derive(Clone, Debug)]
+pub struct LinkReporter {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl Supervisor {
+    pub(crate) fn new() -> Self {
+        Supervisor {
+            shared: Arc::new(Shared {
+                state: watch::Sender::new(ConnectionState::Connecting),
+                links: Mutex::new(Links::default()),
+                up: AtomicBool::new(false),
+                restore: Notify::new(),
+            }),
+        }
+    }
+
+    /// Registers one more broker connection, in the state "connecting".
+    pub fn link(&self) -> LinkReporter {
+        let mut links = self.shared.links.lock();
+        links.states.push(LinkState::Connecting);
+        let index = links.states.len() - 1;
+        self.shared.update(&mut links);
+        LinkReporter {
+            shared: self.shared.clone(),
+            index,
+        }
+    }
+
+    /// Whether every link is up (and restored).
+    pub fn is_up(&self) -> bool {
+        self.shared.up.load(Ordering::Acquire)
+    }
+
+    /// The handle's state now.
+    pub fn state(&self) -> ConnectionState {
+        *self.shared.state.borrow()
+    }
+
+    /// A receiver that sees every change of state.
+    pub fn watch(&self) -> watch::Receiver<ConnectionState> {
+        self.shared.state.subscribe()
+    }
+
+    /// Returns at once when up; otherwise waits up to `timeout` for it, then fails with a
+    /// timeout (or `Closed` once closed).
+    pub async fn ready(&self, timeout: Duration) -> Result<()> {
+        if self.is_up() {
+            return Ok(());
+        }
+        let mut rx = self.shared.state.subscribe();
+        let wait = async move {
+            rx.wait_for(|s| matches!(s, ConnectionState::Up | ConnectionState::Closed))
+                .await
+                .map(|state| state.is_up())
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(_) => Err(Error::closed()),
+            Err(_) => Err(Error::timeout(format!(
+                "not connected to the broker after waiting {timeout:?}"
+            ))),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        let mut links = self.shared.links.lock();
+        links.closed = true;
+        self.shared.update(&mut links);
+        drop(links);
+        self.shared.restore.notify_waiters();
+    }
+
+    /// Waits until a link asks for its filters to be restored.
+    pub(crate) async fn restore_requested(&self) {
+        self.shared.restore.notified().await;
+    }
+
+    /// The links waiting for their filters to be restored.
+    pub(crate) fn restoring(&self) -> Vec<usize> {
+        let links = self.shared.links.lock();
+        (0..links.states.len())
+            .filter(|&i| links.states[i] == LinkState::Restoring)
+            .collect()
+    }
+
+    /// The filters were restored for `indexes` (those still waiting count as up now).
+    pub(crate) fn restored(&self, indexes: &[usize]) {
+        let mut links = self.shared.links.lock();
+        for &i in indexes {
+            if links.states.get(i) == Some(&LinkState::Restoring) {
+                links.states[i] = LinkState::Up;
+            }
+        }
+        self.shared.update(&mut links);
+    }
+}
+
+impl Shared {
+    fn set(&self, index: usize, state: LinkState) {
+        let mut links = self.links.lock();
+        if let Some(slot) = links.states.get_mut(index) {
+            *slot = state;
+        }
+        self.update(&mut links);
+        drop(links);
+        if state == LinkState::Restoring {
+            self.restore.notify_one();
+        }
+    }
+
+    fn update(&self, links: &mut Links) {
+        let all_up = links.states.iter().all(|s| *s == LinkState::Up);
+        let ever_up = links.down_since.is_some()
+            || !links.states.iter().any(|s| *s == LinkState::Connecting);
+        let state = if links.closed {
+            ConnectionState::Closed
+        } else if all_up {
+            links.down_since = None;
+            ConnectionState::Up
+        } else if ever_up {
+            let since = *links.down_since.get_or_insert_with(SystemTime::now);
+            ConnectionState::Down { since }
+        } else {
+            ConnectionState::Connecting
+        };
+        self.up.store(state.is_up(), Ordering::Release);
+        self.state.send_if_modified(|s| std::mem::replace(s, state) != state);
+    }
+}
+
+impl LinkReporter {
+    /// The connection is up and carries everything it should: the first connection, or a
+    /// reconnect after which the client library restored the subscriptions itself.
+    pub fn up(&self) {
+        self.shared.set(self.index, LinkState::Up);
+    }
+
+    /// The connection was lost; `publish` waits (up to its timeout) until it is back.
+    pub fn down(&self) {
+        self.shared.set(self.index, LinkState::Down);
+    }
+
+    /// The connection is back but lost its subscriptions: the handle restores every native
+    /// filter (through the driver's `restore_filters`) before it counts as up.
+    pub fn reconnected(&self) {
+        self.shared.set(self.index, LinkState::Restoring);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn state_follows_the_links() {
+        let sup = Supervisor::new();
+        let mut rx = sup.watch();
+        let a = sup.link();
+        let b = sup.link();
+        assert_eq!(sup.state(), ConnectionState::Connecting);
+        a.up();
+        assert_eq!(sup.state(), ConnectionState::Connecting);
+        b.up();
+        assert!(sup.is_up());
+        assert!(sup.ready(Duration::from_millis(1)).await.is_ok());
+        b.down();
+        let ConnectionState::Down { since } = sup.state() else {
+            panic!("{:?}", sup.state())
+        };
+        assert!(sup.ready(Duration::from_millis(20)).await.unwrap_err().is_temporary());
+        b.reconnected();
+        assert_eq!(sup.state(), ConnectionState::Down { since });
+        assert_eq!(sup.restoring(), [1]);
+        sup.restored(&[1]);
+        assert!(sup.is_up());
+        assert!(rx.has_changed().unwrap());
+        rx.mark_unchanged();
+        sup.close();
+        assert_eq!(*rx.borrow_and_update(), ConnectionState::Closed);
+        assert_eq!(
+            sup.ready(Duration::from_secs(1)).await.unwrap_err().kind(),
+            crate::ErrorKind::Closed
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! [`ServerUrl`]: one parser for every backend's connection URL.
+//!
+//! `scheme://[user[:password]@]host[:port][,[scheme://]host[:port]…][/path][?key=value&…]`
+//!
+//! Several hosts (NATS, Kafka) are separated by commas. User name, password, path and query are
+//! percent-decoded here, once. Errors never repeat the URL, the user info or a query value:
+//! a mistyped URL cannot put a password in a log.
+
+use percent_encoding::percent_decode_str;
+
+use crate::{Error, Result, Secret};
+
+/// One `host[:port]` of a [`ServerUrl`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostPort {
+    /// The scheme written before this host, when it repeats one (`nats://a,tls://b`): lowercase.
+    pub scheme: Option<String>,
+    /// Host name or IP address (an IPv6 address without its brackets).
+    pub host: String,
+    /// The port, if given.
+    pub port: Option<u16>,
+}
+
+impl HostPort {
+    /// `host:port` (IPv6 in brackets), with `default_port` when none was given.
+    pub fn address(&self, default_port: u16) -> String {
+        let port = self.port.unwrap_or(default_port);
+        if self.host.contains(':') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        }
+    }
+}
+
+/// A parsed connection URL.
+///
+/// ```
+/// use pubsub_core::adapter::ServerUrl;
+/// let url = ServerUrl::parse("nats://app:p%40ss@a:4222,b?buffer=64", &["nats", "tls"])?;
+/// assert_eq!(url.scheme, "nats");
+/// assert_eq!(url.user.as_deref(), Some("app"));
+/// assert_eq!(url.password.as_ref().map(|p| p.expose()), Some("p@ss"));
+/// assert_eq!(url.hosts[1].address(4222), "b:4222");
+/// assert_eq!(url.query, [("buffer".to_string(), "64".to_string())]);
+/// assert!(!format!("{url:?}").contains("p@ss"));
+/// # Ok::<(), pubsub_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerUrl {
+    /// The scheme, lowercase.
+    pub scheme: String,
+    /// The user name, if any (empty is `None`).
+    pub user: Option<String>,
+    /// The password (after `user:`), if any.
+    pub password: Option<Secret>,
+    /// The hosts, at least one.
+    pub hosts: Vec<HostPort>,
+    /// The path without its leading `/`, decoded (a database number, a vhost).
+    pub path: String,
+    /// The query parameters, decoded, in order.
+    pub query: Vec<(String, String)>,
+}
+
+impl ServerUrl {
+    /// Parses `url`, whose scheme must be one of `schemes` (lowercase).
+    pub fn parse(url: &str, schemes: &[&str]) -> Result<ServerUrl> {
+        let expected = || {
+            let list: Vec<String> = schemes.iter().map(|s| format!("`{s}://`")).collect();
+            list.join(" or ")
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            Error::invalid_config(format!("the URL has no scheme; expected {}", expected()))
+        })?;
+        let scheme = scheme.to_ascii_lowercase();
+        if !schemes.contains(&scheme.as_str()) {
+            return Err(Error::invalid_config(format!(
+                "unsupported URL scheme `{}`; expected {}",
+                printable(&scheme),
+                expected()
+            )));
+        }
+        if rest.contains('#') {
+            return Err(Error::invalid_config(
+                "the URL has a `#`; percent-encode it in user names and passwords (%23)",
+            ));
+        }
+        let (before_query, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, Some(q)),
+            None => (rest, None),
+        };
+        // The user info ends at the last `@` before the path. An `@` after a `?` or `/` means
+        // user info with an unescaped `?` or `/`: refuse it rather than read a password as a
+        // query parameter or a path.
+        let (authority, path) = before_query.split_at(path_start(before_query));
+        if path.contains('@') || query.is_some_and(|q| q.contains('@')) {
+            return Err(Error::invalid_config(
+                "the URL has an `@` after its host; percent-encode `@`, `/`, `?` and `#` in user \
+                 names and passwords (%40, %2F, %3F, %23)",
+            ));
+        }
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((info, hosts)) => (Some(info), hosts),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(info) => match info.split_once(':') {
+                Some((user, password)) => (
+                    Some(decode(user, "user name")?),
+                    Some(Secret::from(decode(password, "password")?)),
+                ),
+                None => (Some(decode(info, "user name")?), None),
+            },
+        };
+        let user = user.filter(|u| !u.is_empty());
+        let hosts = hosts
+            .split(',')
+            .enumerate()
+            .map(|(index, entry)| host_port(entry, index, schemes))
+            .collect::<Result<Vec<_>>>()?;
+        let path = decode(path.strip_prefix('/').unwrap_or(path), "path")?;
+        let query = query.map_or_else(Vec::new, |q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        });
+        Ok(ServerUrl {
+            scheme,
+            user,
+            password,
+            hosts,
+            path,
+            query,
+        })
+    }
+
+    /// Fails if a query parameter is left that nobody took. The error lists the parameters
+    /// the backend takes (`own`, plus the [`CommonOptions`](crate::CommonOptions) ones) and
+    /// never repeats the unknown one: a mistyped URL could have put a password there.
+    pub fn reject_unknown_query(&self, own: &[&str]) -> Result<()> {
+        if self.query.is_empty() {
+            return Ok(());
+        }
+        let known: Vec<&str> = crate::options::QUERY_KEYS.iter().chain(own).copied().collect();
+        Err(Error::invalid_config(format!(
+            "the URL has a query parameter this backend does not take (it takes: {})",
+            known.join(", ")
+        )))
+    }
+
+    /// The only host, or an error saying that this backend takes one.
+    pub fn single_host(&self) -> Result<&HostPort> {
+        match self.hosts.as_slice() {
+            [one] => Ok(one),
+            _ => Err(Error::invalid_config("this backend's URL takes exactly one host")),
+        }
+    }
+}
+
+/// Where the path begins: the first `/` after the hosts, skipping the `scheme://` a host may
+/// repeat.
+fn path_start(s: &str) -> usize {
+    let mut offset = 0;
+    for entry in s.split(',') {
+        let skip = entry.find("://").map_or(0, |at| at + 3);
+        if let Some(at) = entry[skip..].find('/') {
+            return offset + skip + at;
+        }
+        offset += entry.len() + 1;
+    }
+    s.len()
+}
+
+fn host_port(entry: &str, index: usize, schemes: &[&str]) -> Result<HostPort> {
+    let which = index + 1;
+    let (scheme, entry) = match entry.split_once("://") {
+        Some((s, rest)) => {
+            let s = s.to_ascii_lowercase();
+            if !schemes.contains(&s.as_str()) {
+                return Err(Error::invalid_config(format!(
+                    "host {which} of the URL has an unsupported scheme `{}`",
+                    printable(&s)
+                )));
+            }
+            (Some(s), rest)
+        }
+        None => (None, entry),
+    };
+    if entry.contains('@') {
+        return Err(Error::invalid_config(format!(
+            "host {which} of the URL has user info; give it once, before the first host"
+        )));
+    }
+    let (host, port) = if let Some(v6) = entry.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(|| {
+            Error::invalid_config(format!("host {which} of the URL has an unclosed `[`"))
+        })?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match entry.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (entry, None),
+        }
+    };
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "/?#[]%".contains(c))
+    {
+        return Err(Error::invalid_config(format!(
+            "host {which} of the URL is missing or not a valid host name"
+        )));
+    }
+    let port = match port {
+        None | Some("") => None,
+        Some(p) => Some(p.parse::<u16>().map_err(|_| {
+            Error::invalid_config(format!("host {which} of the URL has an invalid port"))
+        })?),
+    };
+    Ok(HostPort {
+        scheme,
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn decode(part: &str, what: &str) -> Result<String> {
+    percent_decode_str(part)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| Error::invalid_config(format!("the {what} in the URL is not UTF-8 once decoded")))
+}
+
+/// A short excerpt of a scheme, safe to print.
+fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        .take(16)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECRET: &str = "pa55-w0rd";
+
+    fn parse(url: &str) -> Result<ServerUrl> {
+        ServerUrl::parse(url, &["redis", "rediss"])
+    }
+
+    #[test]
+    fn parses_the_usual_forms() {
+        let u = parse("redis://127.0.0.1:6379").unwrap();
+        assert_eq!(u.hosts[0].address(1), "127.0.0.1:6379");
+        assert_eq!((u.user, u.password, u.path.as_str()), (None, None, ""));
+
+        let u = parse("REDISS://alice:p%40ss@cache.example:6380/3?a=1&b=x%20y").unwrap();
+        assert_eq!(u.scheme, "rediss");
+        assert_eq!(u.user.as_deref(), Some("alice"));
+        assert_eq!(u.password.unwrap().expose(), "p@ss");
+        assert_eq!(u.path, "3");
+        assert_eq!(u.query[1], ("b".to_string(), "x y".to_string()));
+
+        let u = parse("redis://:only@[::1]:7000/").unwrap();
+        assert_eq!(u.user, None);
+        assert_eq!(u.hosts[0].host, "::1");
+        assert_eq!(u.hosts[0].address(1), "[::1]:7000");
+
+        let u = parse("redis://a,redis://b:2").unwrap();
+        assert_eq!(u.hosts.len(), 2);
+        assert_eq!(u.hosts[1].scheme.as_deref(), Some("redis"));
+        assert!(u.single_host().is_err());
+    }
+
+    #[test]
+    fn mistyped_urls_never_echo_a_secret() {
+        let bad = [
+            format!("http://u:{SECRET}@host"),
+            format!("redis://u:{SECRET}@host:notaport"),
+            format!("redis://u?ser:{SECRET}@host:6379/0"),
+            format!("redis://u/ser:{SECRET}@host:6379/0"),
+            format!("redis://u:{SECRET}@:6379"),
+            format!("redis://u:{SECRET}%ff@host"),
+            format!("redis://u:{SECRET}#@host"),
+            format!("redis:u:{SECRET}@host"),
+            format!("redis://h?{SECRET}=1"),
+            String::new(),
+            "redis://".to_string(),
+        ];
+        for url in bad {
+            let result = parse(&url).and_then(|u| u.reject_unknown_query(&[]));
+            let err = result.expect_err(&url.replace(SECRET, "***"));
+            assert_eq!(err.kind(), crate::ErrorKind::Invalid);
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains(SECRET), "{text}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_never_leaks(s in "[a-z:/@?#%,\\[\\]=&.0-9A-Z-]{0,60}") {
+            let url = format!("redis://{s}{SECRET}");
+            if let Err(e) = parse(&url).and_then(|u| u.reject_unknown_query(&[])) {
+                let text = format!("{e} {e:?}");
+                prop_assert!(!text.contains(SECRET), "{}", text);
+            }
+        }
+    }
+}

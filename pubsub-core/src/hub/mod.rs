@@ -1,0 +1,437 @@
+//! [`Hub`]: the handle every backend returns; the shared half of every adapter.
+
+mod reconcile;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::adapter::{Driver, Supervisor, Tasks};
+use crate::router::{Presence, Route, Router};
+use crate::{
+    CommonOptions, ConnectionState, Error, Message, Operation, Pattern, PubSub, Result, Stats,
+    SubscribeOptions, Subscription,
+};
+
+/// A pub/sub handle on one backend: what [`connect`](https://docs.rs/pubsub) and every
+/// adapter's `connect` return.
+///
+/// Cloning it is cheap, and all clones share one connection. It implements [`PubSub`]; see
+/// there for what each operation promises.
+///
+/// ```
+/// # async fn demo() -> pubsub_core::Result<()> {
+/// use pubsub_core::{memory::MemoryBus, PubSub};
+/// let handle = MemoryBus::new().connect().await?;
+/// let sub = handle.subscribe("a.>".parse()?).await?;
+/// assert_eq!(handle.stats().native_filters, 1);
+/// drop(sub);
+/// handle.close().await?;
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<dyn Core>,
+}
+
+/// The object-safe face of [`HubInner`], whatever its driver.
+#[async_trait]
+trait Core: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+    fn max_payload(&self) -> usize;
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<()>>;
+    async fn subscribe_with(
+        self: Arc<Self>,
+        pattern: Pattern,
+        options: SubscribeOptions,
+    ) -> Result<Subscription>;
+    async fn close(&self) -> Result<()>;
+    fn stats(&self) -> Stats;
+    fn supervisor(&self) -> &Supervisor;
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+/// What a [`Subscription`] needs of its handle to leave.
+pub(crate) trait Owner: Send + Sync {
+    /// Removes the route now; the broker-side filter is released in the background.
+    fn detach(&self, route: &Route);
+    /// Removes the route and waits until the broker released its filter (if it was the last).
+    fn unsubscribe<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, Result<()>>;
+}
+
+pub(crate) struct HubInner<D: Driver> {
+    driver: Arc<D>,
+    router: Arc<Router<D::Filter>>,
+    reconciler: reconcile::Handle,
+    supervisor: Supervisor,
+    tasks: Tasks,
+    options: CommonOptions,
+    closed: AtomicBool,
+    /// Serialises `close` calls: a second one waits for the first to finish.
+    closing: tokio::sync::Mutex<()>,
+    /// Publishes under way, which `close` lets finish.
+    inflight: AtomicUsize,
+    drained: Notify,
+    next_id: AtomicU64,
+    published: AtomicU64,
+}
+
+pub(crate) fn start<D: Driver>(
+    driver: D,
+    router: Arc<Router<D::Filter>>,
+    supervisor: Supervisor,
+    tasks: Tasks,
+    options: CommonOptions,
+) -> Hub {
+    let driver = Arc::new(driver);
+    let reconciler = reconcile::spawn(
+        driver.clone(),
+        router.clone(),
+        supervisor.clone(),
+        tasks.clone(),
+        options.backoff.clone(),
+    );
+    Hub {
+        inner: Arc::new(HubInner {
+            driver,
+            router,
+            reconciler,
+            supervisor,
+            tasks,
+            options,
+            closed: AtomicBool::new(false),
+            closing: tokio::sync::Mutex::new(()),
+            inflight: AtomicUsize::new(0),
+            drained: Notify::new(),
+            next_id: AtomicU64::new(1),
+            published: AtomicU64::new(0),
+        }),
+    }
+}
+
+/// Counts a publish as under way while it lives.
+struct Inflight<'a, D: Driver>(&'a HubInner<D>);
+
+impl<'a, D: Driver> Inflight<'a, D> {
+    fn enter(hub: &'a HubInner<D>) -> Self {
+        hub.inflight.fetch_add(1, Ordering::SeqCst);
+        Inflight(hub)
+    }
+}
+
+impl<D: Driver> Drop for Inflight<'_, D> {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.closed.load(Ordering::SeqCst)
+        {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+impl<D: Driver> HubInner<D> {
+    fn fail(&self, error: Error, operation: Operation) -> Error {
+        error.with_backend(D::BACKEND).with_operation(operation)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    async fn publish_inner(&self, message: Message) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::closed());
+        }
+        let max = self.options.payload_limit(self.driver.max_payload());
+        if message.payload().len() > max {
+            return Err(Error::payload_too_large(message.payload().len(), max));
+        }
+        let _inflight = Inflight::enter(self);
+        // Checked again after counting in: `close` either sees this publish or it sees `closed`.
+        if self.is_closed() {
+            return Err(Error::closed());
+        }
+        if !self.supervisor.is_up() {
+            self.supervisor.ready(self.options.publish_timeout).await?;
+        }
+        self.driver.publish(message).await?;
+        self.published.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Waits until the route's filter is live at the broker, its change failed, the deadline
+    /// passed or the handle closed.
+    async fn wait_live(&self, filter: &D::Filter, attempts_before: u64) -> Result<()> {
+        let deadline = Instant::now() + self.options.command_timeout;
+        let mut outcomes = self.reconciler.outcomes.clone();
+        loop {
+            outcomes.borrow_and_update();
+            let state = self.router.with_slot(filter, |slot| {
+                if slot.is_live() {
+                    Some(Ok(()))
+                } else {
+                    match &slot.last_error {
+                        Some(error) if slot.attempts > attempts_before && !slot.busy => {
+                            Some(Err(error.clone()))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            match state {
+                Some(Some(result)) => return result,
+                None => return Err(Error::closed()),
+                Some(None) => {}
+            }
+            self.wait_outcome(&mut outcomes, deadline, "the broker did not confirm the subscription")
+                .await?;
+        }
+    }
+
+    /// Waits until the filter the last route left is gone from the broker.
+    async fn wait_released(&self, filter: &D::Filter, attempts_before: u64) -> Result<()> {
+        let deadline = Instant::now() + self.options.command_timeout;
+        let mut outcomes = self.reconciler.outcomes.clone();
+        loop {
+            outcomes.borrow_and_update();
+            let state = self.router.with_slot(filter, |slot| {
+                if slot.refs > 0 || (slot.presence == Presence::Absent && !slot.busy) {
+                    Some(Ok(()))
+                } else {
+                    match &slot.last_error {
+                        Some(error) if slot.attempts > attempts_before && !slot.busy => {
+                            Some(Err(error.clone()))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            match state {
+                Some(Some(result)) => return result,
+                None => return Ok(()),
+                Some(None) => {}
+            }
+            self.wait_outcome(&mut outcomes, deadline, "the broker did not confirm the unsubscribe")
+                .await?;
+        }
+    }
+
+    async fn wait_outcome(
+        &self,
+        outcomes: &mut watch::Receiver<u64>,
+        deadline: Instant,
+        what: &'static str,
+    ) -> Result<()> {
+        tokio::select! {
+            changed = outcomes.changed() => changed.map_err(|_| Error::closed()),
+            _ = self.tasks.stopped() => Err(Error::closed()),
+            _ = tokio::time::sleep_until(deadline) => Err(Error::timeout(format!(
+                "{what} within {:?}", self.options.command_timeout
+            ))),
+        }
+    }
+
+    fn attempts_of(&self, filter: &D::Filter) -> u64 {
+        self.router.with_slot(filter, |s| s.attempts).unwrap_or(0)
+    }
+
+    async fn close_inner(&self) -> Result<()> {
+        let _closing = self.closing.lock().await;
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Publishes already under way finish first (each is bounded by the publish timeout).
+        let drain = async {
+            loop {
+                let drained = self.drained.notified();
+                if self.inflight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                drained.await;
+            }
+        };
+        if tokio::time::timeout(self.options.publish_timeout, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(backend = D::BACKEND, "close: publishes still under way after the publish timeout");
+        }
+        self.tasks.cancel();
+        let result = match tokio::time::timeout(self.options.command_timeout, self.driver.close())
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::timeout("the broker connection did not close in time")),
+        };
+        self.router.close();
+        self.supervisor.close();
+        if !self.tasks.shut_down(SHUTDOWN_WAIT).await {
+            tracing::warn!(backend = D::BACKEND, left = self.tasks.len(), "close: background tasks did not stop in time");
+        }
+        result
+    }
+}
+
+/// How long `close` waits for background tasks after cancelling them.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+
+#[async_trait]
+impl<D: Driver> Core for HubInner<D> {
+    fn backend(&self) -> &'static str {
+        D::BACKEND
+    }
+
+    fn max_payload(&self) -> usize {
+        self.options.payload_limit(self.driver.max_payload())
+    }
+
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.publish_inner(message)
+                .await
+                .map_err(|e| self.fail(e, Operation::Publish))
+        })
+    }
+
+    async fn subscribe_with(
+        self: Arc<Self>,
+        pattern: Pattern,
+        options: SubscribeOptions,
+    ) -> Result<Subscription> {
+        let fail = |e| self.fail(e, Operation::Subscribe);
+        if self.is_closed() {
+            return Err(fail(Error::closed()));
+        }
+        let filter = self.driver.native_filter(&pattern).map_err(fail)?;
+        let capacity = options.capacity.unwrap_or(self.options.buffer).max(1);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let attempts = self.attempts_of(&filter);
+        // Registered before the broker is asked, so nothing it sends after confirming can
+        // miss the route.
+        let (route, live) = self.router.insert(id, pattern, filter.clone(), capacity);
+        if !live {
+            self.reconciler.kick.notify_one();
+            if let Err(error) = self.wait_live(&filter, attempts).await {
+                self.detach(&route);
+                return Err(fail(error));
+            }
+        }
+        let owner: Arc<dyn Owner> = self.clone();
+        Ok(Subscription::new(route, owner))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.close_inner()
+            .await
+            .map_err(|e| self.fail(e, Operation::Close))
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            subscriptions: self.router.route_count(),
+            native_filters: self.router.active_filters(),
+            published: self.published.load(Ordering::Relaxed),
+            delivered: self.router.delivered(),
+            dropped: self.router.dropped(),
+        }
+    }
+
+    fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("driver", &self.driver)
+            .field("state", &self.supervisor.state())
+            .field("subscriptions", &self.router.route_count())
+            .finish()
+    }
+}
+
+impl<D: Driver> Owner for HubInner<D> {
+    fn detach(&self, route: &Route) {
+        route.queue.close();
+        if self.router.remove(route).is_some() && !self.is_closed() {
+            self.reconciler.kick.notify_one();
+        }
+    }
+
+    fn unsubscribe<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            route.queue.close();
+            let Some(filter) = self.router.remove(route) else {
+                return Ok(());
+            };
+            if self.is_closed() {
+                return Ok(());
+            }
+            let attempts = self.attempts_of(&filter);
+            self.reconciler.kick.notify_one();
+            self.wait_released(&filter, attempts)
+                .await
+                .map_err(|e| self.fail(e, Operation::Unsubscribe))
+        })
+    }
+}
+
+impl<D: Driver> Drop for HubInner<D> {
+    fn drop(&mut self) {
+        // Dropped without `close`: stop every task; the driver goes with the last of them.
+        self.tasks.cancel();
+        self.router.close();
+        self.supervisor.close();
+    }
+}
+
+impl PubSub for Hub {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    fn max_payload(&self) -> usize {
+        self.inner.max_payload()
+    }
+
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<()>> {
+        self.inner.publish(message)
+    }
+
+    fn subscribe_with(
+        &self,
+        pattern: Pattern,
+        options: SubscribeOptions,
+    ) -> BoxFuture<'_, Result<Subscription>> {
+        self.inner.clone().subscribe_with(pattern, options)
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        self.inner.close()
+    }
+
+    fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    fn connection_state(&self) -> ConnectionState {
+        self.inner.supervisor().state()
+    }
+
+    fn watch_connection(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.supervisor().watch()
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.debug(f)
+    }
+}
