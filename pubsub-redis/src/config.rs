@@ -8,9 +8,8 @@ use fred::types::config::{
     Config as FredConfig, ConnectionConfig, PerformanceConfig, ReconnectPolicy, ServerConfig,
     TcpConfig, TlsConfig,
 };
-use pubsub_core::{Backoff, HubConfig};
-
-use crate::Error;
+use pubsub_core::adapter::ServerUrl;
+use pubsub_core::{Backoff, CommonOptions, Error, Result, Secret, WithOptions};
 
 /// Default largest payload: 4 MiB.
 ///
@@ -35,46 +34,38 @@ pub const MAX_PATTERN_DEPTH: usize = 128;
 
 /// Settings of a Redis handle.
 ///
-/// Build it from a URL with [`RedisConfig::from_url`] (`redis://[user:password@]host[:port][/db]`
-/// or `rediss://…` for TLS), or start from [`RedisConfig::default`] (`redis://127.0.0.1:6379`),
-/// then adjust it with the `with_*` setters. `Debug` never shows the password.
+/// Build it from a URL with [`RedisConfig::from_url`], or start from [`RedisConfig::default`]
+/// (`redis://127.0.0.1:6379`), then adjust it with the `with_*` setters (the shared ones come
+/// from [`WithOptions`]). `Debug` never shows the password.
 ///
 /// ```
 /// use std::time::Duration;
+/// use pubsub_core::WithOptions;
 /// use pubsub_redis::RedisConfig;
-/// let config = RedisConfig::from_url("redis://app:s3cret@127.0.0.1:6379/0")?
+/// let config = RedisConfig::from_url("redis://app:s3cret@127.0.0.1:6379/0?pattern_depth=1")?
 ///     .with_publish_timeout(Duration::from_secs(2))
 ///     .with_max_payload(1 << 20);
-/// assert_eq!(config.port, 6379);
+/// assert_eq!((config.port, config.pattern_depth), (6379, 1));
 /// assert!(!format!("{config:?}").contains("s3cret"));
-/// # Ok::<(), pubsub_redis::Error>(())
+/// # Ok::<(), pubsub_core::Error>(())
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
+    /// The settings every backend shares (buffer, timeouts, backoff, payload limit).
+    pub options: CommonOptions,
     /// Host name or IP address of the server.
     pub host: String,
     /// TCP port of the server.
     pub port: u16,
     /// ACL user name, if any.
     pub username: Option<String>,
-    password: Option<String>,
+    /// The password (`AUTH`), if any.
+    pub password: Option<Secret>,
     /// Database number (`SELECT`); pub/sub channels are global, so this rarely matters.
     pub database: Option<u8>,
     /// Whether to use TLS (`rediss://`), with the system's root certificates.
     pub tls: bool,
-    /// Largest payload accepted by `publish`, in bytes.
-    pub max_payload: usize,
-    /// How long `publish` waits while the connection is down before failing with a timeout.
-    pub publish_timeout: Duration,
-    /// How long `subscribe` and `unsubscribe` wait for Redis (including while disconnected).
-    pub command_timeout: Duration,
-    /// How long one connection attempt may take.
-    pub connect_timeout: Duration,
-    /// Reconnect policy (exponential, capped, with jitter).
-    pub backoff: Backoff,
-    /// Settings of the shared hub (default subscription buffer size).
-    pub hub: HubConfig,
     /// Capacity of fred's broadcast channel of received messages, per subscriber connection.
     /// When the reader falls this far behind, messages are lost and counted in
     /// [`Stats::dropped`](pubsub_core::Stats::dropped).
@@ -92,81 +83,77 @@ pub struct RedisConfig {
 impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
+            options: CommonOptions::default(),
             host: "127.0.0.1".to_string(),
             port: 6379,
             username: None,
             password: None,
             database: None,
             tls: false,
-            max_payload: DEFAULT_MAX_PAYLOAD,
-            publish_timeout: Duration::from_secs(5),
-            command_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            backoff: Backoff::default(),
-            hub: HubConfig::default(),
             broadcast_capacity: DEFAULT_BROADCAST_CAPACITY,
             pattern_depth: DEFAULT_PATTERN_DEPTH,
         }
     }
 }
 
+impl WithOptions for RedisConfig {
+    fn options_mut(&mut self) -> &mut CommonOptions {
+        &mut self.options
+    }
+}
+
+/// The query parameters of a Redis URL besides the [`CommonOptions`] ones.
+const QUERY_KEYS: &[&str] = &["pattern_depth", "broadcast_capacity"];
+
 impl RedisConfig {
-    /// Parses `redis://[user[:password]@]host[:port][/db]` or `rediss://…` (TLS).
+    /// Parses `redis://[[user]:password@]host[:port][/db][?param=value…]` or `rediss://…` (TLS).
     ///
-    /// User name and password are percent-decoded. Errors are [`Error::InvalidConfig`] and never
-    /// contain the password (nor the URL).
-    pub fn from_url(url: &str) -> Result<Self, Error> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| Error::InvalidConfig(format!("the Redis URL does not parse: {e}")))?;
-        let tls = match parsed.scheme() {
-            "redis" => false,
-            "rediss" => true,
-            other => {
-                return Err(Error::InvalidConfig(format!(
-                    "unsupported URL scheme `{}`; expected `redis://` or `rediss://`",
-                    sanitize(other)
-                )))
-            }
+    /// User name and password are percent-decoded. A user info without `:` (`redis://secret@h`)
+    /// is taken as the password, since Redis authenticates with a password alone or a user and
+    /// a password, never a user alone. The query takes the [`CommonOptions`] parameters,
+    /// `pattern_depth` and `broadcast_capacity`. Errors never contain the password or the URL.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let mut parsed = ServerUrl::parse(url, &["redis", "rediss"])?;
+        let host = parsed.single_host()?.clone();
+        let (username, password) = match (parsed.user.take(), parsed.password.take()) {
+            (Some(lone), None) => (None, Some(Secret::from(lone))),
+            other => other,
         };
-        let host = match parsed.host() {
-            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            _ => {
-                return Err(Error::InvalidConfig(
-                    "the Redis URL has no host".to_string(),
-                ))
-            }
-        };
-        let port = parsed.port().unwrap_or(6379);
-        let username = Some(decode(parsed.username(), "user name")?).filter(|u| !u.is_empty());
-        let password = match parsed.password() {
-            Some(p) => Some(decode(p, "password")?),
-            None => None,
-        };
-        let database = match parsed.path().trim_start_matches('/') {
+        let database = match parsed.path.as_str() {
             "" => None,
             db => Some(db.parse::<u8>().map_err(|_| {
-                Error::InvalidConfig(
-                    "the path of a Redis URL must be a database number from 0 to 255".to_string(),
+                Error::invalid_config(
+                    "the path of a Redis URL must be a database number from 0 to 255",
                 )
             })?),
         };
-        if let Some((key, _)) = parsed.query_pairs().next() {
-            return Err(Error::InvalidConfig(format!(
-                "unsupported query parameter `{}` in the Redis URL",
-                sanitize(&key)
-            )));
-        }
-        Ok(RedisConfig {
-            host,
-            port,
+        let mut config = RedisConfig {
+            options: CommonOptions::default().take_query(&mut parsed.query)?,
+            host: host.host,
+            port: host.port.unwrap_or(6379),
             username,
             password,
             database,
-            tls,
+            tls: parsed.scheme == "rediss",
             ..RedisConfig::default()
-        })
+        };
+        let mut unknown = Vec::new();
+        for (key, value) in parsed.query.drain(..) {
+            let number = || {
+                value.parse::<usize>().map_err(|_| {
+                    Error::invalid_config(format!("`{key}` takes a whole number"))
+                })
+            };
+            match key.as_str() {
+                "pattern_depth" => config.pattern_depth = number()?,
+                "broadcast_capacity" => config.broadcast_capacity = number()?,
+                _ => unknown.push((key, value)),
+            }
+        }
+        parsed.query = unknown;
+        parsed.reject_unknown_query(QUERY_KEYS)?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// Sets the server address.
@@ -180,16 +167,11 @@ impl RedisConfig {
     pub fn with_credentials(
         mut self,
         username: Option<String>,
-        password: impl Into<String>,
+        password: impl Into<Secret>,
     ) -> Self {
         self.username = username;
         self.password = Some(password.into());
         self
-    }
-
-    /// Whether a password is set (the password itself is only handed to fred).
-    pub fn has_password(&self) -> bool {
-        self.password.is_some()
     }
 
     /// Selects a database number.
@@ -201,48 +183,6 @@ impl RedisConfig {
     /// Turns TLS on or off.
     pub fn with_tls(mut self, tls: bool) -> Self {
         self.tls = tls;
-        self
-    }
-
-    /// Sets the largest payload accepted by `publish`.
-    pub fn with_max_payload(mut self, max: usize) -> Self {
-        self.max_payload = max;
-        self
-    }
-
-    /// Sets how long `publish` waits while disconnected.
-    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
-        self.publish_timeout = timeout;
-        self
-    }
-
-    /// Sets how long `subscribe`/`unsubscribe` wait for Redis.
-    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
-        self
-    }
-
-    /// Sets how long one connection attempt may take.
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets the reconnect policy.
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// Sets the hub's settings (default subscription buffer size).
-    pub fn with_hub(mut self, hub: HubConfig) -> Self {
-        self.hub = hub;
-        self
-    }
-
-    /// Sets the default buffer capacity of a subscription (at least 1).
-    pub fn with_subscription_capacity(mut self, capacity: usize) -> Self {
-        self.hub = self.hub.with_default_capacity(capacity);
         self
     }
 
@@ -267,35 +207,31 @@ impl RedisConfig {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.host.is_empty() {
-            return Err(Error::InvalidConfig("the Redis host is empty".to_string()));
-        }
-        if self.max_payload == 0 {
-            return Err(Error::InvalidConfig(
-                "max_payload must be at least 1".to_string(),
-            ));
-        }
-        if self.publish_timeout.is_zero() || self.command_timeout.is_zero() {
-            return Err(Error::InvalidConfig(
-                "publish and command timeouts must be positive".to_string(),
-            ));
+            return Err(Error::invalid_config("the Redis host is empty"));
         }
         if self.broadcast_capacity == 0 {
-            return Err(Error::InvalidConfig(
-                "broadcast_capacity must be at least 1".to_string(),
-            ));
+            return Err(Error::invalid_config("broadcast_capacity must be at least 1"));
         }
         if self.pattern_depth > MAX_PATTERN_DEPTH {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::invalid_config(format!(
                 "pattern_depth must be at most {MAX_PATTERN_DEPTH}"
             )));
         }
         Ok(())
     }
 
+    /// The largest payload: the configured one, or [`DEFAULT_MAX_PAYLOAD`].
+    pub(crate) fn max_payload(&self) -> usize {
+        self.options.max_payload.unwrap_or(DEFAULT_MAX_PAYLOAD)
+    }
+
     /// fred's connection settings for one client of this handle.
-    pub(crate) fn fred_config(&self) -> Result<FredConfig, Error> {
+    ///
+    /// Loads the system's root certificates for TLS: blocking file I/O, so `connect` calls it
+    /// on the blocking pool.
+    pub(crate) fn fred_config(&self) -> Result<FredConfig> {
         let tls = if self.tls {
             Some(rustls_config()?)
         } else {
@@ -304,7 +240,7 @@ impl RedisConfig {
         Ok(FredConfig {
             server: ServerConfig::new_centralized(self.host.clone(), self.port),
             username: self.username.clone(),
-            password: self.password.clone(),
+            password: self.password.as_ref().map(|p| p.expose().to_string()),
             database: self.database,
             tls,
             fail_fast: true,
@@ -321,7 +257,7 @@ impl RedisConfig {
     }
 
     /// fred's connection settings: `TCP_NODELAY`, and TCP keepalive with `TCP_USER_TIMEOUT`
-    /// ([`RedisConfig::command_timeout`]) so that a connection whose peer vanished without a
+    /// (the command timeout) so that a connection whose peer vanished without a
     /// reset (a silent network fault) is closed and reconnected, whether it is idle (keepalive,
     /// within about a minute) or has data waiting to be acknowledged. Both are socket options:
     /// they cost nothing per message.
@@ -331,21 +267,21 @@ impl RedisConfig {
             .with_interval(Duration::from_secs(10))
             .with_retries(3);
         ConnectionConfig {
-            connection_timeout: self.connect_timeout,
-            internal_command_timeout: self.connect_timeout,
+            connection_timeout: self.options.connect_timeout,
+            internal_command_timeout: self.options.connect_timeout,
             tcp: TcpConfig {
                 nodelay: Some(true),
                 keepalive: Some(keepalive),
-                user_timeout: Some(self.command_timeout),
+                user_timeout: Some(self.options.command_timeout),
                 ..TcpConfig::default()
             },
             ..ConnectionConfig::default()
         }
     }
 
-    /// fred's reconnect policy built from [`RedisConfig::backoff`].
+    /// fred's reconnect policy built from the configured backoff.
     pub(crate) fn fred_policy(&self) -> ReconnectPolicy {
-        reconnect_policy(&self.backoff)
+        reconnect_policy(&self.options.backoff)
     }
 }
 
@@ -376,40 +312,23 @@ pub(crate) fn reconnect_policy(backoff: &Backoff) -> ReconnectPolicy {
     policy
 }
 
-fn rustls_config() -> Result<TlsConfig, Error> {
+fn rustls_config() -> Result<TlsConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let loaded = rustls_native_certs::load_native_certs();
     let mut roots = rustls::RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
     if added == 0 {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::invalid_config(format!(
             "rediss:// needs root certificates, and none could be loaded from the system ({} errors)",
             loaded.errors.len()
         )));
     }
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::InvalidConfig(format!("TLS setup failed: {e}")))?
+        .map_err(|e| Error::invalid_config(format!("TLS setup failed: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(TlsConfig::from(config))
-}
-
-fn decode(part: &str, what: &str) -> Result<String, Error> {
-    percent_encoding::percent_decode_str(part)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| {
-            Error::InvalidConfig(format!("the {what} in the Redis URL is not valid UTF-8"))
-        })
-}
-
-/// A short, printable excerpt of a URL part that holds no secret, for error messages.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .take(32)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 impl fmt::Debug for RedisConfig {
@@ -418,15 +337,10 @@ impl fmt::Debug for RedisConfig {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password)
             .field("database", &self.database)
             .field("tls", &self.tls)
-            .field("max_payload", &self.max_payload)
-            .field("publish_timeout", &self.publish_timeout)
-            .field("command_timeout", &self.command_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("backoff", &self.backoff)
-            .field("hub", &self.hub)
+            .field("options", &self.options)
             .field("broadcast_capacity", &self.broadcast_capacity)
             .field("pattern_depth", &self.pattern_depth)
             .finish()
@@ -444,7 +358,7 @@ mod tests {
         let c = RedisConfig::from_url("redis://127.0.0.1:6379").unwrap();
         assert_eq!((c.host.as_str(), c.port, c.tls), ("127.0.0.1", 6379, false));
         assert_eq!(
-            (c.username.clone(), c.has_password(), c.database),
+            (c.username.clone(), c.password.is_some(), c.database),
             (None, false, None)
         );
 
@@ -454,13 +368,21 @@ mod tests {
             ("cache.example", 6380, true)
         );
         assert_eq!(c.username.as_deref(), Some("alice"));
-        assert_eq!(c.password.as_deref(), Some("p@ss"));
+        assert_eq!(c.password.as_ref().map(Secret::expose), Some("p@ss"));
         assert_eq!(c.database, Some(3));
 
         let c = RedisConfig::from_url("redis://:only-pass@localhost").unwrap();
         assert_eq!((c.host.as_str(), c.port), ("localhost", 6379));
         assert_eq!(c.username, None);
-        assert_eq!(c.password.as_deref(), Some("only-pass"));
+        assert_eq!(c.password.as_ref().map(Secret::expose), Some("only-pass"));
+
+        // A lone user info is the password, never a user name shown by `Debug`.
+        let c = RedisConfig::from_url(&format!("redis://{SECRET}@h")).unwrap();
+        assert_eq!((c.username, c.password.map(|p| p.expose().to_string())), (None, Some(SECRET.to_string())));
+
+        let c = RedisConfig::from_url("redis://h?pattern_depth=0&buffer=7&publish_timeout=2s").unwrap();
+        assert_eq!((c.pattern_depth, c.options.buffer), (0, 7));
+        assert_eq!(c.options.publish_timeout, Duration::from_secs(2));
 
         let c = RedisConfig::from_url("redis://[::1]:7000/").unwrap();
         assert_eq!((c.host.as_str(), c.port, c.database), ("::1", 7000, None));
@@ -479,17 +401,17 @@ mod tests {
             format!("redis:u:{SECRET}@host"),
             format!("redis://u:{SECRET}%ff@host"),
             format!("u:{SECRET}@host:6379"),
+            format!("redis://u?ser:{SECRET}@host:6379/0"),
+            format!("redis://h?{SECRET}=1"),
+            format!("redis://h?pattern_depth={SECRET}"),
             String::new(),
             "redis://".to_string(),
         ];
         for url in bad {
             let err = RedisConfig::from_url(&url).expect_err(&url.replace(SECRET, "***"));
-            assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+            assert_eq!(err.kind(), pubsub_core::ErrorKind::Invalid, "{err:?}");
             let text = format!("{err} {err:?}");
             assert!(!text.contains(SECRET), "leaks the password: {text}");
-            let core: pubsub_core::Error = err.into();
-            assert_eq!(core.kind(), pubsub_core::ErrorKind::Invalid);
-            assert!(!format!("{core} {core:?}").contains(SECRET));
         }
     }
 
@@ -499,7 +421,7 @@ mod tests {
         let text = format!("{c:?} {c:#?}");
         assert!(!text.contains(SECRET), "{text}");
         assert!(
-            text.contains("<redacted>") && text.contains("bob"),
+            text.contains("redacted") && text.contains("bob"),
             "{text}"
         );
         let c = RedisConfig::default().with_credentials(None, SECRET);
@@ -512,7 +434,7 @@ mod tests {
         // Either the system has root certificates or we get a typed error; never a panic.
         match c.fred_config() {
             Ok(f) => assert!(f.tls.is_some()),
-            Err(e) => assert!(matches!(e, Error::InvalidConfig(_))),
+            Err(e) => assert_eq!(e.kind(), pubsub_core::ErrorKind::Invalid),
         }
     }
 

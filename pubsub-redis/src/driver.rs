@@ -1,9 +1,8 @@
-//! [`RedisDriver`]: the Redis half of a handle (publish, SUBSCRIBE/PSUBSCRIBE, reconnect).
+//! [`RedisDriver`]: the Redis half of a handle (PUBLISH, SUBSCRIBE/PSUBSCRIBE, connection
+//! events); the kit does the rest.
 
-use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,18 +14,16 @@ use fred::types::config::{
     Config as FredConfig, ConnectionConfig, Options, PerformanceConfig, ReconnectPolicy,
 };
 use fred::types::{ConnectHandle, MessageKind, Value};
-use parking_lot::{Mutex, RwLock};
-use pubsub_core::{
-    envelope, ConnectionGate, Driver, Error as CoreError, Inbound, Message, NativeFilter, Pattern,
-    Result, Topic,
-};
+use parking_lot::Mutex;
+use pubsub_core::adapter::{envelope, Context, Driver, Inbound, LinkReporter, Tasks};
+use pubsub_core::{Error, Message, Pattern, Result, Topic};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, watch, Notify, OnceCell};
-use tokio::task::JoinHandle;
+use tokio::sync::{broadcast, Notify, OnceCell};
 use tokio::time::Instant;
 
 use crate::config::HEADER_ALLOWANCE;
-use crate::{glob, Error, RedisConfig};
+use crate::glob::{self, RedisFilter};
+use crate::RedisConfig;
 
 /// How long `close` waits for each fred client to quit before stopping its task.
 const QUIT_WAIT: Duration = Duration::from_secs(3);
@@ -37,11 +34,8 @@ pub(crate) const PUBLISHER_CAPACITY: usize = 64;
 /// Most messages the reader handles in a row before yielding to the scheduler.
 const DRAIN_BATCH: usize = 256;
 
-/// Channels or globs per re-subscription command after a reconnect.
-const RESUBSCRIBE_CHUNK: usize = 256;
-
-/// Link id of the publisher connection in [`Links`]; subscriber class `k` has id `k + 1`.
-const PUBLISHER_LINK: usize = 0;
+/// Channels or globs in one SUBSCRIBE / PSUBSCRIBE command.
+const COMMAND_CHUNK: usize = 256;
 
 /// The Redis [`Driver`]: one publisher connection and one subscriber connection per glob
 /// class in use (see the crate documentation).
@@ -53,20 +47,22 @@ struct Shared {
     label: String,
     publisher: Client,
     /// The publisher for the fast path: one write attempt, no per-command timer (see
-    /// [`Links::expired`]).
+    /// [`Watchdog`]).
     publish_client: WithOptions<Client>,
     owns_publisher: bool,
     template: Template,
-    settings: Settings,
-    links: Arc<Links>,
-    inbound: Inbound,
+    max_payload: usize,
+    publish_timeout: Duration,
+    command_timeout: Duration,
+    pattern_depth: usize,
+    watchdog: Watchdog,
+    inbound: Inbound<RedisFilter>,
+    cx_supervisor: pubsub_core::adapter::Supervisor,
+    tasks: Tasks,
     /// Subscriber connections by glob class (`0..=pattern_depth`); the last one also carries
-    /// the exact-channel subscriptions and is opened at connect time, the others on first use.
+    /// the channel subscriptions and is opened at connect time, the others on first use.
     subs: Vec<OnceCell<Arc<SubConn>>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
     connections: Mutex<Vec<ConnectHandle>>,
-    shutdown: watch::Sender<bool>,
-    closed: AtomicBool,
 }
 
 /// What it takes to open one more fred client like the others.
@@ -77,40 +73,16 @@ struct Template {
     policy: ReconnectPolicy,
 }
 
-struct Settings {
-    watchdog: Watchdog,
-    max_payload: usize,
-    max_frame: usize,
-    publish_timeout: Duration,
-    command_timeout: Duration,
-    pattern_depth: usize,
-}
-
-/// Which connections are down; the publish gate is open only when none is.
-///
-/// A subscriber connection counts as down from the moment it is lost until it has reconnected
-/// and restored its subscriptions, so a message this handle publishes after a recovery reaches
-/// its own restored subscriptions.
-struct Links {
-    gate: ConnectionGate,
-    down: Mutex<BTreeSet<usize>>,
-    /// The publish watchdog's clock: bumped every [`Watchdog::tick`] by the publisher's monitor.
-    epoch: AtomicU64,
-    /// Publishes on the fast path that have not finished.
-    inflight: AtomicUsize,
-    /// Notified at every tick while publishes are in flight, so that those pending for
-    /// `publish_timeout` end with a time-out. This bounds the fast path without arming a timer
-    /// for every publish (timers cost a clock read and a timer-wheel entry each).
-    expired: Notify,
-}
-
-/// Publish time-outs counted in watchdog ticks.
-#[derive(Clone, Copy)]
+/// Bounds every publish by the publish timeout without arming a timer per publish (timers
+/// cost a clock read and a timer-wheel entry each; profiling showed that to be a large part of
+/// the adapter's own cost): the publisher's monitor bumps `epoch` every `tick`, and wakes the
+/// publishes in flight, which give up once `ticks` ticks have passed since they started.
 struct Watchdog {
     tick: Duration,
-    /// A publish that started at epoch `e` has waited at least `publish_timeout` once the
-    /// epoch reaches `e + ticks`.
     ticks: u64,
+    epoch: AtomicU64,
+    inflight: AtomicUsize,
+    expired: Notify,
 }
 
 impl Watchdog {
@@ -119,107 +91,89 @@ impl Watchdog {
         let whole = publish_timeout.as_nanos().div_ceil(tick.as_nanos().max(1));
         Watchdog {
             tick,
-            ticks: u64::try_from(whole)
-                .unwrap_or(u64::MAX - 1)
-                .saturating_add(1),
+            // One more tick: a publish may start just before a tick.
+            ticks: u64::try_from(whole).unwrap_or(u64::MAX - 1).saturating_add(1),
+            epoch: AtomicU64::new(0),
+            inflight: AtomicUsize::new(0),
+            expired: Notify::new(),
+        }
+    }
+
+    fn tick(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if self.inflight.load(Ordering::Relaxed) > 0 {
+            self.expired.notify_waiters();
+        }
+    }
+
+    /// Runs `send`, or fails once it has waited `ticks` ticks.
+    async fn bound<T>(
+        &self,
+        send: impl std::future::Future<Output = T>,
+        timeout: Duration,
+    ) -> Result<T> {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        let _done = scopeguard(|| {
+            self.inflight.fetch_sub(1, Ordering::Relaxed);
+        });
+        let started = self.epoch.load(Ordering::Acquire);
+        tokio::pin!(send);
+        loop {
+            // Created before the epoch is read, so a tick in between is not missed.
+            let expired = self.expired.notified();
+            if self.epoch.load(Ordering::Acquire) >= started.saturating_add(self.ticks) {
+                return Err(Error::timeout(format!(
+                    "no answer to PUBLISH within {timeout:?}"
+                )));
+            }
+            tokio::select! {
+                biased;
+                sent = &mut send => return Ok(sent),
+                _ = expired => {}
+            }
         }
     }
 }
 
-/// Counts a fast-path publish as in flight while it lives.
-struct Inflight<'a>(&'a AtomicUsize);
-
-impl<'a> Inflight<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Inflight(counter)
-    }
-}
-
-impl Drop for Inflight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Links {
-    fn set(&self, link: usize, up: bool) {
-        let mut down = self.down.lock();
-        if up {
-            down.remove(&link);
-        } else {
-            down.insert(link);
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
         }
-        self.gate.set_connected(down.is_empty());
     }
+    Guard(Some(f))
 }
 
-/// One subscriber connection and the native filters it carries.
+/// One subscriber connection.
 struct SubConn {
-    /// Glob class: the number of literal tokens in the prefix of every glob on this connection.
+    /// Glob class: the number of literal tokens in the prefix of every glob on it.
     class: usize,
-    label: String,
     client: Client,
-    /// Serialises filter changes with the re-subscription after a reconnect.
+    /// Serialises (un)subscribe-and-PING sequences, so that a PING confirms its own commands.
     ops: tokio::sync::Mutex<()>,
-    /// Exact channels (only on the last class's connection) with their filter and topic.
-    exact: RwLock<FastMap<(NativeFilter, Topic)>>,
-    /// Globs by their unescaped literal prefix.
-    globs: RwLock<FastMap<NativeFilter>>,
-}
-
-/// A map keyed by channel text, looked up for every received message: FNV-1a instead of the
-/// default SipHash (channel names are short, and they come from our own subscriptions, so
-/// flooding is not a concern: a channel that is not in the map is dropped either way).
-type FastMap<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
-
-/// 64-bit FNV-1a.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-/// Where a native filter lives on a [`SubConn`].
-enum Key {
-    Exact(Topic),
-    Glob(String),
 }
 
 impl RedisDriver {
-    /// Opens the connections and starts the background tasks.
+    /// Connects the publisher (unless shared), opens the channel connection and starts the
+    /// monitors.
     pub(crate) async fn open(
         config: RedisConfig,
         publisher: Client,
+        owns_publisher: bool,
         template_config: FredConfig,
-        inbound: Inbound,
+        cx: Context<RedisFilter>,
     ) -> Result<RedisDriver> {
-        let owns_publisher = !publisher.is_connected();
         let publish_client = publisher.with_options(&Options {
             // A publish written to a connection that then fails is not written again: it may
             // have been delivered, and delivery is at most once.
             max_attempts: Some(1),
             ..Options::default()
         });
-        let (shutdown, _) = watch::channel(false);
-        let subs = (0..=config.pattern_depth)
-            .map(|_| OnceCell::new())
-            .collect();
+        let options = &cx.options;
         let shared = Arc::new(Shared {
             label: config.server_label(),
             publisher,
@@ -231,39 +185,28 @@ impl RedisDriver {
                 connection: config.fred_connection(),
                 policy: config.fred_policy(),
             },
-            settings: Settings {
-                watchdog: Watchdog::new(config.publish_timeout),
-                max_payload: config.max_payload,
-                max_frame: config.max_payload.saturating_add(HEADER_ALLOWANCE),
-                publish_timeout: config.publish_timeout,
-                command_timeout: config.command_timeout,
-                pattern_depth: config.pattern_depth,
-            },
-            links: Arc::new(Links {
-                gate: ConnectionGate::new(true),
-                down: Mutex::new(BTreeSet::new()),
-                epoch: AtomicU64::new(0),
-                inflight: AtomicUsize::new(0),
-                expired: Notify::new(),
-            }),
-            inbound,
-            subs,
-            tasks: Mutex::new(Vec::new()),
+            max_payload: config.max_payload(),
+            publish_timeout: options.publish_timeout,
+            command_timeout: options.command_timeout,
+            pattern_depth: config.pattern_depth,
+            watchdog: Watchdog::new(options.publish_timeout),
+            inbound: cx.inbound,
+            cx_supervisor: cx.supervisor,
+            tasks: cx.tasks,
+            subs: (0..=config.pattern_depth).map(|_| OnceCell::new()).collect(),
             connections: Mutex::new(Vec::new()),
-            shutdown,
-            closed: AtomicBool::new(false),
         });
-        let driver = RedisDriver { shared };
-        if let Err(error) = driver.shared.start().await {
-            driver.shared.shut_down().await;
-            return Err(error);
-        }
-        Ok(driver)
+        shared.start_publisher().await?;
+        // The connection of the channels is opened now, so that connect fails when
+        // subscriptions cannot work.
+        shared.sub(shared.pattern_depth).await?;
+        Ok(RedisDriver { shared })
     }
 }
 
 impl Shared {
-    async fn start(self: &Arc<Self>) -> Result<()> {
+    async fn start_publisher(self: &Arc<Self>) -> Result<()> {
+        let link = self.cx_supervisor.link();
         let errors = self.publisher.error_rx();
         let reconnects = self.publisher.reconnect_rx();
         if self.owns_publisher {
@@ -271,33 +214,38 @@ impl Shared {
                 .publisher
                 .init()
                 .await
-                .map_err(|e| Error::from_fred("connecting the publisher", e))?;
+                .map_err(|e| fred_error("connecting the publisher", e))?;
             self.connections.lock().push(handle);
         }
-        let monitor = monitor(
-            PUBLISHER_LINK,
-            self.label.clone(),
-            self.publisher.clone(),
-            Role::Publisher {
-                watchdog: self.settings.watchdog,
-            },
-            self.links.clone(),
-            errors,
-            reconnects,
-            self.shutdown.subscribe(),
-        );
-        self.tasks.lock().push(tokio::spawn(monitor));
-        // The connection that carries exact channels is opened now, so that connect fails
-        // when subscriptions cannot work.
-        self.sub(self.settings.pattern_depth).await?;
+        if self.publisher.is_connected() {
+            link.up();
+        } else {
+            link.down();
+        }
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let mut ticker = tokio::time::interval(this.watchdog.tick);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let ticks = async {
+                loop {
+                    ticker.tick().await;
+                    this.watchdog.tick();
+                }
+            };
+            tokio::select! {
+                _ = ticks => {}
+                _ = monitor(&this.label, link, false, errors, reconnects) => {}
+            }
+        });
         Ok(())
     }
 
     /// The subscriber connection of `class`, opened on first use.
     async fn sub(self: &Arc<Self>, class: usize) -> Result<&Arc<SubConn>> {
-        let cell = self.subs.get(class).ok_or_else(|| {
-            CoreError::InvalidConfig(format!("glob class {class} is out of range"))
-        })?;
+        let cell = self
+            .subs
+            .get(class)
+            .ok_or_else(|| Error::invalid_config(format!("glob class {class} is out of range")))?;
         cell.get_or_try_init(|| self.open_sub(class)).await
     }
 
@@ -315,57 +263,49 @@ impl Shared {
         let handle = client
             .init()
             .await
-            .map_err(|e| Error::from_fred("connecting a subscriber connection", e))?;
+            .map_err(|e| fred_error("connecting a subscriber connection", e))?;
         self.connections.lock().push(handle);
+        let link = self.cx_supervisor.link();
+        link.up();
         let sub = Arc::new(SubConn {
             class,
-            label: self.label.clone(),
-            client: client.clone(),
-            ops: tokio::sync::Mutex::new(()),
-            exact: RwLock::new(FastMap::default()),
-            globs: RwLock::new(FastMap::default()),
-        });
-        let reader = read_messages(sub.clone(), self.inbound.clone(), messages);
-        let monitor = monitor(
-            class + 1,
-            self.label.clone(),
             client,
-            Role::Subscriber {
-                sub: sub.clone(),
-                command_timeout: self.settings.command_timeout,
-            },
-            self.links.clone(),
-            errors,
-            reconnects,
-            self.shutdown.subscribe(),
-        );
-        let mut tasks = self.tasks.lock();
-        tasks.push(tokio::spawn(reader));
-        tasks.push(tokio::spawn(monitor));
+            ops: tokio::sync::Mutex::new(()),
+        });
+        self.tasks
+            .spawn(read_messages(sub.clone(), self.inbound.clone(), messages));
+        let label = self.label.clone();
+        self.tasks
+            .spawn(async move { monitor(&label, link, true, errors, reconnects).await });
         tracing::debug!(server = %self.label, class, "opened a Redis subscriber connection");
         Ok(sub)
     }
 
-    /// Where `filter` lives: its connection (opened if needed) and its key there.
-    async fn locate(self: &Arc<Self>, filter: &NativeFilter) -> Result<(&Arc<SubConn>, Key)> {
-        if filter.is_wildcard() {
-            let (prefix, class) = glob::parse_glob(filter.name())
-                .filter(|(_, class)| *class <= self.settings.pattern_depth)
-                .ok_or_else(|| {
-                    CoreError::InvalidConfig(format!("not a glob of this handle: {filter:?}"))
-                })?;
-            Ok((self.sub(class).await?, Key::Glob(prefix)))
-        } else {
-            let topic = Topic::new(filter.name())?;
-            let sub = self.sub(self.settings.pattern_depth).await?;
-            Ok((sub, Key::Exact(topic)))
+    /// Applies one (un)subscription of `filters` per connection.
+    async fn change(self: &Arc<Self>, filters: &[RedisFilter], subscribe: bool) -> Result<()> {
+        let mut by_class: Vec<Vec<&RedisFilter>> = vec![Vec::new(); self.pattern_depth + 1];
+        for filter in filters {
+            let class = filter.class().unwrap_or(self.pattern_depth);
+            by_class
+                .get_mut(class)
+                .ok_or_else(|| Error::invalid_config(format!("not a filter of this handle: {filter:?}")))?
+                .push(filter);
         }
+        for (class, filters) in by_class.into_iter().enumerate() {
+            if filters.is_empty() {
+                continue;
+            }
+            let sub = self.sub(class).await?;
+            let what = if subscribe { "subscribing" } else { "unsubscribing" };
+            sub.apply(&filters, subscribe, self.command_timeout)
+                .await
+                .map_err(|e| fred_error(what, e))?;
+        }
+        Ok(())
     }
 
-    /// Quits every client this handle owns and stops every task; used by `close` and when
-    /// `connect` fails half-way.
+    /// Quits every client this handle owns; used by `close`.
     async fn shut_down(&self) {
-        let _ = self.shutdown.send(true);
         // All clients quit at once, so that an outage costs one QUIT_WAIT, not one per client.
         // QUIT is queued behind the publishes in flight, so they are flushed first.
         let mut clients: Vec<&Client> = self
@@ -380,23 +320,13 @@ impl Shared {
         futures::future::join_all(clients.into_iter().map(|c| quit(c, &self.label))).await;
         let connections: Vec<ConnectHandle> = std::mem::take(&mut *self.connections.lock());
         futures::future::join_all(connections.into_iter().map(finish)).await;
-        // The readers and monitors have nothing left to do; stop them now.
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.tasks.lock());
-        for handle in tasks {
-            handle.abort();
-            let _ = handle.await;
-        }
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // Dropped without `close`: stop what can be stopped without waiting.
-        let _ = self.shutdown.send(true);
+        // Dropped without `close`: stop the connection tasks without waiting.
         for handle in self.connections.get_mut().drain(..) {
-            handle.abort();
-        }
-        for handle in self.tasks.get_mut().drain(..) {
             handle.abort();
         }
     }
@@ -410,61 +340,33 @@ async fn quit(client: &Client, label: &str) {
     }
 }
 
-/// Waits for a task to end, stopping it if it does not end by itself soon.
-async fn finish<T>(mut handle: JoinHandle<T>) {
+/// Waits for a connection task to end, stopping it if it does not end by itself soon.
+async fn finish(mut handle: ConnectHandle) {
     if tokio::time::timeout(QUIT_WAIT, &mut handle).await.is_err() {
         handle.abort();
         let _ = handle.await;
     }
 }
 
-fn timeout_options(timeout: Duration) -> Options {
-    Options {
-        timeout: Some(timeout),
-        ..Options::default()
-    }
-}
-
 impl SubConn {
-    fn insert(&self, key: &Key, filter: &NativeFilter) {
-        match key {
-            Key::Exact(topic) => {
-                self.exact
-                    .write()
-                    .insert(topic.as_str().into(), (filter.clone(), topic.clone()));
-            }
-            Key::Glob(prefix) => {
-                self.globs
-                    .write()
-                    .insert(prefix.as_str().into(), filter.clone());
-            }
-        }
-    }
-
-    fn remove(&self, key: &Key) {
-        match key {
-            Key::Exact(topic) => {
-                self.exact.write().remove(topic.as_str());
-            }
-            Key::Glob(prefix) => {
-                self.globs.write().remove(prefix.as_str());
-            }
-        }
-    }
-
-    /// Sends (P)SUBSCRIBE or (P)UNSUBSCRIBE for `filter` and returns once Redis has applied it.
+    /// (Un)subscribes `filters` and waits until Redis applied it.
     ///
-    /// fred resolves the (un)subscribe future as soon as the command is handed to the
-    /// connection, without waiting for Redis's confirmation, so a `PING` follows on the same
-    /// connection: Redis answers commands of one connection in order, so its reply means the
-    /// change was applied. If the connection was re-established meanwhile (fred does not
-    /// retry a (un)subscribe written to a connection that then failed), the pair is repeated.
+    /// fred resolves a (un)subscribe as soon as the command is handed to the connection,
+    /// without waiting for Redis's confirmation, so a `PING` follows on the same connection:
+    /// Redis answers commands of one connection in order, so its reply means the change was
+    /// applied. If the connection was re-established meanwhile (fred does not retry a command
+    /// written to a connection that then failed), the sequence is repeated.
     async fn apply(
         &self,
-        filter: &NativeFilter,
+        filters: &[&RedisFilter],
         subscribe: bool,
         timeout: Duration,
     ) -> Result<(), fred::error::Error> {
+        let _op = self.ops.lock().await;
+        let (channels, globs): (Vec<&RedisFilter>, Vec<&RedisFilter>) =
+            filters.iter().copied().partition(|f| f.class().is_none());
+        let channels: Vec<String> = channels.iter().map(|f| f.native()).collect();
+        let globs: Vec<String> = globs.iter().map(|f| f.native()).collect();
         let deadline = Instant::now() + timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -476,47 +378,28 @@ impl SubConn {
             }
             let mut reconnects = self.client.reconnect_rx();
             let client = self.client.with_options(&timeout_options(remaining));
-            let name = filter.name();
-            match (filter.is_wildcard(), subscribe) {
-                (false, true) => client.subscribe(name).await?,
-                (true, true) => client.psubscribe(name).await?,
-                (false, false) => client.unsubscribe(name).await?,
-                (true, false) => client.punsubscribe(name).await?,
+            for chunk in channels.chunks(COMMAND_CHUNK) {
+                match subscribe {
+                    true => client.subscribe(chunk.to_vec()).await?,
+                    false => client.unsubscribe(chunk.to_vec()).await?,
+                }
+            }
+            for chunk in globs.chunks(COMMAND_CHUNK) {
+                match subscribe {
+                    true => client.psubscribe(chunk.to_vec()).await?,
+                    false => client.punsubscribe(chunk.to_vec()).await?,
+                }
             }
             client.ping::<()>(None).await?;
             if matches!(reconnects.try_recv(), Err(TryRecvError::Empty)) {
                 return Ok(());
             }
-            tracing::debug!(server = %self.label, ?filter, "reconnected during a subscription change; repeating it");
+            tracing::debug!(class = self.class, "reconnected during a subscription change; repeating it");
         }
-    }
-
-    /// Subscribes again to everything this connection carries (after a reconnect).
-    async fn resubscribe(&self, timeout: Duration) -> Result<usize, fred::error::Error> {
-        let _op = self.ops.lock().await;
-        let channels: Vec<String> = self.exact.read().keys().map(|k| k.to_string()).collect();
-        let globs: Vec<String> = self
-            .globs
-            .read()
-            .values()
-            .map(|f| f.name().to_string())
-            .collect();
-        if channels.is_empty() && globs.is_empty() {
-            return Ok(0);
-        }
-        let client = self.client.with_options(&timeout_options(timeout));
-        for chunk in channels.chunks(RESUBSCRIBE_CHUNK) {
-            client.subscribe(chunk.to_vec()).await?;
-        }
-        for chunk in globs.chunks(RESUBSCRIBE_CHUNK) {
-            client.psubscribe(chunk.to_vec()).await?;
-        }
-        client.ping::<()>(None).await?;
-        Ok(channels.len() + globs.len())
     }
 
     /// Hands one message from Redis to the router, through the native filter it came by.
-    fn route(&self, inbound: &Inbound, message: fred::types::Message) {
+    fn route(&self, inbound: &Inbound<RedisFilter>, message: fred::types::Message) {
         let payload = match message.value {
             Value::Bytes(bytes) => bytes,
             Value::String(text) => text.into_inner(),
@@ -526,31 +409,28 @@ impl SubConn {
                 return;
             }
         };
-        // The maps stay read-locked while delivering: the core never waits on them, and
-        // `add_filter`/`remove_filter` only write them briefly.
-        match message.kind {
-            MessageKind::Message => {
-                let exact = self.exact.read();
-                if let Some((filter, topic)) = exact.get(&*message.channel) {
-                    inbound.deliver_via(filter, unframe(topic.clone(), payload));
-                }
-            }
-            MessageKind::PMessage => {
-                let Some(prefix) = glob::prefix_of(&message.channel, self.class) else {
-                    return;
-                };
-                let globs = self.globs.read();
-                let Some(filter) = globs.get(prefix) else {
-                    return;
-                };
-                let Ok(topic) = Topic::new(&message.channel) else {
-                    tracing::trace!(channel = %message.channel, "ignoring a channel that is not a valid topic");
-                    return;
-                };
-                inbound.deliver_via(filter, unframe(topic, payload));
-            }
-            MessageKind::SMessage => {}
-        }
+        let filter = match message.kind {
+            MessageKind::Message => None,
+            MessageKind::PMessage => match RedisFilter::glob_of(&message.channel, self.class) {
+                Some(filter) => Some(filter),
+                None => return,
+            },
+            MessageKind::SMessage => return,
+        };
+        let Ok(topic) = Topic::new(&message.channel) else {
+            tracing::trace!(channel = %message.channel, "ignoring a channel that is not a valid topic");
+            return;
+        };
+        let filter = filter.unwrap_or_else(|| RedisFilter::Channel(topic.clone()));
+        inbound.deliver_via(&filter, unframe(topic, payload));
+    }
+}
+
+fn timeout_options(timeout: Duration) -> Options {
+    Options {
+        timeout: Some(timeout),
+        max_attempts: Some(1),
+        ..Options::default()
     }
 }
 
@@ -559,7 +439,6 @@ impl SubConn {
 /// frames) the bytes as they are, without headers.
 fn unframe(topic: Topic, payload: Bytes) -> Message {
     if !payload.starts_with(&envelope::MAGIC) {
-        // What `decode_lossy` gives too, without its bookkeeping.
         return Message::new(topic, payload);
     }
     let decoded = envelope::decode_lossy(payload);
@@ -567,24 +446,22 @@ fn unframe(topic: Topic, payload: Bytes) -> Message {
 }
 
 /// Reads fred's broadcast channel of one subscriber connection and feeds the router.
-///
-/// Ends when fred closes the channel (on `QUIT`); `close` also aborts it after quitting.
 async fn read_messages(
     sub: Arc<SubConn>,
-    inbound: Inbound,
+    inbound: Inbound<RedisFilter>,
     mut messages: broadcast::Receiver<fred::types::Message>,
 ) {
     loop {
         match messages.recv().await {
             Ok(message) => sub.route(&inbound, message),
-            Err(RecvError::Lagged(lost)) => lagged(&sub, &inbound, lost),
+            Err(RecvError::Lagged(lost)) => lagged(&inbound, lost),
             Err(RecvError::Closed) => return,
         }
         // Handle what is already there without going back to the scheduler, up to a bound.
         for _ in 0..DRAIN_BATCH {
             match messages.try_recv() {
                 Ok(message) => sub.route(&inbound, message),
-                Err(TryRecvError::Lagged(lost)) => lagged(&sub, &inbound, lost),
+                Err(TryRecvError::Lagged(lost)) => lagged(&inbound, lost),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Closed) => return,
             }
@@ -592,9 +469,8 @@ async fn read_messages(
     }
 }
 
-fn lagged(sub: &SubConn, inbound: &Inbound, lost: u64) {
+fn lagged(inbound: &Inbound<RedisFilter>, lost: u64) {
     tracing::warn!(
-        server = %sub.label,
         lost,
         "the Redis reader fell behind fred's broadcast channel and lost messages; \
          consider a larger broadcast capacity"
@@ -602,119 +478,47 @@ fn lagged(sub: &SubConn, inbound: &Inbound, lost: u64) {
     inbound.record_lost(lost);
 }
 
-/// What a monitored connection is for.
-enum Role {
-    /// The publisher: also runs the publish watchdog.
-    Publisher { watchdog: Watchdog },
-    /// A subscriber connection: after a reconnect, its subscriptions are restored.
-    Subscriber {
-        sub: Arc<SubConn>,
-        command_timeout: Duration,
-    },
-}
-
-/// Follows one client's connection events: marks the link down when it is lost, and up again
-/// once it is back (after restoring the subscriptions of a subscriber connection).
-#[allow(clippy::too_many_arguments)]
+/// Reports one client's connection events: down when it is lost; up when it is back (for a
+/// subscriber connection, "reconnected": the kit restores its subscriptions first).
 async fn monitor(
-    link: usize,
-    label: String,
-    client: Client,
-    role: Role,
-    links: Arc<Links>,
+    label: &str,
+    link: LinkReporter,
+    subscriber: bool,
     mut errors: broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
     mut reconnects: broadcast::Receiver<fred::types::config::Server>,
-    mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut ticker = match &role {
-        Role::Publisher { watchdog } => {
-            let mut ticker = tokio::time::interval(watchdog.tick);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            Some(ticker)
-        }
-        Role::Subscriber { .. } => None,
-    };
     loop {
         // Errors first: when both are pending, the loss happened before the recovery.
-        let reconnected = tokio::select! {
+        tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stop| *stop) => return,
             error = errors.recv() => match error {
                 Ok((error, _)) => {
                     tracing::warn!(server = %label, %error, "lost the connection to Redis; reconnecting");
-                    links.set(link, false);
-                    continue;
+                    link.down();
                 }
-                Err(RecvError::Lagged(_)) => {
-                    links.set(link, false);
-                    client.is_connected()
-                }
+                Err(RecvError::Lagged(_)) => link.down(),
                 Err(RecvError::Closed) => return,
             },
             event = reconnects.recv() => match event {
-                Ok(_) | Err(RecvError::Lagged(_)) => true,
+                Ok(_) | Err(RecvError::Lagged(_)) if subscriber => link.reconnected(),
+                Ok(_) | Err(RecvError::Lagged(_)) => link.up(),
                 Err(RecvError::Closed) => return,
             },
-            _ = tick(&mut ticker) => {
-                links.epoch.fetch_add(1, Ordering::AcqRel);
-                if links.inflight.load(Ordering::Relaxed) > 0 {
-                    links.expired.notify_waiters();
-                }
-                continue;
-            }
-        };
-        if !reconnected {
-            continue;
-        }
-        let (sub, command_timeout) = match &role {
-            Role::Publisher { .. } => {
-                links.set(link, true);
-                continue;
-            }
-            Role::Subscriber {
-                sub,
-                command_timeout,
-            } => (sub, *command_timeout),
-        };
-        let outcome = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            outcome = sub.resubscribe(command_timeout) => outcome,
-        };
-        match outcome {
-            Ok(0) => links.set(link, true),
-            Ok(restored) => {
-                tracing::info!(server = %label, restored, "reconnected to Redis and restored the subscriptions");
-                links.set(link, true);
-            }
-            Err(error) if is_connection_error(&error) => {
-                // Lost again: the next reconnect event retries.
-                tracing::warn!(server = %label, %error, "could not restore the subscriptions yet");
-            }
-            Err(error) => {
-                tracing::error!(server = %label, %error, "Redis refused to restore the subscriptions");
-                links.set(link, true);
-            }
         }
     }
 }
 
-/// The next tick of the watchdog, or never for a monitor without one.
-async fn tick(ticker: &mut Option<tokio::time::Interval>) {
-    match ticker {
-        Some(ticker) => {
-            ticker.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-fn is_connection_error(error: &fred::error::Error) -> bool {
+/// A fred error raised while doing `context`, classified.
+pub(crate) fn fred_error(context: &'static str, source: fred::error::Error) -> Error {
     use fred::error::ErrorKind as K;
-    matches!(
-        error.kind(),
-        K::IO | K::Canceled | K::Timeout | K::Protocol | K::Tls
-    )
+    use pubsub_core::ErrorKind;
+    let kind = match source.kind() {
+        K::Timeout => ErrorKind::Timeout,
+        K::IO | K::Canceled | K::Tls | K::Protocol => ErrorKind::Connection,
+        K::Config | K::Url => ErrorKind::Invalid,
+        _ => ErrorKind::Backend,
+    };
+    Error::new(kind, context).with_source(source)
 }
 
 impl fmt::Debug for RedisDriver {
@@ -722,8 +526,7 @@ impl fmt::Debug for RedisDriver {
         let s = &self.shared;
         f.debug_struct("RedisDriver")
             .field("server", &s.label)
-            .field("connected", &s.links.gate.is_connected())
-            .field("pattern_depth", &s.settings.pattern_depth)
+            .field("pattern_depth", &s.pattern_depth)
             .field(
                 "subscriber_connections",
                 &s.subs.iter().filter(|c| c.initialized()).count(),
@@ -734,110 +537,85 @@ impl fmt::Debug for RedisDriver {
 
 #[async_trait]
 impl Driver for RedisDriver {
-    fn backend(&self) -> &'static str {
-        "redis"
-    }
+    type Filter = RedisFilter;
+
+    const BACKEND: &'static str = "redis";
 
     fn max_payload(&self) -> usize {
-        self.shared.settings.max_payload
+        self.shared.max_payload
     }
 
-    fn native_filter(&self, pattern: &Pattern) -> Result<NativeFilter> {
-        Ok(glob::native_filter(
-            pattern,
-            self.shared.settings.pattern_depth,
-        ))
+    fn native_filter(&self, pattern: &Pattern) -> Result<RedisFilter> {
+        Ok(glob::native_filter(pattern, self.shared.pattern_depth))
     }
 
-    async fn publish(&self, message: &Message) -> Result<()> {
+    async fn publish(&self, message: Message) -> Result<()> {
         let s = &self.shared;
         let size = envelope::encoded_len(message.headers(), message.payload().len());
-        if size > s.settings.max_frame {
-            return Err(CoreError::PayloadTooLarge {
-                size,
-                max: s.settings.max_frame,
-            });
+        let max = s.max_payload.saturating_add(HEADER_ALLOWANCE);
+        if size > max {
+            return Err(Error::payload_too_large(size, max));
         }
         let frame = envelope::encode(message.headers(), message.payload());
-        let channel = message.topic().as_str();
-        let sent = if s.links.gate.is_connected() {
-            // Fast path: no timer per publish; the watchdog ends it after `publish_timeout`
-            // (plus at most one tick) if Redis has not answered by then, whatever the cause: a
-            // connection lost while the command waited in fred's queue, or a stalled server. A
-            // publish already written to a connection that fails gets fred's error at once.
-            let links = &s.links;
-            let watchdog = s.settings.watchdog;
-            let _inflight = Inflight::new(&links.inflight);
-            let started = links.epoch.load(Ordering::Acquire);
-            let send = s.publish_client.publish::<(), _, _>(channel, frame);
-            tokio::pin!(send);
-            loop {
-                // Created before the epoch is read, so a tick in between is not missed.
-                let expired = links.expired.notified();
-                if links.epoch.load(Ordering::Acquire) >= started.saturating_add(watchdog.ticks) {
-                    return Err(CoreError::Timeout(format!(
-                        "redis: no answer to PUBLISH within {:?}",
-                        s.settings.publish_timeout
-                    )));
-                }
-                tokio::select! {
-                    biased;
-                    sent = &mut send => break sent,
-                    _ = expired => {}
-                }
-            }
-        } else {
-            let started = Instant::now();
-            s.links
-                .gate
-                .wait_connected(s.settings.publish_timeout)
-                .await?;
-            let remaining = s
-                .settings
-                .publish_timeout
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_millis(1));
-            s.publisher
-                .with_options(&Options {
-                    timeout: Some(remaining),
-                    max_attempts: Some(1),
-                    ..Options::default()
-                })
-                .publish::<(), _, _>(channel, frame)
-                .await
-        };
-        sent.map_err(|e| Error::from_fred("publishing", e).into())
+        let send = s
+            .publish_client
+            .publish::<(), _, _>(message.topic().as_str(), frame);
+        s.watchdog
+            .bound(send, s.publish_timeout)
+            .await?
+            .map_err(|e| fred_error("publishing", e))
     }
 
-    async fn add_filter(&self, filter: &NativeFilter) -> Result<()> {
-        let s = &self.shared;
-        let (sub, key) = s.locate(filter).await?;
-        let _op = sub.ops.lock().await;
-        sub.insert(&key, filter);
-        if let Err(error) = sub.apply(filter, true, s.settings.command_timeout).await {
-            sub.remove(&key);
-            return Err(Error::from_fred("subscribing", error).into());
-        }
-        Ok(())
+    async fn add_filters(&self, filters: &[RedisFilter]) -> Result<()> {
+        self.shared.change(filters, true).await
     }
 
-    async fn remove_filter(&self, filter: &NativeFilter) -> Result<()> {
-        let s = &self.shared;
-        let (sub, key) = s.locate(filter).await?;
-        let _op = sub.ops.lock().await;
-        sub.apply(filter, false, s.settings.command_timeout)
-            .await
-            .map_err(|e| Error::from_fred("unsubscribing", e))?;
-        sub.remove(&key);
-        Ok(())
+    async fn remove_filters(&self, filters: &[RedisFilter]) -> Result<()> {
+        self.shared.change(filters, false).await
     }
 
     async fn close(&self) -> Result<()> {
-        let s = &self.shared;
-        if s.closed.swap(true, Ordering::SeqCst) {
-            return Ok(());
-        }
-        s.shut_down().await;
+        self.shared.shut_down().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pubsub_core::ErrorKind;
+    use std::error::Error as _;
+
+    #[test]
+    fn fred_errors_are_classified_with_their_source() {
+        let e = fred_error(
+            "publishing",
+            fred::error::Error::new(fred::error::ErrorKind::IO, "connection reset"),
+        );
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert!(e.is_temporary());
+        assert!(e.source().unwrap().to_string().contains("connection reset"));
+        let kind = |k| fred_error("x", fred::error::Error::new(k, "")).kind();
+        assert_eq!(kind(fred::error::ErrorKind::Timeout), ErrorKind::Timeout);
+        assert_eq!(kind(fred::error::ErrorKind::Auth), ErrorKind::Backend);
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_ends_a_publish_that_gets_no_answer() {
+        let w = Watchdog::new(Duration::from_millis(40));
+        let ticker = async {
+            loop {
+                tokio::time::sleep(w.tick).await;
+                w.tick();
+            }
+        };
+        let started = std::time::Instant::now();
+        let outcome = tokio::select! {
+            r = w.bound(std::future::pending::<()>(), Duration::from_millis(40)) => r,
+            _ = ticker => unreachable!(),
+        };
+        assert_eq!(outcome.unwrap_err().kind(), ErrorKind::Timeout);
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        assert_eq!(w.bound(async { 7 }, Duration::from_millis(40)).await.unwrap(), 7);
     }
 }

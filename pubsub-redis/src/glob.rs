@@ -1,4 +1,4 @@
-//! Translation of portable patterns to Redis channels and `PSUBSCRIBE` globs.
+//! Translation of portable patterns to Redis channels and `PSUBSCRIBE` globs: [`RedisFilter`].
 //!
 //! - An exact pattern is a channel: `SUBSCRIBE a.b` (no escaping: `SUBSCRIBE` is literal).
 //! - A wildcard pattern whose first `L` tokens are literal maps to the glob of its first
@@ -13,11 +13,54 @@
 //! per class in use, which is how it knows which glob every `pmessage` came through even though
 //! fred's `Message` does not carry the pattern (see the crate documentation).
 
+use std::sync::Arc;
+
 use pubsub_core::pattern::Segment;
-use pubsub_core::{NativeFilter, Pattern};
+use pubsub_core::{Pattern, Topic};
 
 /// Characters that have a meaning in a Redis glob (`stringmatchlen`).
 const GLOB_SPECIAL: [char; 5] = ['*', '?', '[', ']', '\\'];
+
+/// A native filter of the Redis adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RedisFilter {
+    /// `SUBSCRIBE` to one channel.
+    Channel(Topic),
+    /// `PSUBSCRIBE` to the glob of a literal prefix of `class` whole tokens (`class` 0: `*`).
+    Glob {
+        /// The literal prefix, unescaped (empty for class 0).
+        prefix: Arc<str>,
+        /// Its number of tokens.
+        class: usize,
+    },
+}
+
+impl RedisFilter {
+    /// The filter of a wildcard pattern's glob through which `channel` arrived on the
+    /// connection of `class`, if any can match it.
+    pub(crate) fn glob_of(channel: &str, class: usize) -> Option<RedisFilter> {
+        prefix_of(channel, class).map(|prefix| RedisFilter::Glob {
+            prefix: prefix.into(),
+            class,
+        })
+    }
+
+    /// The glob class: which subscriber connection carries the filter (`None`: a channel).
+    pub(crate) fn class(&self) -> Option<usize> {
+        match self {
+            RedisFilter::Channel(_) => None,
+            RedisFilter::Glob { class, .. } => Some(*class),
+        }
+    }
+
+    /// The channel name or the escaped glob, as sent to Redis.
+    pub(crate) fn native(&self) -> String {
+        match self {
+            RedisFilter::Channel(topic) => topic.as_str().to_string(),
+            RedisFilter::Glob { prefix, .. } => glob_for_prefix(prefix),
+        }
+    }
+}
 
 /// Escapes `literal` so that, as a Redis glob, it matches exactly `literal`.
 pub(crate) fn escape_into(out: &mut String, literal: &str) {
@@ -50,47 +93,28 @@ pub(crate) fn glob_for_prefix(prefix: &str) -> String {
 }
 
 /// The native filter serving `pattern`, with wildcard globs using at most `depth` literal tokens.
-pub(crate) fn native_filter(pattern: &Pattern, depth: usize) -> NativeFilter {
-    if pattern.is_exact() {
-        return NativeFilter::exact(pattern.as_str());
+pub(crate) fn native_filter(pattern: &Pattern, depth: usize) -> RedisFilter {
+    if let Some(topic) = pattern.as_topic() {
+        return RedisFilter::Channel(topic);
     }
     let mut prefix = String::new();
-    for (taken, segment) in pattern.segments().enumerate() {
+    let mut class = 0;
+    for segment in pattern.segments() {
         match segment {
-            Segment::Literal(token) if taken < depth => {
-                if taken > 0 {
+            Segment::Literal(token) if class < depth => {
+                if class > 0 {
                     prefix.push('.');
                 }
                 prefix.push_str(token);
+                class += 1;
             }
             _ => break,
         }
     }
-    NativeFilter::wildcard(glob_for_prefix(&prefix))
-}
-
-/// The literal prefix of a glob made by [`glob_for_prefix`], and its class (token count).
-///
-/// Returns `None` for a string that [`glob_for_prefix`] cannot have produced.
-pub(crate) fn parse_glob(glob: &str) -> Option<(String, usize)> {
-    if glob == "*" {
-        return Some((String::new(), 0));
+    RedisFilter::Glob {
+        prefix: prefix.into(),
+        class,
     }
-    let body = glob.strip_suffix(".*")?;
-    let mut prefix = String::with_capacity(body.len());
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => prefix.push(chars.next()?),
-            c if GLOB_SPECIAL.contains(&c) => return None,
-            c => prefix.push(c),
-        }
-    }
-    if prefix.is_empty() || prefix.split('.').any(str::is_empty) {
-        return None;
-    }
-    let class = prefix.split('.').count();
-    Some((prefix, class))
 }
 
 /// The first `class` tokens of `channel`, when it has more than `class` tokens: the literal
@@ -244,12 +268,14 @@ pub(crate) mod tests {
         ];
         for (pattern, wildcard, native) in cases {
             let f = native_filter(&pat(pattern), 2);
-            assert_eq!(f.is_wildcard(), wildcard, "{pattern}");
-            assert_eq!(f.name(), native, "{pattern}");
+            assert_eq!(f.class().is_some(), wildcard, "{pattern}");
+            assert_eq!(f.native(), native, "{pattern}");
         }
-        assert_eq!(native_filter(&pat("room.42.>"), 0).name(), "*");
-        assert_eq!(native_filter(&pat("room.42.>"), 1).name(), "room.*");
-        assert_eq!(native_filter(&pat("room.42.x.>"), 5).name(), "room.42.x.*");
+        assert_eq!(native_filter(&pat("room.42.>"), 0).native(), "*");
+        assert_eq!(native_filter(&pat("room.42.>"), 1).native(), "room.*");
+        assert_eq!(native_filter(&pat("room.42.x.>"), 5).native(), "room.42.x.*");
+        let f = native_filter(&pat("room.42.x.>"), 2);
+        assert_eq!(RedisFilter::glob_of("room.42.x.y", 2), Some(f));
     }
 
     #[test]
@@ -262,29 +288,9 @@ pub(crate) mod tests {
             !redis_glob_match(b"a[1].b?", b"a[1].b?"),
             "unescaped would be wrong"
         );
-        let f = native_filter(&pat("a[1].*"), 2);
-        assert!(!redis_glob_match(f.name().as_bytes(), b"a1.x"));
-        assert!(redis_glob_match(f.name().as_bytes(), b"a[1].x"));
-    }
-
-    #[test]
-    fn parse_glob_inverts_glob_for_prefix() {
-        for prefix in ["", "a", "a.b", "a[1].b?", "x\\y", "caf\u{e9}.]"] {
-            let glob = glob_for_prefix(prefix);
-            let class = if prefix.is_empty() {
-                0
-            } else {
-                prefix.split('.').count()
-            };
-            assert_eq!(
-                parse_glob(&glob),
-                Some((prefix.to_string(), class)),
-                "{glob}"
-            );
-        }
-        assert_eq!(parse_glob("a*"), None);
-        assert_eq!(parse_glob("a.b"), None);
-        assert_eq!(parse_glob("a?.*"), None);
+        let f = native_filter(&pat("a[1].*"), 2).native();
+        assert!(!redis_glob_match(f.as_bytes(), b"a1.x"));
+        assert!(redis_glob_match(f.as_bytes(), b"a[1].x"));
     }
 
     #[test]
@@ -351,10 +357,10 @@ pub(crate) mod tests {
             let topic: pubsub_core::Topic = channel.parse().unwrap();
             let filter = native_filter(&pattern, depth);
             if pattern.matches(&topic) {
-                if filter.is_wildcard() {
-                    prop_assert!(redis_glob_match(filter.name().as_bytes(), channel.as_bytes()));
+                if filter.class().is_some() {
+                    prop_assert!(redis_glob_match(filter.native().as_bytes(), channel.as_bytes()));
                 } else {
-                    prop_assert_eq!(filter.name(), channel.as_str());
+                    prop_assert_eq!(filter.native(), channel.clone());
                 }
             }
         }

@@ -1,9 +1,9 @@
 //! Redis adapter for the portable pub/sub API, built on [fred](https://docs.rs/fred).
 //!
-//! [`connect`] returns a [`Hub`]: the core's shared router in front of a Redis
-//! [`Driver`](pubsub_core::Driver), [`RedisDriver`]. Everything the portable API promises
-//! (exact matching, one copy per subscription, bounded buffers, `close`) comes from the core;
-//! this crate translates to Redis.
+//! [`connect`] returns a [`Hub`]: the core's adapter kit in front of [`RedisDriver`]. Everything
+//! the portable API promises (exact matching, one copy per subscription, bounded buffers,
+//! batched and retried subscription changes, reconnect bookkeeping, `close`) comes from the
+//! kit; this crate translates to Redis.
 //!
 //! ```no_run
 //! # async fn demo() -> pubsub_core::Result<()> {
@@ -41,7 +41,7 @@
 //!
 //! Redis sends one `pmessage` per matching `PSUBSCRIBE` pattern of a connection (plus one
 //! `message` for a matching `SUBSCRIBE`), so overlapping native filters deliver several copies;
-//! the core's [`Inbound::deliver_via`](pubsub_core::Inbound::deliver_via) gives each
+//! the kit's [`Inbound::deliver_via`](pubsub_core::adapter::Inbound::deliver_via) gives each
 //! subscription exactly one copy, provided each copy is attributed to the filter it came
 //! through. fred 10's `Message` keeps the channel and the kind (`message`/`pmessage`) but drops
 //! the pattern of a `pmessage`. The adapter therefore makes the pattern recoverable:
@@ -66,52 +66,47 @@
 //! # Readiness
 //!
 //! fred resolves a `SUBSCRIBE`/`PSUBSCRIBE` (and the unsubscribes) as soon as it hands the
-//! command to the connection, before Redis confirms it. The adapter follows each with a `PING`
-//! on the same connection; Redis answers a connection's commands in order, so `subscribe`
-//! resolves only after Redis applied the subscription (and `unsubscribe` likewise).
+//! command to the connection, before Redis confirms it. The adapter follows each batch of them
+//! with a `PING` on the same connection; Redis answers a connection's commands in order, so
+//! `subscribe` resolves only after Redis applied the subscription (and `unsubscribe` likewise).
 //!
 //! # Connection loss
 //!
-//! fred reconnects each connection with an exponential policy built from
-//! [`RedisConfig::backoff`]. When a subscriber connection is back, the adapter subscribes again
-//! to every filter it carries (from its own record, which the core keeps reference-counted),
-//! and subscription streams stay open. A connection whose peer vanished without a reset is
-//! noticed through TCP keepalive and `TCP_USER_TIMEOUT` ([`RedisConfig::command_timeout`]).
+//! fred reconnects each connection with an exponential policy built from the configured
+//! [`Backoff`](pubsub_core::Backoff), and never gives up. The adapter reports each connection
+//! to the kit's supervisor: down when fred reports an error, back when fred reconnects. A
+//! subscriber connection that comes back has lost its subscriptions; the kit subscribes again
+//! to every native filter before the handle counts as up, and subscription streams stay open.
+//! While a connection is down (or restoring), `publish` waits up to the publish timeout and
+//! then fails with a temporary error, so a message this handle publishes after a recovery
+//! reaches its own restored subscriptions. A connection whose peer vanished without a reset is
+//! noticed through TCP keepalive and `TCP_USER_TIMEOUT` (the command timeout).
 //!
-//! `publish` never waits much longer than [`RedisConfig::publish_timeout`], then fails with a
-//! `Timeout` (or, for a publish already written to a connection that broke, a `Connection`)
-//! error, both temporary:
-//! - while a connection is known to be down, and until every subscriber connection has
-//!   restored its subscriptions, `publish` waits at a
-//!   [`ConnectionGate`](pubsub_core::ConnectionGate); a message published by this handle
-//!   after a recovery therefore reaches its own restored subscriptions;
-//! - otherwise the PUBLISH goes out at once, with no timer of its own (profiling showed a
-//!   timer per publish to be a large part of the adapter's own cost): a watchdog ticking four
-//!   times per `publish_timeout` ends any publish that has had no answer for that long,
-//!   whatever the cause (a loss not yet noticed, a stalled server).
-//!
-//! A PUBLISH is written at most once: fred does not resend it on a new connection, since it
-//! may have been delivered already (delivery is at most once). A publish that timed out while
-//! its command was still queued in fred may still be sent once the connection is back.
+//! A publish on a connection thought to be up goes out at once, with no timer of its own: a
+//! watchdog ticking four times per publish timeout ends any publish that has had no answer for
+//! that long, whatever the cause (a loss not yet noticed, a stalled server). A PUBLISH is
+//! written at most once: fred does not resend it on a new connection, since it may have been
+//! delivered already (delivery is at most once). A publish that timed out while its command was
+//! still queued in fred may still be sent once the connection is back.
 //!
 //! # Limits
 //!
-//! [`RedisConfig::max_payload`] (default [`DEFAULT_MAX_PAYLOAD`], 4 MiB) is checked by the hub
-//! before any I/O; the driver also refuses an envelope larger than `max_payload +`
+//! The payload limit (default [`DEFAULT_MAX_PAYLOAD`], 4 MiB; `max_payload` in the
+//! [`CommonOptions`](pubsub_core::CommonOptions)) is checked before any I/O; the driver also refuses an envelope larger than `max_payload +`
 //! [`HEADER_ALLOWANCE`]. fred's broadcast channel of received messages is sized by
 //! [`RedisConfig::broadcast_capacity`]; if the reader task still falls behind, the lost messages
 //! are counted in [`Stats::dropped`](pubsub_core::Stats::dropped) and logged.
 //!
 //! # Secrets
 //!
-//! The password given in a URL or with [`RedisConfig::with_credentials`] is only handed to
-//! fred: `Debug` of the config and of the driver, errors and logs never contain it.
+//! The password given in a URL or with [`RedisConfig::with_credentials`] is a
+//! [`Secret`](pubsub_core::Secret), only handed to fred: `Debug` of the config and of the
+//! driver, errors and logs never contain it.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
 mod driver;
-mod error;
 mod glob;
 
 pub use config::{
@@ -119,56 +114,63 @@ pub use config::{
     HEADER_ALLOWANCE, MAX_PATTERN_DEPTH,
 };
 pub use driver::RedisDriver;
-pub use error::Error;
 pub use fred;
+pub use glob::RedisFilter;
 
 use fred::clients::Client;
 use fred::interfaces::ClientLike;
-use pubsub_core::Hub;
+use pubsub_core::adapter::launch;
+use pubsub_core::{Error, Hub, Result};
 
 /// Connects to Redis as `config` says and returns a `PubSub` handle.
 ///
-/// Opens the publisher connection and the subscriber connection for exact channels (and for
-/// globs of the deepest class); fails with a connection error if Redis cannot be reached.
-pub async fn connect(config: RedisConfig) -> Result<Hub, pubsub_core::Error> {
+/// Opens the publisher connection and the subscriber connection for channels (and for globs
+/// of the deepest class); fails with a connection error if Redis cannot be reached.
+pub async fn connect(config: RedisConfig) -> Result<Hub> {
     config.validate()?;
-    let fred_config = config.fred_config()?;
+    // Loading the system's root certificates (rediss://) reads files: not on the runtime.
+    tokio::runtime::Handle::try_current().map_err(|_| Error::no_runtime())?;
+    let fred_config = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || config.fred_config())
+            .await
+            .map_err(|e| Error::connection("preparing the Redis connection", e))??
+    };
     let publisher = Client::new(
         fred_config.clone(),
         Some(config.fred_performance(driver::PUBLISHER_CAPACITY)),
         Some(config.fred_connection()),
         Some(config.fred_policy()),
     );
-    start(config, publisher, fred_config).await
+    start(config, publisher, true, fred_config).await
 }
 
-/// Builds a handle on an existing fred client, which then publishes for the handle.
+/// Builds a handle on a fred client the application already has and has connected (`init`),
+/// which then publishes for the handle.
 ///
-/// If `client` is already connected it is shared: the handle uses it and `close` leaves it
-/// open (reconnecting it is the application's business, as configured on it). Otherwise the
-/// handle connects it and quits it on `close`. Subscriber connections are new clients with the
-/// same server, credentials and TLS settings as `client`, and with `config`'s reconnect policy
-/// and broadcast capacity; `config`'s server and credentials are not used.
-pub async fn from_client(client: Client, config: RedisConfig) -> Result<Hub, pubsub_core::Error> {
+/// The client stays the application's: `close` never quits it, and its reconnect policy is its
+/// own. Subscriber connections are new clients with the same server, credentials and TLS
+/// settings as `client`, and with `config`'s reconnect policy and broadcast capacity; `config`'s
+/// server and credentials are not used.
+pub async fn from_client(client: Client, config: RedisConfig) -> Result<Hub> {
     if client.is_clustered() || client.uses_sentinels() {
-        return Err(Error::InvalidConfig(
-            "only a centralized (single server) fred client is supported".to_string(),
-        )
-        .into());
+        return Err(Error::unsupported(
+            "only a centralized (single server) fred client is supported",
+        ));
     }
     config.validate()?;
     let fred_config = client.client_config();
-    start(config, client, fred_config).await
+    start(config, client, false, fred_config).await
 }
 
 async fn start(
     config: RedisConfig,
     publisher: Client,
+    owns_publisher: bool,
     fred_config: fred::types::config::Config,
-) -> Result<Hub, pubsub_core::Error> {
-    let hub_config = config.hub.clone();
-    Hub::start(hub_config, move |inbound| {
-        RedisDriver::open(config, publisher, fred_config, inbound)
+) -> Result<Hub> {
+    launch(config.options.clone(), move |cx| {
+        RedisDriver::open(config, publisher, owns_publisher, fred_config, cx)
     })
     .await
 }

@@ -1,9 +1,8 @@
 //! [`connect`]: choose a backend by URL scheme.
 
-use std::sync::Arc;
-
-use pubsub_core::memory::MemoryBus;
-use pubsub_core::{Error, PubSub, Result};
+use pubsub_core::adapter::parse_query;
+use pubsub_core::memory::{MemoryBus, MemoryConfig};
+use pubsub_core::{CommonOptions, Error, Hub, Result, WithOptions};
 
 /// The backends [`connect`] knows, by URL scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +32,7 @@ impl Scheme {
         let scheme = url
             .split_once("://")
             .map(|(s, _)| s.to_ascii_lowercase())
-            .ok_or_else(|| Error::InvalidConfig("a pub/sub URL looks like `scheme://…`".into()))?;
+            .ok_or_else(|| Error::invalid_config("a pub/sub URL looks like `scheme://…`"))?;
         Ok(match scheme.as_str() {
             "memory" => Scheme::Memory,
             "redis" | "rediss" => Scheme::Redis,
@@ -42,9 +41,10 @@ impl Scheme {
             "kafka" => Scheme::Kafka,
             // The scheme is printed, the rest of the URL (which may hold a password) is not.
             other => {
-                return Err(Error::InvalidConfig(format!(
-                    "unknown pub/sub URL scheme `{other}`"
-                )))
+                let shown: String = other.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+                return Err(Error::invalid_config(format!(
+                    "unknown pub/sub URL scheme `{shown}`"
+                )));
             }
         })
     }
@@ -63,8 +63,8 @@ impl Scheme {
 
 /// Connects to the backend named by `url` and returns a shareable handle.
 ///
-/// A scheme whose Cargo feature is off gives [`Error::FeatureDisabled`] naming the feature.
-/// Errors never repeat a password from the URL.
+/// A scheme whose Cargo feature is off gives an [`ErrorKind::Unsupported`](crate::ErrorKind)
+/// error naming the feature. Errors never repeat a password from the URL.
 ///
 /// ```
 /// # async fn demo() {
@@ -74,57 +74,59 @@ impl Scheme {
 /// # }
 /// # tokio::runtime::Runtime::new().unwrap().block_on(demo());
 /// ```
-pub async fn connect(url: &str) -> Result<Arc<dyn PubSub>> {
+pub async fn connect(url: &str) -> Result<Hub> {
     let scheme = Scheme::of(url)?;
     match scheme {
         Scheme::Memory => connect_memory(url).await,
         #[cfg(feature = "redis")]
         Scheme::Redis => {
             let config = pubsub_redis::RedisConfig::from_url(url)?;
-            Ok(Arc::new(pubsub_redis::connect(config).await?))
+            pubsub_redis::connect(config).await
         }
         #[cfg(feature = "nats")]
         Scheme::Nats => {
             let config = pubsub_nats::NatsConfig::from_url(url)?;
-            Ok(Arc::new(pubsub_nats::connect(config).await?))
+            pubsub_nats::connect(config).await
         }
         #[cfg(feature = "amqp")]
-        Scheme::Amqp => Err(Error::Unsupported {
-            backend: "amqp",
-            what: "the AMQP adapter is not implemented yet".into(),
-        }),
+        Scheme::Amqp => Err(Error::unsupported("the AMQP adapter is not implemented yet")),
         #[cfg(feature = "kafka")]
-        Scheme::Kafka => Err(Error::Unsupported {
-            backend: "kafka",
-            what: "the Kafka adapter is not implemented yet".into(),
-        }),
+        Scheme::Kafka => Err(Error::unsupported("the Kafka adapter is not implemented yet")),
         #[allow(unreachable_patterns)]
         other => Err(disabled(url, other)),
     }
 }
 
-async fn connect_memory(url: &str) -> Result<Arc<dyn PubSub>> {
+/// `memory://[NAME][?query]`: the process-wide bus, or the one with that name.
+async fn connect_memory(url: &str) -> Result<Hub> {
     let rest = url.split_once("://").map_or("", |(_, rest)| rest);
-    let name = rest.trim_end_matches('/');
+    let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let name = name.trim_end_matches('/');
+    if name.contains(['/', '#', '@', ':']) {
+        return Err(Error::invalid_config(
+            "a memory URL is `memory://` or `memory://NAME`, with an optional query",
+        ));
+    }
+    let mut query = parse_query(query);
+    let options = CommonOptions::default().take_query(&mut query)?;
+    if !query.is_empty() {
+        return Err(Error::invalid_config(
+            "the memory URL has a query parameter it does not take",
+        ));
+    }
     let bus = if name.is_empty() {
         MemoryBus::global()
-    } else if name.contains(['/', '?', '#', '@']) {
-        return Err(Error::InvalidConfig(
-            "a memory URL is `memory://` or `memory://NAME` (no path, query or user)".into(),
-        ));
     } else {
         MemoryBus::named(name)
     };
-    Ok(Arc::new(bus.connect().await?))
+    let config = MemoryConfig::default().with_options(options);
+    Ok(bus.connect_with(config).await?.0)
 }
 
 #[allow(dead_code)]
 fn disabled(url: &str, scheme: Scheme) -> Error {
-    let scheme_text = url.split_once("://").map_or("", |(s, _)| s).to_string();
-    Error::FeatureDisabled {
-        scheme: scheme_text,
-        feature: scheme.feature().unwrap_or("none"),
-    }
+    let scheme_text = url.split_once("://").map_or("", |(s, _)| s);
+    Error::feature_disabled(scheme_text, scheme.feature().unwrap_or("none"))
 }
 
 #[cfg(test)]
@@ -142,7 +144,7 @@ mod tests {
     #[test]
     fn memory_urls_connect() {
         rt().block_on(async {
-            for url in ["memory://", "memory://x", "MEMORY://x/"] {
+            for url in ["memory://", "memory://x", "MEMORY://x/", "memory://x?buffer=8"] {
                 let ps = connect(url).await.unwrap();
                 assert_eq!(ps.backend(), "memory");
                 ps.close().await.unwrap();
@@ -162,7 +164,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(sb.recv().await.is_some());
-            assert_eq!(sc.buffered(), 0);
+            assert!(sc.is_empty());
             for ps in [a, b, c] {
                 ps.close().await.unwrap();
             }
@@ -179,6 +181,8 @@ mod tests {
                 "ftp://x",
                 "memory://a/b",
                 "memory://u:secret@x",
+                "memory://x?secret=1",
+                "memory://x?buffer=secret",
             ] {
                 let err = connect(url).await.unwrap_err();
                 assert_eq!(err.kind(), ErrorKind::Invalid, "{url}: {err}");
@@ -208,11 +212,9 @@ mod tests {
                 if enabled {
                     continue;
                 }
-                match connect(url).await.unwrap_err() {
-                    Error::FeatureDisabled { feature: f, .. } => assert_eq!(f, feature),
-                    other => panic!("{url}: {other}"),
-                }
-                let text = connect(url).await.unwrap_err().to_string();
+                let err = connect(url).await.unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Unsupported, "{url}: {err}");
+                let text = err.to_string();
                 assert!(text.contains(feature) && !text.contains("secret"), "{text}");
             }
         });

@@ -1,7 +1,9 @@
 //! One portable pub/sub API over several brokers.
 //!
-//! Applications hold an `Arc<dyn PubSub>` from [`connect`] and never name a backend: switching
-//! from the in-process memory backend to Redis or NATS is a Cargo feature and a URL.
+//! Applications hold a [`Hub`] (a cheap, cloneable handle that implements [`PubSub`]) from
+//! [`connect`] and never name a backend: switching from the in-process memory backend to Redis
+//! or NATS is a Cargo feature and a URL. Every URL takes the [`CommonOptions`] as query
+//! parameters (`?buffer=4096&publish_timeout=2s`).
 //!
 //! | scheme | backend | feature |
 //! |---|---|---|
@@ -30,8 +32,9 @@ mod connect;
 
 pub use connect::{connect, Scheme};
 pub use pubsub_core::{
-    envelope, memory, pattern, router, topic, Backoff, Error, ErrorKind, Headers, Hub, HubConfig,
-    Message, MessageBuilder, Pattern, PubSub, Result, Stats, SubscribeOptions, Subscription, Topic,
+    headers, memory, pattern, topic, Backoff, CommonOptions, ConnectionState, Error, ErrorKind,
+    Headers, Hub, Message, MessageBuilder, Operation, Pattern, PubSub, Result, Secret, Stats,
+    SubscribeOptions, Subscription, Topic, WithOptions,
 };
 
 /// The Redis adapter (feature `redis`).

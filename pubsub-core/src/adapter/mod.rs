@@ -32,7 +32,7 @@ pub mod envelope;
 pub use crate::router::PatternTrie;
 pub use supervisor::{LinkReporter, Supervisor};
 pub use tasks::Tasks;
-pub use url::{HostPort, ServerUrl};
+pub use url::{parse_query, HostPort, ServerUrl};
 
 use crate::router::Router;
 use crate::{CommonOptions, Error, Hub, Message, Operation, Pattern, Result};

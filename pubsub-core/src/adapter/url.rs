@@ -122,11 +122,7 @@ impl ServerUrl {
             .map(|(index, entry)| host_port(entry, index, schemes))
             .collect::<Result<Vec<_>>>()?;
         let path = decode(path.strip_prefix('/').unwrap_or(path), "path")?;
-        let query = query.map_or_else(Vec::new, |q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        });
+        let query = query.map_or_else(Vec::new, parse_query);
         Ok(ServerUrl {
             scheme,
             user,
@@ -158,6 +154,13 @@ impl ServerUrl {
             _ => Err(Error::invalid_config("this backend's URL takes exactly one host")),
         }
     }
+}
+
+/// The `key=value&…` pairs of a URL query, percent-decoded, in order.
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// Where the path begins: the first `/` after the hosts, skipping the `scheme://` a host may

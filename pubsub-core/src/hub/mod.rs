@@ -392,6 +392,59 @@ impl<D: Driver> Drop for HubInner<D> {
     }
 }
 
+/// The [`PubSub`] operations, callable without importing the trait.
+impl Hub {
+    /// See [`PubSub::backend`].
+    pub fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    /// See [`PubSub::max_payload`].
+    pub fn max_payload(&self) -> usize {
+        self.inner.max_payload()
+    }
+
+    /// See [`PubSub::publish`].
+    pub async fn publish(&self, message: Message) -> Result<()> {
+        self.inner.publish(message).await
+    }
+
+    /// See [`PubSub::subscribe`].
+    pub async fn subscribe(&self, pattern: Pattern) -> Result<Subscription> {
+        self.subscribe_with(pattern, SubscribeOptions::default())
+            .await
+    }
+
+    /// See [`PubSub::subscribe_with`].
+    pub async fn subscribe_with(
+        &self,
+        pattern: Pattern,
+        options: SubscribeOptions,
+    ) -> Result<Subscription> {
+        self.inner.clone().subscribe_with(pattern, options).await
+    }
+
+    /// See [`PubSub::close`].
+    pub async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+
+    /// See [`PubSub::stats`].
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// See [`PubSub::connection_state`].
+    pub fn connection_state(&self) -> ConnectionState {
+        self.inner.supervisor().state()
+    }
+
+    /// See [`PubSub::watch_connection`].
+    pub fn watch_connection(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.supervisor().watch()
+    }
+}
+
 impl PubSub for Hub {
     fn backend(&self) -> &'static str {
         self.inner.backend()
