@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use pubsub_core::router::PatternTrie;
+use pubsub_core::adapter::PatternTrie;
 use pubsub_core::Pattern;
 use regex::Regex;
 
@@ -52,7 +52,7 @@ fn main() {
         let pats = patterns(n);
         let mut trie = PatternTrie::default();
         for (i, p) in pats.iter().enumerate() {
-            trie.insert(&Pattern::new(p).expect("pattern"), i);
+            trie.insert(&Pattern::new(p).expect("pattern"), i as u64, i);
         }
         let regexes: Vec<Regex> = pats.iter().map(|p| to_regex(p)).collect();
 

@@ -299,7 +299,7 @@ impl Drop for MemoryDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ConnectionState, ErrorKind, PubSub};
+    use crate::{ConnectionState, ErrorKind};
 
     #[tokio::test]
     async fn dropped_handles_detach_from_the_bus() {

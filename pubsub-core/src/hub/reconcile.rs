@@ -28,6 +28,8 @@ pub(crate) struct Reconciler<D: Driver> {
     kick: Arc<Notify>,
     outcomes: watch::Sender<u64>,
     restore: Mutex<RestoreState>,
+    /// Filters waiting for a retry, and when the first is due.
+    deferred: Mutex<(Option<Instant>, Vec<D::Filter>)>,
 }
 
 #[derive(Default)]
@@ -62,6 +64,7 @@ pub(crate) fn spawn<D: Driver>(
         kick: kick.clone(),
         outcomes,
         restore: Mutex::new(RestoreState::default()),
+        deferred: Mutex::new((None, Vec::new())),
     });
     tasks.spawn(reconciler.run());
     Handle { kick, outcomes: rx }
@@ -85,25 +88,37 @@ impl<D: Driver> Reconciler<D> {
         }
     }
 
-    /// Starts every change that is due; returns when the next retry is due.
+    /// Starts every change that is due among the slots marked dirty (and the deferred ones
+    /// whose retry time has come); returns when the next retry is due.
     fn round(self: &Arc<Self>) -> Option<Instant> {
         let now = Instant::now();
         let mut adds = Vec::new();
         let mut removes = Vec::new();
-        let mut next: Option<Instant> = None;
+        let mut next: Option<Instant>;
         {
+            let mut deferred = self.deferred.lock();
             let mut routes = self.router.routes.write();
             let Routes {
-                filters, by_id, ..
+                filters,
+                by_id,
+                dirty,
+                ..
             } = &mut *routes;
-            filters.retain(|_, slot| {
-                let keep = !slot.is_settled();
-                if !keep {
+            let mut work = std::mem::take(dirty);
+            if deferred.0.is_some_and(|at| at <= now) {
+                work.append(&mut deferred.1);
+                deferred.0 = None;
+            }
+            for filter in work {
+                let Some(slot) = filters.get_mut(&filter) else {
+                    continue;
+                };
+                slot.queued = false;
+                if slot.is_settled() {
                     by_id.remove(&slot.id);
+                    filters.remove(&filter);
+                    continue;
                 }
-                keep
-            });
-            for (filter, slot) in filters.iter_mut() {
                 let wanted = slot.refs > 0;
                 let due = !slot.busy
                     && if wanted {
@@ -115,16 +130,18 @@ impl<D: Driver> Reconciler<D> {
                     continue;
                 }
                 if let Some(at) = slot.retry_at.filter(|at| *at > now) {
-                    next = Some(next.map_or(at, |n| n.min(at)));
+                    deferred.0 = Some(deferred.0.map_or(at, |d| d.min(at)));
+                    deferred.1.push(filter);
                     continue;
                 }
                 slot.busy = true;
                 if wanted {
-                    adds.push(filter.clone());
+                    adds.push(filter);
                 } else {
-                    removes.push(filter.clone());
+                    removes.push(filter);
                 }
             }
+            next = deferred.0;
         }
         for batch in adds.chunks(BATCH) {
             self.tasks
@@ -152,10 +169,17 @@ impl<D: Driver> Reconciler<D> {
         let now = Instant::now();
         {
             let mut routes = self.router.routes.write();
+            let Routes {
+                filters: slots,
+                dirty,
+                active,
+                ..
+            } = &mut *routes;
             for filter in &filters {
-                let Some(slot) = routes.filters.get_mut(filter) else {
+                let Some(slot) = slots.get_mut(filter) else {
                     continue;
                 };
+                let was_active = slot.presence != Presence::Absent;
                 slot.busy = false;
                 slot.attempts += 1;
                 match &result {
@@ -172,6 +196,12 @@ impl<D: Driver> Reconciler<D> {
                         slot.last_error = Some(error.clone());
                     }
                 }
+                let is_active = slot.presence != Presence::Absent;
+                if was_active != is_active {
+                    *active = if is_active { *active + 1 } else { *active - 1 };
+                }
+                // The wanted state may have changed while the broker was busy.
+                Routes::mark(dirty, filter, slot);
             }
         }
         self.outcomes.send_modify(|n| *n += 1);

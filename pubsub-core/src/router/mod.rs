@@ -54,6 +54,8 @@ pub(crate) struct Slot {
     pub(crate) presence: Presence,
     /// A change of it is under way at the broker.
     pub(crate) busy: bool,
+    /// It is in [`Routes::dirty`].
+    pub(crate) queued: bool,
     /// Failed attempts in a row, and when to try again.
     pub(crate) failures: u32,
     pub(crate) retry_at: Option<Instant>,
@@ -69,6 +71,7 @@ impl Slot {
             refs: 0,
             presence: Presence::Absent,
             busy: false,
+            queued: false,
             failures: 0,
             retry_at: None,
             attempts: 0,
@@ -93,7 +96,22 @@ pub(crate) struct Routes<F> {
     pub(crate) filters: HashMap<F, Slot>,
     /// The filter of each slot id.
     pub(crate) by_id: HashMap<u64, F>,
+    /// Filters whose slot the reconciler should look at: the ones whose wanted or broker
+    /// state may have changed. Its work is proportional to this list, not to all filters.
+    pub(crate) dirty: Vec<F>,
+    /// Slots whose filter is present or may be present at the broker.
+    pub(crate) active: usize,
     next_filter: u64,
+}
+
+impl<F: Clone> Routes<F> {
+    /// Queues `filter`'s slot for the reconciler (once).
+    pub(crate) fn mark(dirty: &mut Vec<F>, filter: &F, slot: &mut Slot) {
+        if !slot.queued {
+            slot.queued = true;
+            dirty.push(filter.clone());
+        }
+    }
 }
 
 impl<F> Default for Routes<F> {
@@ -102,6 +120,8 @@ impl<F> Default for Routes<F> {
             trie: trie::Trie::default(),
             filters: HashMap::new(),
             by_id: HashMap::new(),
+            dirty: Vec::new(),
+            active: 0,
             next_filter: 0,
         }
     }
@@ -145,33 +165,43 @@ impl<F: Eq + Hash + Clone> Router<F> {
             trie,
             filters,
             by_id,
+            dirty,
             next_filter,
+            ..
         } = &mut *r;
-        let slot = filters.entry(filter).or_insert_with_key(|filter| {
+        let slot = filters.entry(filter.clone()).or_insert_with(|| {
             *next_filter += 1;
             by_id.insert(*next_filter, filter.clone());
             Slot::new(*next_filter)
         });
         slot.refs += 1;
         let live = slot.is_live();
+        if !live {
+            Routes::mark(dirty, &filter, slot);
+        }
         let route = Arc::new(Route {
             id,
             pattern,
             filter: slot.id,
             queue: Queue::new(capacity),
         });
-        trie.insert(&route.pattern, route.clone());
+        trie.insert(&route.pattern, id, route.clone());
         (route, live)
     }
 
     /// Removes a route; returns the filter it needed when no other route needs it any more.
     pub(crate) fn remove(&self, route: &Route) -> Option<F> {
         let mut r = self.routes.write();
-        r.trie.remove(&route.pattern, |x| x.id == route.id)?;
+        r.trie.remove(&route.pattern, route.id)?;
         let filter = r.by_id.get(&route.filter)?.clone();
-        let slot = r.filters.get_mut(&filter)?;
+        let Routes { filters, dirty, .. } = &mut *r;
+        let slot = filters.get_mut(&filter)?;
         slot.refs -= 1;
-        (slot.refs == 0).then_some(filter)
+        if slot.refs > 0 {
+            return None;
+        }
+        Routes::mark(dirty, &filter, slot);
+        Some(filter)
     }
 
     /// Applies `f` to the slot of `filter`, if there is one.
@@ -185,12 +215,7 @@ impl<F: Eq + Hash + Clone> Router<F> {
 
     /// Native filters present (or possibly present) at the broker.
     pub(crate) fn active_filters(&self) -> usize {
-        self.routes
-            .read()
-            .filters
-            .values()
-            .filter(|s| s.presence != Presence::Absent)
-            .count()
+        self.routes.read().active
     }
 
     /// Ends every route's stream (after what is buffered) and stops delivery.

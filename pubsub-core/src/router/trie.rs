@@ -3,18 +3,23 @@
 //! registered patterns.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use indexmap::IndexMap;
+use rustc_hash::FxHasher;
 
 use crate::pattern::Segment;
 use crate::Pattern;
 
-/// A set of patterns, each holding values (subscribers), matched against topics by walking
-/// the topic's tokens.
+/// A set of patterns, each holding values (subscribers) under unique keys, matched against
+/// topics by walking the topic's tokens. Inserting and removing cost the pattern's depth,
+/// however many values share a pattern.
 ///
 /// ```
 /// use pubsub_core::adapter::PatternTrie;
 /// let mut trie = PatternTrie::default();
-/// trie.insert(&"room.*.msg".parse()?, 1);
-/// trie.insert(&"room.>".parse()?, 2);
+/// trie.insert(&"room.*.msg".parse()?, 1, 1);
+/// trie.insert(&"room.>".parse()?, 2, 2);
 /// let mut hits = vec![];
 /// trie.for_each_match("room.42.msg", |v| hits.push(*v));
 /// hits.sort();
@@ -31,10 +36,10 @@ pub struct Trie<T> {
 struct Node<T> {
     literal: HashMap<Box<str>, Node<T>>,
     one: Option<Box<Node<T>>>,
-    /// Values whose pattern ends at this node.
-    here: Vec<T>,
-    /// Values whose pattern is this node's path followed by `>`.
-    rest: Vec<T>,
+    /// Values whose pattern ends at this node, by key.
+    here: IndexMap<u64, T, BuildHasherDefault<FxHasher>>,
+    /// Values whose pattern is this node's path followed by `>`, by key.
+    rest: IndexMap<u64, T, BuildHasherDefault<FxHasher>>,
 }
 
 impl<T> Default for Node<T> {
@@ -42,8 +47,8 @@ impl<T> Default for Node<T> {
         Node {
             literal: HashMap::new(),
             one: None,
-            here: Vec::new(),
-            rest: Vec::new(),
+            here: IndexMap::default(),
+            rest: IndexMap::default(),
         }
     }
 }
@@ -67,28 +72,30 @@ impl<T> Default for Trie<T> {
 }
 
 impl<T> Trie<T> {
-    /// Adds `value` under `pattern`.
-    pub fn insert(&mut self, pattern: &Pattern, value: T) {
+    /// Adds `value` under `pattern` and `key` (replacing a value with the same pattern and key).
+    pub fn insert(&mut self, pattern: &Pattern, key: u64, value: T) {
         let mut node = &mut self.root;
         for seg in pattern.segments() {
             node = match seg {
                 Segment::Literal(l) => node.literal.entry(l.into()).or_default(),
                 Segment::One => node.one.get_or_insert_with(Default::default),
                 Segment::Rest => {
-                    node.rest.push(value);
-                    self.len += 1;
+                    if node.rest.insert(key, value).is_none() {
+                        self.len += 1;
+                    }
                     return;
                 }
             };
         }
-        node.here.push(value);
-        self.len += 1;
+        if node.here.insert(key, value).is_none() {
+            self.len += 1;
+        }
     }
 
-    /// Removes the first value under `pattern` for which `is_it` holds, pruning empty nodes.
-    pub fn remove(&mut self, pattern: &Pattern, is_it: impl Fn(&T) -> bool) -> Option<T> {
-        let segs: Vec<Segment<'_>> = pattern.segments().collect();
-        let found = remove_in(&mut self.root, &segs, &is_it);
+    /// Removes the value under `pattern` and `key`, pruning empty nodes.
+    pub fn remove(&mut self, pattern: &Pattern, key: u64) -> Option<T> {
+        let segs: smallvec::SmallVec<[Segment<'_>; 16]> = pattern.segments().collect();
+        let found = remove_in(&mut self.root, &segs, key);
         if found.is_some() {
             self.len -= 1;
         }
@@ -105,7 +112,7 @@ impl<T> Trie<T> {
     /// Calls `f` once for every value.
     pub fn for_each<'t>(&'t self, mut f: impl FnMut(&'t T)) {
         fn all<'t, T>(node: &'t Node<T>, f: &mut impl FnMut(&'t T)) {
-            node.here.iter().chain(&node.rest).for_each(&mut *f);
+            node.here.values().chain(node.rest.values()).for_each(&mut *f);
             node.literal.values().for_each(|child| all(child, f));
             if let Some(child) = &node.one {
                 all(child, f);
@@ -127,10 +134,10 @@ impl<T> Trie<T> {
 
 fn walk<'t, T>(node: &'t Node<T>, tokens: &[&str], f: &mut impl FnMut(&'t T)) {
     let Some((first, rest)) = tokens.split_first() else {
-        node.here.iter().for_each(&mut *f);
+        node.here.values().for_each(&mut *f);
         return;
     };
-    node.rest.iter().for_each(&mut *f);
+    node.rest.values().for_each(&mut *f);
     if let Some(child) = node.literal.get(*first) {
         walk(child, rest, f);
     }
@@ -139,23 +146,15 @@ fn walk<'t, T>(node: &'t Node<T>, tokens: &[&str], f: &mut impl FnMut(&'t T)) {
     }
 }
 
-fn remove_in<T>(
-    node: &mut Node<T>,
-    segs: &[Segment<'_>],
-    is_it: &impl Fn(&T) -> bool,
-) -> Option<T> {
+fn remove_in<T>(node: &mut Node<T>, segs: &[Segment<'_>], key: u64) -> Option<T> {
     let Some((first, rest)) = segs.split_first() else {
-        let i = node.here.iter().position(is_it)?;
-        return Some(node.here.swap_remove(i));
+        return node.here.swap_remove(&key);
     };
     match first {
-        Segment::Rest => {
-            let i = node.rest.iter().position(is_it)?;
-            Some(node.rest.swap_remove(i))
-        }
+        Segment::Rest => node.rest.swap_remove(&key),
         Segment::Literal(l) => {
             let child = node.literal.get_mut(*l)?;
-            let found = remove_in(child, rest, is_it);
+            let found = remove_in(child, rest, key);
             if child.is_empty() {
                 node.literal.remove(*l);
             }
@@ -163,7 +162,7 @@ fn remove_in<T>(
         }
         Segment::One => {
             let child = node.one.as_mut()?;
-            let found = remove_in(child, rest, is_it);
+            let found = remove_in(child, rest, key);
             if child.is_empty() {
                 node.one = None;
             }
@@ -190,7 +189,7 @@ mod tests {
     fn agrees_with_table() {
         for (i, &(p, t, want)) in MATCH_TABLE.iter().enumerate() {
             let mut trie = Trie::default();
-            trie.insert(&Pattern::new(p).unwrap(), i);
+            trie.insert(&Pattern::new(p).unwrap(), 0, i);
             assert_eq!(!matches(&trie, t).is_empty(), want, "{p} vs {t}");
         }
     }
@@ -200,15 +199,15 @@ mod tests {
         let mut trie = Trie::default();
         let p = Pattern::new("a.*.c").unwrap();
         let q = Pattern::new("a.>").unwrap();
-        trie.insert(&p, 1);
-        trie.insert(&p, 2);
-        trie.insert(&q, 3);
+        trie.insert(&p, 1, 1);
+        trie.insert(&p, 2, 2);
+        trie.insert(&q, 3, 3);
         assert_eq!(matches(&trie, "a.b.c"), [1, 2, 3]);
-        assert_eq!(trie.remove(&p, |&x| x == 1), Some(1));
-        assert_eq!(trie.remove(&p, |&x| x == 1), None);
+        assert_eq!(trie.remove(&p, 1), Some(1));
+        assert_eq!(trie.remove(&p, 1), None);
         assert_eq!(matches(&trie, "a.b.c"), [2, 3]);
-        trie.remove(&p, |&x| x == 2);
-        trie.remove(&q, |&x| x == 3);
+        trie.remove(&p, 2);
+        trie.remove(&q, 3);
         assert_eq!(trie.len(), 0);
         assert!(trie.root.is_empty());
     }
@@ -222,7 +221,7 @@ mod tests {
             let mut trie = Trie::default();
             let parsed: Vec<Pattern> = pats.iter().map(|p| Pattern::new(p).unwrap()).collect();
             for (i, p) in parsed.iter().enumerate() {
-                trie.insert(p, i);
+                trie.insert(p, i as u64, i);
             }
             let t = Topic::new(&topic).unwrap();
             let want: Vec<usize> = parsed.iter().enumerate().filter(|(_, p)| p.matches(&t)).map(|(i, _)| i).collect();
