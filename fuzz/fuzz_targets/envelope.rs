@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use pubsub_core::envelope::{self, MAGIC, VERSION};
+use pubsub_core::adapter::envelope::{self, MAGIC, VERSION};
 
 fuzz_target!(|data: &[u8]| {
     check(Bytes::copy_from_slice(data));

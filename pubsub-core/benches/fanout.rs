@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use pubsub_core::memory::MemoryBus;
-use pubsub_core::{Message, PubSub, SubscribeOptions, Topic};
+use pubsub_core::{Message, SubscribeOptions, Topic};
 
 const SUBSCRIBERS: usize = 100;
 const MESSAGES: usize = 20_000;

@@ -117,7 +117,11 @@ impl Error {
 
     /// The URL scheme `scheme` needs the Cargo feature `feature` of the `pubsub` crate.
     pub fn feature_disabled(scheme: &str, feature: &'static str) -> Self {
-        let scheme: String = scheme.chars().take(16).filter(char::is_ascii_alphanumeric).collect();
+        let scheme: String = scheme
+            .chars()
+            .take(16)
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
         Error::unsupported(format!(
             "the `{scheme}://` scheme needs the `{feature}` feature of the `pubsub` crate"
         ))

@@ -325,7 +325,10 @@ mod tests {
         let (handle, link) = bus.connect_with(config).await.unwrap();
         let mut sub = handle.subscribe("a".parse().unwrap()).await.unwrap();
         link.cut();
-        assert!(matches!(handle.connection_state(), ConnectionState::Down { .. }));
+        assert!(matches!(
+            handle.connection_state(),
+            ConnectionState::Down { .. }
+        ));
         let err = handle
             .publish(Message::new("a".parse().unwrap(), "x"))
             .await

@@ -125,7 +125,8 @@ impl CommonOptions {
 
     /// The payload limit: the configured one, but never above `backend_limit`.
     pub fn payload_limit(&self, backend_limit: usize) -> usize {
-        self.max_payload.map_or(backend_limit, |m| m.min(backend_limit))
+        self.max_payload
+            .map_or(backend_limit, |m| m.min(backend_limit))
     }
 }
 

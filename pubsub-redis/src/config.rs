@@ -140,9 +140,9 @@ impl RedisConfig {
         let mut unknown = Vec::new();
         for (key, value) in parsed.query.drain(..) {
             let number = || {
-                value.parse::<usize>().map_err(|_| {
-                    Error::invalid_config(format!("`{key}` takes a whole number"))
-                })
+                value
+                    .parse::<usize>()
+                    .map_err(|_| Error::invalid_config(format!("`{key}` takes a whole number")))
             };
             match key.as_str() {
                 "pattern_depth" => config.pattern_depth = number()?,
@@ -212,7 +212,9 @@ impl RedisConfig {
             return Err(Error::invalid_config("the Redis host is empty"));
         }
         if self.broadcast_capacity == 0 {
-            return Err(Error::invalid_config("broadcast_capacity must be at least 1"));
+            return Err(Error::invalid_config(
+                "broadcast_capacity must be at least 1",
+            ));
         }
         if self.pattern_depth > MAX_PATTERN_DEPTH {
             return Err(Error::invalid_config(format!(
@@ -378,9 +380,13 @@ mod tests {
 
         // A lone user info is the password, never a user name shown by `Debug`.
         let c = RedisConfig::from_url(&format!("redis://{SECRET}@h")).unwrap();
-        assert_eq!((c.username, c.password.map(|p| p.expose().to_string())), (None, Some(SECRET.to_string())));
+        assert_eq!(
+            (c.username, c.password.map(|p| p.expose().to_string())),
+            (None, Some(SECRET.to_string()))
+        );
 
-        let c = RedisConfig::from_url("redis://h?pattern_depth=0&buffer=7&publish_timeout=2s").unwrap();
+        let c =
+            RedisConfig::from_url("redis://h?pattern_depth=0&buffer=7&publish_timeout=2s").unwrap();
         assert_eq!((c.pattern_depth, c.options.buffer), (0, 7));
         assert_eq!(c.options.publish_timeout, Duration::from_secs(2));
 
@@ -420,10 +426,7 @@ mod tests {
         let c = RedisConfig::from_url(&format!("redis://bob:{SECRET}@h:1/2")).unwrap();
         let text = format!("{c:?} {c:#?}");
         assert!(!text.contains(SECRET), "{text}");
-        assert!(
-            text.contains("redacted") && text.contains("bob"),
-            "{text}"
-        );
+        assert!(text.contains("redacted") && text.contains("bob"), "{text}");
         let c = RedisConfig::default().with_credentials(None, SECRET);
         assert!(!format!("{c:?}").contains(SECRET));
     }

@@ -92,7 +92,9 @@ impl Watchdog {
         Watchdog {
             tick,
             // One more tick: a publish may start just before a tick.
-            ticks: u64::try_from(whole).unwrap_or(u64::MAX - 1).saturating_add(1),
+            ticks: u64::try_from(whole)
+                .unwrap_or(u64::MAX - 1)
+                .saturating_add(1),
             epoch: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
             expired: Notify::new(),
@@ -193,7 +195,9 @@ impl RedisDriver {
             inbound: cx.inbound,
             cx_supervisor: cx.supervisor,
             tasks: cx.tasks,
-            subs: (0..=config.pattern_depth).map(|_| OnceCell::new()).collect(),
+            subs: (0..=config.pattern_depth)
+                .map(|_| OnceCell::new())
+                .collect(),
             connections: Mutex::new(Vec::new()),
         });
         shared.start_publisher().await?;
@@ -288,7 +292,9 @@ impl Shared {
             let class = filter.class().unwrap_or(self.pattern_depth);
             by_class
                 .get_mut(class)
-                .ok_or_else(|| Error::invalid_config(format!("not a filter of this handle: {filter:?}")))?
+                .ok_or_else(|| {
+                    Error::invalid_config(format!("not a filter of this handle: {filter:?}"))
+                })?
                 .push(filter);
         }
         for (class, filters) in by_class.into_iter().enumerate() {
@@ -296,7 +302,11 @@ impl Shared {
                 continue;
             }
             let sub = self.sub(class).await?;
-            let what = if subscribe { "subscribing" } else { "unsubscribing" };
+            let what = if subscribe {
+                "subscribing"
+            } else {
+                "unsubscribing"
+            };
             sub.apply(&filters, subscribe, self.command_timeout)
                 .await
                 .map_err(|e| fred_error(what, e))?;
@@ -394,7 +404,10 @@ impl SubConn {
             if matches!(reconnects.try_recv(), Err(TryRecvError::Empty)) {
                 return Ok(());
             }
-            tracing::debug!(class = self.class, "reconnected during a subscription change; repeating it");
+            tracing::debug!(
+                class = self.class,
+                "reconnected during a subscription change; repeating it"
+            );
         }
     }
 
@@ -616,6 +629,11 @@ mod tests {
         };
         assert_eq!(outcome.unwrap_err().kind(), ErrorKind::Timeout);
         assert!(started.elapsed() >= Duration::from_millis(40));
-        assert_eq!(w.bound(async { 7 }, Duration::from_millis(40)).await.unwrap(), 7);
+        assert_eq!(
+            w.bound(async { 7 }, Duration::from_millis(40))
+                .await
+                .unwrap(),
+            7
+        );
     }
 }

@@ -273,7 +273,10 @@ pub(crate) mod tests {
         }
         assert_eq!(native_filter(&pat("room.42.>"), 0).native(), "*");
         assert_eq!(native_filter(&pat("room.42.>"), 1).native(), "room.*");
-        assert_eq!(native_filter(&pat("room.42.x.>"), 5).native(), "room.42.x.*");
+        assert_eq!(
+            native_filter(&pat("room.42.x.>"), 5).native(),
+            "room.42.x.*"
+        );
         let f = native_filter(&pat("room.42.x.>"), 2);
         assert_eq!(RedisFilter::glob_of("room.42.x.y", 2), Some(f));
     }

@@ -778,7 +778,10 @@ mod tests {
         );
         let err: crate::Error = err.into();
         assert_eq!(err.kind(), crate::ErrorKind::Invalid);
-        assert!(err.to_string().contains("invalid envelope frame: "), "{err}");
+        assert!(
+            err.to_string().contains("invalid envelope frame: "),
+            "{err}"
+        );
     }
 
     fn arb_headers() -> impl Strategy<Value = Headers> {

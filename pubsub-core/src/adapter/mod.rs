@@ -172,7 +172,10 @@ where
     C: FnOnce(Context<D::Filter>) -> Fut,
     Fut: Future<Output = Result<D>>,
 {
-    let decorate = |e: Error| e.with_backend(D::BACKEND).with_operation(Operation::Connect);
+    let decorate = |e: Error| {
+        e.with_backend(D::BACKEND)
+            .with_operation(Operation::Connect)
+    };
     tokio::runtime::Handle::try_current().map_err(|_| decorate(Error::no_runtime()))?;
     let options = options.validated().map_err(decorate)?;
     let router = Arc::new(Router::default());

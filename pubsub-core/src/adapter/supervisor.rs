@@ -160,8 +160,8 @@ impl Shared {
 
     fn update(&self, links: &mut Links) {
         let all_up = links.states.iter().all(|s| *s == LinkState::Up);
-        let ever_up = links.down_since.is_some()
-            || !links.states.iter().any(|s| *s == LinkState::Connecting);
+        let ever_up =
+            links.down_since.is_some() || !links.states.iter().any(|s| *s == LinkState::Connecting);
         let state = if links.closed {
             ConnectionState::Closed
         } else if all_up {
@@ -174,7 +174,8 @@ impl Shared {
             ConnectionState::Connecting
         };
         self.up.store(state.is_up(), Ordering::Release);
-        self.state.send_if_modified(|s| std::mem::replace(s, state) != state);
+        self.state
+            .send_if_modified(|s| std::mem::replace(s, state) != state);
     }
 }
 
@@ -217,7 +218,11 @@ mod tests {
         let ConnectionState::Down { since } = sup.state() else {
             panic!("{:?}", sup.state())
         };
-        assert!(sup.ready(Duration::from_millis(20)).await.unwrap_err().is_temporary());
+        assert!(sup
+            .ready(Duration::from_millis(20))
+            .await
+            .unwrap_err()
+            .is_temporary());
         b.reconnected();
         assert_eq!(sup.state(), ConnectionState::Down { since });
         assert_eq!(sup.restoring(), [1]);

@@ -140,7 +140,11 @@ impl ServerUrl {
         if self.query.is_empty() {
             return Ok(());
         }
-        let known: Vec<&str> = crate::options::QUERY_KEYS.iter().chain(own).copied().collect();
+        let known: Vec<&str> = crate::options::QUERY_KEYS
+            .iter()
+            .chain(own)
+            .copied()
+            .collect();
         Err(Error::invalid_config(format!(
             "the URL has a query parameter this backend does not take (it takes: {})",
             known.join(", ")
@@ -151,7 +155,9 @@ impl ServerUrl {
     pub fn single_host(&self) -> Result<&HostPort> {
         match self.hosts.as_slice() {
             [one] => Ok(one),
-            _ => Err(Error::invalid_config("this backend's URL takes exactly one host")),
+            _ => Err(Error::invalid_config(
+                "this backend's URL takes exactly one host",
+            )),
         }
     }
 }
@@ -234,7 +240,9 @@ fn decode(part: &str, what: &str) -> Result<String> {
     percent_decode_str(part)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| Error::invalid_config(format!("the {what} in the URL is not UTF-8 once decoded")))
+        .map_err(|_| {
+            Error::invalid_config(format!("the {what} in the URL is not UTF-8 once decoded"))
+        })
 }
 
 /// A short excerpt of a scheme, safe to print.

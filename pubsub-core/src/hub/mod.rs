@@ -130,7 +130,8 @@ impl<'a, D: Driver> Inflight<'a, D> {
 
 impl<D: Driver> Drop for Inflight<'_, D> {
     fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.closed.load(Ordering::SeqCst)
+        if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.closed.load(Ordering::SeqCst)
         {
             self.0.drained.notify_waiters();
         }
@@ -191,8 +192,12 @@ impl<D: Driver> HubInner<D> {
                 None => return Err(Error::closed()),
                 Some(None) => {}
             }
-            self.wait_outcome(&mut outcomes, deadline, "the broker did not confirm the subscription")
-                .await?;
+            self.wait_outcome(
+                &mut outcomes,
+                deadline,
+                "the broker did not confirm the subscription",
+            )
+            .await?;
         }
     }
 
@@ -219,8 +224,12 @@ impl<D: Driver> HubInner<D> {
                 None => return Ok(()),
                 Some(None) => {}
             }
-            self.wait_outcome(&mut outcomes, deadline, "the broker did not confirm the unsubscribe")
-                .await?;
+            self.wait_outcome(
+                &mut outcomes,
+                deadline,
+                "the broker did not confirm the unsubscribe",
+            )
+            .await?;
         }
     }
 
@@ -262,19 +271,27 @@ impl<D: Driver> HubInner<D> {
             .await
             .is_err()
         {
-            tracing::warn!(backend = D::BACKEND, "close: publishes still under way after the publish timeout");
+            tracing::warn!(
+                backend = D::BACKEND,
+                "close: publishes still under way after the publish timeout"
+            );
         }
         self.tasks.cancel();
-        let result = match tokio::time::timeout(self.options.command_timeout, self.driver.close())
-            .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(Error::timeout("the broker connection did not close in time")),
-        };
+        let result =
+            match tokio::time::timeout(self.options.command_timeout, self.driver.close()).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::timeout(
+                    "the broker connection did not close in time",
+                )),
+            };
         self.router.close();
         self.supervisor.close();
         if !self.tasks.shut_down(SHUTDOWN_WAIT).await {
-            tracing::warn!(backend = D::BACKEND, left = self.tasks.len(), "close: background tasks did not stop in time");
+            tracing::warn!(
+                backend = D::BACKEND,
+                left = self.tasks.len(),
+                "close: background tasks did not stop in time"
+            );
         }
         result
     }

@@ -250,7 +250,11 @@ impl<D: Driver> Reconciler<D> {
         match result {
             Ok(()) => {
                 if !present.is_empty() {
-                    tracing::info!(backend = D::BACKEND, filters = present.len(), "restored the native filters after a reconnect");
+                    tracing::info!(
+                        backend = D::BACKEND,
+                        filters = present.len(),
+                        "restored the native filters after a reconnect"
+                    );
                 }
                 state.failures = 0;
                 state.retry_at = None;

@@ -75,7 +75,10 @@ impl Driver for Driven {
     async fn restore_filters(&self, filters: &[String]) -> Result<()> {
         let mut sorted = filters.to_vec();
         sorted.sort();
-        self.0.log.lock().push(format!("restore {}", sorted.join(",")));
+        self.0
+            .log
+            .lock()
+            .push(format!("restore {}", sorted.join(",")));
         Ok(())
     }
 
@@ -185,7 +188,11 @@ async fn many_patterns_sharing_one_filter() {
     let (hub, s) = hub().await;
     let mut subs = Vec::new();
     for i in 0..4000 {
-        subs.push(hub.subscribe(format!("p.*.u{i}").parse().unwrap()).await.unwrap());
+        subs.push(
+            hub.subscribe(format!("p.*.u{i}").parse().unwrap())
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(hub.stats().native_filters, 4000);
     let shared = hub.subscribe("p.>".parse().unwrap()).await.unwrap();
@@ -195,7 +202,10 @@ async fn many_patterns_sharing_one_filter() {
         inbound.deliver_via(&"p.*".to_string(), msg("p.x.u7"));
     }
     assert_eq!(shared.len(), 100);
-    assert!(subs.iter().all(|s| s.is_empty()), "p.*.uN has its own filter");
+    assert!(
+        subs.iter().all(|s| s.is_empty()),
+        "p.*.uN has its own filter"
+    );
     inbound.deliver_via(&"p.*.u7".to_string(), msg("p.x.u7"));
     assert_eq!(subs[7].len(), 1);
     assert_eq!(subs.iter().map(Subscription::len).sum::<usize>(), 1);
@@ -212,7 +222,10 @@ async fn failed_subscribe_leaves_nothing_behind() {
     assert_eq!(hub.stats().subscriptions, 0);
     s.refuse.lock().clear();
     // The filter's state was unknown; the reconciler removes it (the broker may have it).
-    eventually("the unknown filter is released", || hub.stats().native_filters == 0).await;
+    eventually("the unknown filter is released", || {
+        hub.stats().native_filters == 0
+    })
+    .await;
     let _sub = hub.subscribe("x.y".parse().unwrap()).await.unwrap();
     assert_eq!(hub.stats().native_filters, 1);
 }
@@ -244,9 +257,15 @@ async fn a_stalled_subscribe_blocks_nothing_else() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let quick = Duration::from_millis(500);
     let again = tokio::time::timeout(quick, hub.subscribe("live".parse().unwrap())).await;
-    assert!(again.unwrap().is_ok(), "a live filter's subscribe returns at once");
+    assert!(
+        again.unwrap().is_ok(),
+        "a live filter's subscribe returns at once"
+    );
     let other = tokio::time::timeout(quick, hub.subscribe("other".parse().unwrap())).await;
-    assert!(other.unwrap().is_ok(), "another filter's subscribe is not queued behind it");
+    assert!(
+        other.unwrap().is_ok(),
+        "another filter's subscribe is not queued behind it"
+    );
     tokio::time::timeout(quick, hub.publish(msg("live")))
         .await
         .unwrap()
@@ -271,11 +290,18 @@ async fn a_reconnect_replays_the_filters_before_publishing_resumes() {
     assert_eq!(err.kind(), ErrorKind::Timeout);
     link.reconnected();
     let mut state = hub.watch_connection();
-    tokio::time::timeout(Duration::from_secs(2), state.wait_for(ConnectionState::is_up))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(s.log.lock().contains(&"restore a,b.*".to_string()), "{:?}", s.log.lock());
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        state.wait_for(ConnectionState::is_up),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        s.log.lock().contains(&"restore a,b.*".to_string()),
+        "{:?}",
+        s.log.lock()
+    );
     hub.publish(msg("a")).await.unwrap();
 }
 
@@ -291,7 +317,10 @@ async fn limits_and_close() {
     hub.close().await.unwrap();
     assert_eq!(s.log.lock().iter().filter(|l| *l == "close").count(), 1);
     assert!(sub.recv().await.is_none());
-    assert_eq!(hub.publish(msg("t")).await.unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(
+        hub.publish(msg("t")).await.unwrap_err().kind(),
+        ErrorKind::Closed
+    );
     let err = hub.subscribe("t".parse().unwrap()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed);
     assert_eq!(hub.stats().published, 1);
@@ -304,5 +333,8 @@ async fn dropping_the_handle_stops_its_tasks() {
     let _sub = hub.subscribe("t".parse().unwrap()).await.unwrap();
     let weak = Arc::downgrade(&s);
     drop((hub, s, _sub));
-    eventually("the driver is dropped with the handle", || weak.strong_count() == 0).await;
+    eventually("the driver is dropped with the handle", || {
+        weak.strong_count() == 0
+    })
+    .await;
 }

@@ -112,7 +112,10 @@ impl<T> Trie<T> {
     /// Calls `f` once for every value.
     pub fn for_each<'t>(&'t self, mut f: impl FnMut(&'t T)) {
         fn all<'t, T>(node: &'t Node<T>, f: &mut impl FnMut(&'t T)) {
-            node.here.values().chain(node.rest.values()).for_each(&mut *f);
+            node.here
+                .values()
+                .chain(node.rest.values())
+                .for_each(&mut *f);
             node.literal.values().for_each(|child| all(child, f));
             if let Some(child) = &node.one {
                 all(child, f);

@@ -1,0 +1,174 @@
+//! A pub/sub adapter written outside this repository's workspace, as a third party would: a
+//! "broker" made of one `tokio::sync::broadcast` channel per [`Exchange`], which every handle
+//! reads with a task of its own, the way a client library reads a socket.
+//!
+//! It is only translation: the adapter kit of `pubsub-core` gives it routing, bounded queues,
+//! filter bookkeeping, reconnect restoration, publish gating and `close`. Its test target runs
+//! the whole conformance suite with one `conformance_tests::suite!` call.
+#![deny(missing_docs)]
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pubsub_core::adapter::{launch, Driver, Inbound, LinkReporter};
+use pubsub_core::{CommonOptions, Error, Hub, Message, Pattern, Result};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::Notify;
+
+/// The in-process "broker": every handle of one exchange receives every message.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    tx: broadcast::Sender<Message>,
+}
+
+impl Exchange {
+    /// An exchange whose readers may lag `capacity` messages before they lose some.
+    pub fn new(capacity: usize) -> Self {
+        Exchange {
+            tx: broadcast::Sender::new(capacity.max(1)),
+        }
+    }
+
+    /// Connects a handle, and returns the [`Wire`] a test can cut.
+    pub async fn connect(&self, options: CommonOptions) -> Result<(Hub, Wire)> {
+        let wire = Wire::default();
+        let exchange = self.clone();
+        let line = wire.clone();
+        let hub = launch(options, |cx| async move {
+            let link = cx.supervisor.link();
+            link.up();
+            *line.0.reporter.lock().await = Some(link);
+            let reader = read(exchange.tx.subscribe(), cx.inbound, line.clone());
+            cx.tasks.spawn(reader);
+            Ok(ExchangeDriver {
+                exchange,
+                wire: line,
+                publish_timeout: cx.options.publish_timeout,
+                command_timeout: cx.options.command_timeout,
+            })
+        })
+        .await?;
+        Ok((hub, wire))
+    }
+}
+
+/// The wire between a handle and its exchange: a test cuts it (noticed, like a reset) or
+/// freezes it (silent, like a black hole).
+#[derive(Clone, Debug, Default)]
+pub struct Wire(Arc<WireState>);
+
+#[derive(Debug, Default)]
+struct WireState {
+    /// 0 = up, 1 = cut, 2 = frozen.
+    mode: AtomicU8,
+    changed: Notify,
+    reporter: tokio::sync::Mutex<Option<LinkReporter>>,
+}
+
+impl Wire {
+    /// Sets the mode, and tells the handle about a cut or a mend (as a client library
+    /// notices a reset), never about a freeze.
+    async fn set(&self, mode: u8) {
+        let before = self.0.mode.swap(mode, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+        if let Some(link) = &*self.0.reporter.lock().await {
+            match (before, mode) {
+                (_, 1) => link.down(),
+                (1, 0) => link.reconnected(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Breaks the wire; the handle notices.
+    pub async fn cut(&self) {
+        self.set(1).await;
+    }
+
+    /// Stops all traffic; nobody notices.
+    pub async fn freeze(&self) {
+        self.set(2).await;
+    }
+
+    /// Mends the wire.
+    pub async fn mend(&self) {
+        self.set(0).await;
+    }
+
+    fn is_up(&self) -> bool {
+        self.0.mode.load(Ordering::SeqCst) == 0
+    }
+
+    /// Waits up to `timeout` until the wire carries traffic.
+    async fn carried(&self, timeout: Duration) -> Result<()> {
+        let up = async {
+            loop {
+                let changed = self.0.changed.notified();
+                if self.is_up() {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(timeout, up)
+            .await
+            .map_err(|_| Error::timeout(format!("the wire carried nothing for {timeout:?}")))
+    }
+}
+
+async fn read(mut rx: broadcast::Receiver<Message>, inbound: Inbound<Pattern>, wire: Wire) {
+    loop {
+        match rx.recv().await {
+            Ok(message) if wire.is_up() => inbound.deliver(message),
+            Ok(_) => {}
+            Err(RecvError::Lagged(lost)) => inbound.record_lost(lost),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The driver: publish into the exchange; filters are the patterns themselves (the exchange
+/// sends everything; the kit's router picks the subscriptions).
+#[derive(Debug)]
+pub struct ExchangeDriver {
+    exchange: Exchange,
+    wire: Wire,
+    publish_timeout: Duration,
+    command_timeout: Duration,
+}
+
+#[async_trait]
+impl Driver for ExchangeDriver {
+    type Filter = Pattern;
+    const BACKEND: &'static str = "exchange";
+
+    fn max_payload(&self) -> usize {
+        1 << 20
+    }
+
+    fn native_filter(&self, pattern: &Pattern) -> Result<Pattern> {
+        Ok(pattern.clone())
+    }
+
+    async fn publish(&self, message: Message) -> Result<()> {
+        self.wire.carried(self.publish_timeout).await?;
+        // No receiver is not an error for a broadcast broker.
+        let _ = self.exchange.tx.send(message);
+        Ok(())
+    }
+
+    async fn add_filters(&self, _filters: &[Pattern]) -> Result<()> {
+        self.wire.carried(self.command_timeout).await
+    }
+
+    async fn remove_filters(&self, _filters: &[Pattern]) -> Result<()> {
+        self.wire.carried(self.command_timeout).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        // Nothing is buffered on our side of the wire: publish hands each message over.
+        Ok(())
+    }
+}
