@@ -2,8 +2,9 @@
 # The project's test command (README; called by .ci/run).
 # 1. makes sure every broker the tests need is up (starting it if it is down; fails if it can't);
 # 2. runs every test of the workspace with every backend feature on, conformance suites included;
-# 3. runs the doc tests, then the broker-restart tests alone (they are #[ignore]d in the
-#    parallel run), then prints each backend's conformance report.
+# 3. runs the doc tests and the example adapter outside the workspace (whole suite), then the
+#    broker-restart tests alone (they are #[ignore]d in the parallel run), then prints each
+#    backend's conformance report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,10 @@ else
   cargo test --workspace --all-features --no-fail-fast
 fi
 cargo test --workspace --all-features --doc
+
+# An adapter outside the workspace, held to the whole conformance suite (its own workspace;
+# it shares this target directory so the common dependencies are built once).
+CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path examples/custom-adapter/Cargo.toml
 
 # Tests that restart a shared broker disturb every other user of it, so they are marked
 # #[ignore] and run here, alone, after everything else; then the broker is checked again.

@@ -31,7 +31,7 @@
 //! | exact pattern `a.b` | `SUBSCRIBE a.b` (literal: `a[1].b?` never receives `a1.bx`) |
 //! | wildcard pattern | `PSUBSCRIBE` of the glob of its literal prefix: `room.*.msg` → `room.*`, `room.42.>` → `room.42.*`, `>` → `*` |
 //! | literal `* ? [ ] \` in a glob | escaped with `\` |
-//! | headers | the core's [envelope](pubsub_core::envelope); a payload from a foreign publisher (plain `PUBLISH`) or a frame that does not decode arrives as the payload, with no headers |
+//! | headers | the core's [envelope](pubsub_core::adapter::envelope); a payload from a foreign publisher (plain `PUBLISH`) or a frame that does not decode arrives as the payload, with no headers |
 //!
 //! A glob only selects a superset of the pattern's topics (Redis `*` also crosses `.`); the
 //! core's matcher decides delivery. The glob uses at most [`RedisConfig::pattern_depth`]

@@ -11,7 +11,7 @@
 //! - the [`Supervisor`]: the connection state machine, publish gating up to the publish
 //!   deadline, and the state users watch;
 //! - [`Tasks`]: every background task of a handle, stopped by one cancellation token;
-//! - [`ServerUrl`] and [`CommonOptions`](crate::CommonOptions): URL parsing and the shared
+//! - [`ServerUrl`] and [`CommonOptions`]: URL parsing and the shared
 //!   settings; [`envelope`]: header framing for brokers without native headers.
 //!
 //! See `docs/ARCHITECTURE.md` in the repository for a walk through writing an adapter, with
