@@ -1,6 +1,7 @@
 //! What the suite needs to know about a backend, and the knobs shared by every case.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -8,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use pubsub_core::memory::{MemoryBus, MemoryConfig, MemoryLink};
-use pubsub_core::{PubSub, Result};
+use pubsub_core::{PubSub, Result, WithOptions};
+
+use crate::proxy::TcpProxy;
 
 /// Connects a new handle (a new connection) to the backend under test.
 pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn PubSub>>> + Send + Sync>;
@@ -17,13 +20,18 @@ pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn PubSub>>> +
 pub type ConnectCuttable =
     Arc<dyn Fn() -> BoxFuture<'static, Result<(Arc<dyn PubSub>, Box<dyn Link>)>> + Send + Sync>;
 
-/// A connection the test can cut and restore (a TCP proxy, or the memory backend's switch).
+/// A connection the test can break (a TCP proxy, or the memory backend's switch).
 #[async_trait]
 pub trait Link: Send + Sync {
     /// Cuts the connection: open connections are closed and new ones fail until restored.
     async fn cut(&self);
     /// Lets connections through again.
     async fn restore(&self);
+    /// Stops all traffic without closing anything, like a black-holed network: nothing is
+    /// delivered either way, and nothing tells the client, until [`Link::thaw`].
+    async fn freeze(&self);
+    /// Lets traffic flow again after [`Link::freeze`].
+    async fn thaw(&self);
 }
 
 /// Something a backend's broker truly cannot do; cases needing it are skipped and reported.
@@ -72,6 +80,40 @@ impl Harness {
             connect_cuttable: Arc::new(move || Box::pin(connect_cuttable())),
             lacks: Vec::new(),
         }
+    }
+
+    /// A harness for a broker reached over TCP at `upstream` (`host:port`): `connect(None)`
+    /// connects a handle directly; `connect(Some(addr))` connects one that dials only `addr`,
+    /// a [`TcpProxy`] in front of the broker that the cases cut and freeze (give it short
+    /// publish timeouts and reconnect backoff, e.g. [`fast_backoff`](crate::kit::fast_backoff)).
+    pub fn proxied<C, F, P>(name: &'static str, upstream: String, connect: C) -> Self
+    where
+        C: Fn(Option<SocketAddr>) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<P>> + Send + 'static,
+        P: PubSub + 'static,
+    {
+        let connect = Arc::new(connect);
+        let direct = connect.clone();
+        Harness::new(
+            name,
+            move || {
+                let handle = direct(None);
+                async move { Ok(Arc::new(handle.await?) as Arc<dyn PubSub>) }
+            },
+            move || {
+                let (connect, upstream) = (connect.clone(), upstream.clone());
+                async move {
+                    let proxy = TcpProxy::start(&upstream).await.map_err(|e| {
+                        pubsub_core::Error::connection("starting the test's TCP proxy", e)
+                    })?;
+                    let handle = connect(Some(proxy.local_addr())).await?;
+                    Ok((
+                        Arc::new(handle) as Arc<dyn PubSub>,
+                        Box::new(proxy) as Box<dyn Link>,
+                    ))
+                }
+            },
+        )
     }
 
     /// Declares a capability the backend's broker cannot provide.
@@ -153,15 +195,29 @@ pub fn unique_prefix(case: &str) -> String {
     )
 }
 
-#[async_trait]
-impl Link for MemoryLink {
-    async fn cut(&self) {
-        MemoryLink::cut(self);
-    }
-    async fn restore(&self) {
-        MemoryLink::restore(self);
-    }
+/// Implements [`Link`] for a type with inherent `cut`, `restore`, `freeze` and `thaw` methods.
+macro_rules! link_by_inherent_methods {
+    ($t:ty) => {
+        #[async_trait]
+        impl Link for $t {
+            async fn cut(&self) {
+                <$t>::cut(self);
+            }
+            async fn restore(&self) {
+                <$t>::restore(self);
+            }
+            async fn freeze(&self) {
+                <$t>::freeze(self);
+            }
+            async fn thaw(&self) {
+                <$t>::thaw(self);
+            }
+        }
+    };
 }
+
+link_by_inherent_methods!(MemoryLink);
+link_by_inherent_methods!(TcpProxy);
 
 /// The memory backend: every handle joins the process-wide bus, as `memory://` does.
 pub fn memory_harness() -> Harness {

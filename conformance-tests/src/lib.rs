@@ -12,47 +12,67 @@
 //!
 //! Every case works under a fresh, unique topic prefix ([`unique_prefix`]), so cases and reruns
 //! never see each other's messages. Waits are idle timeouts, reset on every message and scaled by
-//! the `PUBSUB_TEST_TIME_SCALE` environment variable ([`idle_timeout`]).
+//! the `PUBSUB_TEST_TIME_SCALE` environment variable ([`idle_timeout`]). The list of cases lives
+//! in one place (`with_cases!` in this file): [`CASES`] and [`suite!`] both expand it.
+//!
+//! The crate is also the test kit of every adapter's own tests and benchmarks (as a
+//! dev-dependency):
+//!
+//! - [`kit`]: connect, subscribe, publish and bounded waits (`next`, `drain`, `take`, …);
+//! - [`proxy::TcpProxy`]: a TCP fault proxy that can cut, restore, freeze and thaw connections;
+//! - [`broker`]: where the test brokers are, and stopping / starting the local Redis;
+//! - [`mod@bench`]: the harness of the adapter-versus-raw-client throughput benchmarks.
 #![deny(missing_docs)]
 
+pub mod bench;
+pub mod broker;
 mod harness;
+pub mod kit;
 pub mod proxy;
 pub mod scenarios;
-mod support;
 
 pub use harness::{
     idle_timeout, memory_harness, report, run_case, unique_prefix, Capability, Connect,
     ConnectCuttable, Harness, Link,
 };
 
-/// The names of every scenario, in the order the suite runs them.
-pub const CASES: &[&str] = &[
-    "round_trip",
-    "subscribe_readiness",
-    "wildcard_table",
-    "overlapping_subscriptions",
-    "isolation",
-    "ordering",
-    "fan_out",
-    "unsubscribe",
-    "slow_subscriber",
-    "concurrency",
-    "close",
-    "invalid_input",
-    "reconnect",
-];
+/// The one list of cases, in the order the suite runs them: each name is a function in
+/// [`scenarios`]. Adding a case is adding its name here (and writing the function).
+///
+/// Expands to `$then! { $($args)* ; case, case, … }`, for [`suite!`] and [`CASES`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! with_cases {
+    ($then:ident ! ($($args:tt)*)) => {
+        $crate::$then! { $($args)* ;
+            round_trip,
+            subscribe_readiness,
+            wildcard_table,
+            overlapping_subscriptions,
+            isolation,
+            ordering,
+            fan_out,
+            unsubscribe,
+            slow_subscriber,
+            concurrency,
+            close,
+            invalid_input,
+            reconnect,
+            shared_filter_fanin,
+            stalled_subscribe,
+            dropped_handle_is_detached,
+        }
+    };
+}
 
 /// Expands to one `#[tokio::test]` per scenario for the backend that `$harness()` describes,
 /// plus a `report` test that prints the case count and any skipped case with its reason.
 #[macro_export]
 macro_rules! suite {
     ($harness:path) => {
-        $crate::suite!(@cases $harness;
-            round_trip, subscribe_readiness, wildcard_table, overlapping_subscriptions, isolation,
-            ordering, fan_out, unsubscribe, slow_subscriber, concurrency, close, invalid_input,
-            reconnect);
+        $crate::with_cases!(suite!(@tests $harness));
     };
-    (@cases $harness:path; $($case:ident),* $(,)?) => {
+    (@tests $harness:path; $($case:ident),* $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
@@ -63,7 +83,13 @@ macro_rules! suite {
 
         #[test]
         fn report() {
-            $crate::report(&$harness(), &[$(stringify!($case)),*]);
+            $crate::report(&$harness(), $crate::CASES);
         }
     };
+    (@names; $($case:ident),* $(,)?) => {
+        &[$(stringify!($case)),*]
+    };
 }
+
+/// The names of every scenario, in the order the suite runs them.
+pub const CASES: &[&str] = with_cases!(suite!(@names));

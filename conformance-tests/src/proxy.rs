@@ -1,28 +1,52 @@
-//! [`TcpProxy`]: a TCP relay between a client and its broker that tests can cut and restore.
+//! [`TcpProxy`]: a TCP relay between a client and its broker that tests can cut, restore,
+//! freeze and thaw, as network faults would.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::Link;
-
 /// Relays every connection made to [`TcpProxy::local_addr`] to the upstream broker.
 ///
-/// [`TcpProxy::cut`] closes every open connection and makes new ones close at once, as a
-/// network fault would; [`TcpProxy::restore`] lets them through again. Dropping the proxy stops
-/// all of its tasks.
+/// - [`TcpProxy::cut`] closes every open connection and makes new ones close at once, like a
+///   network fault the client notices; [`TcpProxy::restore`] lets them through again.
+/// - [`TcpProxy::freeze`] stops relaying bytes in both directions without closing anything,
+///   like a black-holed network the client cannot notice except by waiting;
+///   [`TcpProxy::thaw`] resumes and delivers what was held back.
+/// - [`TcpProxy::connections`] counts the connections open through the proxy.
+///
+/// Dropping the proxy closes every relayed connection and stops all of its tasks.
 #[derive(Debug)]
 pub struct TcpProxy {
     local: SocketAddr,
-    cut: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    upstream: String,
+    cut: AtomicBool,
+    /// Whether relaying is paused.
+    frozen: watch::Sender<bool>,
     /// Bumped on every cut (and on drop): each relay ends when it changes.
     generation: watch::Sender<u64>,
-    accept: JoinHandle<()>,
+    /// Relayed connections still open.
+    open: AtomicUsize,
+}
+
+/// Counts one relayed connection for as long as it lives.
+struct Open(Arc<Shared>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl TcpProxy {
@@ -30,18 +54,17 @@ impl TcpProxy {
     pub async fn start(upstream: &str) -> std::io::Result<TcpProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let local = listener.local_addr()?;
-        let cut = Arc::new(AtomicBool::new(false));
-        let generation = watch::Sender::new(0u64);
-        let accept = tokio::spawn(accept_loop(
-            listener,
-            upstream.to_string(),
-            cut.clone(),
-            generation.clone(),
-        ));
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_string(),
+            cut: AtomicBool::new(false),
+            frozen: watch::Sender::new(false),
+            generation: watch::Sender::new(0),
+            open: AtomicUsize::new(0),
+        });
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(TcpProxy {
             local,
-            cut,
-            generation,
+            shared,
             accept,
         })
     }
@@ -51,73 +74,108 @@ impl TcpProxy {
         self.local
     }
 
+    /// Connections currently open through the proxy.
+    pub fn connections(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
     /// Closes every relayed connection and refuses new ones until [`TcpProxy::restore`].
-    pub fn cut_now(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
+    pub fn cut(&self) {
+        self.shared.cut.store(true, Ordering::SeqCst);
+        self.shared.generation.send_modify(|g| *g += 1);
     }
 
     /// Lets new connections through again.
-    pub fn restore_now(&self) {
-        self.cut.store(false, Ordering::SeqCst);
+    pub fn restore(&self) {
+        self.shared.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Stops relaying bytes, in both directions and on new connections too, without closing
+    /// anything; what is sent meanwhile is held back until [`TcpProxy::thaw`].
+    pub fn freeze(&self) {
+        self.shared.frozen.send_replace(true);
+    }
+
+    /// Resumes relaying after [`TcpProxy::freeze`].
+    pub fn thaw(&self) {
+        self.shared.frozen.send_replace(false);
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    upstream: String,
-    cut: Arc<AtomicBool>,
-    generation: watch::Sender<u64>,
-) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        if cut.load(Ordering::SeqCst) {
+        // Subscribed before the check: a cut after it is seen as a change.
+        let mut ended = shared.generation.subscribe();
+        if shared.cut.load(Ordering::SeqCst) {
             drop(client);
             continue;
         }
-        let mut ended = generation.subscribe();
-        let upstream = upstream.clone();
+        shared.open.fetch_add(1, Ordering::SeqCst);
+        let open = Open(shared.clone());
         tokio::spawn(async move {
-            let Ok(mut server) = TcpStream::connect(&upstream).await else {
+            let shared = &open.0;
+            let connect = TcpStream::connect(&shared.upstream);
+            let server = tokio::select! {
+                server = connect => server,
+                _ = ended.changed() => return,
+            };
+            let Ok(server) = server else {
                 return;
             };
-            let mut client = client;
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
             tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                _ = relay(client_read, server_write, shared.frozen.subscribe()) => {}
+                _ = relay(server_read, client_write, shared.frozen.subscribe()) => {}
                 _ = ended.changed() => {}
             }
         });
     }
 }
 
-impl Drop for TcpProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.generation.send_modify(|g| *g += 1);
+/// Copies `from` to `to` until either side closes, pausing while frozen.
+async fn relay(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut frozen: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Bytes read just before a freeze are held back too.
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 
-#[async_trait]
-impl Link for TcpProxy {
-    async fn cut(&self) {
-        self.cut_now();
-    }
-    async fn restore(&self) {
-        self.restore_now();
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.shared.generation.send_modify(|g| *g += 1);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use std::time::Duration;
 
-    #[tokio::test]
-    async fn relays_cuts_and_restores() {
+    use super::*;
+    use crate::Link;
+
+    async fn echo_server() -> SocketAddr {
         let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let echo_addr = echo.local_addr().unwrap();
+        let addr = echo.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = echo.accept().await {
                 tokio::spawn(async move {
@@ -126,14 +184,43 @@ mod tests {
                 });
             }
         });
-        let proxy = TcpProxy::start(&echo_addr.to_string()).await.unwrap();
-        let mut c = TcpStream::connect(proxy.local_addr()).await.unwrap();
-        c.write_all(b"ping").await.unwrap();
+        addr
+    }
+
+    async fn echoes(c: &mut TcpStream, what: &[u8; 4]) {
+        c.write_all(what).await.unwrap();
         let mut buf = [0u8; 4];
         c.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"ping");
+        assert_eq!(&buf, what);
+    }
 
-        proxy.cut().await;
+    /// A proxy in front of an echo server, and a client connection through it that works.
+    async fn proxied_echo() -> (TcpProxy, TcpStream) {
+        let proxy = TcpProxy::start(&echo_server().await.to_string())
+            .await
+            .unwrap();
+        let mut c = TcpStream::connect(proxy.local_addr()).await.unwrap();
+        echoes(&mut c, b"ping").await;
+        (proxy, c)
+    }
+
+    async fn settle(proxy: &TcpProxy, n: usize) {
+        for _ in 0..200 {
+            if proxy.connections() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(proxy.connections(), n, "open connections");
+    }
+
+    #[tokio::test]
+    async fn relays_cuts_and_restores() {
+        let (proxy, mut c) = proxied_echo().await;
+        assert_eq!(proxy.connections(), 1);
+
+        Link::cut(&proxy).await;
+        let mut buf = [0u8; 4];
         let n = c.read(&mut buf).await.unwrap_or(0);
         assert_eq!(n, 0, "a cut connection is closed");
         let mut d = TcpStream::connect(proxy.local_addr()).await.unwrap();
@@ -142,11 +229,41 @@ mod tests {
             0,
             "new connections close while cut"
         );
+        settle(&proxy, 0).await;
 
-        proxy.restore().await;
+        Link::restore(&proxy).await;
         let mut e = TcpStream::connect(proxy.local_addr()).await.unwrap();
-        e.write_all(b"pong").await.unwrap();
-        e.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"pong");
+        echoes(&mut e, b"pong").await;
+        drop(e);
+        settle(&proxy, 0).await;
+    }
+
+    #[tokio::test]
+    async fn freezes_silently_and_thaws() {
+        let (proxy, mut c) = proxied_echo().await;
+
+        Link::freeze(&proxy).await;
+        c.write_all(b"held").await.unwrap();
+        let mut buf = [0u8; 4];
+        let read = tokio::time::timeout(Duration::from_millis(200), c.read_exact(&mut buf)).await;
+        assert!(read.is_err(), "nothing is relayed while frozen");
+        assert_eq!(proxy.connections(), 1, "a frozen connection stays open");
+
+        Link::thaw(&proxy).await;
+        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut buf))
+            .await
+            .expect("held bytes arrive after the thaw")
+            .unwrap();
+        assert_eq!(&buf, b"held");
+        echoes(&mut c, b"more").await;
+
+        proxy.freeze();
+        proxy.cut();
+        assert_eq!(
+            c.read(&mut buf).await.unwrap_or(0),
+            0,
+            "cut ends frozen ones"
+        );
+        settle(&proxy, 0).await;
     }
 }

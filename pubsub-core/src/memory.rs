@@ -137,7 +137,7 @@ impl MemoryBus {
             std::future::ready(Ok(driver))
         })
         .await?;
-        let link = link.ok_or_else(|| Error::closed())?;
+        let link = link.ok_or_else(Error::closed)?;
         Ok((hub, link))
     }
 

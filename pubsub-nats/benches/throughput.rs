@@ -16,28 +16,29 @@
 //! - "distinct subjects": 10 different wildcard subjects that all match (`p.*.b.c`, `p.a.>`, …);
 //!   both have 10 NATS subscriptions and receive 10 copies from the server.
 //!
-//! Each cell is the median of `ROUNDS` runs, adapter and raw interleaved. `BENCH_QUICK=1` for a
-//! smoke run; `BENCH_ROWS=0,3`, `BENCH_ROUNDS=5` and `BENCH_IMPL=raw|adapter` narrow it down
-//! (for profiling).
+//! The harness (rounds interleaved adapter / raw, medians, the table, `BENCH_QUICK=1` for a
+//! smoke run, `BENCH_ROWS`, `BENCH_ROUNDS`, `BENCH_MODE=adapter|raw`) is
+//! `conformance_tests::bench`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use conformance_tests::bench::{
+    self, compare, fmt_size, print_header, print_row, publish_paced, stamp, Compared, Outcome,
+    Receivers, Settings, Side, COMPARED_COLUMNS,
+};
+use conformance_tests::broker::nats_url;
 use futures::StreamExt;
-use pubsub_core::{Message, PubSub, SubscribeOptions, Topic};
+use pubsub_core::{Message, SubscribeOptions, Topic};
 use pubsub_nats::NatsConfig;
 
 /// Bytes the publisher may have in flight (sent, not yet received by every subscription):
 /// enough to keep the pipeline full, far below the server's per-connection pending limit
 /// (64 MiB), so no side is ever marked a slow consumer.
 const WINDOW_BYTES: usize = 4 << 20;
-const ROUNDS: usize = 3;
+/// Rounds per row (each runs the adapter and raw async-nats once).
+const ROUNDS: usize = 5;
 /// The latency runs: this many messages at `PACED_PER_MS` thousand messages per second.
 const PACED_COUNT: usize = 2_000;
 const PACED_PER_MS: u64 = 5;
-const IDLE: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Copy, Debug)]
 struct Row {
@@ -50,46 +51,22 @@ struct Row {
     pace_per_ms: u64,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Outcome {
-    /// Published messages per second, from the first publish to the last receipt.
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-    /// Copies that never arrived (should be 0).
-    missing: usize,
-}
-
-fn url() -> String {
-    std::env::var("PUBSUB_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string())
-}
-
-fn payload(base: Instant, seq: u64, size: usize) -> Bytes {
-    let mut b = BytesMut::with_capacity(size);
-    b.put_u64_le(base.elapsed().as_nanos() as u64);
-    b.put_u64_le(seq);
-    b.resize(size, 0xAB);
-    b.freeze()
-}
-
-fn latency(base: Instant, payload: &[u8]) -> Duration {
-    let mut sent = [0u8; 8];
-    sent.copy_from_slice(&payload[..8]);
-    base.elapsed()
-        .saturating_sub(Duration::from_nanos(u64::from_le_bytes(sent)))
+impl Row {
+    fn receivers(&self) -> Receivers {
+        Receivers::new(self.count, self.subs, self.size, WINDOW_BYTES)
+    }
 }
 
 /// The subject published to, and the subjects subscribed to.
 fn subjects(round: &str, row: Row) -> (String, Vec<String>) {
-    let topic = format!("bench.{round}.a.b.c");
+    let topic = format!("{round}.a.b.c");
     let subs = if row.distinct {
-        let p = format!("bench.{round}");
         [
             "a.b.c", "*.b.c", "a.*.c", "a.b.*", "*.*.c", "*.b.*", "a.*.*", "*.*.*", ">", "a.>",
         ]
         .iter()
         .take(row.subs)
-        .map(|s| format!("{p}.{s}"))
+        .map(|s| format!("{round}.{s}"))
         .collect()
     } else {
         vec![topic.clone(); row.subs]
@@ -97,96 +74,8 @@ fn subjects(round: &str, row: Row) -> (String, Vec<String>) {
     (topic, subs)
 }
 
-/// Lets the publisher stay at most `WINDOW_BYTES` ahead of the slowest subscription.
-struct Progress {
-    received: Vec<AtomicU64>,
-    moved: tokio::sync::Notify,
-    window: u64,
-}
-
-impl Progress {
-    fn new(row: Row) -> Arc<Self> {
-        let window = (WINDOW_BYTES / (row.size * row.subs)).clamp(64, 65_536) as u64;
-        Arc::new(Progress {
-            received: (0..row.subs).map(|_| AtomicU64::new(0)).collect(),
-            moved: tokio::sync::Notify::new(),
-            window,
-        })
-    }
-
-    /// Called by subscription `i` for each message.
-    fn record(&self, i: usize) {
-        let n = self.received[i].fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_multiple_of(self.window / 4) {
-            self.moved.notify_one();
-        }
-    }
-
-    async fn wait_window(&self, sent: u64) {
-        loop {
-            let slowest = self
-                .received
-                .iter()
-                .map(|r| r.load(Ordering::Relaxed))
-                .min()
-                .unwrap_or(sent);
-            if sent.saturating_sub(slowest) <= self.window {
-                return;
-            }
-            // A stored permit or a later notification; re-check either way.
-            let _ = tokio::time::timeout(Duration::from_millis(1), self.moved.notified()).await;
-        }
-    }
-}
-
-/// Paces a latency run: `pace_per_ms` messages every millisecond.
-struct Pacer {
-    per_ms: u64,
-    ticker: Option<tokio::time::Interval>,
-}
-
-fn pacer(row: Row) -> Pacer {
-    let ticker = (row.pace_per_ms > 0).then(|| {
-        let mut t = tokio::time::interval(Duration::from_millis(1));
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
-    Pacer {
-        per_ms: row.pace_per_ms,
-        ticker,
-    }
-}
-
-impl Pacer {
-    async fn wait(&mut self, seq: u64) {
-        if let Some(ticker) = &mut self.ticker {
-            if seq.is_multiple_of(self.per_ms) {
-                ticker.tick().await;
-            }
-        }
-    }
-}
-
-fn summarize(started: Instant, row: Row, results: Vec<(Vec<Duration>, Instant)>) -> Outcome {
-    let last = results.iter().map(|(_, at)| *at).max().unwrap_or(started);
-    let mut all: Vec<Duration> = results.into_iter().flat_map(|(l, _)| l).collect();
-    let missing = row.count * row.subs - all.len();
-    all.sort_unstable();
-    let pick = |q: f64| {
-        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    Outcome {
-        rate: row.count as f64 / (last - started).as_secs_f64(),
-        p50: pick(0.50),
-        p99: pick(0.99),
-        missing,
-    }
-}
-
-async fn raw_round(base: Instant, round: &str, row: Row) -> Outcome {
-    let server = NatsConfig::from_url(&url()).expect("url").servers[0].clone();
+async fn raw_round(round: &str, row: Row) -> Outcome {
+    let server = nats_url().split(',').next().unwrap_or_default().to_string();
     let options = || async_nats::ConnectOptions::new().subscription_capacity(row.count + 1024);
     let publisher = options()
         .connect(server.as_str())
@@ -197,26 +86,10 @@ async fn raw_round(base: Instant, round: &str, row: Row) -> Outcome {
         .await
         .expect("raw connect");
     let (topic, subjects) = subjects(round, row);
-    let progress = Progress::new(row);
-    let mut tasks = Vec::new();
-    for (i, subject) in subjects.into_iter().enumerate() {
-        let mut sub = subscriber.subscribe(subject).await.expect("raw subscribe");
-        let progress = progress.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(row.count);
-            let mut last = Instant::now();
-            while lat.len() < row.count {
-                match tokio::time::timeout(IDLE, sub.next()).await {
-                    Ok(Some(m)) => {
-                        lat.push(latency(base, &m.payload));
-                        last = Instant::now();
-                        progress.record(i);
-                    }
-                    _ => break,
-                }
-            }
-            (lat, last)
-        }));
+    let mut receivers = row.receivers();
+    for subject in subjects {
+        let sub = subscriber.subscribe(subject).await.expect("raw subscribe");
+        receivers.spawn(sub.map(|m| m.payload));
     }
     // The server has every SUB once a message sent after them comes back.
     let ready = format!("ready.{round}");
@@ -228,244 +101,124 @@ async fn raw_round(base: Instant, round: &str, row: Row) -> Outcome {
     ready_sub.next().await.expect("ready");
     // Raw at its best: the subject is built once and cloned (a reference count).
     let subject = async_nats::Subject::from(topic.as_str());
-    let mut pace = pacer(row);
-    let started = Instant::now();
-    for seq in 0..row.count as u64 {
-        progress.wait_window(seq).await;
-        pace.wait(seq).await;
-        publisher
-            .publish(subject.clone(), payload(base, seq, row.size))
-            .await
-            .expect("raw publish");
-    }
+    let (started, _) = publish_paced(&receivers, row.count, row.pace_per_ms, |seq| {
+        publisher.publish(subject.clone(), stamp(seq, row.size))
+    })
+    .await;
     publisher.flush().await.expect("flush");
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.expect("join"));
-    }
+    let outcome = receivers.finish(started, std::time::Instant::now()).await;
     drop(ready_sub);
     let _ = publisher.drain().await;
     let _ = subscriber.drain().await;
-    summarize(started, row, results)
+    outcome
 }
 
-async fn adapter_round(base: Instant, round: &str, row: Row) -> Outcome {
-    let config = NatsConfig::from_url(&url())
+async fn adapter_round(round: &str, row: Row) -> Outcome {
+    let config = NatsConfig::from_url(&nats_url())
         .expect("url")
         .with_subscription_capacity(row.count + 1024);
     let publisher = pubsub_nats::connect(config.clone()).await.expect("connect");
     let subscriber = pubsub_nats::connect(config).await.expect("connect");
     let (topic, patterns) = subjects(round, row);
     let topic: Topic = topic.parse().expect("topic");
-    let progress = Progress::new(row);
-    let mut tasks = Vec::new();
-    for (i, pattern) in patterns.into_iter().enumerate() {
+    let mut receivers = row.receivers();
+    for pattern in patterns {
         // subscribe resolves once the server has the subscription.
-        let mut sub = subscriber
-            .subscribe_with(
-                pattern.parse().expect("pattern"),
-                SubscribeOptions::default().with_capacity(row.count),
-            )
+        let options = SubscribeOptions::default().with_capacity(row.count);
+        let sub = subscriber
+            .subscribe_with(pattern.parse().expect("pattern"), options)
             .await
             .expect("subscribe");
-        let progress = progress.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(row.count);
-            let mut last = Instant::now();
-            while lat.len() < row.count {
-                match tokio::time::timeout(IDLE, sub.recv()).await {
-                    Ok(Some(m)) => {
-                        lat.push(latency(base, m.payload()));
-                        last = Instant::now();
-                        progress.record(i);
-                    }
-                    _ => break,
-                }
-            }
-            assert_eq!(sub.dropped(), 0, "no drops expected");
-            (lat, last)
-        }));
+        receivers.spawn(sub.map(|m| m.payload().clone()));
     }
-    let mut pace = pacer(row);
-    let started = Instant::now();
-    for seq in 0..row.count as u64 {
-        progress.wait_window(seq).await;
-        pace.wait(seq).await;
-        publisher
-            .publish(Message::new(topic.clone(), payload(base, seq, row.size)))
-            .await
-            .expect("publish");
-    }
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.expect("join"));
-    }
+    let (started, published) = publish_paced(&receivers, row.count, row.pace_per_ms, |seq| {
+        publisher.publish(Message::new(topic.clone(), stamp(seq, row.size)))
+    })
+    .await;
+    let outcome = receivers.finish(started, published).await;
     publisher.close().await.expect("close");
     subscriber.close().await.expect("close");
-    summarize(started, row, results)
+    outcome
 }
 
-/// The median rate; latency percentiles are the medians of each percentile.
-fn median(v: Vec<Outcome>) -> Outcome {
-    fn mid<T: Copy + PartialOrd>(mut xs: Vec<T>) -> T {
-        xs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        xs[xs.len() / 2]
-    }
-    Outcome {
-        rate: mid(v.iter().map(|o| o.rate).collect()),
-        p50: mid(v.iter().map(|o| o.p50).collect()),
-        p99: mid(v.iter().map(|o| o.p99).collect()),
-        missing: v.iter().map(|o| o.missing).sum(),
-    }
-}
-
-fn fmt_d(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{} µs", d.as_micros())
-    } else {
-        format!("{:.2} ms", d.as_secs_f64() * 1e3)
-    }
+/// Both sides of one row, interleaved round by round.
+async fn compare_row(settings: &Settings, r: usize, kind: &str, row: Row) -> Compared {
+    compare(settings, |side, round| {
+        let id = bench::run_id(&format!("r{r}{kind}x{round}"));
+        async move {
+            match side {
+                Side::Adapter => adapter_round(&format!("{id}.ad"), row).await,
+                Side::Raw => raw_round(&format!("{id}.raw"), row).await,
+            }
+        }
+    })
+    .await
 }
 
 fn main() {
-    let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let scale = |n: usize| if quick { n / 20 } else { n };
+    let settings = Settings::from_env(ROUNDS);
+    let row = |subs: usize, distinct: bool, size: usize, count: usize| Row {
+        subs,
+        distinct,
+        size,
+        count: settings.count(count, 20),
+        pace_per_ms: 0,
+    };
     let rows = [
-        Row {
-            subs: 1,
-            distinct: false,
-            size: 64,
-            count: scale(200_000),
-            pace_per_ms: 0,
-        },
-        Row {
-            subs: 10,
-            distinct: false,
-            size: 64,
-            count: scale(50_000),
-            pace_per_ms: 0,
-        },
-        Row {
-            subs: 10,
-            distinct: true,
-            size: 64,
-            count: scale(50_000),
-            pace_per_ms: 0,
-        },
-        Row {
-            subs: 1,
-            distinct: false,
-            size: 4096,
-            count: scale(50_000),
-            pace_per_ms: 0,
-        },
-        Row {
-            subs: 10,
-            distinct: false,
-            size: 4096,
-            count: scale(10_000),
-            pace_per_ms: 0,
-        },
-        Row {
-            subs: 10,
-            distinct: true,
-            size: 4096,
-            count: scale(10_000),
-            pace_per_ms: 0,
-        },
+        row(1, false, 64, 200_000),
+        row(10, false, 64, 50_000),
+        row(10, true, 64, 50_000),
+        row(1, false, 4096, 50_000),
+        row(10, false, 4096, 10_000),
+        row(10, true, 4096, 10_000),
     ];
-    let rounds = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(if quick { 1 } else { ROUNDS });
-    let base = Instant::now();
-    let bench_started = Instant::now();
     println!(
-        "NATS adapter vs raw async-nats ({}), {rounds} rounds per cell, median",
-        url()
+        "NATS adapter vs raw async-nats ({}), median of {} rounds per cell, adapter and raw \
+         interleaved",
+        nats_url(),
+        settings.rounds
     );
     println!();
-    println!(
-        "| subscriptions | payload | raw msg/s | adapter msg/s | adapter/raw | adapter deliveries/s \
-         | full load: raw p50 / p99 | full load: adapter p50 / p99 \
-         | {PACED_PER_MS}k msg/s: raw p50 / p99 | {PACED_PER_MS}k msg/s: adapter p50 / p99 |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    runtime.block_on(async {
-        let which = std::env::var("BENCH_IMPL").ok();
-        let which = which.as_deref();
-        let only: Option<Vec<usize>> = std::env::var("BENCH_ROWS")
-            .ok()
-            .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect());
+    let paced = format!("{PACED_PER_MS}k msg/s");
+    let extra = [
+        "adapter deliveries/s".to_string(),
+        format!("{paced}: adapter p50 / p99"),
+        format!("{paced}: raw p50 / p99"),
+    ];
+    let mut columns: Vec<String> = ["subscriptions", "payload", "msgs"]
+        .map(String::from)
+        .to_vec();
+    columns.extend(COMPARED_COLUMNS.map(String::from));
+    columns.extend(extra);
+    print_header(&columns);
+    bench::main(async {
         for (r, row) in rows.iter().enumerate() {
-            if only.as_ref().is_some_and(|o| !o.contains(&r)) {
+            if !settings.runs_row(r) {
                 continue;
             }
             let paced_row = Row {
-                count: scale(PACED_COUNT),
+                count: settings.count(PACED_COUNT, 20),
                 pace_per_ms: PACED_PER_MS,
                 ..*row
             };
-            let (mut raw, mut adapter) = (Vec::new(), Vec::new());
-            let (mut raw_paced, mut adapter_paced) = (Vec::new(), Vec::new());
-            for round in 0..rounds {
-                let id = format!("{}r{r}x{round}", std::process::id());
-                if which != Some("adapter") {
-                    raw.push(raw_round(base, &format!("{id}raw"), *row).await);
-                    raw_paced.push(raw_round(base, &format!("{id}rawp"), paced_row).await);
-                }
-                if which != Some("raw") {
-                    adapter.push(adapter_round(base, &format!("{id}ad"), *row).await);
-                    adapter_paced.push(adapter_round(base, &format!("{id}adp"), paced_row).await);
-                }
-            }
-            if raw.is_empty() || adapter.is_empty() {
-                println!("{row:?}: raw {raw:?} adapter {adapter:?}");
-                continue;
-            }
-            let (raw, adapter) = (median(raw), median(adapter));
-            let (raw_paced, adapter_paced) = (median(raw_paced), median(adapter_paced));
+            let full = compare_row(&settings, r, "f", *row).await;
+            let paced = compare_row(&settings, r, "p", paced_row).await;
             let subs = match (row.subs, row.distinct) {
                 (1, _) => "1".to_string(),
                 (n, false) => format!("{n} (same subject)"),
                 (n, true) => format!("{n} (distinct subjects)"),
             };
-            let size = if row.size >= 1024 {
-                format!("{} KiB", row.size / 1024)
-            } else {
-                format!("{} B", row.size)
-            };
-            let missing = raw.missing + adapter.missing + raw_paced.missing + adapter_paced.missing;
-            let missing = if missing > 0 {
-                format!(" ({missing} copies missing!)")
-            } else {
-                String::new()
-            };
-            println!(
-                "| {subs} | {size} | {:.0} | {:.0} | {:.2}× | {:.0} | {} / {} | {} / {} | {} / {} | {} / {} |{missing}",
-                raw.rate,
-                adapter.rate,
-                adapter.rate / raw.rate,
-                adapter.rate * row.subs as f64,
-                fmt_d(raw.p50),
-                fmt_d(raw.p99),
-                fmt_d(adapter.p50),
-                fmt_d(adapter.p99),
-                fmt_d(raw_paced.p50),
-                fmt_d(raw_paced.p99),
-                fmt_d(adapter_paced.p50),
-                fmt_d(adapter_paced.p99),
+            let dash = || "-".to_string();
+            let latencies = |o: Option<Outcome>| o.map_or_else(dash, |o| o.latencies());
+            let mut cells = vec![subs, fmt_size(row.size), row.count.to_string()];
+            cells.extend(full.cells());
+            cells.push(
+                full.adapter
+                    .map_or_else(dash, |a| format!("{:.0}", a.rate * row.subs as f64)),
             );
+            cells.push(latencies(paced.adapter));
+            cells.push(latencies(paced.raw));
+            print_row(&cells);
         }
     });
-    println!();
-    println!(
-        "total bench time {:.1} s",
-        bench_started.elapsed().as_secs_f64()
-    );
 }

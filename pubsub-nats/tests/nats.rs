@@ -3,69 +3,52 @@
 //! slow consumers, shared clients, connection loss. The portable behaviour is covered by the
 //! conformance suite (`conformance-tests/tests/nats.rs`). These tests fail when NATS is down.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use pubsub_core::{
-    Backoff, ErrorKind, Headers, Hub, Message, PubSub, SubscribeOptions, Subscription,
+use conformance_tests::broker::{nats_addr, nats_url};
+use conformance_tests::kit::{
+    assert_closed, expect_silence, fast_backoff, msg, next, next_payload, publish, receive, shared,
+    subscribe, subscribe_cap, tasks_settle, unique_prefix,
 };
+use conformance_tests::proxy::TcpProxy;
+use futures::StreamExt;
+use pubsub_core::{ErrorKind, Headers, Message, PubSub, Subscription, WithOptions};
 use pubsub_nats::NatsConfig;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
-
-fn url() -> String {
-    std::env::var("PUBSUB_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string())
-}
 
 fn config() -> NatsConfig {
-    NatsConfig::from_url(&url()).expect("PUBSUB_NATS_URL parses")
+    NatsConfig::from_url(&nats_url()).expect("PUBSUB_NATS_URL parses")
 }
 
-async fn handle() -> Hub {
-    pubsub_nats::connect(config())
-        .await
-        .unwrap_or_else(|e| panic!("NATS must be reachable at {}: {e}", url()))
+async fn connect(config: NatsConfig) -> Arc<dyn PubSub> {
+    let hub = pubsub_nats::connect(config).await;
+    shared(hub.unwrap_or_else(|e| panic!("NATS must be reachable at {}: {e}", nats_url())))
+}
+
+async fn handle() -> Arc<dyn PubSub> {
+    connect(config()).await
 }
 
 async fn raw() -> async_nats::Client {
-    let config = config();
-    async_nats::connect(config.servers[0].as_str())
-        .await
-        .expect("NATS reachable")
+    let first = nats_url().split(',').next().unwrap_or_default().to_string();
+    async_nats::connect(first).await.expect("NATS reachable")
 }
 
 fn prefix() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "natstest{}x{}x{}",
-        std::process::id(),
-        nanos % 1_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    unique_prefix("natstest")
 }
 
-async fn next(sub: &mut Subscription) -> Message {
-    tokio::time::timeout(Duration::from_secs(5), sub.recv())
+/// The payload of the next message, as text.
+async fn text(sub: &mut Subscription) -> String {
+    String::from_utf8_lossy(&next_payload(sub, "next message").await).into_owned()
+}
+
+/// The next message a raw subscriber receives, within 5 s.
+async fn raw_next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
         .await
         .expect("a message within 5 s")
         .expect("stream open")
-}
-
-async fn nothing(sub: &mut Subscription, wait: Duration) {
-    if let Ok(m) = tokio::time::timeout(wait, sub.recv()).await {
-        panic!("unexpected {m:?}");
-    }
-}
-
-fn msg(topic: &str, payload: impl Into<bytes::Bytes>) -> Message {
-    Message::new(topic.parse().unwrap(), payload)
 }
 
 #[tokio::test]
@@ -73,19 +56,20 @@ async fn headers_round_trip_exactly_and_interoperate() {
     let p = prefix();
     let ps = handle().await;
     let raw = raw().await;
-    let mut sub = ps
-        .subscribe(format!("{p}.>").parse().unwrap())
-        .await
-        .unwrap();
+    let mut sub = subscribe(&ps, &format!("{p}.>")).await;
     let mut raw_sub = raw.subscribe(format!("{p}.>")).await.unwrap();
     // `flush` only writes the SUB out; the server has it once our own message comes back.
     raw.publish(format!("{p}.ready"), "".into()).await.unwrap();
-    let ready = tokio::time::timeout(Duration::from_secs(5), raw_sub.next())
+    assert!(raw_next(&mut raw_sub)
         .await
-        .unwrap()
-        .unwrap();
-    assert!(ready.subject.as_str().ends_with(".ready"));
-    assert!(next(&mut sub).await.topic().as_str().ends_with(".ready"));
+        .subject
+        .as_str()
+        .ends_with(".ready"));
+    assert!(next(&mut sub, "ready")
+        .await
+        .topic()
+        .as_str()
+        .ends_with(".ready"));
 
     let mut headers = Headers::new();
     for (n, v) in [
@@ -105,7 +89,7 @@ async fn headers_round_trip_exactly_and_interoperate() {
         headers,
     );
     ps.publish(sent.clone()).await.unwrap();
-    let got = next(&mut sub).await;
+    let got = next(&mut sub, "with headers").await;
     assert_eq!(got, sent);
     assert_eq!(
         got.headers().iter().collect::<Vec<_>>(),
@@ -121,12 +105,7 @@ async fn headers_round_trip_exactly_and_interoperate() {
     ps.publish(simple).await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        seen.push(
-            tokio::time::timeout(Duration::from_secs(5), raw_sub.next())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+        seen.push(raw_next(&mut raw_sub).await);
     }
     let plain = seen
         .iter()
@@ -135,7 +114,7 @@ async fn headers_round_trip_exactly_and_interoperate() {
     let h = plain.headers.as_ref().unwrap();
     assert_eq!(h.get("trace-id").unwrap().as_str(), "abc");
     assert_eq!(h.len(), 1, "no order header for a single header");
-    let _ = next(&mut sub).await;
+    next(&mut sub, "the simple one").await;
 
     // A foreign message with a repeated header: the last value wins.
     let mut foreign = async_nats::HeaderMap::new();
@@ -152,10 +131,10 @@ async fn headers_round_trip_exactly_and_interoperate() {
     raw.publish(format!("{p}.plain"), "plain".into())
         .await
         .unwrap();
-    let got = next(&mut sub).await;
+    let got = next(&mut sub, "foreign").await;
     assert_eq!(got.headers().get("k"), Some("two"));
     assert_eq!(got.headers().len(), 1);
-    let got = next(&mut sub).await;
+    let got = next(&mut sub, "plain").await;
     assert_eq!(got.topic().as_str(), format!("{p}.plain"));
     assert!(got.headers().is_empty());
     ps.close().await.unwrap();
@@ -168,33 +147,22 @@ async fn max_payload_comes_from_the_server_and_counts_headers() {
     let max = ps.max_payload();
     let info_max = raw().await.server_info().max_payload;
     assert_eq!(max, info_max);
-    let mut sub = ps
-        .subscribe(format!("{p}.big").parse().unwrap())
-        .await
-        .unwrap();
-    let full = msg(&format!("{p}.big"), vec![7u8; max]);
+    let big = format!("{p}.big");
+    let mut sub = subscribe(&ps, &big).await;
+    let full = msg(&big, vec![7u8; max]);
     ps.publish(full.clone()).await.unwrap();
-    assert_eq!(next(&mut sub).await, full);
-    match ps
-        .publish(msg(&format!("{p}.big"), vec![7u8; max + 1]))
-        .await
-    {
-        Err(pubsub_core::Error::PayloadTooLarge { size, max: m }) => {
-            assert_eq!((size, m), (max + 1, max))
-        }
-        other => panic!("{other:?}"),
-    }
-    let with_header = Message::builder(format!("{p}.big").parse().unwrap())
+    assert_eq!(next(&mut sub, "max_payload bytes").await, full);
+    let err = ps.publish(msg(&big, vec![7u8; max + 1])).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{err}");
+    let with_header = Message::builder(big.parse().unwrap())
         .payload(vec![7u8; max])
         .header("h", "v")
         .build()
         .unwrap();
     let err = ps.publish(with_header).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{err}");
-    ps.publish(msg(&format!("{p}.big"), "still fine"))
-        .await
-        .unwrap();
-    assert_eq!(next(&mut sub).await.payload().as_ref(), b"still fine");
+    publish(&ps, &big, "still fine").await;
+    assert_eq!(text(&mut sub).await, "still fine");
     ps.close().await.unwrap();
 }
 
@@ -204,9 +172,9 @@ async fn subscribe_is_live_at_the_server_when_it_resolves() {
     let (a, b) = (handle().await, handle().await);
     for i in 0..100 {
         let topic = format!("{p}.r{i}");
-        let mut sub = a.subscribe(topic.parse().unwrap()).await.unwrap();
-        b.publish(msg(&topic, "now")).await.unwrap();
-        assert_eq!(next(&mut sub).await.payload().as_ref(), b"now");
+        let mut sub = subscribe(&a, &topic).await;
+        publish(&b, &topic, "now").await;
+        assert_eq!(text(&mut sub).await, "now");
         if i % 2 == 0 {
             sub.unsubscribe().await.unwrap();
         }
@@ -219,34 +187,22 @@ async fn subscribe_is_live_at_the_server_when_it_resolves() {
 async fn overlapping_native_subscriptions_give_one_copy_each() {
     let p = prefix();
     let ps = handle().await;
-    let mut star = ps
-        .subscribe(format!("{p}.*").parse().unwrap())
-        .await
-        .unwrap();
-    let mut all = ps
-        .subscribe(format!("{p}.>").parse().unwrap())
-        .await
-        .unwrap();
-    let mut exact = ps
-        .subscribe(format!("{p}.x").parse().unwrap())
-        .await
-        .unwrap();
-    let mut all2 = ps
-        .subscribe(format!("{p}.>").parse().unwrap())
-        .await
-        .unwrap();
+    let mut star = subscribe(&ps, &format!("{p}.*")).await;
+    let mut all = subscribe(&ps, &format!("{p}.>")).await;
+    let mut exact = subscribe(&ps, &format!("{p}.x")).await;
+    let mut all2 = subscribe(&ps, &format!("{p}.>")).await;
     assert_eq!(ps.stats().native_filters, 3);
-    ps.publish(msg(&format!("{p}.x"), "1")).await.unwrap();
-    ps.publish(msg(&format!("{p}.x.y"), "2")).await.unwrap();
-    ps.publish(msg(&p, "3")).await.unwrap();
-    assert_eq!(next(&mut star).await.payload().as_ref(), b"1");
-    assert_eq!(next(&mut exact).await.payload().as_ref(), b"1");
+    publish(&ps, &format!("{p}.x"), "1").await;
+    publish(&ps, &format!("{p}.x.y"), "2").await;
+    publish(&ps, &p, "3").await;
+    assert_eq!(text(&mut star).await, "1");
+    assert_eq!(text(&mut exact).await, "1");
     for sub in [&mut all, &mut all2] {
-        assert_eq!(next(sub).await.payload().as_ref(), b"1");
-        assert_eq!(next(sub).await.payload().as_ref(), b"2");
+        assert_eq!(text(sub).await, "1");
+        assert_eq!(text(sub).await, "2");
     }
     for sub in [&mut star, &mut all, &mut exact, &mut all2] {
-        nothing(sub, Duration::from_millis(200)).await;
+        expect_silence(sub, "one copy each").await;
     }
     drop(all);
     all2.unsubscribe().await.unwrap();
@@ -264,52 +220,39 @@ async fn a_stalled_subscription_never_makes_a_slow_consumer() {
     let ps = handle().await;
     let publisher = handle().await;
     let topic = format!("{p}.flood");
-    let stalled = ps.subscribe(topic.parse().unwrap()).await.unwrap();
-    let mut reading = ps
-        .subscribe_with(
-            topic.parse().unwrap(),
-            SubscribeOptions::default().with_capacity(N),
-        )
-        .await
-        .unwrap();
+    let mut stalled = subscribe(&ps, &topic).await;
+    let mut reading = subscribe_cap(&ps, &topic, N).await;
     let reader = tokio::spawn(async move {
-        let mut n = 0;
-        while n < N {
-            match tokio::time::timeout(Duration::from_secs(10), reading.recv()).await {
-                Ok(Some(_)) => n += 1,
-                _ => break,
-            }
-        }
+        let n = receive(&mut reading, N, Duration::from_secs(10), drop).await;
         (n, reading)
     });
     for i in 0..N {
-        publisher
-            .publish(msg(&topic, format!("{i:016}")))
-            .await
-            .unwrap();
+        publish(&publisher, &topic, format!("{i:016}")).await;
     }
     let (n, reading) = reader.await.unwrap();
     assert_eq!(n, N, "the reading subscription got everything");
-    assert_eq!(Subscription::buffered(&stalled), 1024);
     assert_eq!(stalled.dropped(), (N - 1024) as u64);
     assert_eq!(reading.dropped(), 0);
     // Nothing was lost before the router (async-nats reports no slow consumer). The router
     // counts a drop just after the push, so allow it a moment.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while ps.stats().dropped != stalled.dropped() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(ps.stats().dropped, stalled.dropped());
+    let dropped = stalled.dropped();
+    conformance_tests::kit::eventually(
+        "the handle counts the drops",
+        Duration::from_secs(2),
+        || ps.stats().dropped == dropped,
+    )
+    .await;
+    let kept = conformance_tests::kit::drain(&mut stalled, Duration::ZERO).await;
+    assert_eq!(
+        kept.len(),
+        1024,
+        "the stalled subscription keeps a full buffer"
+    );
+    assert_eq!(kept[0].payload(), format!("{:016}", N - 1024).as_bytes());
     // Still healthy.
-    let mut check = ps
-        .subscribe(format!("{p}.after").parse().unwrap())
-        .await
-        .unwrap();
-    publisher
-        .publish(msg(&format!("{p}.after"), "ok"))
-        .await
-        .unwrap();
-    assert_eq!(next(&mut check).await.payload().as_ref(), b"ok");
+    let mut check = subscribe(&ps, &format!("{p}.after")).await;
+    publish(&publisher, &format!("{p}.after"), "ok").await;
+    assert_eq!(text(&mut check).await, "ok");
     ps.close().await.unwrap();
     publisher.close().await.unwrap();
 }
@@ -322,13 +265,9 @@ async fn close_leaves_no_task_behind() {
     let ps = handle().await;
     let mut subs = Vec::new();
     for t in ["a", "b.*", "c.>"] {
-        subs.push(
-            ps.subscribe(format!("{p}.{t}").parse().unwrap())
-                .await
-                .unwrap(),
-        );
+        subs.push(subscribe(&ps, &format!("{p}.{t}")).await);
     }
-    ps.publish(msg(&format!("{p}.a"), "x")).await.unwrap();
+    publish(&ps, &format!("{p}.a"), "x").await;
     assert!(metrics.num_alive_tasks() > before);
     ps.close().await.unwrap();
     for sub in &mut subs {
@@ -338,18 +277,8 @@ async fn close_leaves_no_task_behind() {
             .unwrap()
             .is_none());
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while metrics.num_alive_tasks() > before && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(metrics.num_alive_tasks(), before);
-    assert_eq!(
-        ps.publish(msg(&format!("{p}.a"), "x"))
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Closed
-    );
+    tasks_settle(before, Duration::from_secs(2)).await;
+    assert_closed(&ps, &p).await;
     ps.close().await.unwrap();
 }
 
@@ -357,18 +286,14 @@ async fn close_leaves_no_task_behind() {
 async fn from_client_shares_the_connection_and_leaves_it_open() {
     let p = prefix();
     let client = raw().await;
-    let ps = pubsub_nats::from_client(client.clone(), NatsConfig::default())
-        .await
-        .unwrap();
-    let mut sub = ps
-        .subscribe(format!("{p}.>").parse().unwrap())
-        .await
-        .unwrap();
+    let ps = pubsub_nats::from_client(client.clone(), NatsConfig::default()).await;
+    let ps = shared(ps.unwrap());
+    let mut sub = subscribe(&ps, &format!("{p}.>")).await;
     client
         .publish(format!("{p}.raw"), "r".into())
         .await
         .unwrap();
-    assert_eq!(next(&mut sub).await.payload().as_ref(), b"r");
+    assert_eq!(text(&mut sub).await, "r");
     ps.close().await.unwrap();
     assert!(sub.recv().await.is_none());
     let mut raw_sub = client.subscribe(format!("{p}.again")).await.unwrap();
@@ -376,11 +301,7 @@ async fn from_client_shares_the_connection_and_leaves_it_open() {
         .publish(format!("{p}.again"), "still".into())
         .await
         .unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(5), raw_sub.next())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(m.payload.as_ref(), b"still");
+    assert_eq!(raw_next(&mut raw_sub).await.payload.as_ref(), b"still");
 }
 
 #[tokio::test]
@@ -393,91 +314,27 @@ async fn unreachable_server_is_a_typed_error() {
     assert!(!format!("{err} {err:?}").contains("hunter2"));
 }
 
-/// A TCP proxy whose connections can be cut (a network fault) and restored.
-struct Proxy {
-    addr: std::net::SocketAddr,
-    cut: Arc<std::sync::atomic::AtomicBool>,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: &str) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let upstream = upstream.to_string();
-        let (c, cs) = (cut.clone(), conns.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
-                if c.load(Ordering::SeqCst) {
-                    drop(down);
-                    continue;
-                }
-                let upstream = upstream.clone();
-                cs.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut up) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                    }
-                }));
-            }
-        });
-        Proxy {
-            addr,
-            cut,
-            conns,
-            accept,
-        }
-    }
-
-    async fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for c in self.conns.lock().await.drain(..) {
-            c.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_a_cut_and_keeps_subscriptions() {
     let p = prefix();
-    let upstream = config().servers[0]
-        .trim_start_matches("nats://")
-        .to_string();
-    let proxy = Proxy::start(&upstream).await;
-    let cut_config = NatsConfig::default()
-        .with_servers([format!("nats://{}", proxy.addr)])
-        .with_discovered_servers(false)
-        .with_publish_timeout(Duration::from_millis(300))
-        .with_backoff(
-            Backoff::default()
-                .with_initial(Duration::from_millis(20))
-                .with_max(Duration::from_millis(200)),
-        );
-    let ps = pubsub_nats::connect(cut_config).await.unwrap();
+    let proxy = TcpProxy::start(&nats_addr()).await.expect("a TCP proxy");
+    let via_proxy = NatsConfig::from_url(&format!("nats://{}", proxy.local_addr())).unwrap();
+    let ps = connect(
+        via_proxy
+            .with_discovered_servers(false)
+            .with_publish_timeout(Duration::from_millis(300))
+            .with_backoff(fast_backoff()),
+    )
+    .await;
     let direct = handle().await;
     let topic = format!("{p}.live");
-    let mut sub = ps.subscribe(topic.parse().unwrap()).await.unwrap();
-    let mut wild = ps
-        .subscribe(format!("{p}.*").parse().unwrap())
-        .await
-        .unwrap();
-    direct.publish(msg(&topic, "before")).await.unwrap();
-    assert_eq!(next(&mut sub).await.payload().as_ref(), b"before");
-    assert_eq!(next(&mut wild).await.payload().as_ref(), b"before");
+    let mut sub = subscribe(&ps, &topic).await;
+    let mut wild = subscribe(&ps, &format!("{p}.*")).await;
+    publish(&direct, &topic, "before").await;
+    assert_eq!(text(&mut sub).await, "before");
+    assert_eq!(text(&mut wild).await, "before");
 
-    proxy.cut().await;
+    proxy.cut();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // While disconnected, publish waits for the timeout and fails with a typed error.
     let started = std::time::Instant::now();
@@ -496,26 +353,20 @@ async fn reconnects_after_a_cut_and_keeps_subscriptions() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert_eq!(next(&mut sub).await.payload().as_ref(), b"from-cut-handle");
-    assert_eq!(next(&mut wild).await.payload().as_ref(), b"from-cut-handle");
+    assert_eq!(text(&mut sub).await, "from-cut-handle");
+    assert_eq!(text(&mut wild).await, "from-cut-handle");
     for i in 0..100 {
-        direct.publish(msg(&topic, format!("{i}"))).await.unwrap();
+        publish(&direct, &topic, format!("{i}")).await;
     }
     for i in 0..100 {
-        assert_eq!(next(&mut sub).await.payload(), format!("{i}").as_bytes());
-        assert_eq!(next(&mut wild).await.payload(), format!("{i}").as_bytes());
+        assert_eq!(text(&mut sub).await, format!("{i}"));
+        assert_eq!(text(&mut wild).await, format!("{i}"));
     }
     // New subscriptions work after recovery, and the hub's filter count is unchanged.
     assert_eq!(ps.stats().native_filters, 2);
-    let mut later = ps
-        .subscribe(format!("{p}.later").parse().unwrap())
-        .await
-        .unwrap();
-    direct
-        .publish(msg(&format!("{p}.later"), "l"))
-        .await
-        .unwrap();
-    assert_eq!(next(&mut later).await.payload().as_ref(), b"l");
+    let mut later = subscribe(&ps, &format!("{p}.later")).await;
+    publish(&direct, &format!("{p}.later"), "l").await;
+    assert_eq!(text(&mut later).await, "l");
     ps.close().await.unwrap();
     direct.close().await.unwrap();
 }

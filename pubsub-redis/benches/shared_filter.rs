@@ -5,26 +5,30 @@
 //! the same glob should cost next to nothing: the aim is at least 0.9× the single pattern.
 //!
 //! Run: `cargo bench -p pubsub-redis --bench shared_filter` (Redis at `PUBSUB_REDIS_URL`,
-//! default `redis://127.0.0.1:6379`); `BENCH_QUICK=1` for a smoke run.
+//! default `redis://127.0.0.1:6379`); `BENCH_QUICK=1` for a smoke run. The rounds, medians
+//! and settings are `conformance_tests::bench`'s (the side under test is the handle with 4000
+//! patterns, the baseline the one with a single pattern).
 
 use std::time::{Duration, Instant};
 
+use conformance_tests::bench::{self, compare, Outcome, Settings, Side};
+use conformance_tests::broker::redis_url;
+use conformance_tests::kit::receive;
 use pubsub_core::{Hub, Message, SubscribeOptions, Topic};
 use pubsub_redis::RedisConfig;
 
 const PATTERNS: usize = 4000;
+const ROUNDS: usize = 5;
 
-fn config() -> RedisConfig {
-    let url =
-        std::env::var("PUBSUB_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    RedisConfig::from_url(&url).expect("PUBSUB_REDIS_URL")
+async fn connect() -> Hub {
+    let config = RedisConfig::from_url(&redis_url()).expect("PUBSUB_REDIS_URL");
+    pubsub_redis::connect(config).await.expect("connect")
 }
 
-/// Messages per second received by `P.*.u7` while the handle holds `others` more patterns.
-async fn round(round: usize, others: usize, count: usize) -> f64 {
+/// The rate at which `P.*.u7` receives while the handle holds `others` more patterns.
+async fn round(round: usize, others: usize, count: usize) -> Outcome {
     let prefix = format!("bench_shared_{}_{round}_{others}", std::process::id());
-    let receiver: Hub = pubsub_redis::connect(config()).await.expect("connect");
-    let publisher: Hub = pubsub_redis::connect(config()).await.expect("connect");
+    let (receiver, publisher) = (connect().await, connect().await);
     let mut held = Vec::with_capacity(others);
     for i in (0..=others).filter(|i| *i != 7) {
         let p = format!("{prefix}.*.u{i}").parse().expect("pattern");
@@ -40,13 +44,7 @@ async fn round(round: usize, others: usize, count: usize) -> f64 {
     let topic = Topic::new(&format!("{prefix}.x.u7")).expect("topic");
     let started = Instant::now();
     let reader = tokio::spawn(async move {
-        let mut got = 0;
-        while got < count {
-            match tokio::time::timeout(Duration::from_secs(5), target.recv()).await {
-                Ok(Some(_)) => got += 1,
-                _ => break,
-            }
-        }
+        let got = receive(&mut target, count, Duration::from_secs(5), drop).await;
         (got, target.dropped())
     });
     for i in 0..count {
@@ -59,35 +57,45 @@ async fn round(round: usize, others: usize, count: usize) -> f64 {
     let (got, dropped) = reader.await.expect("reader");
     let took = started.elapsed();
     assert_eq!((got, dropped), (count, 0), "every message, none dropped");
-    assert!(held.iter().all(|s| s.is_empty()), "the other patterns get nothing");
+    assert!(
+        held.iter().all(|s| s.is_empty()),
+        "the other patterns get nothing"
+    );
     receiver.close().await.expect("close");
     publisher.close().await.expect("close");
-    count as f64 / took.as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    Outcome {
+        rate: count as f64 / took.as_secs_f64(),
+        ..Outcome::default()
+    }
 }
 
 fn main() {
-    let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let (rounds, count) = if quick { (3, 5_000) } else { (5, 50_000) };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let (mut alone, mut shared) = (Vec::new(), Vec::new());
-        for r in 0..rounds {
-            alone.push(round(r, 0, count).await);
-            shared.push(round(r, PATTERNS - 1, count).await);
+    let settings = Settings::from_env(ROUNDS);
+    let count = settings.count(50_000, 10);
+    bench::main(async {
+        let compared = compare(&settings, |side, r| async move {
+            let others = match side {
+                Side::Adapter => PATTERNS - 1,
+                Side::Raw => 0,
+            };
+            round(r, others, count).await
+        })
+        .await;
+        let rate = |o: Option<Outcome>| o.map_or(0.0, |o| o.rate);
+        println!(
+            "{count} messages to P.x.u7, received by P.*.u7 (median of {} interleaved rounds)",
+            settings.rounds
+        );
+        println!(
+            "  1 pattern on the handle      : {:>10.0} msg/s",
+            rate(compared.raw)
+        );
+        println!(
+            "  {PATTERNS} patterns on one glob : {:>10.0} msg/s",
+            rate(compared.adapter)
+        );
+        if let Some(ratio) = compared.ratio {
+            println!("  ratio {PATTERNS} / 1 = {ratio:.2}x (median of the per-round ratios)");
         }
-        let (alone, shared) = (median(alone), median(shared));
-        println!("{count} messages to P.x.u7, received by P.*.u7 (median of {rounds} interleaved rounds)");
-        println!("  1 pattern on the handle      : {alone:>10.0} msg/s");
-        println!("  {PATTERNS} patterns on one glob : {shared:>10.0} msg/s");
-        println!("  ratio {PATTERNS} / 1 = {:.2}x", shared / alone);
     });
 }

@@ -1,27 +1,48 @@
 //! Integration tests of the Redis adapter against a real Redis (`PUBSUB_REDIS_URL`, default
 //! `redis://127.0.0.1:6379`). They fail, never skip, when Redis cannot be reached.
 
-mod common;
-
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{drain, next, prefix, redis_addr, redis_url, TcpProxy};
+use conformance_tests::broker::{
+    redis_addr, redis_port, redis_url, start_local_redis, stop_local_redis,
+};
+use conformance_tests::kit::{
+    assert_closed, drain, msg, next, next_payload, next_within, publish, shared, subscribe,
+    subscribe_cap, tasks_settle, unique_prefix,
+};
+use conformance_tests::proxy::TcpProxy;
 use fred::interfaces::{ClientLike, PubsubInterface};
-use pubsub_core::{envelope, ErrorKind, Message, PubSub, SubscribeOptions};
+use pubsub_core::adapter::envelope;
+use pubsub_core::{ErrorKind, Message, PubSub, WithOptions};
 use pubsub_redis::{fred, RedisConfig};
 
-const WAIT: Duration = Duration::from_secs(5);
 const IDLE: Duration = Duration::from_millis(300);
+
+/// A unique prefix of two tokens (`<unique>.<name>`): globs of depth 2 stay per test.
+fn prefix(name: &str) -> String {
+    format!("{}.{name}", unique_prefix(name))
+}
 
 fn config() -> RedisConfig {
     RedisConfig::from_url(&redis_url()).expect("PUBSUB_REDIS_URL is a valid Redis URL")
 }
 
-async fn handle(config: RedisConfig) -> pubsub_core::Hub {
-    pubsub_redis::connect(config)
-        .await
-        .expect("Redis must be reachable at PUBSUB_REDIS_URL (default redis://127.0.0.1:6379)")
+async fn handle(config: RedisConfig) -> Arc<dyn PubSub> {
+    shared(
+        pubsub_redis::connect(config)
+            .await
+            .expect("Redis must be reachable at PUBSUB_REDIS_URL (default redis://127.0.0.1:6379)"),
+    )
+}
+
+/// A handle whose connections all go through a fault proxy in front of Redis.
+async fn through_proxy(config: RedisConfig) -> (Arc<dyn PubSub>, TcpProxy) {
+    let proxy = TcpProxy::start(&redis_addr()).await.expect("a TCP proxy");
+    let addr = proxy.local_addr();
+    let ps = handle(config.with_server(addr.ip().to_string(), addr.port())).await;
+    (ps, proxy)
 }
 
 async fn raw_client() -> fred::clients::Client {
@@ -31,18 +52,11 @@ async fn raw_client() -> fred::clients::Client {
     client
 }
 
-fn msg(topic: &str, payload: impl Into<Bytes>) -> Message {
-    Message::new(topic.parse().unwrap(), payload)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_payloads_and_headers() {
     let p = prefix("rt");
     let ps = handle(config()).await;
-    let mut sub = ps
-        .subscribe(format!("{p}.>").parse().unwrap())
-        .await
-        .unwrap();
+    let mut sub = subscribe(&ps, &format!("{p}.>")).await;
     let binary: Vec<u8> = (0..=255u8).collect();
     let big: Vec<u8> = (0..1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
     let with_headers = Message::builder(format!("{p}.h").parse().unwrap())
@@ -65,8 +79,7 @@ async fn round_trips_payloads_and_headers() {
         ps.publish(m.clone()).await.unwrap();
     }
     for m in &sent {
-        let got = next(&mut sub, WAIT).await.expect("message");
-        assert_eq!(got, *m);
+        assert_eq!(next(&mut sub, "round trip").await, *m);
     }
     ps.close().await.unwrap();
 }
@@ -75,14 +88,8 @@ async fn round_trips_payloads_and_headers() {
 async fn foreign_and_malformed_payloads_arrive_as_plain_bytes() {
     let p = prefix("foreign");
     let ps = handle(config()).await;
-    let mut exact = ps
-        .subscribe(format!("{p}.x").parse().unwrap())
-        .await
-        .unwrap();
-    let mut wild = ps
-        .subscribe(format!("{p}.*").parse().unwrap())
-        .await
-        .unwrap();
+    let mut exact = subscribe(&ps, &format!("{p}.x")).await;
+    let mut wild = subscribe(&ps, &format!("{p}.*")).await;
     let raw = raw_client().await;
     let plain = Bytes::from_static(b"hello from redis-cli");
     let mut malformed = envelope::MAGIC.to_vec();
@@ -99,11 +106,11 @@ async fn foreign_and_malformed_payloads_arrive_as_plain_bytes() {
     let _: i64 = raw.publish(format!("{p}.bad topic"), "x").await.unwrap();
     for sub in [&mut exact, &mut wild] {
         for payload in [&plain, &malformed, &bad_version] {
-            let got = next(sub, WAIT).await.expect("message");
+            let got = next(sub, "a foreign payload").await;
             assert!(got.headers().is_empty());
             assert_eq!(got.payload(), payload);
         }
-        assert!(next(sub, IDLE).await.is_none());
+        assert!(next_within(sub, IDLE).await.is_none());
     }
     raw.quit().await.unwrap();
     ps.close().await.unwrap();
@@ -130,26 +137,16 @@ async fn overlapping_subscriptions_get_one_copy_each() {
         // Large buffers: `>` and `*.*.a.b` also see whatever else this Redis is carrying.
         let mut subs = Vec::new();
         for pattern in &patterns {
-            let options = SubscribeOptions::default().with_capacity(1 << 20);
-            subs.push(
-                ps.subscribe_with(pattern.parse().unwrap(), options)
-                    .await
-                    .unwrap(),
-            );
+            subs.push(subscribe_cap(&ps, pattern, 1 << 20).await);
         }
-        let mut miss = other
-            .subscribe(format!("{p}.a.c").parse().unwrap())
-            .await
-            .unwrap();
+        let mut miss = subscribe(&other, &format!("{p}.a.c")).await;
         for i in 0..3u8 {
             ps.publish(msg(&format!("{p}.a.b"), vec![i])).await.unwrap();
         }
         for (pattern, sub) in patterns.iter().zip(subs.iter_mut()) {
             let mut got = Vec::new();
             while got.len() < 3 {
-                let m = next(sub, WAIT)
-                    .await
-                    .unwrap_or_else(|| panic!("{pattern} @ {depth}"));
+                let m = next(sub, &format!("{pattern} @ {depth}")).await;
                 if m.topic().as_str().starts_with(&p) {
                     got.push(m.payload()[0]);
                 }
@@ -165,7 +162,7 @@ async fn overlapping_subscriptions_get_one_copy_each() {
             );
             assert_eq!(got, vec![0, 1, 2], "{pattern} @ depth {depth}");
         }
-        assert!(next(&mut miss, IDLE).await.is_none());
+        assert!(next_within(&mut miss, IDLE).await.is_none());
         drop(subs);
         ps.close().await.unwrap();
         other.close().await.unwrap();
@@ -176,18 +173,9 @@ async fn overlapping_subscriptions_get_one_copy_each() {
 async fn glob_characters_in_topics_are_literal() {
     let p = prefix("glob");
     let ps = handle(config().with_pattern_depth(4)).await;
-    let mut exact = ps
-        .subscribe(format!("{p}.a[1].b?").parse().unwrap())
-        .await
-        .unwrap();
-    let mut wild = ps
-        .subscribe(format!("{p}.a[1].*").parse().unwrap())
-        .await
-        .unwrap();
-    let mut slash = ps
-        .subscribe(format!("{p}.x\\y.*").parse().unwrap())
-        .await
-        .unwrap();
+    let mut exact = subscribe(&ps, &format!("{p}.a[1].b?")).await;
+    let mut wild = subscribe(&ps, &format!("{p}.a[1].*")).await;
+    let mut slash = subscribe(&ps, &format!("{p}.x\\y.*")).await;
     assert_eq!(ps.stats().native_filters, 3);
     for topic in [
         "a1.bx",
@@ -198,27 +186,27 @@ async fn glob_characters_in_topics_are_literal() {
         "x\\\\y.z",
         "a\\[1\\].b",
     ] {
-        ps.publish(msg(&format!("{p}.{topic}"), "no"))
-            .await
-            .unwrap();
+        publish(&ps, &format!("{p}.{topic}"), "no").await;
     }
-    ps.publish(msg(&format!("{p}.a[1].b?"), "yes"))
-        .await
-        .unwrap();
-    ps.publish(msg(&format!("{p}.x\\y.z"), "yes"))
-        .await
-        .unwrap();
-    let e = drain(&mut exact, IDLE).await;
-    let w = drain(&mut wild, IDLE).await;
-    let s = drain(&mut slash, IDLE).await;
-    let topics = |v: &Vec<Message>| {
+    publish(&ps, &format!("{p}.a[1].b?"), "yes").await;
+    publish(&ps, &format!("{p}.x\\y.z"), "yes").await;
+    let topics = |v: Vec<Message>| {
         v.iter()
             .map(|m| m.topic().as_str().to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(topics(&e), vec![format!("{p}.a[1].b?")]);
-    assert_eq!(topics(&w), vec![format!("{p}.a[1].b?")]);
-    assert_eq!(topics(&s), vec![format!("{p}.x\\y.z")]);
+    assert_eq!(
+        topics(drain(&mut exact, IDLE).await),
+        vec![format!("{p}.a[1].b?")]
+    );
+    assert_eq!(
+        topics(drain(&mut wild, IDLE).await),
+        vec![format!("{p}.a[1].b?")]
+    );
+    assert_eq!(
+        topics(drain(&mut slash, IDLE).await),
+        vec![format!("{p}.x\\y.z")]
+    );
     ps.close().await.unwrap();
 }
 
@@ -234,16 +222,13 @@ async fn subscribe_is_live_when_it_resolves() {
             2 => format!("{p}.*.x"),
             _ => format!("{p}.>"),
         };
-        let mut sub = ps.subscribe(pattern.parse().unwrap()).await.unwrap();
-        other
-            .publish(msg(&format!("{p}.{i}.x"), "now"))
-            .await
-            .unwrap();
-        let got = next(&mut sub, WAIT).await;
-        assert!(
-            got.is_some(),
-            "missed the first message after subscribing {pattern}"
-        );
+        let mut sub = subscribe(&ps, &pattern).await;
+        publish(&other, &format!("{p}.{i}.x"), "now").await;
+        next(
+            &mut sub,
+            &format!("the first message after subscribing {pattern}"),
+        )
+        .await;
         sub.unsubscribe().await.unwrap();
     }
     ps.close().await.unwrap();
@@ -256,12 +241,9 @@ async fn unsubscribe_removes_the_native_filters() {
     let ps = handle(config()).await;
     let raw = raw_client().await;
     let channel = format!("{p}.a");
-    let a = ps.subscribe(channel.parse().unwrap()).await.unwrap();
-    let b = ps.subscribe(channel.parse().unwrap()).await.unwrap();
-    let w = ps
-        .subscribe(format!("{p}.>").parse().unwrap())
-        .await
-        .unwrap();
+    let a = subscribe(&ps, &channel).await;
+    let b = subscribe(&ps, &channel).await;
+    let w = subscribe(&ps, &format!("{p}.>")).await;
     assert_eq!(ps.stats().native_filters, 2);
     let channels: Vec<String> = raw.pubsub_channels(format!("{p}*")).await.unwrap();
     assert_eq!(channels, vec![channel.clone()]);
@@ -275,13 +257,10 @@ async fn unsubscribe_removes_the_native_filters() {
     let channels: Vec<String> = raw.pubsub_channels(format!("{p}*")).await.unwrap();
     assert!(channels.is_empty(), "{channels:?}");
     drop(w);
-    for _ in 0..100 {
-        if ps.stats().native_filters == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(ps.stats().native_filters, 0);
+    conformance_tests::kit::eventually("the glob is removed", Duration::from_secs(1), || {
+        ps.stats().native_filters == 0
+    })
+    .await;
     raw.quit().await.unwrap();
     ps.close().await.unwrap();
 }
@@ -291,13 +270,8 @@ async fn payload_limits_are_checked_before_any_io() {
     let p = prefix("limit");
     let ps = handle(config().with_max_payload(1000)).await;
     assert_eq!(ps.max_payload(), 1000);
-    let mut sub = ps
-        .subscribe(format!("{p}.x").parse().unwrap())
-        .await
-        .unwrap();
-    ps.publish(msg(&format!("{p}.x"), vec![1u8; 1000]))
-        .await
-        .unwrap();
+    let mut sub = subscribe(&ps, &format!("{p}.x")).await;
+    publish(&ps, &format!("{p}.x"), vec![1u8; 1000]).await;
     let err = ps
         .publish(msg(&format!("{p}.x"), vec![1u8; 1001]))
         .await
@@ -319,34 +293,13 @@ async fn payload_limits_are_checked_before_any_io() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_a_cut_and_keeps_streams_open() {
     let p = prefix("cut");
-    let proxy = TcpProxy::start(&redis_addr()).await;
-    let addr = proxy.local_addr();
-    let ps = handle(
-        config()
-            .with_server(addr.ip().to_string(), addr.port())
-            .with_publish_timeout(Duration::from_millis(500)),
-    )
-    .await;
+    let (ps, proxy) =
+        through_proxy(config().with_publish_timeout(Duration::from_millis(500))).await;
     let observer = handle(config()).await;
-    let mut exact = ps
-        .subscribe(format!("{p}.a.b").parse().unwrap())
-        .await
-        .unwrap();
-    let mut wild = ps
-        .subscribe(format!("{p}.*.b").parse().unwrap())
-        .await
-        .unwrap();
-    let mut all = ps
-        .subscribe_with(
-            ">".parse().unwrap(),
-            SubscribeOptions::default().with_capacity(1 << 20),
-        )
-        .await
-        .unwrap();
-    let mut seen = observer
-        .subscribe(format!("{p}.>").parse().unwrap())
-        .await
-        .unwrap();
+    let mut exact = subscribe(&ps, &format!("{p}.a.b")).await;
+    let mut wild = subscribe(&ps, &format!("{p}.*.b")).await;
+    let mut all = subscribe_cap(&ps, ">", 1 << 20).await;
+    let mut seen = subscribe(&observer, &format!("{p}.>")).await;
 
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -373,27 +326,20 @@ async fn reconnects_after_a_cut_and_keeps_streams_open() {
     }
     assert!(published, "publish never recovered");
     for sub in [&mut exact, &mut wild] {
-        let got = next(sub, WAIT).await.expect("message after the reconnect");
-        assert_eq!(got.payload().as_ref(), b"after");
+        let got = next_payload(sub, "after the reconnect").await;
+        assert_eq!(got.as_ref(), b"after");
     }
     let got = loop {
-        let m = next(&mut all, WAIT)
-            .await
-            .expect("message after the reconnect");
+        let m = next(&mut all, "after the reconnect").await;
         if m.topic().as_str().starts_with(&p) {
             break m;
         }
     };
     assert_eq!(got.payload().as_ref(), b"after");
     // Messages from another handle reach the restored subscriptions too.
-    observer
-        .publish(msg(&format!("{p}.c.b"), "from elsewhere"))
-        .await
-        .unwrap();
-    let got = next(&mut wild, WAIT)
-        .await
-        .expect("message from the other handle");
-    assert_eq!(got.payload().as_ref(), b"from elsewhere");
+    publish(&observer, &format!("{p}.c.b"), "from elsewhere").await;
+    let got = next_payload(&mut wild, "from the other handle").await;
+    assert_eq!(got.as_ref(), b"from elsewhere");
     let observed: Vec<_> = drain(&mut seen, IDLE)
         .await
         .into_iter()
@@ -413,20 +359,14 @@ async fn reconnects_after_a_cut_and_keeps_streams_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_detected_and_publish_is_bounded() {
     let p = prefix("frozen");
-    let proxy = TcpProxy::start(&redis_addr()).await;
-    let addr = proxy.local_addr();
-    let ps = handle(
+    let (ps, proxy) = through_proxy(
         config()
-            .with_server(addr.ip().to_string(), addr.port())
             .with_publish_timeout(Duration::from_millis(500))
             .with_command_timeout(Duration::from_secs(1)),
     )
     .await;
     let observer = handle(config()).await;
-    let mut sub = ps
-        .subscribe(format!("{p}.x").parse().unwrap())
-        .await
-        .unwrap();
+    let mut sub = subscribe(&ps, &format!("{p}.x")).await;
     proxy.freeze();
     let started = std::time::Instant::now();
     let err = ps
@@ -442,11 +382,8 @@ async fn a_silent_connection_is_detected_and_publish_is_bounded() {
     proxy.thaw();
     let mut received = false;
     for _ in 0..100 {
-        observer
-            .publish(msg(&format!("{p}.x"), "later"))
-            .await
-            .unwrap();
-        if let Some(m) = next(&mut sub, Duration::from_millis(100)).await {
+        publish(&observer, &format!("{p}.x"), "later").await;
+        if let Some(m) = next_within(&mut sub, Duration::from_millis(100)).await {
             if m.payload().as_ref() == b"later" {
                 received = true;
                 break;
@@ -464,105 +401,52 @@ async fn close_ends_streams_and_leaves_no_task_behind() {
     let baseline = metrics.num_alive_tasks();
     let p = prefix("close");
     let ps = handle(config().with_pattern_depth(2)).await;
-    let mut a = ps
-        .subscribe(format!("{p}.x").parse().unwrap())
-        .await
-        .unwrap();
-    let _b = ps
-        .subscribe(format!("{p}.*").parse().unwrap())
-        .await
-        .unwrap();
-    let _c = ps.subscribe(">".parse().unwrap()).await.unwrap();
-    ps.publish(msg(&format!("{p}.x"), "1")).await.unwrap();
-    assert_eq!(next(&mut a, WAIT).await.unwrap().payload().as_ref(), b"1");
+    let mut a = subscribe(&ps, &format!("{p}.x")).await;
+    let _b = subscribe(&ps, &format!("{p}.*")).await;
+    let _c = subscribe(&ps, ">").await;
+    publish(&ps, &format!("{p}.x"), "1").await;
+    assert_eq!(next_payload(&mut a, "before close").await.as_ref(), b"1");
     assert!(metrics.num_alive_tasks() > baseline);
     ps.close().await.unwrap();
     ps.close().await.unwrap();
     assert!(a.recv().await.is_none());
-    assert_eq!(
-        ps.publish(msg(&format!("{p}.x"), "2"))
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Closed
-    );
-    assert_eq!(
-        ps.subscribe(format!("{p}.y").parse().unwrap())
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Closed
-    );
-    for _ in 0..100 {
-        if metrics.num_alive_tasks() == baseline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(metrics.num_alive_tasks(), baseline, "tasks left behind");
+    assert_closed(&ps, &p).await;
+    tasks_settle(baseline, Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_during_an_outage_does_not_hang() {
     let metrics = tokio::runtime::Handle::current().metrics();
-    let proxy = TcpProxy::start(&redis_addr()).await;
     let baseline = metrics.num_alive_tasks();
-    let addr = proxy.local_addr();
-    let ps = handle(config().with_server(addr.ip().to_string(), addr.port())).await;
-    let _s = ps
-        .subscribe(format!("{}.x", prefix("outage")).parse().unwrap())
-        .await
-        .unwrap();
+    let (ps, proxy) = through_proxy(config()).await;
+    let _s = subscribe(&ps, &format!("{}.x", prefix("outage"))).await;
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
     ps.close().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(15));
-    for _ in 0..100 {
-        if metrics.num_alive_tasks() == baseline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(metrics.num_alive_tasks(), baseline, "tasks left behind");
+    drop(proxy);
+    tasks_settle(baseline, Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_do_not_grow_with_subscriptions() {
     let p = prefix("conns");
-    let proxy = TcpProxy::start(&redis_addr()).await;
-    let addr = proxy.local_addr();
-    let ps = handle(config().with_server(addr.ip().to_string(), addr.port())).await;
+    let (ps, proxy) = through_proxy(config()).await;
     let mut subs = Vec::new();
     for i in 0..100 {
-        subs.push(
-            ps.subscribe(format!("{p}.{i}").parse().unwrap())
-                .await
-                .unwrap(),
-        );
-        subs.push(
-            ps.subscribe(format!("{p}.{i}.>").parse().unwrap())
-                .await
-                .unwrap(),
-        );
+        subs.push(subscribe(&ps, &format!("{p}.{i}")).await);
+        subs.push(subscribe(&ps, &format!("{p}.{i}.>")).await);
     }
     // 100 channels and one glob (`<prefix>.*`, shared by the 100 patterns).
     assert_eq!(ps.stats().native_filters, 101);
     // One publisher plus one subscriber connection: exact channels and one glob depth.
     assert_eq!(proxy.connections(), 2);
-    subs.push(ps.subscribe(">".parse().unwrap()).await.unwrap());
+    subs.push(subscribe(&ps, ">").await);
     let first = p.split('.').next().unwrap();
-    subs.push(
-        ps.subscribe(format!("{first}.*.x").parse().unwrap())
-            .await
-            .unwrap(),
-    );
+    subs.push(subscribe(&ps, &format!("{first}.*.x")).await);
     assert_eq!(proxy.connections(), 4, "one more per glob depth in use");
-    subs.push(
-        ps.subscribe(format!("{first}.*.y").parse().unwrap())
-            .await
-            .unwrap(),
-    );
+    subs.push(subscribe(&ps, &format!("{first}.*.y")).await);
     assert_eq!(proxy.connections(), 4);
     ps.close().await.unwrap();
 }
@@ -572,46 +456,50 @@ async fn acl_user_and_password_work_and_never_leak() {
     const SECRET: &str = "s3cr3t-pw-9b1e";
     let raw = raw_client().await;
     let user = format!("pubsub-test-{}", std::process::id());
-    let _: fred::types::Value = raw
-        .custom(
-            fred::types::CustomCommand::new_static("ACL", fred::types::ClusterHash::Random, false),
-            vec![
-                "SETUSER".to_string(),
-                user.clone(),
-                "reset".to_string(),
-                "on".to_string(),
-                format!(">{SECRET}"),
-                "&*".to_string(),
-                "+@all".to_string(),
-            ],
-        )
-        .await
-        .unwrap();
+    let acl = |args: Vec<String>| {
+        let raw = raw.clone();
+        async move {
+            let _: fred::types::Value = raw
+                .custom(
+                    fred::types::CustomCommand::new_static(
+                        "ACL",
+                        fred::types::ClusterHash::Random,
+                        false,
+                    ),
+                    args,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    acl([
+        "SETUSER",
+        user.as_str(),
+        "reset",
+        "on",
+        &format!(">{SECRET}"),
+        "&*",
+        "+@all",
+    ]
+    .map(String::from)
+    .to_vec())
+    .await;
     let addr = redis_addr();
     let good = RedisConfig::from_url(&format!("redis://{user}:{SECRET}@{addr}")).unwrap();
     assert!(!format!("{good:?}").contains(SECRET));
     let ps = handle(good).await;
     assert!(!format!("{ps:?}").contains(SECRET));
     let p = prefix("acl");
-    let mut sub = ps
-        .subscribe(format!("{p}.x").parse().unwrap())
-        .await
-        .unwrap();
-    ps.publish(msg(&format!("{p}.x"), "hi")).await.unwrap();
-    assert!(next(&mut sub, WAIT).await.is_some());
+    let mut sub = subscribe(&ps, &format!("{p}.x")).await;
+    publish(&ps, &format!("{p}.x"), "hi").await;
+    next(&mut sub, "as the ACL user").await;
     ps.close().await.unwrap();
 
     let bad = RedisConfig::from_url(&format!("redis://{user}:{SECRET}x@{addr}")).unwrap();
     let err = pubsub_redis::connect(bad).await.unwrap_err();
     let text = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
     assert!(!text.contains(SECRET), "{text}");
-    let _: fred::types::Value = raw
-        .custom(
-            fred::types::CustomCommand::new_static("ACL", fred::types::ClusterHash::Random, false),
-            vec!["DELUSER".to_string(), user],
-        )
-        .await
-        .unwrap();
+    acl(vec!["DELUSER".to_string(), user]).await;
     raw.quit().await.unwrap();
 }
 
@@ -631,13 +519,7 @@ async fn unreachable_redis_is_a_connection_error() {
 async fn a_lagging_reader_counts_lost_messages() {
     let p = prefix("lag");
     let ps = handle(config().with_broadcast_capacity(16)).await;
-    let sub = ps
-        .subscribe_with(
-            format!("{p}.x").parse().unwrap(),
-            SubscribeOptions::default().with_capacity(100_000),
-        )
-        .await
-        .unwrap();
+    let sub = subscribe_cap(&ps, &format!("{p}.x"), 100_000).await;
     let raw = raw_client().await;
     let n = 20_000u64;
     let mut pending = Vec::new();
@@ -650,13 +532,16 @@ async fn a_lagging_reader_counts_lost_messages() {
         }
     }
     futures::future::try_join_all(pending).await.unwrap();
-    for _ in 0..200 {
+    let accounted = || {
         let stats = ps.stats();
-        if stats.delivered + stats.dropped >= n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        stats.delivered + stats.dropped >= n
+    };
+    conformance_tests::kit::eventually(
+        "every message accounted for",
+        Duration::from_secs(10),
+        accounted,
+    )
+    .await;
     tokio::time::sleep(IDLE).await;
     let stats = ps.stats();
     assert_eq!(
@@ -673,15 +558,11 @@ async fn a_lagging_reader_counts_lost_messages() {
 async fn from_client_shares_an_existing_connection() {
     let p = prefix("shared");
     let app = raw_client().await;
-    let ps = pubsub_redis::from_client(app.clone(), RedisConfig::default())
-        .await
-        .unwrap();
-    let mut sub = ps
-        .subscribe(format!("{p}.>").parse().unwrap())
-        .await
-        .unwrap();
-    ps.publish(msg(&format!("{p}.a"), "x")).await.unwrap();
-    assert!(next(&mut sub, WAIT).await.is_some());
+    let ps = pubsub_redis::from_client(app.clone(), RedisConfig::default()).await;
+    let ps = shared(ps.unwrap());
+    let mut sub = subscribe(&ps, &format!("{p}.>")).await;
+    publish(&ps, &format!("{p}.a"), "x").await;
+    next(&mut sub, "through a shared client").await;
     ps.close().await.unwrap();
     assert!(app.is_connected(), "a shared client stays open");
     let _: i64 = app.publish(format!("{p}.a"), "still works").await.unwrap();
@@ -696,47 +577,16 @@ async fn from_client_shares_an_existing_connection() {
 async fn survives_a_redis_restart() {
     let p = prefix("restart");
     let ps = handle(config().with_publish_timeout(Duration::from_millis(300))).await;
-    let mut exact = ps
-        .subscribe(format!("{p}.a").parse().unwrap())
-        .await
-        .unwrap();
-    let mut wild = ps
-        .subscribe(format!("{p}.>").parse().unwrap())
-        .await
-        .unwrap();
-    let port = redis_addr().rsplit(':').next().unwrap().to_string();
-    let status = std::process::Command::new("redis-cli")
-        .args(["-p", &port, "shutdown", "nosave"])
-        .status()
-        .unwrap();
-    assert!(status.success() || status.code() == Some(1));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut exact = subscribe(&ps, &format!("{p}.a")).await;
+    let mut wild = subscribe(&ps, &format!("{p}.>")).await;
+    let port = redis_port();
+    stop_local_redis(port).await;
     let err = ps
         .publish(msg(&format!("{p}.a"), "lost"))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    let status = std::process::Command::new("redis-server")
-        .args([
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "-::1",
-            "--port",
-            &port,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "/var/lib/redis",
-            "--logfile",
-            "/var/log/redis/ci.log",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    start_local_redis(port).await;
     let mut published = false;
     for _ in 0..100 {
         if ps.publish(msg(&format!("{p}.a"), "after")).await.is_ok() {
@@ -746,8 +596,8 @@ async fn survives_a_redis_restart() {
     }
     assert!(published, "publish never recovered");
     for sub in [&mut exact, &mut wild] {
-        let got = next(sub, WAIT).await.expect("message after the restart");
-        assert_eq!(got.payload().as_ref(), b"after");
+        let got = next_payload(sub, "after the restart").await;
+        assert_eq!(got.as_ref(), b"after");
     }
     ps.close().await.unwrap();
 }

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use pubsub_core::{Message, SubscribeOptions};
 
-use crate::support::*;
-use crate::{unique_prefix, Harness};
+use crate::kit::*;
+use crate::Harness;
 
 /// Payload bytes (empty, every byte value, 1 MiB) and headers arrive exactly.
 pub async fn round_trip(h: &Harness) {

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use pubsub_core::{ErrorKind, Message, PubSub};
+use pubsub_core::{Message, PubSub};
 
-use crate::support::*;
-use crate::{idle_timeout, unique_prefix, Harness};
+use crate::kit::*;
+use crate::Harness;
 
 async fn filters_become(ps: &Arc<dyn PubSub>, n: usize, what: &str) {
     eventually(what, Duration::from_secs(10), || {
@@ -201,24 +201,66 @@ pub async fn close(h: &Harness) {
             Err(_) => panic!("{}: stream did not end after close", sub.pattern()),
         }
     }
-    let err = ps
-        .publish(Message::new(topic(&format!("{p}.a")), "y"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Closed, "publish after close: {err}");
-    let err = ps.subscribe(pattern(&format!("{p}.b"))).await.unwrap_err();
-    assert_eq!(
-        err.kind(),
-        ErrorKind::Closed,
-        "subscribe after close: {err}"
-    );
+    assert_closed(&ps, &p).await;
     ps.close().await.expect("a second close is fine");
     drop(subs);
     drop(ps);
-    eventually(
-        "every task of the handle ended after close",
-        Duration::from_secs(10),
-        || metrics.num_alive_tasks() <= baseline,
-    )
-    .await;
+    tasks_settle(baseline, Duration::from_secs(10)).await;
+}
+
+/// 200 handles, each subscribed, dropped with its subscription without `close`: afterwards a
+/// fresh handle still gets its messages, and 5 000 publishes finish in bounded time (dropped
+/// handles that lingered and still received would slow every publish down).
+pub async fn dropped_handle_is_detached(h: &Harness) {
+    const HANDLES: usize = 200;
+    const N: u32 = 5_000;
+    let p = unique_prefix("detached");
+    let everything = format!("{p}.>");
+    for i in 0..HANDLES {
+        let ps = connect(h).await;
+        if i % 50 == 0 {
+            // Some of them carry traffic before they go.
+            let mut sub = subscribe(&ps, &everything).await;
+            publish(&ps, &format!("{p}.warm"), "w").await;
+            next(&mut sub, "before the drop").await;
+        }
+        abandon(ps, &everything, i % 2 == 0).await;
+    }
+
+    let (ps, publisher) = (connect(h).await, connect(h).await);
+    let t = format!("{p}.after");
+    let mut sub = subscribe_cap(&ps, &everything, N as usize + 16).await;
+    let reading = tokio::spawn(async move {
+        let got = take(
+            &mut sub,
+            N as usize,
+            "a fresh handle after 200 dropped ones",
+        )
+        .await;
+        for (i, m) in got.iter().enumerate() {
+            assert_eq!(unseq(m), (5, i as u32), "message {i} out of order");
+        }
+        sub
+    });
+    let started = std::time::Instant::now();
+    let limit = idle_timeout(Duration::from_secs(20));
+    let publishing = async {
+        for i in 0..N {
+            publish(&publisher, &t, seq(5, i)).await;
+        }
+    };
+    tokio::time::timeout(limit, publishing)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("{N} publishes took over {limit:?} after {HANDLES} dropped handles")
+        });
+    let took = started.elapsed();
+    let sub = reading.await.expect("the reader panicked");
+    assert_eq!(sub.dropped(), 0);
+    println!(
+        "conformance[{}] dropped_handle_is_detached: {N} publishes in {took:?} after {HANDLES} dropped handles",
+        h.name
+    );
+    shut_down(&ps).await;
+    shut_down(&publisher).await;
 }

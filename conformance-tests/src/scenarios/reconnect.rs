@@ -1,20 +1,17 @@
-//! Case 12: the connection is cut and restored; live subscriptions keep receiving.
+//! Faults: the connection is cut and restored (reconnect), or goes silent (stalled_subscribe).
 
 use std::time::Duration;
 
-use pubsub_core::Message;
+use pubsub_core::{ErrorKind, Message};
 
-use crate::support::*;
-use crate::{idle_timeout, unique_prefix, Harness};
+use crate::kit::*;
+use crate::Harness;
 
 /// Cut the connection, publish during the outage (typed error or success, never a hang),
 /// restore it, and check that live subscriptions receive what is published after recovery.
 pub async fn reconnect(h: &Harness) {
     let p = unique_prefix("reconnect");
-    let (ps, link) = match (h.connect_cuttable)().await {
-        Ok(x) => x,
-        Err(e) => panic!("[{}] cannot connect through the cuttable link: {e}", h.name),
-    };
+    let (ps, link) = connect_cuttable(h).await;
     let healthy = connect(h).await;
     let t = format!("{p}.r");
     let mut exact = subscribe_cap(&ps, &t, 10_000).await;
@@ -81,13 +78,73 @@ pub async fn reconnect(h: &Harness) {
             Err(e) => panic!("publish after recovery: {e}"),
         }
     }
-    assert_eq!(
-        next(&mut from_restored, "published by the restored handle")
-            .await
-            .payload()
-            .as_ref(),
-        b"back"
-    );
+    let back = next_payload(&mut from_restored, "published by the restored handle").await;
+    assert_eq!(back.as_ref(), b"back");
     shut_down(&ps).await;
     shut_down(&healthy).await;
+}
+
+/// The link goes silent (frozen, not closed) while a subscribe waits for the broker: that
+/// subscribe does not succeed while frozen; subscribing again to a pattern whose filter is
+/// already live does not wait for the broker; `close` does not hang (it may report a time-out:
+/// the broker cannot hear it) and closes the handle; the pending subscribe then ends with an
+/// error (`Closed` or `Timeout`) instead of hanging.
+pub async fn stalled_subscribe(h: &Harness) {
+    let p = unique_prefix("stalled");
+    let (ps, link) = connect_cuttable(h).await;
+    let live = format!("{p}.a");
+    let mut first = subscribe(&ps, &live).await;
+
+    link.freeze().await;
+    let pending = {
+        let ps = ps.clone();
+        let new = pattern(&format!("{p}.b"));
+        tokio::spawn(async move { ps.subscribe(new).await })
+    };
+    tokio::time::sleep(quiet()).await;
+    if pending.is_finished() {
+        match pending.await.expect("the pending subscribe panicked") {
+            Ok(sub) => panic!(
+                "subscribe to {} succeeded while the broker could not hear it",
+                sub.pattern()
+            ),
+            Err(e) => panic!("subscribe failed at once while frozen (expected it to wait): {e}"),
+        }
+    }
+
+    let again = tokio::time::timeout(
+        idle_timeout(Duration::from_secs(1)),
+        ps.subscribe(pattern(&live)),
+    )
+    .await
+    .expect("subscribing to a pattern whose filter is live waited for the frozen broker")
+    .expect("subscribing to a pattern whose filter is live");
+    assert_eq!(again.pattern().as_str(), live);
+
+    let closing = tokio::time::timeout(idle_timeout(Duration::from_secs(5)), ps.close()).await;
+    let outcome = tokio::time::timeout(idle_timeout(Duration::from_secs(5)), pending).await;
+    link.thaw().await;
+    // The broker cannot hear the goodbye: a time-out is an honest answer, a hang is not.
+    if let Err(e) = closing.expect("close hung while the link was frozen") {
+        assert!(e.is_temporary(), "close while frozen: {e}");
+    }
+    match outcome
+        .expect("the pending subscribe still hangs after close")
+        .expect("the pending subscribe panicked")
+    {
+        Ok(sub) => panic!(
+            "subscribe to {} succeeded without the broker",
+            sub.pattern()
+        ),
+        Err(e) => assert!(
+            matches!(e.kind(), ErrorKind::Closed | ErrorKind::Timeout),
+            "the pending subscribe ended with {:?}, expected Closed or Timeout: {e}",
+            e.kind()
+        ),
+    }
+    assert!(
+        next_within(&mut first, idle()).await.is_none(),
+        "streams end after close"
+    );
+    assert_closed(&ps, &p).await;
 }

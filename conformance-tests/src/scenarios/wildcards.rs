@@ -1,9 +1,11 @@
 //! Case 3: `*` and `>` semantics from one table, overlapping subscriptions, no duplicates.
 
+use std::time::Duration;
+
 use pubsub_core::pattern::MATCH_TABLE;
 
-use crate::support::*;
-use crate::{unique_prefix, Harness};
+use crate::kit::*;
+use crate::Harness;
 
 /// Every row of the shared match table gives the same answer on this backend as in the core.
 pub async fn wildcard_table(h: &Harness) {
@@ -95,4 +97,97 @@ pub async fn overlapping_subscriptions(h: &Harness) {
     }
     shut_down(&a).await;
     shut_down(&b).await;
+}
+
+/// Thousands of wildcard subscriptions on one handle (`{p}.*.u{i}`; on Redis they share one
+/// native glob) and 20 000 messages for one of them: that one gets every message in order,
+/// the others get exactly their own messages and nothing else.
+pub async fn shared_filter_fanin(h: &Harness) {
+    const SUBS: usize = 2_000;
+    const N: u32 = 20_000;
+    const TARGET: usize = 7;
+    const OWN: [usize; 4] = [0, 1, 999, SUBS - 1];
+    let p = unique_prefix("fanin");
+    let (ps, publisher) = (connect(h).await, connect(h).await);
+    let mut subs = Vec::with_capacity(SUBS);
+    for i in 0..SUBS {
+        subs.push(subscribe_cap(&ps, &format!("{p}.*.u{i}"), 16).await);
+    }
+    let target = format!("{p}.x.u{TARGET}");
+    let mut reader = subscribe_cap(&ps, &format!("{p}.*.u{TARGET}"), N as usize + 16).await;
+    let stats = ps.stats();
+    assert_eq!(stats.subscriptions, SUBS + 1, "{stats:?}");
+    assert!(
+        (1..=SUBS).contains(&stats.native_filters),
+        "equal patterns share a native filter: {stats:?}"
+    );
+
+    let reading = tokio::spawn(async move {
+        let mut got = Vec::with_capacity(N as usize);
+        receive(&mut reader, N as usize, idle(), |m| got.push(m)).await;
+        (reader, got)
+    });
+    let started = std::time::Instant::now();
+    for i in 0..N {
+        publish(&publisher, &target, seq(4, i)).await;
+    }
+    let published = started.elapsed();
+    let (mut reader, got) = reading.await.expect("the u7 reader panicked");
+    assert_eq!(
+        got.len(),
+        N as usize,
+        "the u7 reader received {} of {N} messages, {} dropped from its buffer; handle: {:?}",
+        got.len(),
+        reader.dropped(),
+        ps.stats()
+    );
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m.topic().as_str(), target);
+        assert_eq!(
+            unseq(m),
+            (4, i as u32),
+            "the u7 reader: message {i} out of order"
+        );
+    }
+    assert_eq!(reader.dropped(), 0, "the u7 reader dropped messages");
+    println!(
+        "conformance[{}] shared_filter_fanin: {N} messages past {SUBS} patterns in {published:?}",
+        h.name
+    );
+
+    for (k, &i) in OWN.iter().enumerate() {
+        for j in 0..3 {
+            publish(&publisher, &format!("{p}.y.u{i}"), seq(k as u32, j)).await;
+        }
+    }
+    // The marker comes last on the same connection: when it is in, everything else is too.
+    publish(&publisher, &target, "end").await;
+    assert_eq!(next_payload(&mut reader, "marker").await.as_ref(), b"end");
+    tokio::time::sleep(quiet()).await;
+
+    for (i, sub) in subs.iter_mut().enumerate() {
+        let got = drain(sub, Duration::ZERO).await;
+        if i == TARGET {
+            // The same pattern as the reader's, with a 16-message buffer: the newest 16 of
+            // N + 1 kept in order, the rest dropped and counted.
+            let kept = got.len() as u64;
+            assert_eq!(kept + sub.dropped(), u64::from(N) + 1, "{}", sub.pattern());
+            assert_eq!(got.last().map(|m| m.payload().as_ref()), Some(&b"end"[..]));
+        } else if let Some(k) = OWN.iter().position(|&o| o == i) {
+            let seqs: Vec<(u32, u32)> = got.iter().map(unseq).collect();
+            let want: Vec<(u32, u32)> = (0..3).map(|j| (k as u32, j)).collect();
+            assert_eq!(
+                seqs,
+                want,
+                "{} gets exactly its own messages",
+                sub.pattern()
+            );
+            assert_eq!(sub.dropped(), 0);
+        } else {
+            assert!(got.is_empty(), "{} received {got:?}", sub.pattern());
+            assert_eq!(sub.dropped(), 0, "{} dropped messages", sub.pattern());
+        }
+    }
+    shut_down(&ps).await;
+    shut_down(&publisher).await;
 }

@@ -160,8 +160,7 @@ impl Shared {
 
     fn update(&self, links: &mut Links) {
         let all_up = links.states.iter().all(|s| *s == LinkState::Up);
-        let ever_up =
-            links.down_since.is_some() || !links.states.iter().any(|s| *s == LinkState::Connecting);
+        let ever_up = links.down_since.is_some() || !links.states.contains(&LinkState::Connecting);
         let state = if links.closed {
             ConnectionState::Closed
         } else if all_up {

@@ -1,0 +1,128 @@
+//! Where the test brokers are, and control over the local Redis server for restart tests.
+//!
+//! `PUBSUB_REDIS_URL` (default `redis://127.0.0.1:6379`) and `PUBSUB_NATS_URL` (default
+//! `nats://127.0.0.1:4222`) name the brokers every test, conformance suite and benchmark uses.
+
+use std::process::Command;
+use std::time::Duration;
+
+/// `PUBSUB_REDIS_URL`, or the local default.
+pub fn redis_url() -> String {
+    std::env::var("PUBSUB_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+/// `PUBSUB_NATS_URL`, or the local default.
+pub fn nats_url() -> String {
+    std::env::var("PUBSUB_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string())
+}
+
+/// `host:port` of [`redis_url`] (for a [`TcpProxy`](crate::proxy::TcpProxy) in front of it).
+pub fn redis_addr() -> String {
+    host_port(&redis_url(), 6379)
+}
+
+/// `host:port` of the first server of [`nats_url`].
+pub fn nats_addr() -> String {
+    let url = nats_url();
+    let first = url.split(',').next().unwrap_or_default().to_string();
+    host_port(&first, 4222)
+}
+
+/// `host:port` of a `scheme://[user[:pass]@]host[:port][/...]` URL.
+fn host_port(url: &str, default_port: u16) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let has_port = host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    if has_port {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:{default_port}")
+    }
+}
+
+/// The port of [`redis_addr`].
+pub fn redis_port() -> u16 {
+    let addr = redis_addr();
+    let port = addr.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+    port.parse()
+        .unwrap_or_else(|_| panic!("no port in the Redis address {addr:?}"))
+}
+
+/// Stops the local Redis server on `port` (`redis-cli shutdown nosave`) and waits until its
+/// port is closed. Disturbs every other user of that server: only for tests run alone.
+pub async fn stop_local_redis(port: u16) {
+    let port_arg = port.to_string();
+    let status = Command::new("redis-cli")
+        .args(["-p", &port_arg, "shutdown", "nosave"])
+        .status()
+        .expect("redis-cli must be installed");
+    // redis-cli exits 1 when the server closes the connection as it shuts down.
+    assert!(
+        status.success() || status.code() == Some(1),
+        "redis-cli shutdown: {status}"
+    );
+    wait_for_port(port, false).await;
+}
+
+/// Starts a Redis server on `port` with the flags `scripts/brokers.sh` uses, and waits until
+/// it accepts connections.
+pub async fn start_local_redis(port: u16) {
+    let port_arg = port.to_string();
+    std::fs::create_dir_all("/var/lib/redis").expect("creating /var/lib/redis");
+    std::fs::create_dir_all("/var/log/redis").expect("creating /var/log/redis");
+    let status = Command::new("redis-server")
+        .args([
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            &port_arg,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ])
+        .status()
+        .expect("redis-server must be installed");
+    assert!(status.success(), "redis-server: {status}");
+    wait_for_port(port, true).await;
+}
+
+/// Waits (up to 30 s) until 127.0.0.1:`port` accepts connections, or refuses them.
+async fn wait_for_port(port: u16, open: bool) {
+    for _ in 0..300 {
+        let accepts = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok();
+        if accepts == open {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "port {port} did not become {}",
+        if open { "open" } else { "closed" }
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn host_and_port_of_urls() {
+        assert_eq!(host_port("redis://127.0.0.1:6379", 1), "127.0.0.1:6379");
+        assert_eq!(host_port("redis://u:p@h:7/2", 1), "h:7");
+        assert_eq!(host_port("nats://tok@h", 4222), "h:4222");
+        assert_eq!(host_port("localhost", 5), "localhost:5");
+    }
+}
