@@ -38,7 +38,8 @@ pub trait Link: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Capability {
-    /// Surviving a cut connection (the `reconnect` case).
+    /// Surviving a cut or frozen connection (the fault cases: `reconnect`, `stalled_subscribe`,
+    /// `removal_is_retried`).
     Reconnect,
 }
 
@@ -46,7 +47,7 @@ impl Capability {
     /// The capability a case needs, if any.
     pub fn needed_by(case: &str) -> Option<Capability> {
         match case {
-            "reconnect" => Some(Capability::Reconnect),
+            "reconnect" | "stalled_subscribe" | "removal_is_retried" => Some(Capability::Reconnect),
             _ => None,
         }
     }
@@ -228,7 +229,9 @@ pub fn memory_harness() -> Harness {
             Ok(Arc::new(hub) as Arc<dyn PubSub>)
         },
         || async {
-            let config = MemoryConfig::default().with_publish_timeout(Duration::from_millis(500));
+            let config = MemoryConfig::default()
+                .with_publish_timeout(Duration::from_millis(500))
+                .with_command_timeout(Duration::from_secs(2));
             let (hub, link) = MemoryBus::global().connect_with(config).await?;
             Ok((
                 Arc::new(hub) as Arc<dyn PubSub>,

@@ -60,6 +60,7 @@ macro_rules! with_cases {
             reconnect,
             shared_filter_fanin,
             stalled_subscribe,
+            removal_is_retried,
             dropped_handle_is_detached,
         }
     };

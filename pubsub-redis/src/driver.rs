@@ -2,7 +2,6 @@
 //! events); the kit does the rest.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +14,10 @@ use fred::types::config::{
 };
 use fred::types::{ConnectHandle, MessageKind, Value};
 use parking_lot::Mutex;
-use pubsub_core::adapter::{envelope, Context, Driver, Inbound, LinkReporter, Tasks};
+use pubsub_core::adapter::{envelope, Context, Driver, Inbound, LinkReporter, Tasks, Watchdog};
 use pubsub_core::{Error, Message, Pattern, Result, Topic};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, Notify, OnceCell};
+use tokio::sync::{broadcast, OnceCell};
 use tokio::time::Instant;
 
 use crate::config::HEADER_ALLOWANCE;
@@ -39,23 +38,21 @@ const COMMAND_CHUNK: usize = 256;
 
 /// The Redis [`Driver`]: one publisher connection and one subscriber connection per glob
 /// class in use (see the crate documentation).
-pub struct RedisDriver {
+pub(crate) struct RedisDriver {
     shared: Arc<Shared>,
 }
 
 struct Shared {
     label: String,
     publisher: Client,
-    /// The publisher for the fast path: one write attempt, no per-command timer (see
-    /// [`Watchdog`]).
+    /// The publisher: one write attempt, no per-command timer (the watchdog bounds it).
     publish_client: WithOptions<Client>,
     owns_publisher: bool,
     template: Template,
     max_payload: usize,
-    publish_timeout: Duration,
     command_timeout: Duration,
     pattern_depth: usize,
-    watchdog: Watchdog,
+    watchdog: Arc<Watchdog>,
     inbound: Inbound<RedisFilter>,
     cx_supervisor: pubsub_core::adapter::Supervisor,
     tasks: Tasks,
@@ -71,83 +68,6 @@ struct Template {
     performance: PerformanceConfig,
     connection: ConnectionConfig,
     policy: ReconnectPolicy,
-}
-
-/// Bounds every publish by the publish timeout without arming a timer per publish (timers
-/// cost a clock read and a timer-wheel entry each; profiling showed that to be a large part of
-/// the adapter's own cost): the publisher's monitor bumps `epoch` every `tick`, and wakes the
-/// publishes in flight, which give up once `ticks` ticks have passed since they started.
-struct Watchdog {
-    tick: Duration,
-    ticks: u64,
-    epoch: AtomicU64,
-    inflight: AtomicUsize,
-    expired: Notify,
-}
-
-impl Watchdog {
-    fn new(publish_timeout: Duration) -> Self {
-        let tick = (publish_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let whole = publish_timeout.as_nanos().div_ceil(tick.as_nanos().max(1));
-        Watchdog {
-            tick,
-            // One more tick: a publish may start just before a tick.
-            ticks: u64::try_from(whole)
-                .unwrap_or(u64::MAX - 1)
-                .saturating_add(1),
-            epoch: AtomicU64::new(0),
-            inflight: AtomicUsize::new(0),
-            expired: Notify::new(),
-        }
-    }
-
-    fn tick(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        if self.inflight.load(Ordering::Relaxed) > 0 {
-            self.expired.notify_waiters();
-        }
-    }
-
-    /// Runs `send`, or fails once it has waited `ticks` ticks.
-    async fn bound<T>(
-        &self,
-        send: impl std::future::Future<Output = T>,
-        timeout: Duration,
-    ) -> Result<T> {
-        self.inflight.fetch_add(1, Ordering::Relaxed);
-        let _done = scopeguard(|| {
-            self.inflight.fetch_sub(1, Ordering::Relaxed);
-        });
-        let started = self.epoch.load(Ordering::Acquire);
-        tokio::pin!(send);
-        loop {
-            // Created before the epoch is read, so a tick in between is not missed.
-            let expired = self.expired.notified();
-            if self.epoch.load(Ordering::Acquire) >= started.saturating_add(self.ticks) {
-                return Err(Error::timeout(format!(
-                    "no answer to PUBLISH within {timeout:?}"
-                )));
-            }
-            tokio::select! {
-                biased;
-                sent = &mut send => return Ok(sent),
-                _ = expired => {}
-            }
-        }
-    }
-}
-
-/// Runs `f` when dropped.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }
 
 /// One subscriber connection.
@@ -188,10 +108,9 @@ impl RedisDriver {
                 policy: config.fred_policy(),
             },
             max_payload: config.max_payload(),
-            publish_timeout: options.publish_timeout,
             command_timeout: options.command_timeout,
             pattern_depth: config.pattern_depth,
-            watchdog: Watchdog::new(options.publish_timeout),
+            watchdog: Watchdog::start(options.publish_timeout, &cx.tasks),
             inbound: cx.inbound,
             cx_supervisor: cx.supervisor,
             tasks: cx.tasks,
@@ -226,21 +145,9 @@ impl Shared {
         } else {
             link.down();
         }
-        let this = self.clone();
-        self.tasks.spawn(async move {
-            let mut ticker = tokio::time::interval(this.watchdog.tick);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let ticks = async {
-                loop {
-                    ticker.tick().await;
-                    this.watchdog.tick();
-                }
-            };
-            tokio::select! {
-                _ = ticks => {}
-                _ = monitor(&this.label, link, false, errors, reconnects) => {}
-            }
-        });
+        let label = self.label.clone();
+        self.tasks
+            .spawn(async move { monitor(&label, link, false, errors, reconnects).await });
         Ok(())
     }
 
@@ -574,7 +481,7 @@ impl Driver for RedisDriver {
             .publish_client
             .publish::<(), _, _>(message.topic().as_str(), frame);
         s.watchdog
-            .bound(send, s.publish_timeout)
+            .bound(send)
             .await?
             .map_err(|e| fred_error("publishing", e))
     }
@@ -611,29 +518,5 @@ mod tests {
         let kind = |k| fred_error("x", fred::error::Error::new(k, "")).kind();
         assert_eq!(kind(fred::error::ErrorKind::Timeout), ErrorKind::Timeout);
         assert_eq!(kind(fred::error::ErrorKind::Auth), ErrorKind::Backend);
-    }
-
-    #[tokio::test]
-    async fn the_watchdog_ends_a_publish_that_gets_no_answer() {
-        let w = Watchdog::new(Duration::from_millis(40));
-        let ticker = async {
-            loop {
-                tokio::time::sleep(w.tick).await;
-                w.tick();
-            }
-        };
-        let started = std::time::Instant::now();
-        let outcome = tokio::select! {
-            r = w.bound(std::future::pending::<()>(), Duration::from_millis(40)) => r,
-            _ = ticker => unreachable!(),
-        };
-        assert_eq!(outcome.unwrap_err().kind(), ErrorKind::Timeout);
-        assert!(started.elapsed() >= Duration::from_millis(40));
-        assert_eq!(
-            w.bound(async { 7 }, Duration::from_millis(40))
-                .await
-                .unwrap(),
-            7
-        );
     }
 }

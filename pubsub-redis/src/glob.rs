@@ -23,7 +23,7 @@ const GLOB_SPECIAL: [char; 5] = ['*', '?', '[', ']', '\\'];
 
 /// A native filter of the Redis adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum RedisFilter {
+pub(crate) enum RedisFilter {
     /// `SUBSCRIBE` to one channel.
     Channel(Topic),
     /// `PSUBSCRIBE` to the glob of a literal prefix of `class` whole tokens (`class` 0: `*`).

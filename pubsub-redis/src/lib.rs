@@ -1,9 +1,9 @@
 //! Redis adapter for the portable pub/sub API, built on [fred](https://docs.rs/fred).
 //!
-//! [`connect`] returns a [`Hub`]: the core's adapter kit in front of [`RedisDriver`]. Everything
-//! the portable API promises (exact matching, one copy per subscription, bounded buffers,
-//! batched and retried subscription changes, reconnect bookkeeping, `close`) comes from the
-//! kit; this crate translates to Redis.
+//! [`connect`] returns a [`Hub`]: the core's adapter kit in front of this crate's Redis
+//! driver. Everything the portable API promises (exact matching, one copy per subscription,
+//! bounded buffers, batched and retried subscription changes, reconnect bookkeeping, `close`)
+//! comes from the kit; this crate translates to Redis.
 //!
 //! ```no_run
 //! # async fn demo() -> pubsub_core::Result<()> {
@@ -113,9 +113,8 @@ pub use config::{
     RedisConfig, DEFAULT_BROADCAST_CAPACITY, DEFAULT_MAX_PAYLOAD, DEFAULT_PATTERN_DEPTH,
     HEADER_ALLOWANCE, MAX_PATTERN_DEPTH,
 };
-pub use driver::RedisDriver;
+use driver::RedisDriver;
 pub use fred;
-pub use glob::RedisFilter;
 
 use fred::clients::Client;
 use fred::interfaces::ClientLike;

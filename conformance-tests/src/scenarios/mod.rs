@@ -11,5 +11,5 @@ mod wildcards;
 pub use delivery::{fan_out, isolation, ordering, round_trip, subscribe_readiness};
 pub use input::invalid_input;
 pub use lifecycle::{close, concurrency, dropped_handle_is_detached, slow_subscriber, unsubscribe};
-pub use reconnect::{reconnect, stalled_subscribe};
+pub use reconnect::{reconnect, removal_is_retried, stalled_subscribe};
 pub use wildcards::{overlapping_subscriptions, shared_filter_fanin, wildcard_table};

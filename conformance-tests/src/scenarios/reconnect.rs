@@ -148,3 +148,42 @@ pub async fn stalled_subscribe(h: &Harness) {
     );
     assert_closed(&ps, &p).await;
 }
+
+/// A native filter whose removal the broker could not confirm is removed later: the last
+/// subscription of a pattern leaves while the link is frozen, the unsubscribe ends (a temporary
+/// error, or success where the backend needs no answer) instead of hanging, and once the link
+/// is thawed the handle keeps retrying until the filter is gone; the handle keeps working.
+pub async fn removal_is_retried(h: &Harness) {
+    let p = unique_prefix("removal");
+    let (ps, link) = connect_cuttable(h).await;
+    let kept = format!("{p}.kept");
+    let mut keep = subscribe(&ps, &kept).await;
+    let gone = subscribe(&ps, &format!("{p}.gone")).await;
+    assert_eq!(ps.stats().native_filters, 2);
+
+    link.freeze().await;
+    let leaving = tokio::time::timeout(idle_timeout(Duration::from_secs(30)), gone.unsubscribe())
+        .await
+        .expect("unsubscribe hung while the link was frozen");
+    if let Err(e) = leaving {
+        assert!(e.is_temporary(), "unsubscribe while frozen: {e}");
+    }
+    link.thaw().await;
+    eventually(
+        "the filter whose removal failed is removed after the link came back",
+        Duration::from_secs(30),
+        || ps.stats().native_filters == 1,
+    )
+    .await;
+
+    publish(&ps, &kept, "still here").await;
+    assert_eq!(
+        next(&mut keep, "after the retried removal")
+            .await
+            .payload()
+            .as_ref(),
+        b"still here"
+    );
+    assert_eq!(ps.stats().subscriptions, 1);
+    shut_down(&ps).await;
+}

@@ -11,6 +11,7 @@
 //! - the [`Supervisor`]: the connection state machine, publish gating up to the publish
 //!   deadline, and the state users watch;
 //! - [`Tasks`]: every background task of a handle, stopped by one cancellation token;
+//! - [`Watchdog`]: a deadline for every publish without a timer per publish;
 //! - [`ServerUrl`] and [`CommonOptions`]: URL parsing and the shared
 //!   settings; [`envelope`]: header framing for brokers without native headers.
 //!
@@ -20,6 +21,7 @@
 mod supervisor;
 mod tasks;
 mod url;
+mod watchdog;
 
 use std::fmt;
 use std::future::Future;
@@ -33,6 +35,7 @@ pub use crate::router::PatternTrie;
 pub use supervisor::{LinkReporter, Supervisor};
 pub use tasks::Tasks;
 pub use url::{parse_query, HostPort, ServerUrl};
+pub use watchdog::Watchdog;
 
 use crate::router::Router;
 use crate::{CommonOptions, Error, Hub, Message, Operation, Pattern, Result};

@@ -15,7 +15,8 @@ pub struct Tasks {
 }
 
 impl Tasks {
-    pub(crate) fn new() -> Self {
+    /// A task set of its own (the handle creates one; a test may too).
+    pub fn new() -> Self {
         Self::default()
     }
 
