@@ -1,126 +1,102 @@
-//! The NATS adapter's error type.
+//! async-nats errors → [`pubsub_core::Error`] kinds, keeping the async-nats error as `source`.
 
-use async_nats::client::FlushErrorKind;
-use async_nats::{ConnectErrorKind, PublishErrorKind};
+use async_nats::client::{FlushError, PublishErrorKind, SubscribeErrorKind};
+use async_nats::{ConnectError, ConnectErrorKind, PublishError, SubscribeError};
+use pubsub_core::{Error, ErrorKind};
 
-/// What went wrong in the NATS adapter.
-///
-/// Converts into [`pubsub_core::Error`] (so `?` works in code using the portable API), keeping
-/// async-nats's error as the [`source`](std::error::Error::source). No variant ever holds a
-/// password or token: configuration errors describe the problem without echoing the URL, and
-/// async-nats never sees credentials inside server addresses.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The URL or a configuration value is not usable.
-    #[error("invalid NATS configuration: {0}")]
-    InvalidConfig(String),
-    /// The first connection to NATS failed (I/O, DNS, TLS, handshake time-out).
-    #[error("could not connect to NATS")]
-    Connect(#[source] async_nats::ConnectError),
-    /// NATS refused the credentials.
-    #[error("NATS refused the credentials")]
-    Auth(#[source] async_nats::ConnectError),
-    /// Handing a message to the client's connection failed.
-    #[error("NATS publish failed")]
-    Publish(#[source] async_nats::PublishError),
-    /// Creating a subscription failed.
-    #[error("NATS subscribe failed")]
-    Subscribe(#[source] async_nats::SubscribeError),
-    /// Flushing the connection failed.
-    #[error("NATS flush failed")]
-    Flush(#[source] async_nats::client::FlushError),
-    /// NATS did not answer in time (also: the connection stayed down for the whole wait).
-    #[error("timed out while {0}")]
-    Timeout(&'static str),
-    /// The client's connection is closed for good (drained or dropped).
-    #[error("the NATS connection is closed")]
-    Closed,
+/// A failed first connection: refused credentials are `Backend`, a handshake that took too
+/// long is `Timeout`, an address async-nats cannot parse is `Invalid`, the rest `Connection`.
+pub(crate) fn connect(error: ConnectError) -> Error {
+    let (kind, message) = match error.kind() {
+        ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
+            (ErrorKind::Backend, "the server refused the credentials")
+        }
+        ConnectErrorKind::TimedOut => (ErrorKind::Timeout, "the connection handshake timed out"),
+        ConnectErrorKind::ServerParse => (ErrorKind::Invalid, "a server address does not parse"),
+        ConnectErrorKind::Tls => (ErrorKind::Connection, "the TLS handshake failed"),
+        ConnectErrorKind::Dns => (ErrorKind::Connection, "resolving the server address failed"),
+        _ => (ErrorKind::Connection, "connecting failed"),
+    };
+    Error::new(kind, message).with_source(error)
 }
 
-impl From<Error> for pubsub_core::Error {
-    fn from(error: Error) -> Self {
-        use pubsub_core::Error as E;
-        match error {
-            Error::InvalidConfig(message) => E::InvalidConfig(message),
-            Error::Connect(source) => {
-                let message = match source.kind() {
-                    ConnectErrorKind::ServerParse => {
-                        return E::InvalidConfig("a NATS server address does not parse".into())
-                    }
-                    ConnectErrorKind::TimedOut => {
-                        return E::Timeout("nats: connecting (handshake timed out)".into())
-                    }
-                    ConnectErrorKind::Tls => "nats: TLS handshake failed",
-                    ConnectErrorKind::Dns => "nats: resolving the server address failed",
-                    _ => "nats: connecting failed",
-                };
-                E::connection(message, source)
-            }
-            Error::Auth(source) => E::backend("nats: the server refused the credentials", source),
-            Error::Publish(source) => match source.kind() {
-                PublishErrorKind::Send => E::Closed,
-                _ => E::backend("nats: publishing failed", source),
-            },
-            Error::Subscribe(source) => E::backend("nats: subscribing failed", source),
-            Error::Flush(source) => match source.kind() {
-                FlushErrorKind::SendError => E::Closed,
-                FlushErrorKind::FlushError => E::connection("nats: flushing failed", source),
-            },
-            Error::Timeout(context) => E::Timeout(format!("nats: {context}")),
-            Error::Closed => E::Closed,
-        }
-    }
+/// A publish async-nats refused.
+pub(crate) fn publish(error: PublishError) -> Error {
+    let (kind, message) = match error.kind() {
+        // The server's limit shrank between our check and the send (a reconnect elsewhere).
+        PublishErrorKind::MaxPayloadExceeded => (
+            ErrorKind::PayloadTooLarge,
+            "the message is over the server's max_payload",
+        ),
+        PublishErrorKind::InvalidSubject => (ErrorKind::Invalid, "the subject is not valid"),
+        _ => (ErrorKind::Connection, "the NATS connection is closed"),
+    };
+    Error::new(kind, message).with_source(error)
 }
 
-impl Error {
-    /// Classifies a failed first connection.
-    pub(crate) fn from_connect(source: async_nats::ConnectError) -> Self {
-        match source.kind() {
-            ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
-                Error::Auth(source)
-            }
-            _ => Error::Connect(source),
-        }
-    }
+/// A `SUB` async-nats refused.
+pub(crate) fn subscribe(error: SubscribeError) -> Error {
+    let (kind, message) = match error.kind() {
+        SubscribeErrorKind::Other => (ErrorKind::Connection, "the NATS connection is closed"),
+        _ => (ErrorKind::Invalid, "the subject is not valid"),
+    };
+    Error::new(kind, message).with_source(error)
+}
+
+/// A flush that did not complete (the connection went away).
+pub(crate) fn flush(error: FlushError) -> Error {
+    Error::connection("flushing the connection failed", error)
+}
+
+/// The client's connection ended for good (drained, or every clone dropped).
+pub(crate) fn gone() -> Error {
+    Error::new(ErrorKind::Connection, "the NATS connection is closed")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pubsub_core::ErrorKind;
+    use async_nats::client::FlushErrorKind;
     use std::error::Error as _;
 
     #[test]
-    fn converts_keeping_the_source() {
-        let io = async_nats::ConnectError::with_source(ConnectErrorKind::Io, "connection refused");
-        let core: pubsub_core::Error = Error::from_connect(io).into();
-        assert_eq!(core.kind(), ErrorKind::Connection);
-        assert!(core.is_temporary());
-        let source = core.source().expect("async-nats error kept as source");
-        assert!(
-            source.to_string().contains("connection refused"),
-            "{source}"
+    fn kinds_and_sources() {
+        use ConnectErrorKind as C;
+        use ErrorKind as K;
+        let e = connect(ConnectError::with_source(C::Io, "connection refused"));
+        assert_eq!(e.kind(), K::Connection);
+        assert!(e
+            .source()
+            .unwrap()
+            .to_string()
+            .contains("connection refused"));
+        let connects = [
+            (C::AuthorizationViolation, K::Backend),
+            (C::Authentication, K::Backend),
+        ];
+        let connects = connects
+            .into_iter()
+            .chain([(C::TimedOut, K::Timeout), (C::Tls, K::Connection)]);
+        for (kind, want) in connects.chain([(C::ServerParse, K::Invalid), (C::Dns, K::Connection)])
+        {
+            assert_eq!(connect(ConnectError::new(kind)).kind(), want, "{kind:?}");
+        }
+        let big = publish(PublishError::new(PublishErrorKind::MaxPayloadExceeded));
+        assert_eq!(
+            (big.kind(), big.source().is_some()),
+            (K::PayloadTooLarge, true)
         );
-
-        let auth = async_nats::ConnectError::new(ConnectErrorKind::AuthorizationViolation);
-        let core: pubsub_core::Error = Error::from_connect(auth).into();
-        assert_eq!(core.kind(), ErrorKind::Backend);
-        assert!(!core.is_temporary());
-
-        let late = async_nats::ConnectError::new(ConnectErrorKind::TimedOut);
-        let core: pubsub_core::Error = Error::from_connect(late).into();
-        assert_eq!(core.kind(), ErrorKind::Timeout);
-
-        let gone = async_nats::PublishError::new(PublishErrorKind::Send);
-        let core: pubsub_core::Error = Error::Publish(gone).into();
-        assert_eq!(core.kind(), ErrorKind::Closed);
-
-        let core: pubsub_core::Error = Error::Timeout("publishing").into();
-        assert_eq!(core.kind(), ErrorKind::Timeout);
-        assert!(core.to_string().contains("publishing"), "{core}");
-
-        let core: pubsub_core::Error = Error::InvalidConfig("bad port".into()).into();
-        assert_eq!(core.kind(), ErrorKind::Invalid);
+        assert_eq!(
+            publish(PublishError::new(PublishErrorKind::Send)).kind(),
+            K::Connection
+        );
+        assert_eq!(
+            publish(PublishError::new(PublishErrorKind::InvalidSubject)).kind(),
+            K::Invalid
+        );
+        assert!(subscribe(SubscribeError::new(SubscribeErrorKind::Other)).is_temporary());
+        let e = subscribe(SubscribeError::new(SubscribeErrorKind::InvalidSubject));
+        assert_eq!(e.kind(), K::Invalid);
+        assert!(flush(FlushError::new(FlushErrorKind::SendError)).is_temporary());
     }
 }

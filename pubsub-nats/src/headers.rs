@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
-use pubsub_core::Headers;
+use pubsub_core::{Error, ErrorKind, Headers};
 
 /// Name of the header that carries the order of a message's headers (sent only with two or
 /// more headers, or when a header of this very name is used).
@@ -31,7 +31,7 @@ const ENCODED_PREFIX: &str = "=?UTF-8?Q?";
 const ENCODED_SUFFIX: &str = "?=";
 
 /// NATS headers for `headers`, or `None` when there are none.
-pub(crate) fn to_nats(headers: &Headers) -> Result<Option<HeaderMap>, pubsub_core::Error> {
+pub(crate) fn to_nats(headers: &Headers) -> Result<Option<HeaderMap>, Error> {
     if headers.is_empty() {
         return Ok(None);
     }
@@ -105,13 +105,15 @@ pub(crate) fn wire_len(map: &HeaderMap) -> usize {
     len
 }
 
-fn parse_name(name: &str) -> Result<HeaderName, pubsub_core::Error> {
+fn parse_name(name: &str) -> Result<HeaderName, Error> {
     // Portable names (visible ASCII without `:`) are exactly the names NATS accepts.
-    HeaderName::from_str(name).map_err(|e| pubsub_core::Error::backend("nats: header name", e))
+    HeaderName::from_str(name)
+        .map_err(|e| Error::new(ErrorKind::Invalid, "header name").with_source(e))
 }
 
-fn parse_value(value: &str) -> Result<HeaderValue, pubsub_core::Error> {
-    HeaderValue::from_str(value).map_err(|e| pubsub_core::Error::backend("nats: header value", e))
+fn parse_value(value: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(value)
+        .map_err(|e| Error::new(ErrorKind::Invalid, "header value").with_source(e))
 }
 
 /// Whether async-nats would change `value` on receipt, or it could be mistaken for an encoded

@@ -1,53 +1,59 @@
-//! NATS adapter for the portable pub/sub API, built on [`async-nats`](async_nats).
+//! NATS adapter for the portable pub/sub API, on [`async-nats`](async_nats) and the
+//! [`pubsub_core::adapter`] kit.
 //!
-//! [`connect`] opens one NATS client connection and returns a [`Hub`]: a
-//! [`PubSub`](pubsub_core::PubSub) handle whose clones all share that connection, however many
-//! subscriptions they hold. [`from_client`] wraps a connection the application already has.
+//! [`connect`] opens one NATS connection and returns a [`Hub`]; its clones share that
+//! connection, however many subscriptions they hold. [`from_client`] wraps a connection the
+//! application already has. The kit does the routing, buffering, reference counting of native
+//! subscriptions, retries, connection state and `close`; this crate only translates to NATS.
 //!
 //! ```no_run
 //! # async fn demo() -> pubsub_core::Result<()> {
 //! use pubsub_core::{Message, PubSub};
 //! use pubsub_nats::NatsConfig;
 //!
-//! let config = NatsConfig::from_url("nats://127.0.0.1:4222")?;
-//! let ps = pubsub_nats::connect(config).await?;
+//! let ps = pubsub_nats::connect(NatsConfig::from_url("nats://127.0.0.1:4222")?).await?;
 //! let mut room = ps.subscribe("room.42.>".parse()?).await?;
-//! ps.publish(Message::builder("room.42.msg".parse()?).payload("hi").header("from", "ada").build()?)
-//!     .await?;
-//! let msg = room.recv().await.expect("a message");
-//! assert_eq!(msg.headers().get("from"), Some("ada"));
+//! let message = Message::builder("room.42.msg".parse()?).payload("hi").header("from", "ada");
+//! ps.publish(message.build()?).await?;
+//! assert_eq!(room.recv().await.unwrap().headers().get("from"), Some("ada"));
 //! ps.close().await?;
 //! # Ok(()) }
 //! ```
 //!
-//! # How the portable semantics map to NATS
+//! # Translation
 //!
-//! - **Subjects and wildcards** map one to one: a topic is a subject, `*` and `>` are NATS's
-//!   own. Each distinct pattern is one NATS subscription, shared by every local subscription
-//!   with that pattern (the hub counts references); the hub's exact matcher still decides
-//!   delivery, and a subscription gets one copy of a message even when several of the handle's
-//!   NATS subscriptions overlap. Messages whose subject is not a portable topic (another NATS
-//!   client may publish `a.b*c`) are skipped.
-//! - **Subscribe readiness.** `subscribe` resolves once the server has processed the `SUB`: the
-//!   adapter sends it, then round-trips a message on a private subject through the server, which
-//!   answers a connection's operations in order. `unsubscribe().await` waits the same way.
+//! - **Topics and patterns** are subjects: the portable grammar is NATS's, `*` and `>`
+//!   included. Each distinct pattern is one NATS subscription (`SUB`), shared by every local
+//!   subscription with that pattern; the core's exact matcher decides delivery, and a local
+//!   subscription gets one copy of a message however the handle's subscriptions overlap.
+//!   Messages whose subject is not a portable topic (other clients may publish `a.b*c`) are
+//!   skipped.
+//! - **Subscribe and unsubscribe** resolve once the server has applied the `SUB` or `UNSUB`:
+//!   after a batch of them, the adapter round-trips one message through the server on a
+//!   private subject (NATS handles a connection's operations in order). Both are bounded by
+//!   the command timeout.
 //! - **Publish** resolves once async-nats has queued the message on the connection, in order
-//!   (no flush per message; `close` flushes). Messages larger than the server's `max_payload`
-//!   (read from its `INFO`, headers included) fail with
-//!   [`Error::PayloadTooLarge`](pubsub_core::Error::PayloadTooLarge) before any I/O.
-//! - **Headers** are NATS headers (see [`headers`] for the two encodings that make them round
-//!   trip exactly: order, and values with surrounding whitespace).
+//!   (no flush per message; `close` flushes). A message larger than the server's
+//!   `max_payload` (from its `INFO`; lowered by `max_payload` in the options), headers
+//!   included, fails with [`ErrorKind::PayloadTooLarge`](pubsub_core::ErrorKind) before any
+//!   I/O. While the connection is down, `publish` waits up to the publish timeout, then fails
+//!   with [`ErrorKind::Timeout`](pubsub_core::ErrorKind).
+//! - **Headers** are NATS headers; [`headers`] describes the two encodings that make them
+//!   round-trip exactly (order, and values with surrounding whitespace).
 //! - **Connection loss.** async-nats reconnects by itself (first attempt at once, then after
-//!   [`NatsConfig::backoff`]) and restores every NATS subscription; subscription streams stay
-//!   open. While disconnected, `publish` waits up to [`NatsConfig::publish_timeout`] for the
-//!   connection and then fails with [`Error::Timeout`](pubsub_core::Error::Timeout); messages
-//!   other clients publish during the outage are not delivered (at-most-once).
-//! - **Slow subscribers** never slow the connection: a reader task per NATS subscription moves
-//!   messages into the subscriptions' bounded buffers without ever waiting, so the server never
-//!   sees this client as a slow consumer.
-//! - **`close`** unsubscribes, flushes, drains the connection and waits for async-nats's tasks
-//!   to end. Closed during an outage, async-nats's connection task keeps trying to reconnect
-//!   and ends once it reaches a server (it does not watch for a close while reconnecting).
+//!   the options' backoff) and restores every NATS subscription; subscription streams stay
+//!   open. Messages other clients publish during the outage are not delivered (at most once).
+//! - **Slow subscribers** never slow the connection: one reader task per NATS subscription
+//!   moves messages into the subscriptions' bounded buffers without waiting. If async-nats's
+//!   own channel overflows ([`NatsConfig::subscription_capacity`]), it drops the message and
+//!   reports a slow consumer, counted in [`Stats::dropped`](pubsub_core::Stats::dropped)
+//!   (async-nats queues at most 128 such reports, so a burst of losses is undercounted).
+//! - **`close`** flushes what was published, then drains the connection, after which
+//!   async-nats's tasks end. Closed during an outage, async-nats's connection task ends only
+//!   once it reaches a server again (it reads the drain request then).
+//! - **Errors** are [`pubsub_core::Error`]: refused credentials are `Backend`, I/O and a lost
+//!   connection `Connection`, a handshake over the connect timeout `Timeout`, a bad URL,
+//!   address or certificate file `Invalid`; the async-nats error is the `source`.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -56,21 +62,24 @@ mod driver;
 mod error;
 pub mod headers;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
-use pubsub_core::{Backoff, ConnectionGate, Hub};
+use async_nats::Event;
+use pubsub_core::adapter::{launch, Context, LinkReporter};
+use pubsub_core::{Backoff, Hub, Result};
 
-pub use config::{NatsConfig, DEFAULT_PORT, DEFAULT_SUBSCRIPTION_CAPACITY};
-pub use error::Error;
+pub use config::{Credentials, NatsConfig, DEFAULT_PORT, DEFAULT_SUBSCRIPTION_CAPACITY};
 
-use driver::{Events, NatsDriver, Settings};
+use driver::NatsDriver;
+
+/// How often a handle on a foreign client reads the client's connection state.
+const STATE_POLL: Duration = Duration::from_millis(50);
 
 /// Connects to NATS and returns a handle.
 ///
-/// Fails with a typed error when no server can be reached (async-nats does not retry the first
-/// connection) or the credentials are refused; reconnects on its own afterwards.
+/// Fails with a typed error when no server can be reached (the first connection is not
+/// retried) or the credentials are refused; reconnects on its own afterwards.
 ///
 /// ```no_run
 /// # async fn demo() -> pubsub_core::Result<()> {
@@ -80,39 +89,47 @@ use driver::{Events, NatsDriver, Settings};
 /// assert_eq!(ps.max_payload(), 1024 * 1024); // the server's default
 /// # Ok(()) }
 /// ```
-pub async fn connect(config: NatsConfig) -> Result<Hub, pubsub_core::Error> {
-    let servers = config.server_addrs()?;
-    Hub::start(config.hub.clone(), move |inbound| async move {
-        let events = Arc::new(Events::new(ConnectionGate::new(false), inbound.clone()));
-        let backoff = config.backoff.clone();
-        let callback_events = events.clone();
-        let client = config
+pub async fn connect(config: NatsConfig) -> Result<Hub> {
+    launch(config.options.clone(), |cx: Context<String>| async move {
+        let servers = config.server_addrs()?;
+        let tls = config.tls_client_config().await?;
+        let (link, inbound, backoff) = (
+            cx.supervisor.link(),
+            cx.inbound.clone(),
+            cx.options.backoff.clone(),
+        );
+        let events = link.clone();
+        let mut options = config
             .connect_options()
             .reconnect_delay_callback(move |attempts| reconnect_delay(&backoff, attempts))
             .event_callback(move |event| {
-                callback_events.on_event(event);
+                tracing::debug!(%event, "NATS connection event");
+                match event {
+                    // async-nats has restored its subscriptions when it reports `Connected`.
+                    Event::Connected => events.up(),
+                    Event::Disconnected | Event::Closed => events.down(),
+                    Event::SlowConsumer(_) => inbound.record_lost(1),
+                    _ => {}
+                }
                 std::future::ready(())
-            })
-            .connect(servers)
-            .await
-            .map_err(Error::from_connect)?;
-        events.set_connected(client.connection_state() == State::Connected);
-        let settings = Settings {
-            publish_timeout: config.publish_timeout,
-            command_timeout: config.command_timeout,
-            owned: true,
-        };
-        Ok(NatsDriver::start(client, settings, inbound, Some(events)).await?)
+            });
+        if let Some(tls) = tls {
+            options = options.tls_client_config(tls);
+        }
+        let client = options.connect(servers).await.map_err(error::connect)?;
+        report(&link, &client.connection_state());
+        NatsDriver::start(client, cx, true).await
     })
     .await
 }
 
 /// Builds a handle on a client the application already has, sharing its connection.
 ///
-/// Only the adapter settings of `config` are used (timeouts, hub settings); the connection's own
-/// settings (servers, credentials, reconnect policy) are the client's. `close` then removes the
-/// handle's subscriptions and flushes, but leaves the client connected. The client must echo
-/// its own messages (the async-nats default; not `no_echo`).
+/// Only `config.options` is used; the connection's own settings (servers, credentials,
+/// reconnect policy) are the client's. The handle reads the client's connection state every
+/// 50 ms (a foreign client's events are not available, so slow-consumer drops are not counted
+/// either). `close` flushes but leaves the client connected. The client must echo its own
+/// messages (the async-nats default; not `no_echo`).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -123,26 +140,53 @@ pub async fn connect(config: NatsConfig) -> Result<Hub, pubsub_core::Error> {
 /// ps.close().await?; // `client` stays usable
 /// # Ok(()) }
 /// ```
-pub async fn from_client(
-    client: async_nats::Client,
-    config: NatsConfig,
-) -> Result<Hub, pubsub_core::Error> {
-    Hub::start(config.hub.clone(), move |inbound| async move {
-        let settings = Settings {
-            publish_timeout: config.publish_timeout,
-            command_timeout: config.command_timeout,
-            owned: false,
-        };
-        Ok(NatsDriver::start(client, settings, inbound, None).await?)
+pub async fn from_client(client: async_nats::Client, config: NatsConfig) -> Result<Hub> {
+    launch(config.options, |cx: Context<String>| async move {
+        let link = cx.supervisor.link();
+        let watched = client.clone();
+        let mut last = watched.connection_state();
+        report(&link, &last);
+        cx.tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(STATE_POLL).await;
+                let state = watched.connection_state();
+                if state != last {
+                    report(&link, &state);
+                    last = state;
+                }
+            }
+        });
+        NatsDriver::start(client, cx, false).await
     })
     .await
 }
 
-/// async-nats's reconnect delay for its `attempts`-th attempt (counted from 1): the first is
-/// immediate, then the backoff policy applies.
+fn report(link: &LinkReporter, state: &State) {
+    match state {
+        State::Connected => link.up(),
+        State::Disconnected => link.down(),
+        State::Pending => {}
+    }
+}
+
+/// async-nats's delay before its `attempts`-th reconnect attempt (counted from 1): the first is
+/// immediate, then the backoff applies.
 fn reconnect_delay(backoff: &Backoff, attempts: usize) -> Duration {
     match attempts {
         0 | 1 => Duration::ZERO,
         n => backoff.delay(u32::try_from(n - 2).unwrap_or(u32::MAX)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_reconnect_is_immediate_then_backoff() {
+        let backoff = Backoff::default().with_jitter(0.0);
+        assert_eq!(reconnect_delay(&backoff, 1), Duration::ZERO);
+        assert_eq!(reconnect_delay(&backoff, 2), backoff.delay(0));
+        assert_eq!(reconnect_delay(&backoff, 9), backoff.delay(7));
     }
 }

@@ -73,7 +73,8 @@ async fn main() -> pubsub::Result<()> {
     let mut delivered = 0;
     for c in counters {
         let (pattern, received, last, dropped) = c.await.map_err(|e| {
-            pubsub::Error::new(pubsub::ErrorKind::Backend, "a subscriber task failed").with_source(e)
+            pubsub::Error::new(pubsub::ErrorKind::Backend, "a subscriber task failed")
+                .with_source(e)
         })?;
         delivered += received;
         println!("  {pattern:<12} received {received:>7} (dropped {dropped}), last topic {last}");

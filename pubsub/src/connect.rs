@@ -41,7 +41,11 @@ impl Scheme {
             "kafka" => Scheme::Kafka,
             // The scheme is printed, the rest of the URL (which may hold a password) is not.
             other => {
-                let shown: String = other.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+                let shown: String = other
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(16)
+                    .collect();
                 return Err(Error::invalid_config(format!(
                     "unknown pub/sub URL scheme `{shown}`"
                 )));
@@ -89,9 +93,13 @@ pub async fn connect(url: &str) -> Result<Hub> {
             pubsub_nats::connect(config).await
         }
         #[cfg(feature = "amqp")]
-        Scheme::Amqp => Err(Error::unsupported("the AMQP adapter is not implemented yet")),
+        Scheme::Amqp => Err(Error::unsupported(
+            "the AMQP adapter is not implemented yet",
+        )),
         #[cfg(feature = "kafka")]
-        Scheme::Kafka => Err(Error::unsupported("the Kafka adapter is not implemented yet")),
+        Scheme::Kafka => Err(Error::unsupported(
+            "the Kafka adapter is not implemented yet",
+        )),
         #[allow(unreachable_patterns)]
         other => Err(disabled(url, other)),
     }
@@ -144,7 +152,12 @@ mod tests {
     #[test]
     fn memory_urls_connect() {
         rt().block_on(async {
-            for url in ["memory://", "memory://x", "MEMORY://x/", "memory://x?buffer=8"] {
+            for url in [
+                "memory://",
+                "memory://x",
+                "MEMORY://x/",
+                "memory://x?buffer=8",
+            ] {
                 let ps = connect(url).await.unwrap();
                 assert_eq!(ps.backend(), "memory");
                 ps.close().await.unwrap();
