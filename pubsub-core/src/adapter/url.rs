@@ -6,6 +6,8 @@
 //! percent-decoded here, once. Errors never repeat the URL, the user info or a query value:
 //! a mistyped URL cannot put a password in a log.
 
+use std::fmt;
+
 use percent_encoding::percent_decode_str;
 
 use crate::{Error, Result, Secret};
@@ -47,12 +49,13 @@ impl HostPort {
 /// assert!(!format!("{url:?}").contains("p@ss"));
 /// # Ok::<(), pubsub_core::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerUrl {
     /// The scheme, lowercase.
     pub scheme: String,
-    /// The user name, if any (empty is `None`).
+    /// The user name, if any (empty is `None`). Without a password it may be a token (NATS) or
+    /// a password (Redis): `Debug` redacts it then.
     pub user: Option<String>,
     /// The password (after `user:`), if any.
     pub password: Option<Secret>,
@@ -62,6 +65,27 @@ pub struct ServerUrl {
     pub path: String,
     /// The query parameters, decoded, in order.
     pub query: Vec<(String, String)>,
+}
+
+impl fmt::Debug for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let user = match (&self.user, &self.password) {
+            (Some(user), Some(_)) => Some(user.as_str()),
+            (Some(_), None) => Some("<redacted>"),
+            (None, _) => None,
+        };
+        f.debug_struct("ServerUrl")
+            .field("scheme", &self.scheme)
+            .field("user", &user)
+            .field("password", &self.password)
+            .field("hosts", &self.hosts)
+            .field("path", &self.path)
+            .field(
+                "query",
+                &self.query.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl ServerUrl {
@@ -101,7 +125,9 @@ impl ServerUrl {
                  names and passwords (%40, %2F, %3F, %23)",
             ));
         }
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
+        // The first `@` ends the user info: an unescaped `@` in a password then leaves an
+        // `@` among the hosts, which is refused, rather than a password read as a host.
+        let (userinfo, hosts) = match authority.split_once('@') {
             Some((info, hosts)) => (Some(info), hosts),
             None => (None, authority),
         };
@@ -282,6 +308,9 @@ mod tests {
         assert_eq!(u.hosts[0].host, "::1");
         assert_eq!(u.hosts[0].address(1), "[::1]:7000");
 
+        let token = parse(&format!("redis://{SECRET}@h")).unwrap();
+        assert!(!format!("{token:?}").contains(SECRET));
+
         let u = parse("redis://a,redis://b:2").unwrap();
         assert_eq!(u.hosts.len(), 2);
         assert_eq!(u.hosts[1].scheme.as_deref(), Some("redis"));
@@ -299,6 +328,8 @@ mod tests {
             format!("redis://u:{SECRET}%ff@host"),
             format!("redis://u:{SECRET}#@host"),
             format!("redis:u:{SECRET}@host"),
+            format!("redis://u:p@{SECRET}@host"),
+            format!("redis://u:{SECRET}@h1,v:pw@h2"),
             format!("redis://h?{SECRET}=1"),
             String::new(),
             "redis://".to_string(),

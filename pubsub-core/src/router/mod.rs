@@ -13,6 +13,8 @@ mod queue;
 mod trie;
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -93,9 +95,9 @@ impl Slot {
 #[derive(Debug)]
 pub(crate) struct Routes<F> {
     trie: trie::Trie<Arc<Route>>,
-    pub(crate) filters: HashMap<F, Slot>,
+    pub(crate) filters: HashMap<F, Slot, RandomState>,
     /// The filter of each slot id.
-    pub(crate) by_id: HashMap<u64, F>,
+    pub(crate) by_id: HashMap<u64, F, RandomState>,
     /// Filters whose slot the reconciler should look at: the ones whose wanted or broker
     /// state may have changed. Its work is proportional to this list, not to all filters.
     pub(crate) dirty: Vec<F>,
@@ -118,8 +120,8 @@ impl<F> Default for Routes<F> {
     fn default() -> Self {
         Routes {
             trie: trie::Trie::default(),
-            filters: HashMap::new(),
-            by_id: HashMap::new(),
+            filters: HashMap::default(),
+            by_id: HashMap::default(),
             dirty: Vec::new(),
             active: 0,
             next_filter: 0,

@@ -34,7 +34,7 @@ pub struct Trie<T> {
 
 #[derive(Debug)]
 struct Node<T> {
-    literal: HashMap<Box<str>, Node<T>>,
+    literal: HashMap<Box<str>, Node<T>, foldhash::fast::RandomState>,
     one: Option<Box<Node<T>>>,
     /// Values whose pattern ends at this node, by key.
     here: IndexMap<u64, T, BuildHasherDefault<FxHasher>>,
@@ -45,7 +45,7 @@ struct Node<T> {
 impl<T> Default for Node<T> {
     fn default() -> Self {
         Node {
-            literal: HashMap::new(),
+            literal: HashMap::default(),
             one: None,
             here: IndexMap::default(),
             rest: IndexMap::default(),
