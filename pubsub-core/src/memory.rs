@@ -219,15 +219,6 @@ impl MemoryDriver {
     }
 }
 
-impl fmt::Debug for MemoryDriver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryDriver")
-            .field("id", &self.id)
-            .field("mode", &*self.mode.borrow())
-            .finish()
-    }
-}
-
 #[async_trait]
 impl Driver for MemoryDriver {
     /// Each distinct pattern is its own filter: bookkeeping only, since every handle on the
@@ -281,6 +272,15 @@ impl Driver for MemoryDriver {
     async fn close(&self) -> Result<()> {
         self.detach();
         Ok(())
+    }
+}
+
+impl fmt::Debug for MemoryDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryDriver")
+            .field("id", &self.id)
+            .field("mode", &*self.mode.borrow())
+            .finish()
     }
 }
 

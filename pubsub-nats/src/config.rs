@@ -9,7 +9,7 @@ use async_nats::rustls::pki_types::pem::PemObject;
 use async_nats::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use async_nats::rustls::{self, ClientConfig, RootCertStore};
 use async_nats::{ConnectOptions, ServerAddr};
-use pubsub_core::adapter::ServerUrl;
+use pubsub_core::adapter::{config_setters, ServerUrl};
 use pubsub_core::{CommonOptions, Error, Result, Secret, WithOptions};
 
 /// Default NATS port.
@@ -106,6 +106,17 @@ impl WithOptions for NatsConfig {
     }
 }
 
+config_setters!(NatsConfig {
+    /// Requires TLS (or not) on every server.
+    with_tls(tls: bool),
+    /// Sets how often the client pings the server.
+    with_ping_interval(ping_interval: Duration),
+    /// Sets the capacity of async-nats's channel per native subscription (0 counts as 1).
+    with_subscription_capacity(subscription_capacity: usize),
+    /// Whether to also reconnect to the servers a cluster advertises.
+    with_discovered_servers(use_discovered_servers: bool),
+});
+
 impl NatsConfig {
     /// Parses `nats://[user:password@|token@]host[:port][,[scheme://]host[:port]…][?query]`
     /// (`tls://` for TLS).
@@ -125,11 +136,12 @@ impl NatsConfig {
         url.reject_unknown_query(&[])?;
         let credentials = match (url.user, url.password) {
             (None, None) => None,
-            (Some(token), None) => Some(Credentials::Token(Secret::from(token))),
+            // `token@host` (or `:token@host`).
+            (None, Some(token)) => Some(Credentials::Token(token)),
             (Some(user), Some(password)) => Some(Credentials::UserPassword { user, password }),
-            (None, Some(_)) => {
+            (Some(_), None) => {
                 return Err(Error::invalid_config(
-                    "the NATS URL has a password but no user name",
+                    "the NATS URL has a user name but no password",
                 ))
             }
         };
@@ -177,12 +189,6 @@ impl NatsConfig {
         self
     }
 
-    /// Requires TLS (or not) on every server.
-    pub fn with_tls(mut self, tls: bool) -> Self {
-        self.tls = tls;
-        self
-    }
-
     /// Trusts one more root certificate (PEM file), and requires TLS.
     pub fn with_root_certificate(mut self, path: impl Into<PathBuf>) -> Self {
         self.root_certificates.push(path.into());
@@ -205,31 +211,13 @@ impl NatsConfig {
         self
     }
 
-    /// Sets how often the client pings the server.
-    pub fn with_ping_interval(mut self, interval: Duration) -> Self {
-        self.ping_interval = interval;
-        self
-    }
-
-    /// Sets the capacity of async-nats's channel per native subscription (at least 1).
-    pub fn with_subscription_capacity(mut self, capacity: usize) -> Self {
-        self.subscription_capacity = capacity.max(1);
-        self
-    }
-
-    /// Whether to also reconnect to the servers a cluster advertises.
-    pub fn with_discovered_servers(mut self, use_them: bool) -> Self {
-        self.use_discovered_servers = use_them;
-        self
-    }
-
     /// The async-nats options for this configuration, without callbacks or TLS config.
     pub(crate) fn connect_options(&self) -> ConnectOptions {
         let name = self.name.as_deref().unwrap_or("pubsub-nats");
         let mut options = ConnectOptions::new()
             .connection_timeout(self.options.connect_timeout)
             .ping_interval(self.ping_interval)
-            .subscription_capacity(self.subscription_capacity)
+            .subscription_capacity(self.subscription_capacity.max(1))
             .require_tls(self.tls)
             .name(name);
         options = match &self.credentials {
@@ -427,7 +415,6 @@ mod tests {
             "nats://u:hunter2@h?token=hunter2",
             "nats://u:hunter2@h,,h2",
             "nats://u:hunter2@h,ftp://x",
-            "nats://:hunter2@h",
             "nats://u:hunter2%ff@h",
             "nats://u:hunter2@ho st",
         ] {
@@ -436,6 +423,7 @@ mod tests {
             assert!(!format!("{e} {e:?}").contains("hunter2"), "{url}: {e}");
         }
         for c in [
+            parse("nats://:hunter2@h"),
             parse("nats://alice:hunter2@h"),
             parse("tls://hunter2@h"),
             NatsConfig::default().with_token("hunter2"),

@@ -8,7 +8,7 @@ use fred::types::config::{
     Config as FredConfig, ConnectionConfig, PerformanceConfig, ReconnectPolicy, ServerConfig,
     TcpConfig, TlsConfig,
 };
-use pubsub_core::adapter::ServerUrl;
+use pubsub_core::adapter::{config_setters, ServerUrl};
 use pubsub_core::{Backoff, CommonOptions, Error, Result, Secret, WithOptions};
 
 /// Default largest payload: 4 MiB.
@@ -102,6 +102,17 @@ impl WithOptions for RedisConfig {
     }
 }
 
+config_setters!(RedisConfig {
+    /// Selects a database number.
+    with_database(database: Option<u8>),
+    /// Turns TLS on or off.
+    with_tls(tls: bool),
+    /// Sets the capacity of fred's broadcast channel of received messages (at least 1).
+    with_broadcast_capacity(broadcast_capacity: usize),
+    /// Sets how many leading literal tokens of a wildcard pattern go into its glob.
+    with_pattern_depth(pattern_depth: usize),
+});
+
 /// The query parameters of a Redis URL besides the [`CommonOptions`] ones.
 const QUERY_KEYS: &[&str] = &["pattern_depth", "broadcast_capacity"];
 
@@ -115,10 +126,7 @@ impl RedisConfig {
     pub fn from_url(url: &str) -> Result<Self> {
         let mut parsed = ServerUrl::parse(url, &["redis", "rediss"])?;
         let host = parsed.single_host()?.clone();
-        let (username, password) = match (parsed.user.take(), parsed.password.take()) {
-            (Some(lone), None) => (None, Some(Secret::from(lone))),
-            other => other,
-        };
+        let (username, password) = (parsed.user.take(), parsed.password.take());
         let database = match parsed.path.as_str() {
             "" => None,
             db => Some(db.parse::<u8>().map_err(|_| {
@@ -171,30 +179,6 @@ impl RedisConfig {
     ) -> Self {
         self.username = username;
         self.password = Some(password.into());
-        self
-    }
-
-    /// Selects a database number.
-    pub fn with_database(mut self, database: Option<u8>) -> Self {
-        self.database = database;
-        self
-    }
-
-    /// Turns TLS on or off.
-    pub fn with_tls(mut self, tls: bool) -> Self {
-        self.tls = tls;
-        self
-    }
-
-    /// Sets the capacity of fred's broadcast channel of received messages (at least 16).
-    pub fn with_broadcast_capacity(mut self, capacity: usize) -> Self {
-        self.broadcast_capacity = capacity.max(16);
-        self
-    }
-
-    /// Sets how many leading literal tokens of a wildcard pattern go into its glob.
-    pub fn with_pattern_depth(mut self, depth: usize) -> Self {
-        self.pattern_depth = depth;
         self
     }
 

@@ -37,6 +37,8 @@ pub use tasks::Tasks;
 pub use url::{parse_query, HostPort, ServerUrl};
 pub use watchdog::Watchdog;
 
+pub use crate::__config_setters as config_setters;
+
 use crate::router::Router;
 use crate::{CommonOptions, Error, Hub, Message, Operation, Pattern, Result};
 
@@ -201,4 +203,35 @@ where
             Err(decorate(error))
         }
     }
+}
+
+/// Writes the plain `with_*` setters of an adapter's config: each sets one field and returns
+/// the config, with the doc comment given. Setters with more to do stay hand-written.
+///
+/// ```
+/// use pubsub_core::adapter::config_setters;
+/// #[derive(Default)]
+/// pub struct MyConfig {
+///     pub tls: bool,
+/// }
+/// config_setters!(MyConfig {
+///     /// Turns TLS on or off.
+///     with_tls(tls: bool),
+/// });
+/// assert!(MyConfig::default().with_tls(true).tls);
+/// ```
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __config_setters {
+    ($config:ty { $( $(#[$meta:meta])* $setter:ident($field:ident: $ty:ty) ),* $(,)? }) => {
+        impl $config {
+            $(
+                $(#[$meta])*
+                pub fn $setter(mut self, $field: $ty) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
 }

@@ -6,8 +6,6 @@
 //! percent-decoded here, once. Errors never repeat the URL, the user info or a query value:
 //! a mistyped URL cannot put a password in a log.
 
-use std::fmt;
-
 use percent_encoding::percent_decode_str;
 
 use crate::{Error, Result, Secret};
@@ -49,15 +47,15 @@ impl HostPort {
 /// assert!(!format!("{url:?}").contains("p@ss"));
 /// # Ok::<(), pubsub_core::Error>(())
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerUrl {
     /// The scheme, lowercase.
     pub scheme: String,
-    /// The user name, if any (empty is `None`). Without a password it may be a token (NATS) or
-    /// a password (Redis): `Debug` redacts it then.
+    /// The user name, if any (empty is `None`).
     pub user: Option<String>,
-    /// The password (after `user:`), if any.
+    /// The password (after `user:`), or a user info without `:`, which is a secret by itself
+    /// (a token for NATS, a password for Redis): `secret@host` gives `user: None`.
     pub password: Option<Secret>,
     /// The hosts, at least one.
     pub hosts: Vec<HostPort>,
@@ -65,27 +63,6 @@ pub struct ServerUrl {
     pub path: String,
     /// The query parameters, decoded, in order.
     pub query: Vec<(String, String)>,
-}
-
-impl fmt::Debug for ServerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let user = match (&self.user, &self.password) {
-            (Some(user), Some(_)) => Some(user.as_str()),
-            (Some(_), None) => Some("<redacted>"),
-            (None, _) => None,
-        };
-        f.debug_struct("ServerUrl")
-            .field("scheme", &self.scheme)
-            .field("user", &user)
-            .field("password", &self.password)
-            .field("hosts", &self.hosts)
-            .field("path", &self.path)
-            .field(
-                "query",
-                &self.query.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
-            .finish()
-    }
 }
 
 impl ServerUrl {
@@ -138,7 +115,7 @@ impl ServerUrl {
                     Some(decode(user, "user name")?),
                     Some(Secret::from(decode(password, "password")?)),
                 ),
-                None => (Some(decode(info, "user name")?), None),
+                None => (None, Some(Secret::from(decode(info, "token")?))),
             },
         };
         let user = user.filter(|u| !u.is_empty());

@@ -15,7 +15,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::adapter::{Driver, Supervisor, Tasks};
-use crate::router::{Presence, Route, Router};
+use crate::router::{Presence, Route, Router, Slot};
 use crate::{
     CommonOptions, ConnectionState, Error, Message, Operation, Pattern, PubSub, Result, Stats,
     SubscribeOptions, Subscription,
@@ -168,83 +168,43 @@ impl<D: Driver> HubInner<D> {
         Ok(())
     }
 
-    /// Waits until the route's filter is live at the broker, its change failed, the deadline
-    /// passed or the handle closed.
-    async fn wait_live(&self, filter: &D::Filter, attempts_before: u64) -> Result<()> {
+    /// Waits until `settled` holds for the filter's slot (or, with `gone_is_settled`, the slot
+    /// is gone), a broker change of it that started after `attempts_before` failed, the
+    /// command timeout passed, or the handle closed.
+    async fn wait_slot(
+        &self,
+        filter: &D::Filter,
+        attempts_before: u64,
+        settled: impl Fn(&Slot) -> bool,
+        gone_is_settled: bool,
+        what: &'static str,
+    ) -> Result<()> {
         let deadline = Instant::now() + self.options.command_timeout;
         let mut outcomes = self.reconciler.outcomes.clone();
         loop {
             outcomes.borrow_and_update();
-            let state = self.router.with_slot(filter, |slot| {
-                if slot.is_live() {
-                    Some(Ok(()))
-                } else {
-                    match &slot.last_error {
-                        Some(error) if slot.attempts > attempts_before && !slot.busy => {
-                            Some(Err(error.clone()))
-                        }
-                        _ => None,
+            let state = self
+                .router
+                .with_slot(filter, |slot| match &slot.last_error {
+                    _ if settled(slot) => Some(Ok(())),
+                    Some(error) if slot.attempts > attempts_before && !slot.busy => {
+                        Some(Err(error.clone()))
                     }
-                }
-            });
+                    _ => None,
+                });
             match state {
                 Some(Some(result)) => return result,
+                None if gone_is_settled => return Ok(()),
                 None => return Err(Error::closed()),
                 Some(None) => {}
             }
-            self.wait_outcome(
-                &mut outcomes,
-                deadline,
-                "the broker did not confirm the subscription",
-            )
-            .await?;
-        }
-    }
-
-    /// Waits until the filter the last route left is gone from the broker.
-    async fn wait_released(&self, filter: &D::Filter, attempts_before: u64) -> Result<()> {
-        let deadline = Instant::now() + self.options.command_timeout;
-        let mut outcomes = self.reconciler.outcomes.clone();
-        loop {
-            outcomes.borrow_and_update();
-            let state = self.router.with_slot(filter, |slot| {
-                if slot.refs > 0 || (slot.presence == Presence::Absent && !slot.busy) {
-                    Some(Ok(()))
-                } else {
-                    match &slot.last_error {
-                        Some(error) if slot.attempts > attempts_before && !slot.busy => {
-                            Some(Err(error.clone()))
-                        }
-                        _ => None,
-                    }
-                }
-            });
-            match state {
-                Some(Some(result)) => return result,
-                None => return Ok(()),
-                Some(None) => {}
+            tokio::select! {
+                changed = outcomes.changed() => changed.map_err(|_| Error::closed())?,
+                _ = self.tasks.stopped() => return Err(Error::closed()),
+                _ = tokio::time::sleep_until(deadline) => return Err(Error::timeout(format!(
+                    "{what} within {:?}", self.options.command_timeout
+                ))),
             }
-            self.wait_outcome(
-                &mut outcomes,
-                deadline,
-                "the broker did not confirm the unsubscribe",
-            )
-            .await?;
-        }
-    }
-
-    async fn wait_outcome(
-        &self,
-        outcomes: &mut watch::Receiver<u64>,
-        deadline: Instant,
-        what: &'static str,
-    ) -> Result<()> {
-        tokio::select! {
-            changed = outcomes.changed() => changed.map_err(|_| Error::closed()),
-            _ = self.tasks.stopped() => Err(Error::closed()),
-            _ = tokio::time::sleep_until(deadline) => Err(Error::timeout(format!(
-                "{what} within {:?}", self.options.command_timeout
-            ))),
         }
     }
 
@@ -336,7 +296,14 @@ impl<D: Driver> Core for HubInner<D> {
         let (route, live) = self.router.insert(id, pattern, filter.clone(), capacity);
         if !live {
             self.reconciler.kick.notify_one();
-            if let Err(error) = self.wait_live(&filter, attempts).await {
+            let waited = self.wait_slot(
+                &filter,
+                attempts,
+                Slot::is_live,
+                false,
+                "the broker did not confirm the subscription",
+            );
+            if let Err(error) = waited.await {
                 self.detach(&route);
                 return Err(fail(error));
             }
@@ -393,9 +360,17 @@ impl<D: Driver> Owner for HubInner<D> {
             }
             let attempts = self.attempts_of(&filter);
             self.reconciler.kick.notify_one();
-            self.wait_released(&filter, attempts)
-                .await
-                .map_err(|e| self.fail(e, Operation::Unsubscribe))
+            let released =
+                |slot: &Slot| slot.refs > 0 || (slot.presence == Presence::Absent && !slot.busy);
+            self.wait_slot(
+                &filter,
+                attempts,
+                released,
+                true,
+                "the broker did not confirm the unsubscribe",
+            )
+            .await
+            .map_err(|e| self.fail(e, Operation::Unsubscribe))
         })
     }
 }
