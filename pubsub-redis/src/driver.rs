@@ -434,7 +434,16 @@ pub(crate) fn fred_error(context: &'static str, source: fred::error::Error) -> E
     use pubsub_core::ErrorKind;
     let kind = match source.kind() {
         K::Timeout => ErrorKind::Timeout,
-        K::IO | K::Canceled | K::Tls | K::Protocol => ErrorKind::Connection,
+        // `Routing` is what fred says for a command it could not write ("Max attempts
+        // reached.") when the connection dropped under it.
+        K::IO
+        | K::Canceled
+        | K::Tls
+        | K::Protocol
+        | K::Routing
+        | K::Backpressure
+        | K::Cluster
+        | K::Sentinel => ErrorKind::Connection,
         K::Config | K::Url => ErrorKind::Invalid,
         _ => ErrorKind::Backend,
     };
@@ -518,5 +527,6 @@ mod tests {
         let kind = |k| fred_error("x", fred::error::Error::new(k, "")).kind();
         assert_eq!(kind(fred::error::ErrorKind::Timeout), ErrorKind::Timeout);
         assert_eq!(kind(fred::error::ErrorKind::Auth), ErrorKind::Backend);
+        assert_eq!(kind(fred::error::ErrorKind::Routing), ErrorKind::Connection);
     }
 }
