@@ -2,6 +2,7 @@
 //! [`Secret`] for passwords and tokens.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -210,6 +211,45 @@ pub trait WithOptions: Sized {
 
 impl WithOptions for CommonOptions {
     fn options_mut(&mut self) -> &mut CommonOptions {
+        self
+    }
+}
+
+/// TLS settings every backend shares: the system's root certificates are always trusted;
+/// these add more, and a client certificate for mutual TLS. Files are PEM, read when the handle
+/// connects (off the async runtime); a missing or malformed file is an
+/// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) error.
+///
+/// ```
+/// use pubsub_core::TlsOptions;
+/// let tls = TlsOptions::default()
+///     .with_root_certificate("/etc/my-ca.pem")
+///     .with_client_certificate("/etc/me.pem", "/etc/me.key");
+/// assert_eq!(tls.root_certificates.len(), 1);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsOptions {
+    /// Extra root certificates to trust, on top of the system's.
+    pub root_certificates: Vec<PathBuf>,
+    /// A client certificate chain and its private key, for mutual TLS.
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsOptions {
+    /// Trusts one more root certificate (PEM file).
+    pub fn with_root_certificate(mut self, path: impl Into<PathBuf>) -> Self {
+        self.root_certificates.push(path.into());
+        self
+    }
+
+    /// Presents a client certificate chain and key (PEM files).
+    pub fn with_client_certificate(
+        mut self,
+        certificate: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.client_certificate = Some((certificate.into(), key.into()));
         self
     }
 }

@@ -1,16 +1,11 @@
 //! [`NatsConfig`]: the servers, the credentials, and the settings only NATS has.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::rustls::pki_types::pem::PemObject;
-use async_nats::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use async_nats::rustls::{self, ClientConfig, RootCertStore};
 use async_nats::{ConnectOptions, ServerAddr};
 use pubsub_core::adapter::{config_setters, ServerUrl};
-use pubsub_core::{CommonOptions, Error, Result, Secret, WithOptions};
+use pubsub_core::{CommonOptions, Error, Result, Secret, TlsOptions, WithOptions};
 
 /// Default NATS port.
 pub const DEFAULT_PORT: u16 = 4222;
@@ -66,12 +61,9 @@ pub struct NatsConfig {
     pub servers: Vec<String>,
     /// How to authenticate, if at all.
     pub credentials: Option<Credentials>,
-    /// Require TLS on every server (also set by a `tls://` server and the certificate setters).
-    pub tls: bool,
-    /// Extra root certificates (PEM files) to trust, on top of the system's.
-    pub root_certificates: Vec<PathBuf>,
-    /// Client certificate chain and private key (PEM files) for mutual TLS.
-    pub client_certificate: Option<(PathBuf, PathBuf)>,
+    /// TLS on every server (set by a `tls://` server): the system's roots plus the given ones,
+    /// and a client certificate for mutual TLS. `None`: plain TCP.
+    pub tls: Option<TlsOptions>,
     /// Connection name shown by the server's monitoring (default `pubsub-nats`).
     pub name: Option<String>,
     /// How often the client pings the server; two unanswered pings mark the connection dead.
@@ -89,9 +81,7 @@ impl Default for NatsConfig {
             options: CommonOptions::default(),
             servers: vec![format!("nats://127.0.0.1:{DEFAULT_PORT}")],
             credentials: None,
-            tls: false,
-            root_certificates: Vec::new(),
-            client_certificate: None,
+            tls: None,
             name: None,
             ping_interval: Duration::from_secs(30),
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
@@ -107,8 +97,8 @@ impl WithOptions for NatsConfig {
 }
 
 config_setters!(NatsConfig {
-    /// Requires TLS (or not) on every server.
-    with_tls(tls: bool),
+    /// Requires TLS on every server, with these settings (`None`: plain TCP).
+    with_tls(tls: Option<TlsOptions>),
     /// Sets how often the client pings the server.
     with_ping_interval(ping_interval: Duration),
     /// Sets the capacity of async-nats's channel per native subscription (0 counts as 1).
@@ -153,7 +143,10 @@ impl NatsConfig {
             .collect();
         Ok(NatsConfig {
             options,
-            tls: servers.iter().any(|s| s.starts_with("tls://")),
+            tls: servers
+                .iter()
+                .any(|s| s.starts_with("tls://"))
+                .then(TlsOptions::default),
             servers,
             credentials,
             ..NatsConfig::default()
@@ -189,22 +182,6 @@ impl NatsConfig {
         self
     }
 
-    /// Trusts one more root certificate (PEM file), and requires TLS.
-    pub fn with_root_certificate(mut self, path: impl Into<PathBuf>) -> Self {
-        self.root_certificates.push(path.into());
-        self.with_tls(true)
-    }
-
-    /// Presents a client certificate chain and key (PEM files) for mutual TLS, and requires TLS.
-    pub fn with_client_certificate(
-        mut self,
-        cert: impl Into<PathBuf>,
-        key: impl Into<PathBuf>,
-    ) -> Self {
-        self.client_certificate = Some((cert.into(), key.into()));
-        self.with_tls(true)
-    }
-
     /// Sets the connection name shown by the server's monitoring.
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -218,7 +195,7 @@ impl NatsConfig {
             .connection_timeout(self.options.connect_timeout)
             .ping_interval(self.ping_interval)
             .subscription_capacity(self.subscription_capacity.max(1))
-            .require_tls(self.tls)
+            .require_tls(self.tls.is_some())
             .name(name);
         options = match &self.credentials {
             None => options,
@@ -260,78 +237,6 @@ impl NatsConfig {
             .map(|(i, server)| check(i + 1, server))
             .collect()
     }
-
-    /// The rustls configuration when TLS is in play: the system's roots plus
-    /// [`NatsConfig::root_certificates`], and the client certificate. The files are read on a
-    /// blocking thread.
-    pub(crate) async fn tls_client_config(&self) -> Result<Option<ClientConfig>> {
-        if !self.tls && self.root_certificates.is_empty() && self.client_certificate.is_none() {
-            return Ok(None);
-        }
-        let (roots, client) = (
-            self.root_certificates.clone(),
-            self.client_certificate.clone(),
-        );
-        tokio::task::spawn_blocking(move || tls_config(&roots, client.as_ref()))
-            .await
-            .map_err(|e| {
-                Error::invalid_config("loading the TLS certificates failed").with_source(e)
-            })?
-            .map(Some)
-    }
-}
-
-fn tls_config(roots: &[PathBuf], client: Option<&(PathBuf, PathBuf)>) -> Result<ClientConfig> {
-    let mut store = RootCertStore::empty();
-    let system = rustls_native_certs::load_native_certs();
-    for error in &system.errors {
-        tracing::debug!(%error, "skipping a system root certificate");
-    }
-    store.add_parsable_certificates(system.certs);
-    for path in roots {
-        for cert in certificates(path)? {
-            store
-                .add(cert)
-                .map_err(|e| bad_file(path, "is not a usable root certificate", e))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::invalid_config("no usable TLS protocol version").with_source(e))?
-        .with_root_certificates(store);
-    let Some((cert, key)) = client else {
-        return Ok(builder.with_no_client_auth());
-    };
-    let pem = read(key)?;
-    let key_der = PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| bad_file(key, "holds no private key", e))?;
-    builder
-        .with_client_auth_cert(certificates(cert)?, key_der)
-        .map_err(|e| bad_file(cert, "and its key are not a usable client certificate", e))
-}
-
-/// The certificates of a PEM file (at least one).
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| bad_file(path, "is not valid PEM", e))?;
-    if certs.is_empty() {
-        return Err(Error::invalid_config(format!(
-            "{} holds no certificate",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| bad_file(path, "cannot be read", e))
-}
-
-fn bad_file(path: &Path, what: &str, source: impl Into<pubsub_core::BoxError>) -> Error {
-    Error::invalid_config(format!("{} {what}", path.display())).with_source(source)
 }
 
 impl fmt::Debug for NatsConfig {
@@ -348,8 +253,6 @@ impl fmt::Debug for NatsConfig {
             .field("servers", &servers)
             .field("credentials", &self.credentials)
             .field("tls", &self.tls)
-            .field("root_certificates", &self.root_certificates)
-            .field("client_certificate", &self.client_certificate)
             .field("name", &self.name)
             .field("ping_interval", &self.ping_interval)
             .field("subscription_capacity", &self.subscription_capacity)
@@ -371,12 +274,12 @@ mod tests {
     fn hosts_schemes_and_query() {
         let c = parse("NATS://a:1,b,nats://c:3/");
         assert_eq!(c.servers, ["nats://a:1", "nats://b:4222", "nats://c:3"]);
-        assert!(!c.tls && c.credentials.is_none());
+        assert!(c.tls.is_none() && c.credentials.is_none());
         let c = parse("tls://[::1]:4443");
         assert_eq!(c.servers, ["tls://[::1]:4443"]);
-        assert!(c.tls);
+        assert!(c.tls.is_some());
         assert!(
-            parse("nats://a:1,tls://b:2").tls,
+            parse("nats://a:1,tls://b:2").tls.is_some(),
             "one tls:// host requires TLS"
         );
         let c = parse("nats://h?publish_timeout=250ms&max_payload=100");
@@ -435,71 +338,5 @@ mod tests {
         let c = NatsConfig::default().with_servers(["nats://x:hunter2@h:1"]);
         let e = c.server_addrs().unwrap_err().to_string();
         assert!(e.contains("credentials") && !e.contains("hunter2"), "{e}");
-    }
-
-    /// A self-signed certificate (valid until 2126) and its key, as root and as client.
-    const CERT: &str = "-----BEGIN CERTIFICATE-----
-MIIBjDCCATOgAwIBAgIUeqVVfv1F6tIuVbx7Z3+5+o9vtxowCgYIKoZIzj0EAwIw
-GzEZMBcGA1UEAwwQcHVic3ViLW5hdHMtdGVzdDAgFw0yNjExMzAxNTUxMzVaGA8y
-MTI2MTEwNjE1NTEzNVowGzEZMBcGA1UEAwwQcHVic3ViLW5hdHMtdGVzdDBZMBMG
-ByqGSM49AgEGCCqGSM49AwEHA0IABC3Z5ZCNW/dvC/z47zx4Z62HkUeQGRWabWjN
-fDiAlNJTDerFEkh6UmF61Yb5/JXld3EGbdytyefsDoBgFbvm1mCjUzBRMB0GA1Ud
-DgQWBBTwsJy5E+6GtV8wtdPVDoKCus5vETAfBgNVHSMEGDAWgBTwsJy5E+6GtV8w
-tdPVDoKCus5vETAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIGuQ
-Pl3pKZpidwN86pwTZZ0dh+g1E8xiQIyODJx48s7VAiAMSMqlwdJ8rmuFKfg3Fzh6
-M4Z1AA6E6j+9GNDPSEfJFg==
------END CERTIFICATE-----
-";
-    const KEY: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgXlx3QqGmteNBKK5C
-dQUFLJt+7ujqdjsBCmJ9chp1NDChRANCAAQt2eWQjVv3bwv8+O88eGeth5FHkBkV
-mm1ozXw4gJTSUw3qxRJIelJhetWG+fyV5XdxBm3crcnn7A6AYBW75tZg
------END PRIVATE KEY-----
-";
-
-    #[tokio::test]
-    async fn tls_files_load_or_fail_typed() {
-        let dir = std::env::temp_dir().join(format!("pubsub-nats-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = |name: &str, text: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let (cert, key) = (file("cert.pem", CERT), file("key.pem", KEY));
-        let junk = file("junk.pem", "not a certificate");
-        let broken = file(
-            "broken.pem",
-            "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
-        );
-        let config = NatsConfig::default().with_root_certificate(&cert);
-        assert!(config
-            .with_client_certificate(&cert, &key)
-            .tls_client_config()
-            .await
-            .unwrap()
-            .is_some());
-        assert!(NatsConfig::default()
-            .tls_client_config()
-            .await
-            .unwrap()
-            .is_none());
-        let bad = [
-            (&junk, None),
-            (&broken, None),
-            (&dir.join("missing.pem"), None),
-        ];
-        for (root, client) in bad
-            .into_iter()
-            .chain([(&cert, Some((&cert, &cert))), (&cert, Some((&key, &key)))])
-        {
-            let mut config = NatsConfig::default().with_root_certificate(root);
-            if let Some((c, k)) = client {
-                config = config.with_client_certificate(c, k);
-            }
-            let e = config.tls_client_config().await.unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

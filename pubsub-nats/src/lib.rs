@@ -92,7 +92,10 @@ const STATE_POLL: Duration = Duration::from_millis(50);
 pub async fn connect(config: NatsConfig) -> Result<Hub> {
     launch(config.options.clone(), |cx: Context<String>| async move {
         let servers = config.server_addrs()?;
-        let tls = config.tls_client_config().await?;
+        let tls = match &config.tls {
+            Some(tls) => Some(pubsub_core::adapter::tls::client_config(tls).await?),
+            None => None,
+        };
         let (link, inbound, backoff) = (
             cx.supervisor.link(),
             cx.inbound.clone(),

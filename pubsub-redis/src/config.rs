@@ -1,15 +1,13 @@
 //! [`RedisConfig`]: where the Redis server is and how the adapter behaves.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use fred::types::config::{
     Config as FredConfig, ConnectionConfig, PerformanceConfig, ReconnectPolicy, ServerConfig,
     TcpConfig, TlsConfig,
 };
-use pubsub_core::adapter::{config_setters, ServerUrl};
-use pubsub_core::{Backoff, CommonOptions, Error, Result, Secret, WithOptions};
+use pubsub_core::adapter::{config_setters, tls, ServerUrl};
+use pubsub_core::{Backoff, CommonOptions, Error, Result, Secret, TlsOptions, WithOptions};
 
 /// Default largest payload: 4 MiB.
 ///
@@ -49,7 +47,7 @@ pub const MAX_PATTERN_DEPTH: usize = 128;
 /// assert!(!format!("{config:?}").contains("s3cret"));
 /// # Ok::<(), pubsub_core::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
     /// The settings every backend shares (buffer, timeouts, backoff, payload limit).
@@ -64,8 +62,9 @@ pub struct RedisConfig {
     pub password: Option<Secret>,
     /// Database number (`SELECT`); pub/sub channels are global, so this rarely matters.
     pub database: Option<u8>,
-    /// Whether to use TLS (`rediss://`), with the system's root certificates.
-    pub tls: bool,
+    /// TLS (`rediss://`): the system's root certificates plus the given ones, and a client
+    /// certificate for mutual TLS. `None`: plain TCP.
+    pub tls: Option<TlsOptions>,
     /// Capacity of fred's broadcast channel of received messages, per subscriber connection.
     /// When the reader falls this far behind, messages are lost and counted in
     /// [`Stats::dropped`](pubsub_core::Stats::dropped).
@@ -89,7 +88,7 @@ impl Default for RedisConfig {
             username: None,
             password: None,
             database: None,
-            tls: false,
+            tls: None,
             broadcast_capacity: DEFAULT_BROADCAST_CAPACITY,
             pattern_depth: DEFAULT_PATTERN_DEPTH,
         }
@@ -105,8 +104,8 @@ impl WithOptions for RedisConfig {
 config_setters!(RedisConfig {
     /// Selects a database number.
     with_database(database: Option<u8>),
-    /// Turns TLS on or off.
-    with_tls(tls: bool),
+    /// Uses TLS with these settings (`None`: plain TCP).
+    with_tls(tls: Option<TlsOptions>),
     /// Sets the capacity of fred's broadcast channel of received messages (at least 1).
     with_broadcast_capacity(broadcast_capacity: usize),
     /// Sets how many leading literal tokens of a wildcard pattern go into its glob.
@@ -142,7 +141,7 @@ impl RedisConfig {
             username,
             password,
             database,
-            tls: parsed.scheme == "rediss",
+            tls: (parsed.scheme == "rediss").then(TlsOptions::default),
             ..RedisConfig::default()
         };
         let mut unknown = Vec::new();
@@ -213,15 +212,13 @@ impl RedisConfig {
         self.options.max_payload.unwrap_or(DEFAULT_MAX_PAYLOAD)
     }
 
-    /// fred's connection settings for one client of this handle.
-    ///
-    /// Loads the system's root certificates for TLS: blocking file I/O, so `connect` calls it
-    /// on the blocking pool.
-    pub(crate) fn fred_config(&self) -> Result<FredConfig> {
-        let tls = if self.tls {
-            Some(rustls_config()?)
-        } else {
-            None
+    /// fred's connection settings for one client of this handle; with TLS, the rustls
+    /// configuration is built from [`RedisConfig::tls`] (reading the certificate files off the
+    /// runtime).
+    pub(crate) async fn fred_config(&self) -> Result<FredConfig> {
+        let tls = match &self.tls {
+            Some(tls) => Some(TlsConfig::from(tls::client_config(tls).await?)),
+            None => None,
         };
         Ok(FredConfig {
             server: ServerConfig::new_centralized(self.host.clone(), self.port),
@@ -298,41 +295,6 @@ pub(crate) fn reconnect_policy(backoff: &Backoff) -> ReconnectPolicy {
     policy
 }
 
-fn rustls_config() -> Result<TlsConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let loaded = rustls_native_certs::load_native_certs();
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
-    if added == 0 {
-        return Err(Error::invalid_config(format!(
-            "rediss:// needs root certificates, and none could be loaded from the system ({} errors)",
-            loaded.errors.len()
-        )));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::invalid_config(format!("TLS setup failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConfig::from(config))
-}
-
-impl fmt::Debug for RedisConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("database", &self.database)
-            .field("tls", &self.tls)
-            .field("options", &self.options)
-            .field("broadcast_capacity", &self.broadcast_capacity)
-            .field("pattern_depth", &self.pattern_depth)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,17 +304,15 @@ mod tests {
     #[test]
     fn parses_urls() {
         let c = RedisConfig::from_url("redis://127.0.0.1:6379").unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.tls), ("127.0.0.1", 6379, false));
+        assert_eq!((c.host.as_str(), c.port, c.tls), ("127.0.0.1", 6379, None));
         assert_eq!(
             (c.username.clone(), c.password.is_some(), c.database),
             (None, false, None)
         );
 
         let c = RedisConfig::from_url("rediss://alice:p%40ss@cache.example:6380/3").unwrap();
-        assert_eq!(
-            (c.host.as_str(), c.port, c.tls),
-            ("cache.example", 6380, true)
-        );
+        assert_eq!((c.host.as_str(), c.port), ("cache.example", 6380));
+        assert_eq!(c.tls, Some(TlsOptions::default()));
         assert_eq!(c.username.as_deref(), Some("alice"));
         assert_eq!(c.password.as_ref().map(Secret::expose), Some("p@ss"));
         assert_eq!(c.database, Some(3));
@@ -415,11 +375,11 @@ mod tests {
         assert!(!format!("{c:?}").contains(SECRET));
     }
 
-    #[test]
-    fn tls_config_builds_without_a_global_crypto_provider() {
+    #[tokio::test]
+    async fn tls_config_builds_without_a_global_crypto_provider() {
         let c = RedisConfig::from_url("rediss://localhost").unwrap();
         // Either the system has root certificates or we get a typed error; never a panic.
-        match c.fred_config() {
+        match c.fred_config().await {
             Ok(f) => assert!(f.tls.is_some()),
             Err(e) => assert_eq!(e.kind(), pubsub_core::ErrorKind::Invalid),
         }

@@ -127,14 +127,7 @@ use pubsub_core::{Error, Hub, Result};
 /// of the deepest class); fails with a connection error if Redis cannot be reached.
 pub async fn connect(config: RedisConfig) -> Result<Hub> {
     config.validate()?;
-    // Loading the system's root certificates (rediss://) reads files: not on the runtime.
-    tokio::runtime::Handle::try_current().map_err(|_| Error::no_runtime())?;
-    let fred_config = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || config.fred_config())
-            .await
-            .map_err(|e| Error::connection("preparing the Redis connection", e))??
-    };
+    let fred_config = config.fred_config().await?;
     let publisher = Client::new(
         fred_config.clone(),
         Some(config.fred_performance(driver::PUBLISHER_CAPACITY)),

@@ -20,6 +20,8 @@
 
 mod supervisor;
 mod tasks;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod url;
 mod watchdog;
 
