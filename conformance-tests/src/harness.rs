@@ -47,7 +47,9 @@ impl Capability {
     /// The capability a case needs, if any.
     pub fn needed_by(case: &str) -> Option<Capability> {
         match case {
-            "reconnect" | "stalled_subscribe" | "removal_is_retried" => Some(Capability::Reconnect),
+            "reconnect" | "stalled_subscribe" | "removal_is_retried" | "outage_gap" => {
+                Some(Capability::Reconnect)
+            }
             _ => None,
         }
     }

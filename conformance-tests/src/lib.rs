@@ -62,6 +62,13 @@ macro_rules! with_cases {
             stalled_subscribe,
             removal_is_retried,
             dropped_handle_is_detached,
+            overflow_gap,
+            drop_newest,
+            close_slow,
+            outage_gap,
+            multi_pattern,
+            skip_own,
+            escaped_topics,
         }
     };
 }

@@ -285,6 +285,7 @@ macro_rules! invalid_from {
 
 invalid_from!(
     crate::topic::TopicError => "invalid topic",
+    crate::token::TokenError => "invalid token",
     crate::pattern::PatternError => "invalid pattern",
     crate::headers::HeaderError => "invalid header",
     crate::adapter::envelope::EnvelopeError => "invalid envelope frame",

@@ -17,6 +17,7 @@
 
 pub mod adapter;
 mod backoff;
+mod delivery;
 mod error;
 pub mod headers;
 mod hub;
@@ -32,6 +33,7 @@ mod token;
 pub mod topic;
 
 pub use backoff::Backoff;
+pub use delivery::{Delivery, EndReason, Gap, Overflow};
 pub use error::{BoxError, Error, ErrorKind, Operation, Result};
 pub use headers::Headers;
 pub use hub::Hub;
@@ -40,6 +42,6 @@ pub use options::{CommonOptions, Secret, TlsOptions, WithOptions, DEFAULT_BUFFER
 pub use pattern::Pattern;
 pub use pubsub::{PubSub, Stats, SubscribeOptions};
 pub use state::ConnectionState;
-pub use subscription::Subscription;
-pub use token::MAX_LEN as MAX_TOPIC_LEN;
+pub use subscription::{Deliveries, Subscription};
+pub use token::{Token, TokenError, MAX_LEN as MAX_TOPIC_LEN};
 pub use topic::Topic;

@@ -207,6 +207,9 @@ pub struct MemoryDriver {
 impl MemoryDriver {
     /// Waits up to `timeout` for the link to let traffic through.
     async fn passable(&self, timeout: Duration) -> Result<()> {
+        if *self.mode.borrow() == Mode::Up {
+            return Ok(());
+        }
         let mut mode = self.mode.clone();
         let up = async move { mode.wait_for(|m| *m == Mode::Up).await.map(|_| ()) };
         match tokio::time::timeout(timeout, up).await {

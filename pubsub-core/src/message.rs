@@ -66,6 +66,11 @@ impl Message {
         &self.0.payload
     }
 
+    /// The payload as text, when it is UTF-8.
+    pub fn payload_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.payload()).ok()
+    }
+
     /// The headers.
     pub fn headers(&self) -> &Headers {
         &self.0.headers

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{Backoff, Error, Result};
+use crate::{Backoff, Error, Overflow, Result};
 
 /// The URL query parameters [`CommonOptions::take_query`] knows.
 pub(crate) const QUERY_KEYS: &[&str] = &[
     "buffer",
+    "overflow",
     "publish_timeout",
     "command_timeout",
     "connect_timeout",
@@ -31,6 +32,7 @@ pub const DEFAULT_BUFFER: usize = 1024;
 /// | parameter | meaning | example |
 /// |---|---|---|
 /// | `buffer` | default subscription buffer, in messages | `buffer=4096` |
+/// | `overflow` | default overflow policy: `drop_oldest`, `drop_newest` or `close` | `overflow=close` |
 /// | `publish_timeout` | how long `publish` waits while disconnected | `publish_timeout=2s` |
 /// | `command_timeout` | how long `subscribe`/`unsubscribe`/`close` wait for the broker | `command_timeout=500ms` |
 /// | `connect_timeout` | how long one connection attempt may take | `connect_timeout=10s` |
@@ -56,6 +58,9 @@ pub struct CommonOptions {
     /// Default buffer of a subscription, in messages (at least 1); when full, the oldest
     /// message is dropped and counted.
     pub buffer: usize,
+    /// What a subscription does when its buffer is full (by default; each subscription may
+    /// choose).
+    pub overflow: Overflow,
     /// How long `publish` waits while the connection is down before it fails with a timeout.
     pub publish_timeout: Duration,
     /// How long `subscribe`, `unsubscribe` and `close` wait for the broker.
@@ -73,6 +78,7 @@ impl Default for CommonOptions {
     fn default() -> Self {
         CommonOptions {
             buffer: DEFAULT_BUFFER,
+            overflow: Overflow::DropOldest,
             publish_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
@@ -91,6 +97,11 @@ impl CommonOptions {
         query.retain(|(key, value)| {
             let applied = match key.as_str() {
                 "buffer" => count(key, value).map(|v| self.buffer = v.max(1)),
+                "overflow" => Overflow::parse(value)
+                    .map(|v| self.overflow = v)
+                    .ok_or_else(|| {
+                        Error::invalid_config("`overflow` takes drop_oldest, drop_newest or close")
+                    }),
                 "publish_timeout" => duration(key, value).map(|v| self.publish_timeout = v),
                 "command_timeout" => duration(key, value).map(|v| self.command_timeout = v),
                 "connect_timeout" => duration(key, value).map(|v| self.connect_timeout = v),
@@ -169,6 +180,12 @@ pub trait WithOptions: Sized {
     /// Sets all common options at once.
     fn with_options(mut self, options: CommonOptions) -> Self {
         *self.options_mut() = options;
+        self
+    }
+
+    /// Sets the default overflow policy of subscriptions.
+    fn with_overflow(mut self, overflow: Overflow) -> Self {
+        self.options_mut().overflow = overflow;
         self
     }
 
@@ -320,6 +337,7 @@ mod tests {
     fn query_parameters_apply_and_leave_the_rest() {
         let mut q = query(&[
             ("buffer", "0"),
+            ("overflow", "drop_newest"),
             ("publish_timeout", "250ms"),
             ("command_timeout", "3s"),
             ("connect_timeout", "1m"),
@@ -328,7 +346,7 @@ mod tests {
             ("exchange", "x"),
         ]);
         let o = CommonOptions::default().take_query(&mut q).unwrap();
-        assert_eq!(o.buffer, 1);
+        assert_eq!((o.buffer, o.overflow), (1, Overflow::DropNewest));
         assert_eq!(o.publish_timeout, Duration::from_millis(250));
         assert_eq!(o.command_timeout, Duration::from_secs(3));
         assert_eq!(o.connect_timeout, Duration::from_secs(60));
@@ -347,6 +365,7 @@ mod tests {
             ("publish_timeout", "0s"),
             ("max_payload", "0"),
             ("command_timeout", "5h"),
+            ("overflow", "s3cret"),
         ] {
             let e = CommonOptions::default()
                 .take_query(&mut query(&[(k, v)]))

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::token::{self, TokenFault, MAX_LEN};
+use crate::token::{self, Token, TokenFault, MAX_LEN};
 use crate::Topic;
 
 /// A validated subscription pattern.
@@ -36,6 +36,17 @@ pub enum Segment<'a> {
     /// `*`: exactly one token.
     One,
     /// `>`: one or more trailing tokens (always the last segment).
+    Rest,
+}
+
+/// One part of a pattern to build with [`Pattern::from_parts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// A literal token.
+    Literal(Token),
+    /// `*`: exactly one token.
+    One,
+    /// `>`: one or more trailing tokens (last only).
     Rest,
 }
 
@@ -98,6 +109,28 @@ impl Pattern {
             text: Arc::from(s),
             wildcard,
         })
+    }
+
+    /// Builds a pattern from segments: literal [`Token`]s (checked or escaped), `*` and `>`.
+    ///
+    /// ```
+    /// use pubsub_core::pattern::Part;
+    /// use pubsub_core::{Pattern, Token};
+    /// let room = Token::escape("a b");
+    /// let p = Pattern::from_parts([Part::Literal(room), Part::One, Part::Rest])?;
+    /// assert_eq!(p.as_str(), "a%20b.*.>");
+    /// # Ok::<(), pubsub_core::Error>(())
+    /// ```
+    pub fn from_parts(parts: impl IntoIterator<Item = Part>) -> Result<Self, PatternError> {
+        let text: Vec<String> = parts
+            .into_iter()
+            .map(|part| match part {
+                Part::Literal(token) => token.as_str().to_string(),
+                Part::One => "*".to_string(),
+                Part::Rest => ">".to_string(),
+            })
+            .collect();
+        Pattern::new(&text.join("."))
     }
 
     /// The pattern as a string.

@@ -5,7 +5,7 @@ use std::fmt;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::{ConnectionState, Message, Pattern, Result, Subscription};
+use crate::{ConnectionState, Message, Overflow, Pattern, Result, Subscription};
 
 /// A pub/sub handle: publish messages to topics, subscribe to patterns.
 ///
@@ -48,10 +48,20 @@ pub trait PubSub: Send + Sync + fmt::Debug {
         self.subscribe_with(pattern, SubscribeOptions::default())
     }
 
-    /// Subscribes with explicit options (buffer capacity).
+    /// Subscribes with explicit options (buffer, overflow policy, skipping own messages).
     fn subscribe_with(
         &self,
         pattern: Pattern,
+        options: SubscribeOptions,
+    ) -> BoxFuture<'_, Result<Subscription>> {
+        self.subscribe_all(vec![pattern], options)
+    }
+
+    /// One subscription to several patterns: a message matching several of them arrives once.
+    /// For a client in 20 rooms: one stream, not 20 merged by hand.
+    fn subscribe_all(
+        &self,
+        patterns: Vec<Pattern>,
         options: SubscribeOptions,
     ) -> BoxFuture<'_, Result<Subscription>>;
 
@@ -70,13 +80,27 @@ pub trait PubSub: Send + Sync + fmt::Debug {
     fn watch_connection(&self) -> watch::Receiver<ConnectionState>;
 }
 
-/// Options for one subscription.
+/// Options for one subscription; what is not set comes from the handle's
+/// [`CommonOptions`](crate::CommonOptions).
+///
+/// ```
+/// use pubsub_core::{Overflow, SubscribeOptions};
+/// let options = SubscribeOptions::default()
+///     .with_capacity(64)
+///     .with_overflow(Overflow::Close)
+///     .skipping_own();
+/// assert!(options.skip_own);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SubscribeOptions {
-    /// Buffer capacity in messages; `None` uses the handle's default. When the buffer is full
-    /// the oldest message is dropped and counted in [`Subscription::dropped`].
+    /// Buffer capacity in messages; `None` uses the handle's default.
     pub capacity: Option<usize>,
+    /// What happens when the buffer is full; `None` uses the handle's default.
+    pub overflow: Option<Overflow>,
+    /// Do not receive messages this handle published. The handle then stamps what it publishes
+    /// with a `pubsub-origin` header (other subscribers see it).
+    pub skip_own: bool,
 }
 
 impl SubscribeOptions {
@@ -85,10 +109,23 @@ impl SubscribeOptions {
         self.capacity = Some(capacity.max(1));
         self
     }
+
+    /// Sets the overflow policy.
+    pub fn with_overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = Some(overflow);
+        self
+    }
+
+    /// Skips messages this handle published.
+    pub fn skipping_own(mut self) -> Self {
+        self.skip_own = true;
+        self
+    }
 }
 
 /// Counters of one handle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Stats {
     /// Live subscriptions.

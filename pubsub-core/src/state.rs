@@ -8,6 +8,7 @@ use std::time::SystemTime;
 /// change with [`PubSub::watch_connection`](crate::PubSub::watch_connection) to show a
 /// "reconnecting" banner or fail a health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum ConnectionState {
     /// Connecting for the first time.

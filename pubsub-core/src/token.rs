@@ -1,4 +1,6 @@
-//! The token rules shared by topics and patterns (DESIGN.md section 3).
+//! The token rules shared by topics and patterns, and [`Token`]: one checked or escaped token.
+
+use std::fmt;
 
 /// Largest topic or pattern, in bytes.
 pub const MAX_LEN: usize = 255;
@@ -34,4 +36,192 @@ pub(crate) fn split(input: &str) -> impl Iterator<Item = (usize, &str)> {
         offset += t.len() + 1;
         (start, t)
     })
+}
+
+/// One token of a topic: the text between two dots.
+///
+/// Build it from text you trust with [`Token::new`] (checked), or from any string, such as a
+/// room name a user typed, with [`Token::escape`]: every character a token cannot hold (`.`,
+/// `*`, `>`, whitespace, control characters), and `%` itself, becomes `%` and two hex digits
+/// per UTF-8 byte; the empty string becomes a lone `%`. [`Token::unescape`] gives the original
+/// back, so distinct inputs always give distinct tokens and a user can never inject a wildcard
+/// or a level. Join tokens with [`Topic::from_tokens`](crate::Topic::from_tokens).
+///
+/// ```
+/// use pubsub_core::{Token, Topic};
+/// let room = Token::escape("lobby.* 1");
+/// assert_eq!(room.as_str(), "lobby%2E%2A%201");
+/// assert_eq!(room.unescape(), "lobby.* 1");
+/// let topic = Topic::from_tokens([Token::new("room")?, room, Token::new("msg")?])?;
+/// assert_eq!(topic.as_str(), "room.lobby%2E%2A%201.msg");
+/// # Ok::<(), pubsub_core::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(Box<str>);
+
+/// Why a string is not a valid [`Token`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The empty string.
+    #[error("a token cannot be empty")]
+    Empty,
+    /// A character tokens do not hold.
+    #[error("character {ch:?} is not allowed in a token (byte {offset}); use Token::escape")]
+    BadChar {
+        /// The character.
+        ch: char,
+        /// Its byte offset.
+        offset: usize,
+    },
+    /// Longer than a whole topic may be.
+    #[error("a token of {len} bytes cannot fit in a topic of at most {MAX_LEN} bytes")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+}
+
+impl Token {
+    /// Checks `text` as a token.
+    pub fn new(text: &str) -> Result<Token, TokenError> {
+        if text.len() > MAX_LEN {
+            return Err(TokenError::TooLong { len: text.len() });
+        }
+        match check_literal(text, 0) {
+            Ok(()) => Ok(Token(text.into())),
+            Err(TokenFault::Empty) => Err(TokenError::Empty),
+            Err(TokenFault::BadChar(ch, offset)) => Err(TokenError::BadChar { ch, offset }),
+        }
+    }
+
+    /// A token for any string (reversible with [`Token::unescape`]). It may be longer than a
+    /// topic allows; [`Topic::from_tokens`](crate::Topic::from_tokens) then says so.
+    pub fn escape(text: &str) -> Token {
+        if text.is_empty() {
+            return Token("%".into());
+        }
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            if c == '%' || c == '*' || c == '>' || c == '.' || c.is_whitespace() || c.is_control() {
+                let mut bytes = [0u8; 4];
+                for b in c.encode_utf8(&mut bytes).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        Token(out.into())
+    }
+
+    /// The string [`Token::escape`] was given. On a token that was not escaped, a `%` not
+    /// followed by two hex digits stays as it is.
+    pub fn unescape(&self) -> String {
+        if &*self.0 == "%" {
+            return String::new();
+        }
+        let bytes = self.0.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = (bytes[i] == b'%')
+                .then(|| bytes.get(i + 1..i + 3))
+                .flatten()
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(b) => {
+                    out.push(b);
+                    i += 3;
+                }
+                None => {
+                    out.push(bytes[i]);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+    }
+
+    /// The token's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({:?})", &*self.0)
+    }
+}
+
+impl AsRef<Token> for Token {
+    fn as_ref(&self) -> &Token {
+        self
+    }
+}
+
+impl AsRef<str> for Token {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn hostile_strings_become_tokens() {
+        for s in [
+            "*",
+            ">",
+            ".",
+            "a.b",
+            "x y",
+            "",
+            "%",
+            "%41",
+            "\u{0}\n",
+            "café ☕",
+        ] {
+            let t = Token::escape(s);
+            assert!(Token::new(t.as_str()).is_ok(), "{s:?} -> {t:?}");
+            assert_eq!(t.unescape(), s);
+        }
+        assert_eq!(Token::escape("").as_str(), "%");
+        assert_eq!(Token::escape("%").as_str(), "%25");
+        assert_eq!(
+            Token::new("a.b"),
+            Err(TokenError::BadChar { ch: '.', offset: 1 })
+        );
+        assert_eq!(Token::new(""), Err(TokenError::Empty));
+        assert!(matches!(
+            Token::new(&"x".repeat(300)),
+            Err(TokenError::TooLong { len: 300 })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn escape_is_a_valid_token_and_reversible(s in any::<String>()) {
+            let t = Token::escape(&s);
+            prop_assert!(Token::new(t.as_str()).is_ok() || t.as_str().len() > MAX_LEN);
+            prop_assert_eq!(t.unescape(), s);
+        }
+
+        #[test]
+        fn distinct_inputs_give_distinct_tokens(a in any::<String>(), b in any::<String>()) {
+            prop_assume!(a != b);
+            prop_assert_ne!(Token::escape(&a), Token::escape(&b));
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::token::{self, TokenFault, MAX_LEN};
+use crate::token::{self, Token, TokenFault, MAX_LEN};
 
 /// A validated topic: a non-empty sequence of `.`-separated tokens, at most 255 bytes.
 ///
@@ -59,6 +59,45 @@ impl Topic {
     pub fn new(s: &str) -> Result<Self, TopicError> {
         validate(s)?;
         Ok(Topic(Arc::from(s)))
+    }
+
+    /// Joins tokens into a topic. Fails only when there are none or the topic would be longer
+    /// than 255 bytes: every token is valid already. With [`Token::escape`] this builds topics
+    /// from user input safely.
+    ///
+    /// ```
+    /// use pubsub_core::{Token, Topic};
+    /// let t = Topic::from_tokens([Token::new("room")?, Token::escape("a.b")])?;
+    /// assert_eq!(t.as_str(), "room.a%2Eb");
+    /// assert_eq!(t.depth(), 2);
+    /// # Ok::<(), pubsub_core::Error>(())
+    /// ```
+    pub fn from_tokens<T: AsRef<Token>>(
+        tokens: impl IntoIterator<Item = T>,
+    ) -> Result<Self, TopicError> {
+        let mut text = String::new();
+        for token in tokens {
+            if !text.is_empty() {
+                text.push('.');
+            }
+            text.push_str(token.as_ref().as_str());
+        }
+        if text.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        if text.len() > MAX_LEN {
+            return Err(TopicError::TooLong { len: text.len() });
+        }
+        Ok(Topic(Arc::from(text)))
+    }
+
+    /// This topic followed by one more token.
+    pub fn child(&self, token: &Token) -> Result<Self, TopicError> {
+        let len = self.0.len() + 1 + token.as_str().len();
+        if len > MAX_LEN {
+            return Err(TopicError::TooLong { len });
+        }
+        Ok(Topic(Arc::from(format!("{}.{}", self.0, token))))
     }
 
     /// The topic as a string.

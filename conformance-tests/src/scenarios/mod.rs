@@ -5,11 +5,15 @@
 mod delivery;
 mod input;
 mod lifecycle;
+mod loss;
 mod reconnect;
 mod wildcards;
 
 pub use delivery::{fan_out, isolation, ordering, round_trip, subscribe_readiness};
 pub use input::invalid_input;
 pub use lifecycle::{close, concurrency, dropped_handle_is_detached, slow_subscriber, unsubscribe};
+pub use loss::{
+    close_slow, drop_newest, escaped_topics, multi_pattern, outage_gap, overflow_gap, skip_own,
+};
 pub use reconnect::{reconnect, removal_is_retried, stalled_subscribe};
 pub use wildcards::{overlapping_subscriptions, shared_filter_fanin, wildcard_table};

@@ -27,6 +27,9 @@ struct Shared {
     /// Mirrors `state == Up`, for the publish fast path.
     up: AtomicBool,
     restore: Notify,
+    /// Outages (down since, up again) not yet reported as gaps.
+    outages: Mutex<Vec<(SystemTime, SystemTime)>>,
+    outage: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +63,8 @@ impl Supervisor {
                 links: Mutex::new(Links::default()),
                 up: AtomicBool::new(false),
                 restore: Notify::new(),
+                outages: Mutex::new(Vec::new()),
+                outage: Notify::new(),
             }),
         }
     }
@@ -120,6 +125,20 @@ impl Supervisor {
         self.shared.restore.notify_waiters();
     }
 
+    /// Waits for the next outage that ended (down since, up again), in order.
+    pub(crate) async fn next_outage(&self) -> (SystemTime, SystemTime) {
+        loop {
+            let notified = self.shared.outage.notified();
+            {
+                let mut outages = self.shared.outages.lock();
+                if !outages.is_empty() {
+                    return outages.remove(0);
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// Waits until a link asks for its filters to be restored.
     pub(crate) async fn restore_requested(&self) {
         self.shared.restore.notified().await;
@@ -164,7 +183,10 @@ impl Shared {
         let state = if links.closed {
             ConnectionState::Closed
         } else if all_up {
-            links.down_since = None;
+            if let Some(since) = links.down_since.take() {
+                self.outages.lock().push((since, SystemTime::now()));
+                self.outage.notify_one();
+            }
             ConnectionState::Up
         } else if ever_up {
             let since = *links.down_since.get_or_insert_with(SystemTime::now);

@@ -15,10 +15,13 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::adapter::{Driver, Supervisor, Tasks};
-use crate::router::{Presence, Route, Router, Slot};
+use smallvec::SmallVec;
+
+use crate::delivery::Gap;
+use crate::router::{NewRoute, Presence, Queue, Route, Router, Slot, ORIGIN_HEADER};
 use crate::{
-    CommonOptions, ConnectionState, Error, Message, Operation, Pattern, PubSub, Result, Stats,
-    SubscribeOptions, Subscription,
+    CommonOptions, ConnectionState, Error, ErrorKind, Message, Operation, Pattern, PubSub, Result,
+    Stats, SubscribeOptions, Subscription,
 };
 
 /// A pub/sub handle on one backend: what [`connect`](https://docs.rs/pubsub) and every
@@ -49,9 +52,9 @@ trait Core: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     fn max_payload(&self) -> usize;
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<()>>;
-    async fn subscribe_with(
+    async fn subscribe_all(
         self: Arc<Self>,
-        pattern: Pattern,
+        patterns: Vec<Pattern>,
         options: SubscribeOptions,
     ) -> Result<Subscription>;
     async fn close(&self) -> Result<()>;
@@ -62,10 +65,11 @@ trait Core: Send + Sync + 'static {
 
 /// What a [`Subscription`] needs of its handle to leave.
 pub(crate) trait Owner: Send + Sync {
-    /// Removes the route now; the broker-side filter is released in the background.
-    fn detach(&self, route: &Route);
-    /// Removes the route and waits until the broker released its filter (if it was the last).
-    fn unsubscribe<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, Result<()>>;
+    /// Removes the routes now; broker-side filters are released in the background.
+    fn detach(&self, routes: &[Arc<Route>]);
+    /// Removes the routes and waits until the broker released the filters no other route
+    /// needs.
+    fn unsubscribe<'a>(&'a self, routes: &'a [Arc<Route>]) -> BoxFuture<'a, Result<()>>;
 }
 
 pub(crate) struct HubInner<D: Driver> {
@@ -100,6 +104,7 @@ pub(crate) fn start<D: Driver>(
         tasks.clone(),
         options.backoff.clone(),
     );
+    tasks.spawn(report_outages(supervisor.clone(), router.clone()));
     Hub {
         inner: Arc::new(HubInner {
             driver,
@@ -115,6 +120,18 @@ pub(crate) fn start<D: Driver>(
             next_id: AtomicU64::new(1),
             published: AtomicU64::new(0),
         }),
+    }
+}
+
+/// Puts a gap in every subscription's stream after each outage, where the messages published
+/// meanwhile may be missing.
+async fn report_outages<F: Clone + Eq + std::hash::Hash>(
+    supervisor: Supervisor,
+    router: Arc<Router<F>>,
+) {
+    loop {
+        let (since, until) = supervisor.next_outage().await;
+        router.gap_all(Gap::Outage { since, until });
     }
 }
 
@@ -163,6 +180,11 @@ impl<D: Driver> HubInner<D> {
         if !self.supervisor.is_up() {
             self.supervisor.ready(self.options.publish_timeout).await?;
         }
+        let message = if self.router.stamps() {
+            stamp(message, self.router.origin())
+        } else {
+            message
+        };
         self.driver.publish(message).await?;
         self.published.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -278,38 +300,68 @@ impl<D: Driver> Core for HubInner<D> {
         })
     }
 
-    async fn subscribe_with(
+    async fn subscribe_all(
         self: Arc<Self>,
-        pattern: Pattern,
+        patterns: Vec<Pattern>,
         options: SubscribeOptions,
     ) -> Result<Subscription> {
         let fail = |e| self.fail(e, Operation::Subscribe);
         if self.is_closed() {
             return Err(fail(Error::closed()));
         }
-        let filter = self.driver.native_filter(&pattern).map_err(fail)?;
-        let capacity = options.capacity.unwrap_or(self.options.buffer).max(1);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let attempts = self.attempts_of(&filter);
-        // Registered before the broker is asked, so nothing it sends after confirming can
-        // miss the route.
-        let (route, live) = self.router.insert(id, pattern, filter.clone(), capacity);
-        if !live {
+        if patterns.is_empty() {
+            return Err(fail(Error::new(
+                ErrorKind::Invalid,
+                "a subscription needs at least one pattern",
+            )));
+        }
+        let filters = patterns
+            .iter()
+            .map(|p| self.driver.native_filter(p))
+            .collect::<Result<Vec<_>>>()
+            .map_err(fail)?;
+        let queue = Arc::new(Queue::new(
+            options.capacity.unwrap_or(self.options.buffer),
+            options.overflow.unwrap_or(self.options.overflow),
+        ));
+        let shared = patterns.len() > 1;
+        let mut routes: SmallVec<[Arc<Route>; 1]> = SmallVec::new();
+        let mut waits = Vec::new();
+        for (pattern, filter) in patterns.into_iter().zip(filters) {
+            let attempts = self.attempts_of(&filter);
+            // Registered before the broker is asked, so nothing it sends after confirming can
+            // miss the route.
+            let (route, live) = self.router.insert(NewRoute {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                pattern,
+                filter: filter.clone(),
+                queue: queue.clone(),
+                shared,
+                skip_own: options.skip_own,
+            });
+            routes.push(route);
+            if !live {
+                waits.push((filter, attempts));
+            }
+        }
+        if !waits.is_empty() {
             self.reconciler.kick.notify_one();
-            let waited = self.wait_slot(
-                &filter,
-                attempts,
-                Slot::is_live,
-                false,
-                "the broker did not confirm the subscription",
-            );
+            let waited = futures::future::try_join_all(waits.iter().map(|(filter, attempts)| {
+                self.wait_slot(
+                    filter,
+                    *attempts,
+                    Slot::is_live,
+                    false,
+                    "the broker did not confirm the subscription",
+                )
+            }));
             if let Err(error) = waited.await {
-                self.detach(&route);
+                self.detach(&routes);
                 return Err(fail(error));
             }
         }
         let owner: Arc<dyn Owner> = self.clone();
-        Ok(Subscription::new(route, owner))
+        Ok(Subscription::new(queue, routes, owner))
     }
 
     async fn close(&self) -> Result<()> {
@@ -342,37 +394,53 @@ impl<D: Driver> Core for HubInner<D> {
 }
 
 impl<D: Driver> Owner for HubInner<D> {
-    fn detach(&self, route: &Route) {
-        route.queue.close();
-        if self.router.remove(route).is_some() && !self.is_closed() {
+    fn detach(&self, routes: &[Arc<Route>]) {
+        let mut released = false;
+        for route in routes {
+            released |= self.router.remove(route).is_some();
+        }
+        if released && !self.is_closed() {
             self.reconciler.kick.notify_one();
         }
     }
 
-    fn unsubscribe<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, Result<()>> {
+    fn unsubscribe<'a>(&'a self, routes: &'a [Arc<Route>]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            route.queue.close();
-            let Some(filter) = self.router.remove(route) else {
-                return Ok(());
-            };
-            if self.is_closed() {
+            let released: Vec<D::Filter> = routes
+                .iter()
+                .filter_map(|route| self.router.remove(route))
+                .collect();
+            if released.is_empty() || self.is_closed() {
                 return Ok(());
             }
-            let attempts = self.attempts_of(&filter);
+            let attempts: Vec<u64> = released.iter().map(|f| self.attempts_of(f)).collect();
             self.reconciler.kick.notify_one();
-            let released =
+            let gone =
                 |slot: &Slot| slot.refs > 0 || (slot.presence == Presence::Absent && !slot.busy);
-            self.wait_slot(
-                &filter,
-                attempts,
-                released,
-                true,
-                "the broker did not confirm the unsubscribe",
-            )
-            .await
-            .map_err(|e| self.fail(e, Operation::Unsubscribe))
+            let waits = released.iter().zip(attempts).map(|(filter, attempts)| {
+                self.wait_slot(
+                    filter,
+                    attempts,
+                    gone,
+                    true,
+                    "the broker did not confirm the unsubscribe",
+                )
+            });
+            futures::future::try_join_all(waits)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail(e, Operation::Unsubscribe))
         })
     }
+}
+
+/// `message` with this handle's origin header (for subscriptions that skip their own).
+fn stamp(message: Message, origin: &str) -> Message {
+    let mut headers = message.headers().clone();
+    if headers.insert(ORIGIN_HEADER, origin).is_err() {
+        return message;
+    }
+    Message::with_headers(message.topic().clone(), message.payload().clone(), headers)
 }
 
 impl<D: Driver> Drop for HubInner<D> {
@@ -413,7 +481,19 @@ impl Hub {
         pattern: Pattern,
         options: SubscribeOptions,
     ) -> Result<Subscription> {
-        self.inner.clone().subscribe_with(pattern, options).await
+        self.inner
+            .clone()
+            .subscribe_all(vec![pattern], options)
+            .await
+    }
+
+    /// See [`PubSub::subscribe_all`].
+    pub async fn subscribe_all(
+        &self,
+        patterns: Vec<Pattern>,
+        options: SubscribeOptions,
+    ) -> Result<Subscription> {
+        self.inner.clone().subscribe_all(patterns, options).await
     }
 
     /// See [`PubSub::close`].
@@ -450,12 +530,12 @@ impl PubSub for Hub {
         self.inner.publish(message)
     }
 
-    fn subscribe_with(
+    fn subscribe_all(
         &self,
-        pattern: Pattern,
+        patterns: Vec<Pattern>,
         options: SubscribeOptions,
     ) -> BoxFuture<'_, Result<Subscription>> {
-        self.inner.clone().subscribe_with(pattern, options)
+        self.inner.clone().subscribe_all(patterns, options)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {

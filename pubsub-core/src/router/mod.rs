@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -26,17 +26,27 @@ use tokio::time::Instant;
 pub(crate) use queue::Queue;
 pub use trie::Trie as PatternTrie;
 
+use crate::delivery::{EndReason, Gap};
 use crate::{Error, Message, Pattern};
 
-/// One local subscription as the router sees it.
+/// One pattern of a local subscription, as the router sees it. A subscription to several
+/// patterns has one route per pattern, all sharing its queue.
 #[derive(Debug)]
 pub(crate) struct Route {
     pub(crate) id: u64,
     pub(crate) pattern: Pattern,
     /// The id of its native filter's [`Slot`].
     pub(crate) filter: u64,
-    pub(crate) queue: Queue,
+    pub(crate) queue: Arc<Queue>,
+    /// The queue has other routes too (a multi-pattern subscription).
+    pub(crate) shared: bool,
+    /// Skip messages this handle published (they carry its origin header).
+    pub(crate) skip_own: bool,
 }
+
+/// The header a handle stamps on what it publishes while one of its subscriptions skips its
+/// own messages.
+pub const ORIGIN_HEADER: &str = "pubsub-origin";
 
 /// What the broker has of a native filter, as far as the handle knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +146,10 @@ pub(crate) struct Router<F> {
     closed: AtomicBool,
     delivered: AtomicU64,
     dropped: AtomicU64,
+    /// Routes that skip this handle's own messages.
+    skip_own: AtomicUsize,
+    /// This handle's origin (random), for [`ORIGIN_HEADER`].
+    origin: Box<str>,
 }
 
 impl<F> Default for Router<F> {
@@ -145,8 +159,20 @@ impl<F> Default for Router<F> {
             closed: AtomicBool::new(false),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            skip_own: AtomicUsize::new(0),
+            origin: format!("{:016x}", rand::random::<u64>()).into(),
         }
     }
+}
+
+/// What [`Router::insert`] registers.
+pub(crate) struct NewRoute<F> {
+    pub(crate) id: u64,
+    pub(crate) pattern: Pattern,
+    pub(crate) filter: F,
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) shared: bool,
+    pub(crate) skip_own: bool,
 }
 
 /// The routes one message goes to (inline for typical fan-outs).
@@ -155,13 +181,15 @@ type Chosen<'a> = SmallVec<[&'a Arc<Route>; 16]>;
 impl<F: Eq + Hash + Clone> Router<F> {
     /// Registers a route needing `filter`; returns the route, and whether the filter is live
     /// at the broker already.
-    pub(crate) fn insert(
-        &self,
-        id: u64,
-        pattern: Pattern,
-        filter: F,
-        capacity: usize,
-    ) -> (Arc<Route>, bool) {
+    pub(crate) fn insert(&self, route: NewRoute<F>) -> (Arc<Route>, bool) {
+        let NewRoute {
+            id,
+            pattern,
+            filter,
+            queue,
+            shared,
+            skip_own,
+        } = route;
         let mut r = self.routes.write();
         let Routes {
             trie,
@@ -185,9 +213,14 @@ impl<F: Eq + Hash + Clone> Router<F> {
             id,
             pattern,
             filter: slot.id,
-            queue: Queue::new(capacity),
+            queue,
+            shared,
+            skip_own,
         });
         trie.insert(&route.pattern, id, route.clone());
+        if skip_own {
+            self.skip_own.fetch_add(1, Ordering::Relaxed);
+        }
         (route, live)
     }
 
@@ -195,6 +228,9 @@ impl<F: Eq + Hash + Clone> Router<F> {
     pub(crate) fn remove(&self, route: &Route) -> Option<F> {
         let mut r = self.routes.write();
         r.trie.remove(&route.pattern, route.id)?;
+        if route.skip_own {
+            self.skip_own.fetch_sub(1, Ordering::Relaxed);
+        }
         let filter = r.by_id.get(&route.filter)?.clone();
         let Routes { filters, dirty, .. } = &mut *r;
         let slot = filters.get_mut(&filter)?;
@@ -223,8 +259,7 @@ impl<F: Eq + Hash + Clone> Router<F> {
     /// Ends every route's stream (after what is buffered) and stops delivery.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let r = self.routes.read();
-        r.trie.for_each(|route| route.queue.close());
+        self.end_all(EndReason::Closed);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -258,12 +293,71 @@ impl<F: Eq + Hash + Clone> Router<F> {
             None => None,
         };
         let mut chosen: Chosen<'_> = SmallVec::new();
+        let mut special = false;
         r.trie.for_each_match(message.topic().as_str(), |route| {
-            if only.is_none_or(|id| route.filter == id) {
-                chosen.push(route);
-            }
+            special |= route.shared || route.skip_own;
+            chosen.push(route);
         });
+        if special {
+            self.single_out(&mut chosen, &message);
+        }
+        if let Some(id) = only {
+            chosen.retain(|route| route.filter == id);
+        }
         self.push_all(&chosen, message);
+    }
+
+    /// Among the matching routes: a subscription to several patterns takes the message once,
+    /// through its matching route with the smallest id (so also once per copy when the broker
+    /// sends one copy per filter); a subscription that skips its own messages does.
+    fn single_out(&self, chosen: &mut Chosen<'_>, message: &Message) {
+        let own = message
+            .headers()
+            .get(ORIGIN_HEADER)
+            .is_some_and(|origin| origin == &*self.origin);
+        let matching = chosen.clone();
+        chosen.retain(|route| {
+            if route.skip_own && own {
+                return false;
+            }
+            !route.shared
+                || !matching
+                    .iter()
+                    .any(|o| o.id < route.id && Arc::ptr_eq(&o.queue, &route.queue))
+        });
+    }
+
+    /// Ends every route's stream (after what is buffered) with `reason`.
+    pub(crate) fn end_all(&self, reason: EndReason) {
+        self.routes
+            .read()
+            .trie
+            .for_each(|route| route.queue.close(reason));
+    }
+
+    /// Puts `gap` in every subscription's stream.
+    pub(crate) fn gap_all(&self, gap: Gap) {
+        let r = self.routes.read();
+        let mut seen: Vec<&Arc<Queue>> = Vec::new();
+        r.trie.for_each(|route| {
+            if route.shared {
+                if seen.iter().any(|q| Arc::ptr_eq(q, &route.queue)) {
+                    return;
+                }
+                seen.push(&route.queue);
+            }
+            route.queue.push_gap(gap);
+        });
+    }
+
+    /// This handle's origin, stamped on what it publishes when [`Router::stamps`] says so.
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Whether a subscription skips this handle's own messages (so publishes must be stamped).
+    pub(crate) fn stamps(&self) -> bool {
+        self.skip_own.load(Ordering::Relaxed) > 0
     }
 
     /// Hands `message` to the routes chosen for it. They are counted as delivered before the

@@ -1,4 +1,4 @@
-//! The bounded, drop-oldest buffer behind each subscription.
+//! The bounded buffer behind each subscription, with its overflow policy and gap markers.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,55 +6,67 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
+use crate::delivery::{Delivery, EndReason, Gap, Overflow};
 use crate::Message;
 
-/// A bounded queue with one consumer. A full queue drops its oldest message and counts it, so a
-/// stalled consumer never blocks the producer.
+/// A bounded queue with one consumer. When full, the [`Overflow`] policy decides; a message
+/// dropped for it leaves a [`Gap::Dropped`] marker where it was, so a reader of deliveries knows
+/// exactly where and how many. Gap markers do not count against the capacity.
 #[derive(Debug)]
 pub(crate) struct Queue {
     state: Mutex<State>,
     capacity: usize,
+    policy: Overflow,
     dropped: AtomicU64,
 }
 
 #[derive(Debug)]
 struct State {
-    buf: VecDeque<Message>,
+    buf: VecDeque<Delivery>,
+    /// Messages (not gaps) in `buf`.
+    messages: usize,
     waker: Option<Waker>,
-    closed: bool,
+    ended: Option<EndReason>,
 }
 
 impl Queue {
-    pub(crate) fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+    pub(crate) fn new(capacity: usize, policy: Overflow) -> Self {
         Queue {
             state: Mutex::new(State {
                 // Grows as messages arrive: an idle subscription costs no buffer.
                 buf: VecDeque::new(),
+                messages: 0,
                 waker: None,
-                closed: false,
+                ended: None,
             }),
-            capacity,
+            capacity: capacity.max(1),
+            policy,
             dropped: AtomicU64::new(0),
         }
     }
 
-    /// Appends a message; returns true when the oldest one had to be dropped for it.
+    /// Appends a message; returns true when a message was dropped (or the queue ended) for it.
     pub(crate) fn push(&self, message: Message) -> bool {
-        let (dropped, waker) = {
-            let mut st = self.state.lock();
-            if st.closed {
-                return false;
+        let mut st = self.state.lock();
+        if st.ended.is_some() {
+            return false;
+        }
+        let mut dropped = false;
+        if st.messages >= self.capacity {
+            dropped = true;
+            match self.policy {
+                Overflow::DropOldest => {
+                    st.drop_oldest();
+                    st.push_message(message);
+                }
+                Overflow::DropNewest => st.mark_dropped_at_back(),
+                Overflow::Close => st.ended = Some(EndReason::Overflow),
             }
-            let dropped = if st.buf.len() >= self.capacity {
-                st.buf.pop_front();
-                true
-            } else {
-                false
-            };
-            st.buf.push_back(message);
-            (dropped, st.waker.take())
-        };
+        } else {
+            st.push_message(message);
+        }
+        let waker = st.waker.take();
+        drop(st);
         if dropped {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -64,13 +76,30 @@ impl Queue {
         dropped
     }
 
-    /// Next message; `Ready(None)` once closed and drained.
-    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+    /// Appends a gap marker (an outage), unless the queue ended.
+    pub(crate) fn push_gap(&self, gap: Gap) {
         let mut st = self.state.lock();
-        if let Some(m) = st.buf.pop_front() {
-            return Poll::Ready(Some(m));
+        if st.ended.is_some() {
+            return;
         }
-        if st.closed {
+        st.buf.push_back(Delivery::Gap(gap));
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The next delivery; `Ready(None)` once ended and drained.
+    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        let mut st = self.state.lock();
+        if let Some(d) = st.buf.pop_front() {
+            if matches!(d, Delivery::Message(_)) {
+                st.messages -= 1;
+            }
+            return Poll::Ready(Some(d));
+        }
+        if st.ended.is_some() {
             return Poll::Ready(None);
         }
         match &st.waker {
@@ -80,11 +109,12 @@ impl Queue {
         Poll::Pending
     }
 
-    /// Ends the queue: what is buffered can still be read, then the consumer sees the end.
-    pub(crate) fn close(&self) {
+    /// Ends the queue (unless it ended already): what is buffered can still be read, then the
+    /// consumer sees the end.
+    pub(crate) fn close(&self, reason: EndReason) {
         let waker = {
             let mut st = self.state.lock();
-            st.closed = true;
+            st.ended.get_or_insert(reason);
             st.waker.take()
         };
         if let Some(w) = waker {
@@ -92,12 +122,54 @@ impl Queue {
         }
     }
 
+    pub(crate) fn end_reason(&self) -> Option<EndReason> {
+        self.state.lock().ended
+    }
+
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Messages waiting (gap markers not counted).
     pub(crate) fn len(&self) -> usize {
-        self.state.lock().buf.len()
+        self.state.lock().messages
+    }
+}
+
+impl State {
+    fn push_message(&mut self, message: Message) {
+        self.buf.push_back(Delivery::Message(message));
+        self.messages += 1;
+    }
+
+    /// Removes the oldest message and counts it in the gap marker that takes its place.
+    fn drop_oldest(&mut self) {
+        let Some(at) = self
+            .buf
+            .iter()
+            .position(|d| matches!(d, Delivery::Message(_)))
+        else {
+            return;
+        };
+        self.buf.remove(at);
+        self.messages -= 1;
+        match at
+            .checked_sub(1)
+            .and_then(|before| self.buf.get_mut(before))
+        {
+            Some(Delivery::Gap(Gap::Dropped { count })) => *count += 1,
+            _ => self
+                .buf
+                .insert(at, Delivery::Gap(Gap::Dropped { count: 1 })),
+        }
+    }
+
+    /// Counts a message that was not taken in a gap marker at the back.
+    fn mark_dropped_at_back(&mut self) {
+        match self.buf.back_mut() {
+            Some(Delivery::Gap(Gap::Dropped { count })) => *count += 1,
+            _ => self.buf.push_back(Delivery::Gap(Gap::Dropped { count: 1 })),
+        }
     }
 }
 
@@ -111,25 +183,69 @@ mod tests {
         Message::new(Topic::new("t").unwrap(), vec![i])
     }
 
-    #[test]
-    fn drops_oldest_and_counts() {
-        let q = Queue::new(2);
-        assert!(!q.push(msg(1)));
-        assert!(!q.push(msg(2)));
-        assert!(q.push(msg(3)));
-        assert_eq!(q.dropped(), 1);
+    fn drain(q: &Queue) -> Vec<String> {
         let w = noop_waker();
         let mut cx = Context::from_waker(&w);
-        let got: Vec<u8> = (0..2)
-            .map(|_| match q.poll_pop(&mut cx) {
-                Poll::Ready(Some(m)) => m.payload()[0],
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(got, [2, 3]);
-        assert!(q.poll_pop(&mut cx).is_pending());
-        q.close();
-        assert_eq!(q.poll_pop(&mut cx), Poll::Ready(None));
-        assert!(!q.push(msg(4)));
+        let mut out = Vec::new();
+        while let Poll::Ready(Some(d)) = q.poll_pop(&mut cx) {
+            out.push(match d {
+                Delivery::Message(m) => m.payload()[0].to_string(),
+                Delivery::Gap(Gap::Dropped { count }) => format!("gap {count}"),
+                Delivery::Gap(gap) => format!("{gap:?}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn drop_oldest_leaves_one_counted_gap_where_the_messages_were() {
+        let q = Queue::new(2, Overflow::DropOldest);
+        for i in 1..=5 {
+            assert_eq!(q.push(msg(i)), i > 2);
+        }
+        assert_eq!((q.dropped(), q.len()), (3, 2));
+        assert_eq!(drain(&q), ["gap 3", "4", "5"]);
+        q.close(EndReason::Closed);
+        assert!(!q.push(msg(6)));
+        assert_eq!(q.end_reason(), Some(EndReason::Closed));
+    }
+
+    #[test]
+    fn drop_newest_keeps_the_first_and_counts_the_rest() {
+        let q = Queue::new(2, Overflow::DropNewest);
+        for i in 1..=5 {
+            q.push(msg(i));
+        }
+        assert_eq!(drain(&q), ["1", "2", "gap 3"]);
+        q.push(msg(6));
+        assert_eq!(drain(&q), ["6"]);
+    }
+
+    #[test]
+    fn close_policy_ends_the_stream_with_its_reason() {
+        let q = Queue::new(2, Overflow::Close);
+        for i in 1..=3 {
+            q.push(msg(i));
+        }
+        assert_eq!(q.end_reason(), Some(EndReason::Overflow));
+        assert_eq!(drain(&q), ["1", "2"]);
+        let w = noop_waker();
+        assert_eq!(q.poll_pop(&mut Context::from_waker(&w)), Poll::Ready(None));
+        // The first reason stays.
+        q.close(EndReason::Closed);
+        assert_eq!(q.end_reason(), Some(EndReason::Overflow));
+    }
+
+    #[test]
+    fn gaps_do_not_count_against_the_capacity() {
+        let q = Queue::new(1, Overflow::DropOldest);
+        q.push(msg(1));
+        let now = std::time::SystemTime::now();
+        q.push_gap(Gap::Outage {
+            since: now,
+            until: now,
+        });
+        assert!(q.push(msg(2)));
+        assert_eq!(drain(&q).len(), 3, "gap 1, the outage, 2");
     }
 }

@@ -1,0 +1,75 @@
+//! What a subscription yields when read as deliveries: messages, and [`Gap`]s where messages
+//! were lost, so that loss is never silent.
+
+use std::time::SystemTime;
+
+use crate::Message;
+
+/// One item of [`Subscription::deliveries`](crate::Subscription::deliveries).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// A message.
+    Message(Message),
+    /// Messages were lost here. A realtime server tells its client to resync.
+    Gap(Gap),
+}
+
+/// Where messages were lost, and how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum Gap {
+    /// The buffer was full: exactly `count` messages were dropped here by the overflow policy.
+    Dropped {
+        /// How many.
+        count: u64,
+    },
+    /// The connection to the broker was down from `since` to `until`: what was published in
+    /// between may be lost (how much is unknown).
+    Outage {
+        /// When the connection was lost.
+        since: SystemTime,
+        /// When it was back, with every subscription restored.
+        until: SystemTime,
+    },
+}
+
+/// What a subscription does when its buffer is full and another message arrives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Drop the oldest buffered message (the default): a reader sees the newest messages.
+    #[default]
+    DropOldest,
+    /// Drop the arriving message: a reader sees the first messages.
+    DropNewest,
+    /// End the subscription ([`EndReason::Overflow`]): what was buffered can still be read.
+    Close,
+}
+
+impl Overflow {
+    /// Reads `drop_oldest`, `drop_newest` or `close` (URL query values).
+    pub fn parse(text: &str) -> Option<Overflow> {
+        match text {
+            "drop_oldest" => Some(Overflow::DropOldest),
+            "drop_newest" => Some(Overflow::DropNewest),
+            "close" => Some(Overflow::Close),
+            _ => None,
+        }
+    }
+}
+
+/// Why a subscription's stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The handle was closed (or dropped).
+    Closed,
+    /// The subscription was unsubscribed.
+    Unsubscribed,
+    /// The buffer overflowed under [`Overflow::Close`]: the reader was too slow.
+    Overflow,
+}
