@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/brokers.sh redis nats
+bash scripts/brokers.sh redis nats amqp
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast
@@ -24,7 +24,7 @@ CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path examples/custom-adapte
 # Tests that restart a shared broker disturb every other user of it, so they are marked
 # #[ignore] and run here, alone, after everything else; then the broker is checked again.
 cargo test -q -p pubsub-redis --all-features --test redis_adapter -- --ignored
-bash scripts/brokers.sh redis nats
+bash scripts/brokers.sh redis nats amqp
 
 # The conformance report of every backend: how many cases ran, which were skipped and why.
 cargo test -q -p conformance-tests --all-features --tests -- --exact report --nocapture 2>&1 |
