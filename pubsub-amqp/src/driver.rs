@@ -478,3 +478,26 @@ impl Driver for AmqpDriver {
         result.map_err(|e| lapin_error("closing", e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::protocol::{AMQPError, AMQPSoftError};
+    use std::error::Error as _;
+
+    #[test]
+    fn lapin_errors_are_classified_with_their_source() {
+        let amqp = |kind| lapin::ErrorKind::ProtocolError(AMQPError::new(kind, "x".into())).into();
+        let e = lapin_error(
+            "binding",
+            amqp(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)),
+        );
+        assert_eq!(e.kind(), ErrorKind::Backend);
+        assert!(e.source().is_some());
+        let forced = amqp(AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED));
+        assert_eq!(lapin_error("x", forced).kind(), ErrorKind::Connection);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let e = lapin_error("publishing", lapin::Error::from(io));
+        assert!(e.kind() == ErrorKind::Connection && e.is_temporary());
+    }
+}

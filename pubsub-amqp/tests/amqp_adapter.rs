@@ -16,7 +16,7 @@ use pubsub_amqp::lapin::options::{
 use pubsub_amqp::lapin::types::{AMQPValue, FieldArray, FieldTable};
 use pubsub_amqp::lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pubsub_amqp::{AmqpConfig, HEADERS_KEY};
-use pubsub_core::{ConnectionState, Message, PubSub};
+use pubsub_core::{ConnectionState, Message, PubSub, WithOptions};
 
 const QUIET: Duration = Duration::from_millis(500);
 
@@ -269,5 +269,30 @@ async fn from_connection_leaves_the_connection_open() {
         .await
         .expect("the connection is still usable");
     raw_publish(&ch, &t, b"still open", None).await;
+
+    // When the application's connection goes, the handle reports itself down and its
+    // operations fail with typed errors instead of hanging.
+    let quick = AmqpConfig::default()
+        .with_publish_timeout(Duration::from_millis(300))
+        .with_command_timeout(Duration::from_secs(1));
+    let ps = pubsub_amqp::from_connection(conn.clone(), quick)
+        .await
+        .unwrap();
     conn.close(200, "OK".into()).await.unwrap();
+    let mut state = ps.watch_connection();
+    tokio::time::timeout(Duration::from_secs(10), state.wait_for(|s| !s.is_up()))
+        .await
+        .expect("the handle notices that the connection closed")
+        .unwrap();
+    let err = ps
+        .publish(Message::new(t.parse().unwrap(), "x"))
+        .await
+        .unwrap_err();
+    assert!(err.is_temporary(), "{err}");
+    let err = ps
+        .subscribe(format!("{t}.more").parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.is_temporary(), "{err}");
+    ps.close().await.unwrap();
 }
