@@ -1,7 +1,5 @@
 //! [`AmqpConfig`]: where the broker is and how the adapter uses it.
 
-use std::fmt;
-
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use pubsub_core::adapter::{config_setters, ServerUrl};
 use pubsub_core::{CommonOptions, Error, Result, Secret, WithOptions};
@@ -31,7 +29,7 @@ const QUERY_KEYS: &[&str] = &[
 /// assert!(!format!("{config:?}").contains("s3cret"));
 /// # Ok::<(), pubsub_core::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct AmqpConfig {
     /// The settings every backend shares (buffer, timeouts, backoff, payload limit).
@@ -222,25 +220,6 @@ impl AmqpConfig {
                 ..AMQPQueryString::default()
             },
         }
-    }
-}
-
-impl fmt::Debug for AmqpConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AmqpConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("vhost", &self.vhost)
-            .field("user", &self.user)
-            .field("password", &self.password)
-            .field("tls", &self.tls)
-            .field("exchange", &self.exchange)
-            .field("durable_exchange", &self.durable_exchange)
-            .field("queue_max_length", &self.queue_max_length)
-            .field("prefetch", &self.prefetch)
-            .field("heartbeat", &self.heartbeat)
-            .field("options", &self.options)
-            .finish()
     }
 }
 

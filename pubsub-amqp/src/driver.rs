@@ -1,6 +1,7 @@
 //! [`AmqpDriver`]: the AMQP half of a handle (publish with confirms, bindings, the consumer,
 //! reconnects); the kit does the rest.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -21,19 +22,15 @@ use lapin::{
 };
 use parking_lot::RwLock;
 use pubsub_core::adapter::{Context, Driver, Inbound, LinkReporter, Watchdog};
-use pubsub_core::{Backoff, Error, ErrorKind, Message, Pattern, Result, Topic};
+use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, Topic};
 use tokio::sync::Notify;
 
 use crate::{binding, headers, AmqpConfig};
 
-/// Largest encoded headers: the content header must fit in one frame (RabbitMQ's frame_max is
-/// 128 KiB by default), with room for the other properties.
-const MAX_HEADERS: usize = 64 * 1024;
-
 /// Where connections come from.
 pub(crate) enum Source {
     /// The adapter connects, and reconnects, itself.
-    Own(lapin::uri::AMQPUri),
+    Own,
     /// The application's connection: the adapter only opens channels on it.
     App(Arc<Connection>),
 }
@@ -46,15 +43,9 @@ pub(crate) struct AmqpDriver {
 
 struct Shared {
     source: Source,
+    config: AmqpConfig,
     exchange: ShortString,
-    durable_exchange: bool,
     queue: ShortString,
-    queue_max_length: u32,
-    prefetch: u16,
-    max_payload: usize,
-    connect_timeout: Duration,
-    command_timeout: Duration,
-    backoff: Backoff,
     session: RwLock<Option<Arc<Session>>>,
     /// Woken by an operation that found a channel closed.
     failed: Notify,
@@ -71,6 +62,19 @@ struct Session {
 }
 
 impl Session {
+    /// Closes our connection or, on the application's, our channels (which cancels the
+    /// consumer, so that the broker deletes the auto-delete queue).
+    async fn close(&self, source: &Source) -> lapin::Result<()> {
+        match source {
+            Source::Own if !self.connection.status().connected() => Ok(()),
+            Source::Own => self.connection.close(200, "OK".into()).await,
+            Source::App(_) => {
+                let _ = self.publisher.close(200, "OK".into()).await;
+                self.channel.close(200, "OK".into()).await
+            }
+        }
+    }
+
     fn is_broken(&self) -> bool {
         !(self.connection.status().connected()
             && self.publisher.status().connected()
@@ -90,17 +94,14 @@ impl AmqpDriver {
         let shared = Arc::new(Shared {
             source,
             exchange: ShortString::from(config.exchange.as_str()),
-            durable_exchange: config.durable_exchange,
             queue: ShortString::from(queue),
-            queue_max_length: config.queue_max_length,
-            prefetch: config.prefetch,
-            max_payload: config.max_payload(),
-            connect_timeout: cx.options.connect_timeout,
-            command_timeout: cx.options.command_timeout,
-            backoff: cx.options.backoff.clone(),
+            watchdog: Watchdog::start(cx.options.publish_timeout, &cx.tasks),
+            config: AmqpConfig {
+                options: cx.options,
+                ..config
+            },
             session: RwLock::new(None),
             failed: Notify::new(),
-            watchdog: Watchdog::start(cx.options.publish_timeout, &cx.tasks),
             inbound: cx.inbound,
             link: cx.supervisor.link(),
         });
@@ -120,30 +121,23 @@ impl Shared {
             .ok_or_else(|| Error::new(ErrorKind::Connection, "not connected to the AMQP broker"))
     }
 
-    /// Runs `operation` on `session` within the command timeout; an error that left a channel
-    /// closed wakes the consumer task, which reconnects.
-    async fn checked<T>(
-        &self,
-        session: &Session,
-        what: &'static str,
-        operation: impl Future<Output = lapin::Result<T>>,
-    ) -> Result<T> {
-        let result = bounded(self.command_timeout, what, operation).await;
-        if result.is_err() && session.is_broken() {
+    /// Wakes the consumer task, which reconnects, if an operation that failed on `session`
+    /// left a channel closed.
+    fn check(&self, session: &Session) {
+        if session.is_broken() {
             self.failed.notify_one();
         }
-        result
     }
 
     /// Connects (unless the connection is the application's) and sets up the channels, the
     /// exchange, the handle's queue and its consumer.
     async fn open_session(&self) -> Result<(Arc<Session>, Consumer)> {
         let connection = match &self.source {
-            Source::Own(uri) => {
+            Source::Own => {
                 let properties =
                     ConnectionProperties::default().with_connection_name("pubsub".into());
-                let connect = Connection::connect_uri(uri.clone(), properties);
-                Arc::new(bounded(self.connect_timeout, "connecting", connect).await?)
+                let connect = Connection::connect_uri(self.config.uri(), properties);
+                Arc::new(bounded(self.config.options.connect_timeout, "connecting", connect).await?)
             }
             Source::App(connection) => connection.clone(),
         };
@@ -154,7 +148,7 @@ impl Shared {
                 .await?;
             let channel = connection.create_channel().await?;
             let exchange = ExchangeDeclareOptions {
-                durable: self.durable_exchange,
+                durable: self.config.durable_exchange,
                 ..ExchangeDeclareOptions::default()
             };
             channel
@@ -165,15 +159,16 @@ impl Shared {
                     FieldTable::default(),
                 )
                 .await?;
-            let mut arguments = FieldTable::default();
-            arguments.insert(
-                "x-max-length".into(),
-                AMQPValue::LongLongInt(self.queue_max_length.into()),
-            );
-            arguments.insert(
-                "x-overflow".into(),
-                AMQPValue::LongString("drop-head".into()),
-            );
+            let arguments = FieldTable::from(BTreeMap::from([
+                (
+                    "x-max-length".into(),
+                    AMQPValue::LongLongInt(self.config.queue_max_length.into()),
+                ),
+                (
+                    "x-overflow".into(),
+                    AMQPValue::LongString("drop-head".into()),
+                ),
+            ]));
             let queue = QueueDeclareOptions {
                 exclusive: true,
                 auto_delete: true,
@@ -183,7 +178,7 @@ impl Shared {
                 .queue_declare(self.queue.clone(), queue, arguments)
                 .await?;
             channel
-                .basic_qos(self.prefetch, BasicQosOptions::default())
+                .basic_qos(self.config.prefetch, BasicQosOptions::default())
                 .await?;
             let consumer = channel
                 .basic_consume(
@@ -196,8 +191,12 @@ impl Shared {
             Ok((publisher, channel, consumer))
         };
         // On failure the channels (and our own connection) close as they are dropped.
-        let (publisher, channel, consumer) =
-            bounded(self.command_timeout, "setting up the AMQP channels", setup).await?;
+        let (publisher, channel, consumer) = bounded(
+            self.config.options.command_timeout,
+            "setting up the AMQP channels",
+            setup,
+        )
+        .await?;
         Ok((
             Arc::new(Session {
                 connection,
@@ -216,10 +215,12 @@ impl Shared {
             self.session.write().take();
             self.link.down();
             tracing::warn!(queue = %self.queue, "lost the AMQP connection or channel; reconnecting");
-            self.retire(&session).await;
-            let mut delays = self.backoff.delays();
+            // Our connection is closed so that the exclusive queue can be declared again.
+            let closing = session.close(&self.source);
+            let _ = tokio::time::timeout(self.config.options.command_timeout, closing).await;
+            let mut delays = self.config.options.backoff.delays();
             (session, consumer) = loop {
-                tokio::time::sleep(delays.next().unwrap_or(self.backoff.max)).await;
+                tokio::time::sleep(delays.next().unwrap_or(self.config.options.backoff.max)).await;
                 match self.open_session().await {
                     Ok(opened) => break opened,
                     Err(error) => tracing::debug!(%error, "AMQP reconnect attempt failed"),
@@ -233,29 +234,24 @@ impl Shared {
     /// Hands every delivery to the router, acknowledging them in batches (one `multiple` ack
     /// when nothing more is ready, or every `prefetch / 2`); returns when the session fails.
     async fn consume(&self, session: &Session, consumer: &mut Consumer) {
-        let ack_every = u64::from(self.prefetch / 2).max(1);
+        let ack_every = u64::from(self.config.prefetch / 2).max(1);
         let (mut last, mut unacked) = (0, 0);
         loop {
-            if unacked >= ack_every {
-                if self.ack(session, last).await.is_err() {
-                    return;
-                }
-                unacked = 0;
-            }
             let next = match consumer.next().now_or_never() {
-                Some(next) => next,
-                None => {
-                    if unacked > 0 {
-                        if self.ack(session, last).await.is_err() {
-                            return;
-                        }
-                        unacked = 0;
+                Some(next) if unacked < ack_every => next,
+                ready => {
+                    if unacked > 0 && self.ack(session, last).await.is_err() {
+                        return;
                     }
-                    tokio::select! {
-                        next = consumer.next() => next,
-                        () = self.failed.notified() => match session.is_broken() {
-                            true => return,
-                            false => continue,
+                    unacked = 0;
+                    match ready {
+                        Some(next) => next,
+                        None => tokio::select! {
+                            next = consumer.next() => next,
+                            () = self.failed.notified() => match session.is_broken() {
+                                true => return,
+                                false => continue,
+                            },
                         },
                     }
                 }
@@ -292,54 +288,34 @@ impl Shared {
             .deliver(Message::with_headers(topic, delivery.data, headers));
     }
 
-    /// Lets go of a failed session: closes our connection (which drops the exclusive queue,
-    /// so that it can be declared again) or, on the application's, our channels.
-    async fn retire(&self, session: &Session) {
-        let closing = async {
-            match self.source {
-                Source::Own(_) => session.connection.close(200, "OK".into()).await,
-                Source::App(_) => {
-                    let _ = session.publisher.close(200, "OK".into()).await;
-                    session.channel.close(200, "OK".into()).await
-                }
-            }
-        };
-        let _ = tokio::time::timeout(self.command_timeout, closing).await;
-    }
-
     /// Binds or unbinds every key at once, then waits for the broker's answers.
     async fn change(&self, keys: &[ShortString], bind: bool) -> Result<()> {
         let session = self.session()?;
-        let (queue, exchange, ch) = (&self.queue, &self.exchange, &session.channel);
+        let ch = &session.channel;
         let all = keys.iter().map(|key| {
-            let (queue, exchange, key) = (queue.clone(), exchange.clone(), key.clone());
+            let (q, x, k, args) = (
+                self.queue.clone(),
+                self.exchange.clone(),
+                key.clone(),
+                FieldTable::default(),
+            );
             async move {
                 match bind {
                     true => {
-                        ch.queue_bind(
-                            queue,
-                            exchange,
-                            key,
-                            QueueBindOptions::default(),
-                            FieldTable::default(),
-                        )
-                        .await
-                    }
-                    false => {
-                        ch.queue_unbind(queue, exchange, key, FieldTable::default())
+                        ch.queue_bind(q, x, k, QueueBindOptions::default(), args)
                             .await
                     }
+                    false => ch.queue_unbind(q, x, k, args).await,
                 }
             }
         });
-        let what = if bind {
-            "binding the queue"
-        } else {
-            "unbinding the queue"
-        };
-        self.checked(&session, what, futures::future::try_join_all(all))
-            .await
-            .map(drop)
+        let what = if bind { "binding" } else { "unbinding" };
+        let timeout = self.config.options.command_timeout;
+        let result = bounded(timeout, what, futures::future::try_join_all(all)).await;
+        if result.is_err() {
+            self.check(&session);
+        }
+        result.map(drop)
     }
 }
 
@@ -377,7 +353,7 @@ impl fmt::Debug for AmqpDriver {
         f.debug_struct("AmqpDriver")
             .field("exchange", &s.exchange)
             .field("queue", &s.queue)
-            .field("own_connection", &matches!(s.source, Source::Own(_)))
+            .field("own_connection", &matches!(s.source, Source::Own))
             .field("connected", &s.session.read().is_some())
             .finish()
     }
@@ -390,7 +366,7 @@ impl Driver for AmqpDriver {
     const BACKEND: &'static str = "amqp";
 
     fn max_payload(&self) -> usize {
-        self.shared.max_payload
+        self.shared.config.max_payload()
     }
 
     fn native_filter(&self, pattern: &Pattern) -> Result<ShortString> {
@@ -399,22 +375,11 @@ impl Driver for AmqpDriver {
 
     async fn publish(&self, message: Message) -> Result<()> {
         let s = &self.shared;
-        let size: usize = message
-            .headers()
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 10)
-            .sum();
-        if size > MAX_HEADERS {
-            return Err(Error::new(
-                ErrorKind::Invalid,
-                format!("headers of {size} bytes exceed the AMQP adapter's limit of {MAX_HEADERS}"),
-            ));
-        }
-        let session = s.session()?;
         let mut properties = BasicProperties::default();
-        if let Some(table) = headers::encode(message.headers()) {
+        if let Some(table) = headers::encode(message.headers())? {
             properties = properties.with_headers(table);
         }
+        let session = s.session()?;
         let key = ShortString::from(message.topic().as_str());
         let send = async {
             let options = BasicPublishOptions::default();
@@ -428,27 +393,17 @@ impl Driver for AmqpDriver {
         let confirmation = match s.watchdog.bound(send).await? {
             Ok(confirmation) => confirmation,
             Err(error) => {
-                if session.is_broken() {
-                    s.failed.notify_one();
-                }
+                s.check(&session);
                 return Err(lapin_error("publishing", error));
             }
         };
         match confirmation {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Nack(None) => Err(Error::new(
+            Confirmation::Nack(_) => Err(Error::new(ErrorKind::Backend, "the broker nacked it")),
+            Confirmation::Ack(Some(returned)) => Err(Error::new(
                 ErrorKind::Backend,
-                "the broker refused the message (nack)",
+                format!("the broker returned it: {}", returned.reply_text),
             )),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                Err(Error::new(
-                    ErrorKind::Backend,
-                    format!(
-                        "the broker returned the message: {} {}",
-                        returned.reply_code, returned.reply_text
-                    ),
-                ))
-            }
         }
     }
 
@@ -464,18 +419,8 @@ impl Driver for AmqpDriver {
         let Some(session) = self.shared.session.write().take() else {
             return Ok(());
         };
-        let result = match self.shared.source {
-            Source::Own(_) if session.connection.status().connected() => {
-                session.connection.close(200, "OK".into()).await
-            }
-            Source::Own(_) => Ok(()),
-            // Closing the channel cancels the consumer, which deletes the auto-delete queue.
-            Source::App(_) => {
-                let _ = session.publisher.close(200, "OK".into()).await;
-                session.channel.close(200, "OK".into()).await
-            }
-        };
-        result.map_err(|e| lapin_error("closing", e))
+        let closing = session.close(&self.shared.source).await;
+        closing.map_err(|e| lapin_error("closing", e))
     }
 }
 

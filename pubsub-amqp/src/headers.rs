@@ -1,15 +1,25 @@
 //! Our ordered headers as one AMQP header: a field array `[name, value, name, value, …]`.
 
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
-use pubsub_core::Headers;
+use pubsub_core::{Error, ErrorKind, Headers, Result};
 
 /// The AMQP header key that carries the portable headers.
 pub const HEADERS_KEY: &str = "pubsub-headers";
 
-/// The AMQP headers table for `headers` (`None` when there are none).
-pub(crate) fn encode(headers: &Headers) -> Option<FieldTable> {
+/// Largest encoded headers: the content header must fit in one frame (RabbitMQ's frame_max is
+/// 128 KiB by default), with room for the other properties.
+const MAX_HEADERS: usize = 64 * 1024;
+
+/// The AMQP headers table for `headers` (`None` when there are none); headers too large for
+/// one frame are refused.
+pub(crate) fn encode(headers: &Headers) -> Result<Option<FieldTable>> {
+    let size: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 10).sum();
+    if size > MAX_HEADERS {
+        let why = format!("headers of {size} bytes; the AMQP adapter takes {MAX_HEADERS}");
+        return Err(Error::new(ErrorKind::Invalid, why));
+    }
     if headers.is_empty() {
-        return None;
+        return Ok(None);
     }
     let mut array = FieldArray::default();
     for (name, value) in headers.iter() {
@@ -18,7 +28,7 @@ pub(crate) fn encode(headers: &Headers) -> Option<FieldTable> {
     }
     let mut table = FieldTable::default();
     table.insert(HEADERS_KEY.into(), AMQPValue::FieldArray(array));
-    Some(table)
+    Ok(Some(table))
 }
 
 /// The portable headers in an AMQP headers table, tolerantly: anything but our key is
@@ -80,7 +90,7 @@ mod tests {
             for (name, value) in &pairs {
                 headers.insert(name.as_str(), value.as_str()).unwrap();
             }
-            let table = encode(&headers);
+            let table = encode(&headers).unwrap();
             prop_assert_eq!(table.is_none(), headers.is_empty());
             prop_assert_eq!(decode(table.as_ref()), headers);
         }
@@ -118,5 +128,8 @@ mod tests {
         assert!(decode(Some(&table(s("not an array")))).is_empty());
         assert!(decode(Some(&FieldTable::default())).is_empty());
         assert!(decode(None).is_empty());
+        let mut big = Headers::new();
+        big.insert("big", "x".repeat(MAX_HEADERS)).unwrap();
+        assert_eq!(encode(&big).unwrap_err().kind(), ErrorKind::Invalid);
     }
 }

@@ -108,12 +108,7 @@ use pubsub_core::{Hub, Result};
 /// cannot be reached, or a backend error if it refuses (credentials, vhost, an exchange of
 /// another type or durability).
 pub async fn connect(config: AmqpConfig) -> Result<Hub> {
-    config.validate()?;
-    let source = Source::Own(config.uri());
-    launch(config.options.clone(), move |cx| {
-        AmqpDriver::open(config, source, cx)
-    })
-    .await
+    start(config, Source::Own).await
 }
 
 /// Builds a handle on a lapin connection the application already has (see the crate
@@ -123,8 +118,11 @@ pub async fn from_connection(
     connection: impl Into<Arc<lapin::Connection>>,
     config: AmqpConfig,
 ) -> Result<Hub> {
+    start(config, Source::App(connection.into())).await
+}
+
+async fn start(config: AmqpConfig, source: Source) -> Result<Hub> {
     config.validate()?;
-    let source = Source::App(connection.into());
     launch(config.options.clone(), move |cx| {
         AmqpDriver::open(config, source, cx)
     })
