@@ -296,3 +296,19 @@ async fn from_connection_leaves_the_connection_open() {
     assert!(err.is_temporary(), "{err}");
     ps.close().await.unwrap();
 }
+
+/// `amqps://` speaks TLS (rustls): against a plain AMQP port the handshake fails with a typed
+/// connection error, in bounded time, without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_against_a_plain_port_is_a_typed_error() {
+    let addr = amqp_addr();
+    let config = AmqpConfig::from_url(&format!("amqps://guest:guest@{addr}/%2f"))
+        .unwrap()
+        .with_connect_timeout(Duration::from_secs(3));
+    let connecting = pubsub_amqp::connect(config);
+    let err = tokio::time::timeout(Duration::from_secs(10), connecting)
+        .await
+        .expect("connect ends within its timeout")
+        .unwrap_err();
+    assert!(err.is_temporary(), "{err:?}");
+}
