@@ -2,11 +2,11 @@
 # Makes sure every broker the test suite needs is up: starts the machine's service when it is
 # down, waits for its port, and fails loudly (exit 1) when one cannot be reached.
 # Idempotent: a broker that already answers is left alone.
-#   usage: scripts/brokers.sh [redis] [nats] ...   (no argument: all of them)
+#   usage: scripts/brokers.sh [redis] [nats] [amqp] ...   (no argument: all of them)
 set -euo pipefail
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats)
+[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats amqp)
 
 log() { printf '[brokers] %s\n' "$*" >&2; }
 
@@ -39,15 +39,20 @@ start_nats() {
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 }
 
+start_amqp() {
+  command -v rabbitmq-server >/dev/null || { log "FATAL: rabbitmq-server is not installed"; return 1; }
+  rabbitmq-server -detached
+}
+
 ensure() {
-  local name=$1 host=$2 port=$3
+  local name=$1 host=$2 port=$3 secs=${4:-30}
   if port_open "$host" "$port"; then
     log "$name already up on $host:$port"
     return 0
   fi
   log "$name is down; starting it"
   "start_$name" || true
-  wait_port "$name" "$host" "$port" 30
+  wait_port "$name" "$host" "$port" "$secs"
 }
 
 status=0
@@ -55,6 +60,8 @@ for b in "${wanted[@]}"; do
   case $b in
     redis) ensure redis 127.0.0.1 6379 || status=1 ;;
     nats) ensure nats 127.0.0.1 4222 || status=1 ;;
+    # RabbitMQ (an Erlang VM) takes a while to boot.
+    amqp) ensure amqp 127.0.0.1 5672 60 || status=1 ;;
     *) log "FATAL: unknown broker '$b'"; status=1 ;;
   esac
 done

@@ -1,7 +1,9 @@
 //! Where the test brokers are, and control over the local Redis server for restart tests.
 //!
-//! `PUBSUB_REDIS_URL` (default `redis://127.0.0.1:6379`) and `PUBSUB_NATS_URL` (default
-//! `nats://127.0.0.1:4222`) name the brokers every test, conformance suite and benchmark uses.
+//! `PUBSUB_REDIS_URL` (default `redis://127.0.0.1:6379`), `PUBSUB_NATS_URL` (default
+//! `nats://127.0.0.1:4222`) and `PUBSUB_AMQP_URL` (default
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`) name the brokers every test, conformance suite and
+//! benchmark uses.
 
 use std::process::Command;
 use std::time::Duration;
@@ -14,6 +16,17 @@ pub fn redis_url() -> String {
 /// `PUBSUB_NATS_URL`, or the local default.
 pub fn nats_url() -> String {
     std::env::var("PUBSUB_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string())
+}
+
+/// `PUBSUB_AMQP_URL`, or the local default.
+pub fn amqp_url() -> String {
+    std::env::var("PUBSUB_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+/// `host:port` of [`amqp_url`].
+pub fn amqp_addr() -> String {
+    host_port(&amqp_url(), 5672)
 }
 
 /// `host:port` of [`redis_url`] (for a [`TcpProxy`](crate::proxy::TcpProxy) in front of it).
@@ -124,5 +137,9 @@ mod tests {
         assert_eq!(host_port("redis://u:p@h:7/2", 1), "h:7");
         assert_eq!(host_port("nats://tok@h", 4222), "h:4222");
         assert_eq!(host_port("localhost", 5), "localhost:5");
+        assert_eq!(
+            host_port("amqp://g:g@127.0.0.1:5672/%2f", 1),
+            "127.0.0.1:5672"
+        );
     }
 }

@@ -93,9 +93,10 @@ pub async fn connect(url: &str) -> Result<Hub> {
             pubsub_nats::connect(config).await
         }
         #[cfg(feature = "amqp")]
-        Scheme::Amqp => Err(Error::unsupported(
-            "the AMQP adapter is not implemented yet",
-        )),
+        Scheme::Amqp => {
+            let config = pubsub_amqp::AmqpConfig::from_url(url)?;
+            pubsub_amqp::connect(config).await
+        }
         // No feature would help yet: say so rather than ask for one (the `kafka` feature is
         // reserved for the adapter).
         Scheme::Kafka => Err(Error::unsupported(

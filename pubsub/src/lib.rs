@@ -1,8 +1,8 @@
 //! One portable pub/sub API over several brokers.
 //!
 //! Applications hold a [`Hub`] (a cheap, cloneable handle that implements [`PubSub`]) from
-//! [`connect`] and never name a backend: switching from the in-process memory backend to Redis
-//! or NATS is a Cargo feature and a URL. Every URL takes the [`CommonOptions`] as query
+//! [`connect`] and never name a backend: switching from the in-process memory backend to Redis,
+//! NATS or RabbitMQ is a Cargo feature and a URL. Every URL takes the [`CommonOptions`] as query
 //! parameters (`?buffer=4096&publish_timeout=2s`).
 //!
 //! | scheme | backend | feature |
@@ -10,7 +10,7 @@
 //! | `memory://` or `memory://NAME` | in-process ([`memory`]) | always on |
 //! | `redis://`, `rediss://` | Redis (fred) | `redis` |
 //! | `nats://`, `tls://` | NATS (async-nats) | `nats` |
-//! | `amqp://`, `amqps://` | RabbitMQ (planned) | `amqp` |
+//! | `amqp://`, `amqps://` | RabbitMQ, AMQP 0-9-1 (lapin) | `amqp` |
 //! | `kafka://host:port[,host:port]` | Kafka (planned) | `kafka` |
 //!
 //! ```
@@ -44,3 +44,7 @@ pub use pubsub_redis as redis;
 /// The NATS adapter (feature `nats`).
 #[cfg(feature = "nats")]
 pub use pubsub_nats as nats;
+
+/// The AMQP 0-9-1 adapter for RabbitMQ (feature `amqp`).
+#[cfg(feature = "amqp")]
+pub use pubsub_amqp as amqp;

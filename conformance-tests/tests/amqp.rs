@@ -1,0 +1,30 @@
+//! The conformance suite on RabbitMQ (`PUBSUB_AMQP_URL`, default
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`).
+//!
+//! Every case connects to a real broker; when it cannot be reached the cases fail (they never
+//! skip). The fault cases go through a fault proxy (`conformance_tests::proxy::TcpProxy`) that
+//! they cut or freeze; that handle dials only the proxy, so every reconnect goes through it too.
+
+use std::time::Duration;
+
+use conformance_tests::broker::{amqp_addr, amqp_url};
+use conformance_tests::kit::fast_backoff;
+use conformance_tests::Harness;
+use pubsub_amqp::AmqpConfig;
+use pubsub_core::WithOptions;
+
+fn amqp_harness() -> Harness {
+    Harness::proxied("amqp", amqp_addr(), |proxy| async move {
+        let mut config = AmqpConfig::from_url(&amqp_url())?;
+        if let Some(addr) = proxy {
+            config = config
+                .with_server(addr.ip().to_string(), addr.port())
+                .with_publish_timeout(Duration::from_millis(500))
+                .with_command_timeout(Duration::from_secs(2))
+                .with_backoff(fast_backoff());
+        }
+        pubsub_amqp::connect(config).await
+    })
+}
+
+conformance_tests::suite!(amqp_harness);

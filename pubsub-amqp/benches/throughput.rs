@@ -1,0 +1,250 @@
+//! Throughput and latency of the AMQP adapter next to raw lapin doing the same work.
+//!
+//! Run with `cargo bench -p pubsub-amqp` (RabbitMQ at `PUBSUB_AMQP_URL`, default
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`). Each row: one publisher sends N messages to one
+//! topic (pipelined, at most `WINDOW` publishes in flight, each resolving on its publisher
+//! confirm) and 1 or 10 subscriptions receive all of them. The adapter uses one handle; raw
+//! lapin uses one connection with a confirm-mode channel for publishing and one channel whose
+//! queue (same arguments, same prefetch, the same batched `multiple` acks) is bound to the
+//! topic and consumed by a task that fans each payload out to one channel per subscription,
+//! as the adapter's router does. Every payload carries its send time, so latency is
+//! publish-call-to-receipt.
+//!
+//! The harness (rounds interleaved adapter / raw, medians, the table, `BENCH_QUICK=1` for a
+//! smoke run, `BENCH_ROWS`, `BENCH_ROUNDS`, `BENCH_MODE=adapter|raw`) is
+//! `conformance_tests::bench`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use conformance_tests::bench::{
+    self, compare, fmt_size, print_header, print_row, publish_pipelined, stamp, Outcome, Receivers,
+    Settings, Side, COMPARED_COLUMNS,
+};
+use conformance_tests::broker::amqp_url;
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
+use pubsub_amqp::lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use pubsub_amqp::lapin::types::{AMQPValue, FieldTable};
+use pubsub_amqp::lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use pubsub_amqp::AmqpConfig;
+use pubsub_core::{Message, Topic, WithOptions};
+
+/// Publishes in flight.
+const WINDOW: usize = 128;
+/// Rounds per row (each runs the adapter and raw lapin once).
+const ROUNDS: usize = 7;
+/// The adapter's defaults, used by both sides.
+const PREFETCH: u16 = 1000;
+const MAX_LENGTH: i64 = 100_000;
+
+#[derive(Clone, Copy)]
+struct Row {
+    subs: usize,
+    size: usize,
+    count: usize,
+}
+
+impl Row {
+    fn receivers(&self) -> Receivers {
+        Receivers::new(self.count, self.subs, self.size, usize::MAX)
+    }
+}
+
+async fn run_adapter(row: Row, topic: &str) -> Outcome {
+    let config = AmqpConfig::from_url(&amqp_url())
+        .expect("valid URL")
+        .with_buffer(row.count + 16);
+    let ps = Arc::new(
+        pubsub_amqp::connect(config)
+            .await
+            .expect("RabbitMQ must be reachable"),
+    );
+    let topic: Topic = topic.parse().expect("topic");
+    let mut receivers = row.receivers();
+    for _ in 0..row.subs {
+        let sub = ps
+            .subscribe(topic.as_str().parse().expect("pattern"))
+            .await
+            .expect("subscribe");
+        receivers.spawn(sub.map(|m| m.payload().clone()));
+    }
+    let (started, published) = publish_pipelined(row.count, WINDOW, |seq| {
+        let m = Message::new(topic.clone(), stamp(seq, row.size));
+        let ps = ps.clone();
+        async move { ps.publish(m).await }
+    })
+    .await;
+    let outcome = receivers.finish(started, published).await;
+    ps.close().await.expect("close");
+    outcome
+}
+
+async fn run_raw(row: Row, topic: &str) -> Outcome {
+    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ must be reachable");
+    let publisher = conn.create_channel().await.expect("channel");
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let ch = conn.create_channel().await.expect("channel");
+    let table = FieldTable::default;
+    ch.exchange_declare(
+        "pubsub".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions::default(),
+        table(),
+    )
+    .await
+    .expect("exchange");
+    let mut args = table();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(MAX_LENGTH));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("drop-head".into()),
+    );
+    let queue = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    let q = ch
+        .queue_declare("".into(), queue, args)
+        .await
+        .expect("queue");
+    ch.queue_bind(
+        q.name().clone(),
+        "pubsub".into(),
+        topic.into(),
+        QueueBindOptions::default(),
+        table(),
+    )
+    .await
+    .expect("bind");
+    ch.basic_qos(PREFETCH, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            table(),
+        )
+        .await
+        .expect("consume");
+    let mut receivers = row.receivers();
+    let mut senders = Vec::new();
+    for _ in 0..row.subs {
+        let (tx, rx) = mpsc::unbounded::<Bytes>();
+        senders.push(tx);
+        receivers.spawn(rx);
+    }
+    // The reader: fan out, and ack in batches as the adapter does.
+    let reader = tokio::spawn(async move {
+        let (mut last, mut unacked) = (0, 0);
+        let ack = |tag| ch.basic_ack(tag, BasicAckOptions { multiple: true });
+        loop {
+            let next = match consumer.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    if unacked > 0 {
+                        ack(last).await.expect("ack");
+                        unacked = 0;
+                    }
+                    consumer.next().await
+                }
+            };
+            let Some(Ok(delivery)) = next else { return };
+            last = delivery.delivery_tag;
+            unacked += 1;
+            let payload = Bytes::from(delivery.data);
+            for tx in &senders {
+                let _ = tx.unbounded_send(payload.clone());
+            }
+            if unacked >= u64::from(PREFETCH / 2) {
+                ack(last).await.expect("ack");
+                unacked = 0;
+            }
+        }
+    });
+    let key: Arc<str> = Arc::from(topic);
+    let (started, published) = publish_pipelined(row.count, WINDOW, |seq| {
+        let (publisher, key) = (publisher.clone(), key.clone());
+        let payload = stamp(seq, row.size);
+        async move {
+            let options = BasicPublishOptions::default();
+            let confirm = publisher
+                .basic_publish(
+                    "pubsub".into(),
+                    (&*key).into(),
+                    options,
+                    &payload,
+                    BasicProperties::default(),
+                )
+                .await?;
+            confirm.await.map(drop)
+        }
+    })
+    .await;
+    let outcome = receivers.finish(started, published).await;
+    let _ = conn.close(200, "OK".into()).await;
+    let _ = reader.await;
+    outcome
+}
+
+async fn run(side: Side, row: Row, topic: &str) -> Outcome {
+    match side {
+        Side::Adapter => run_adapter(row, topic).await,
+        Side::Raw => run_raw(row, topic).await,
+    }
+}
+
+fn main() {
+    let settings = Settings::from_env(ROUNDS);
+    let row = |subs: usize, size: usize, count: usize| Row {
+        subs,
+        size,
+        count: settings.count(count, 10),
+    };
+    let rows = [
+        row(1, 64, 50_000),
+        row(10, 64, 50_000),
+        row(1, 4096, 20_000),
+        row(10, 4096, 20_000),
+    ];
+    bench::main(async {
+        // Warm up connections, allocator and the broker.
+        let warm = row(1, 64, 2_000);
+        run(Side::Adapter, warm, &bench::run_id("warm.a")).await;
+        run(Side::Raw, warm, &bench::run_id("warm.r")).await;
+
+        println!(
+            "RabbitMQ, 1 publisher ({WINDOW} confirmed publishes in flight), median of {} rounds, \
+             adapter and raw lapin interleaved",
+            settings.rounds
+        );
+        print_header(&[&["subs", "payload", "msgs"][..], &COMPARED_COLUMNS[..]].concat());
+        for (r, row) in rows.iter().enumerate() {
+            if !settings.runs_row(r) {
+                continue;
+            }
+            let compared = compare(&settings, |side, round| {
+                let topic = bench::run_id(&format!("r{r}.n{round}.{side:?}"));
+                async move { run(side, *row, &topic).await }
+            })
+            .await;
+            let label = [
+                row.subs.to_string(),
+                fmt_size(row.size),
+                row.count.to_string(),
+            ];
+            print_row(&[&label[..], &compared.cells()[..]].concat());
+        }
+    });
+}

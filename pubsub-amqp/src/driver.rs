@@ -1,0 +1,448 @@
+//! [`AmqpDriver`]: the AMQP half of a handle (publish with confirms, bindings, the consumer,
+//! reconnects); the kit does the rest.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::protocol::{AMQPErrorKind, AMQPHardError};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
+    ExchangeKind,
+};
+use parking_lot::RwLock;
+use pubsub_core::adapter::{Context, Driver, Inbound, LinkReporter, Watchdog};
+use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, Topic};
+use tokio::sync::Notify;
+
+use crate::{binding, headers, AmqpConfig};
+
+/// Where connections come from.
+pub(crate) enum Source {
+    /// The adapter connects, and reconnects, itself.
+    Own,
+    /// The application's connection: the adapter only opens channels on it.
+    App(Arc<Connection>),
+}
+
+/// The AMQP [`Driver`]: one connection (or the application's), one confirm-mode channel for
+/// publishing, one channel for the handle's queue, its bindings and its consumer.
+pub(crate) struct AmqpDriver {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    source: Source,
+    config: AmqpConfig,
+    exchange: ShortString,
+    queue: ShortString,
+    session: RwLock<Option<Arc<Session>>>,
+    /// Woken by an operation that found a channel closed.
+    failed: Notify,
+    watchdog: Arc<Watchdog>,
+    inbound: Inbound<ShortString>,
+    link: LinkReporter,
+}
+
+/// One connection's channels.
+struct Session {
+    connection: Arc<Connection>,
+    publisher: Channel,
+    channel: Channel,
+}
+
+impl Session {
+    /// Closes our connection or, on the application's, our channels (which cancels the
+    /// consumer, so that the broker deletes the auto-delete queue).
+    async fn close(&self, source: &Source) -> lapin::Result<()> {
+        match source {
+            Source::Own if !self.connection.status().connected() => Ok(()),
+            Source::Own => self.connection.close(200, "OK".into()).await,
+            Source::App(_) => {
+                let _ = self.publisher.close(200, "OK".into()).await;
+                self.channel.close(200, "OK".into()).await
+            }
+        }
+    }
+
+    fn is_broken(&self) -> bool {
+        !(self.connection.status().connected()
+            && self.publisher.status().connected()
+            && self.channel.status().connected())
+    }
+}
+
+impl AmqpDriver {
+    /// Opens the first session (so that connect fails when the broker cannot be used) and
+    /// starts the task that consumes, notices failures and reconnects.
+    pub(crate) async fn open(
+        config: AmqpConfig,
+        source: Source,
+        cx: Context<ShortString>,
+    ) -> Result<AmqpDriver> {
+        let queue = format!("pubsub.{:016x}", rand::random::<u64>());
+        let shared = Arc::new(Shared {
+            source,
+            exchange: ShortString::from(config.exchange.as_str()),
+            queue: ShortString::from(queue),
+            watchdog: Watchdog::start(cx.options.publish_timeout, &cx.tasks),
+            config: AmqpConfig {
+                options: cx.options,
+                ..config
+            },
+            session: RwLock::new(None),
+            failed: Notify::new(),
+            inbound: cx.inbound,
+            link: cx.supervisor.link(),
+        });
+        let (session, consumer) = shared.open_session().await?;
+        *shared.session.write() = Some(session.clone());
+        shared.link.up();
+        cx.tasks.spawn(shared.clone().run(session, consumer));
+        Ok(AmqpDriver { shared })
+    }
+}
+
+impl Shared {
+    fn session(&self) -> Result<Arc<Session>> {
+        self.session
+            .read()
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::Connection, "not connected to the AMQP broker"))
+    }
+
+    /// Wakes the consumer task, which reconnects, if an operation that failed on `session`
+    /// left a channel closed.
+    fn check(&self, session: &Session) {
+        if session.is_broken() {
+            self.failed.notify_one();
+        }
+    }
+
+    /// Connects (unless the connection is the application's) and sets up the channels, the
+    /// exchange, the handle's queue and its consumer.
+    async fn open_session(&self) -> Result<(Arc<Session>, Consumer)> {
+        let connection = match &self.source {
+            Source::Own => {
+                let properties =
+                    ConnectionProperties::default().with_connection_name("pubsub".into());
+                let connect = Connection::connect_uri(self.config.uri(), properties);
+                Arc::new(bounded(self.config.options.connect_timeout, "connecting", connect).await?)
+            }
+            Source::App(connection) => connection.clone(),
+        };
+        let setup = async {
+            let publisher = connection.create_channel().await?;
+            publisher
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            let channel = connection.create_channel().await?;
+            let exchange = ExchangeDeclareOptions {
+                durable: self.config.durable_exchange,
+                ..ExchangeDeclareOptions::default()
+            };
+            channel
+                .exchange_declare(
+                    self.exchange.clone(),
+                    ExchangeKind::Topic,
+                    exchange,
+                    FieldTable::default(),
+                )
+                .await?;
+            let arguments = FieldTable::from(BTreeMap::from([
+                (
+                    "x-max-length".into(),
+                    AMQPValue::LongLongInt(self.config.queue_max_length.into()),
+                ),
+                (
+                    "x-overflow".into(),
+                    AMQPValue::LongString("drop-head".into()),
+                ),
+            ]));
+            let queue = QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            };
+            channel
+                .queue_declare(self.queue.clone(), queue, arguments)
+                .await?;
+            channel
+                .basic_qos(self.config.prefetch, BasicQosOptions::default())
+                .await?;
+            let consumer = channel
+                .basic_consume(
+                    self.queue.clone(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok((publisher, channel, consumer))
+        };
+        // On failure the channels (and our own connection) close as they are dropped.
+        let (publisher, channel, consumer) = bounded(
+            self.config.options.command_timeout,
+            "setting up the AMQP channels",
+            setup,
+        )
+        .await?;
+        Ok((
+            Arc::new(Session {
+                connection,
+                publisher,
+                channel,
+            }),
+            consumer,
+        ))
+    }
+
+    /// Consumes until the session fails, then reports the link down, reconnects (never giving
+    /// up) and reports it reconnected, so that the kit binds every filter again.
+    async fn run(self: Arc<Self>, mut session: Arc<Session>, mut consumer: Consumer) {
+        loop {
+            self.consume(&session, &mut consumer).await;
+            self.session.write().take();
+            self.link.down();
+            tracing::warn!(queue = %self.queue, "lost the AMQP connection or channel; reconnecting");
+            // Our connection is closed so that the exclusive queue can be declared again.
+            let closing = session.close(&self.source);
+            let _ = tokio::time::timeout(self.config.options.command_timeout, closing).await;
+            let mut delays = self.config.options.backoff.delays();
+            (session, consumer) = loop {
+                tokio::time::sleep(delays.next().unwrap_or(self.config.options.backoff.max)).await;
+                match self.open_session().await {
+                    Ok(opened) => break opened,
+                    Err(error) => tracing::debug!(%error, "AMQP reconnect attempt failed"),
+                }
+            };
+            *self.session.write() = Some(session.clone());
+            self.link.reconnected();
+        }
+    }
+
+    /// Hands every delivery to the router, acknowledging them in batches (one `multiple` ack
+    /// when nothing more is ready, or every `prefetch / 2`); returns when the session fails.
+    async fn consume(&self, session: &Session, consumer: &mut Consumer) {
+        let ack_every = u64::from(self.config.prefetch / 2).max(1);
+        let (mut last, mut unacked) = (0, 0);
+        loop {
+            let next = match consumer.next().now_or_never() {
+                Some(next) if unacked < ack_every => next,
+                ready => {
+                    if unacked > 0 && self.ack(session, last).await.is_err() {
+                        return;
+                    }
+                    unacked = 0;
+                    match ready {
+                        Some(next) => next,
+                        None => tokio::select! {
+                            next = consumer.next() => next,
+                            () = self.failed.notified() => match session.is_broken() {
+                                true => return,
+                                false => continue,
+                            },
+                        },
+                    }
+                }
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    last = delivery.delivery_tag;
+                    unacked += 1;
+                    self.deliver(delivery);
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "the AMQP consumer failed");
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+
+    async fn ack(&self, session: &Session, tag: u64) -> lapin::Result<()> {
+        session
+            .channel
+            .basic_ack(tag, BasicAckOptions { multiple: true })
+            .await
+    }
+
+    fn deliver(&self, delivery: Delivery) {
+        let Ok(topic) = Topic::new(delivery.routing_key.as_str()) else {
+            tracing::trace!(key = %delivery.routing_key, "ignoring a routing key that is not a valid topic");
+            return;
+        };
+        let headers = headers::decode(delivery.properties.headers().as_ref());
+        self.inbound
+            .deliver(Message::with_headers(topic, delivery.data, headers));
+    }
+
+    /// Binds or unbinds every key at once, then waits for the broker's answers.
+    async fn change(&self, keys: &[ShortString], bind: bool) -> Result<()> {
+        let session = self.session()?;
+        let ch = &session.channel;
+        let all = keys.iter().map(|key| {
+            let (q, x, k, args) = (
+                self.queue.clone(),
+                self.exchange.clone(),
+                key.clone(),
+                FieldTable::default(),
+            );
+            async move {
+                match bind {
+                    true => {
+                        ch.queue_bind(q, x, k, QueueBindOptions::default(), args)
+                            .await
+                    }
+                    false => ch.queue_unbind(q, x, k, args).await,
+                }
+            }
+        });
+        let what = if bind { "binding" } else { "unbinding" };
+        let timeout = self.config.options.command_timeout;
+        let result = bounded(timeout, what, futures::future::try_join_all(all)).await;
+        if result.is_err() {
+            self.check(&session);
+        }
+        result.map(drop)
+    }
+}
+
+/// `operation` within `limit`, with its lapin error classified.
+async fn bounded<T>(
+    limit: Duration,
+    what: &'static str,
+    operation: impl Future<Output = lapin::Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(result) => result.map_err(|e| lapin_error(what, e)),
+        Err(_) => Err(Error::timeout(format!(
+            "{what}: no answer from the broker within {limit:?}"
+        ))),
+    }
+}
+
+/// A lapin error raised while doing `context`, classified: refusals by the broker are
+/// `Backend`, everything else about the connection is `Connection`.
+pub(crate) fn lapin_error(context: &'static str, source: lapin::Error) -> Error {
+    let kind = match source.kind() {
+        lapin::ErrorKind::ProtocolError(e) => match e.kind() {
+            AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED) => ErrorKind::Connection,
+            _ => ErrorKind::Backend,
+        },
+        lapin::ErrorKind::AuthProviderError(_) => ErrorKind::Backend,
+        _ => ErrorKind::Connection,
+    };
+    Error::new(kind, context).with_source(source)
+}
+
+impl fmt::Debug for AmqpDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.shared;
+        f.debug_struct("AmqpDriver")
+            .field("exchange", &s.exchange)
+            .field("queue", &s.queue)
+            .field("own_connection", &matches!(s.source, Source::Own))
+            .field("connected", &s.session.read().is_some())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Driver for AmqpDriver {
+    type Filter = ShortString;
+
+    const BACKEND: &'static str = "amqp";
+
+    fn max_payload(&self) -> usize {
+        self.shared.config.max_payload()
+    }
+
+    fn native_filter(&self, pattern: &Pattern) -> Result<ShortString> {
+        Ok(binding::binding_key(pattern))
+    }
+
+    async fn publish(&self, message: Message) -> Result<()> {
+        let s = &self.shared;
+        let mut properties = BasicProperties::default();
+        if let Some(table) = headers::encode(message.headers())? {
+            properties = properties.with_headers(table);
+        }
+        let session = s.session()?;
+        let key = ShortString::from(message.topic().as_str());
+        let send = async {
+            let options = BasicPublishOptions::default();
+            let payload = message.payload();
+            let confirm = session
+                .publisher
+                .basic_publish(s.exchange.clone(), key, options, payload, properties)
+                .await?;
+            confirm.await
+        };
+        let confirmation = match s.watchdog.bound(send).await? {
+            Ok(confirmation) => confirmation,
+            Err(error) => {
+                s.check(&session);
+                return Err(lapin_error("publishing", error));
+            }
+        };
+        match confirmation {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Nack(_) => Err(Error::new(ErrorKind::Backend, "the broker nacked it")),
+            Confirmation::Ack(Some(returned)) => Err(Error::new(
+                ErrorKind::Backend,
+                format!("the broker returned it: {}", returned.reply_text),
+            )),
+        }
+    }
+
+    async fn add_filters(&self, keys: &[ShortString]) -> Result<()> {
+        self.shared.change(keys, true).await
+    }
+
+    async fn remove_filters(&self, keys: &[ShortString]) -> Result<()> {
+        self.shared.change(keys, false).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let Some(session) = self.shared.session.write().take() else {
+            return Ok(());
+        };
+        let closing = session.close(&self.shared.source).await;
+        closing.map_err(|e| lapin_error("closing", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::protocol::{AMQPError, AMQPSoftError};
+    use std::error::Error as _;
+
+    #[test]
+    fn lapin_errors_are_classified_with_their_source() {
+        let amqp = |kind| lapin::ErrorKind::ProtocolError(AMQPError::new(kind, "x".into())).into();
+        let e = lapin_error(
+            "binding",
+            amqp(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)),
+        );
+        assert_eq!(e.kind(), ErrorKind::Backend);
+        assert!(e.source().is_some());
+        let forced = amqp(AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED));
+        assert_eq!(lapin_error("x", forced).kind(), ErrorKind::Connection);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let e = lapin_error("publishing", lapin::Error::from(io));
+        assert!(e.kind() == ErrorKind::Connection && e.is_temporary());
+    }
+}

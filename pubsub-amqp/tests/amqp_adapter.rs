@@ -1,0 +1,314 @@
+//! Integration tests of the AMQP adapter against a real RabbitMQ (`PUBSUB_AMQP_URL`, default
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`). They fail, never skip, when it cannot be reached.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conformance_tests::broker::{amqp_addr, amqp_url};
+use conformance_tests::kit::{
+    drain, next, next_payload, publish, seq, shared, subscribe, subscribe_cap, unique_prefix, unseq,
+};
+use conformance_tests::proxy::TcpProxy;
+use futures::StreamExt;
+use pubsub_amqp::lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use pubsub_amqp::lapin::types::{AMQPValue, FieldArray, FieldTable};
+use pubsub_amqp::lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use pubsub_amqp::{AmqpConfig, HEADERS_KEY};
+use pubsub_core::{ConnectionState, Message, PubSub, WithOptions};
+
+const QUIET: Duration = Duration::from_millis(500);
+
+fn config() -> AmqpConfig {
+    AmqpConfig::from_url(&amqp_url()).expect("PUBSUB_AMQP_URL is a valid AMQP URL")
+}
+
+async fn handle(config: AmqpConfig) -> Arc<dyn PubSub> {
+    shared(
+        pubsub_amqp::connect(config)
+            .await
+            .expect("RabbitMQ must be reachable at PUBSUB_AMQP_URL"),
+    )
+}
+
+async fn raw() -> (Connection, Channel) {
+    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    (conn, channel)
+}
+
+async fn raw_publish(channel: &Channel, key: &str, payload: &[u8], headers: Option<FieldTable>) {
+    let mut properties = BasicProperties::default();
+    if let Some(headers) = headers {
+        properties = properties.with_headers(headers);
+    }
+    let options = BasicPublishOptions::default();
+    channel
+        .basic_publish("pubsub".into(), key.into(), options, payload, properties)
+        .await
+        .unwrap();
+}
+
+fn table(entries: Vec<(&str, AMQPValue)>) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(k.into(), v);
+    }
+    t
+}
+
+fn s(x: &str) -> AMQPValue {
+    AMQPValue::LongString(x.into())
+}
+
+/// A handle that stalls (its link frozen) while its queue overflows: the broker keeps the
+/// newest `queue_max_length` messages; afterwards the handle is healthy, what it receives is
+/// in order and ends with the newest message, and a subscription whose buffer overflowed
+/// counts its drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowing_queue_keeps_the_newest_in_order() {
+    const N: u32 = 500;
+    let t = format!("{}.overflow", unique_prefix("overflow"));
+    let proxy = TcpProxy::start(&amqp_addr()).await.unwrap();
+    let addr = proxy.local_addr();
+    let stalled = config()
+        .with_server(addr.ip().to_string(), addr.port())
+        .with_queue_max_length(20)
+        .with_prefetch(10);
+    let ps = handle(stalled).await;
+    let publisher = handle(config()).await;
+    let mut all = subscribe_cap(&ps, &t, 1000).await;
+    let mut small = subscribe_cap(&ps, &t, 4).await;
+
+    proxy.freeze();
+    for i in 0..N {
+        publish(&publisher, &t, seq(1, i)).await;
+    }
+    proxy.thaw();
+    let got = drain(&mut all, QUIET * 2).await;
+    let order: Vec<u32> = got.iter().map(|m| unseq(m).1).collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {order:?}"
+    );
+    assert_eq!(
+        order.last(),
+        Some(&(N - 1)),
+        "the newest message arrives: {order:?}"
+    );
+    assert!((20..=30).contains(&order.len()), "kept: {order:?}");
+    let buffered = drain(&mut small, QUIET).await.len() as u64;
+    assert_eq!(buffered + small.dropped(), got.len() as u64);
+    assert!(small.dropped() > 0);
+
+    assert_eq!(ps.connection_state(), ConnectionState::Up);
+    publish(&publisher, &t, seq(2, 0)).await;
+    assert_eq!(unseq(&next(&mut all, "after the overflow").await), (2, 0));
+    ps.close().await.unwrap();
+    publisher.close().await.unwrap();
+}
+
+/// Foreign publishers: payloads arrive exactly; headers decode from our key as far as they
+/// can, whatever else the message carries; a routing key that is not a topic is ignored. And
+/// a foreign consumer sees our headers as one field array, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_with_foreign_publishers_and_consumers() {
+    let p = unique_prefix("foreign");
+    let ps = handle(config()).await;
+    let mut sub = subscribe(&ps, &format!("{p}.>")).await;
+    let (_conn, ch) = raw().await;
+    let t = format!("{p}.x");
+
+    raw_publish(&ch, &format!("{p}..bad"), b"not a topic", None).await;
+    raw_publish(&ch, &t, b"plain", None).await;
+    let m = next(&mut sub, "plain").await;
+    assert_eq!(
+        (m.payload().as_ref(), m.headers().len()),
+        (&b"plain"[..], 0)
+    );
+
+    let ours = table(vec![(
+        HEADERS_KEY,
+        AMQPValue::FieldArray(vec![s("z"), s("1"), s("a"), s("2")].into()),
+    )]);
+    raw_publish(&ch, &t, b"ours", Some(ours)).await;
+    let m = next(&mut sub, "ours").await;
+    assert_eq!(
+        m.headers().iter().collect::<Vec<_>>(),
+        [("z", "1"), ("a", "2")]
+    );
+
+    let odd: FieldArray = vec![
+        AMQPValue::LongInt(7),
+        s("v"),
+        s("ok"),
+        s("yes"),
+        AMQPValue::FieldTable(table(vec![("k", AMQPValue::Boolean(true))])),
+        s("x"),
+        s("tail"),
+    ]
+    .into();
+    let shapes = [
+        table(vec![(HEADERS_KEY, AMQPValue::FieldArray(odd))]),
+        table(vec![(HEADERS_KEY, s("a string")), ("x-other", s("1"))]),
+        table(vec![(
+            HEADERS_KEY,
+            AMQPValue::FieldTable(table(vec![("a", s("b"))])),
+        )]),
+        table(vec![
+            ("content-type", s("text/plain")),
+            ("n", AMQPValue::LongLongInt(3)),
+        ]),
+    ];
+    for (i, shape) in shapes.into_iter().enumerate() {
+        raw_publish(&ch, &t, &[i as u8, 0, 255], Some(shape)).await;
+        let m = next(&mut sub, "a foreign shape").await;
+        assert_eq!(m.payload().as_ref(), [i as u8, 0, 255]);
+        let want: &[(&str, &str)] = if i == 0 { &[("ok", "yes")] } else { &[] };
+        assert_eq!(m.headers().iter().collect::<Vec<_>>(), want);
+    }
+
+    // Our headers as a foreign consumer sees them.
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    ch.queue_bind(
+        q.name().clone(),
+        "pubsub".into(),
+        t.as_str().into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let m = Message::builder(t.parse().unwrap())
+        .payload("h")
+        .header("b", "2")
+        .header("a", "1")
+        .build()
+        .unwrap();
+    ps.publish(m).await.unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let headers = d.properties.headers().clone().unwrap();
+    let want = AMQPValue::FieldArray(vec![s("b"), s("2"), s("a"), s("1")].into());
+    assert_eq!(headers.inner().get(HEADERS_KEY), Some(&want));
+    ps.close().await.unwrap();
+}
+
+/// A topic token that is literally `#` is a literal for us, not a wildcard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_tokens_are_literal() {
+    let p = unique_prefix("hash");
+    let ps = handle(config()).await;
+    let mut exact = subscribe(&ps, &format!("{p}.#")).await;
+    let mut under = subscribe(&ps, &format!("{p}.#.*")).await;
+    let mut one = subscribe(&ps, &format!("{p}.*")).await;
+    for t in ["#", "x", "#.y", "z.y", "#.#"] {
+        publish(&ps, &format!("{p}.{t}"), t).await;
+    }
+    let topics = |ms: Vec<Message>| {
+        ms.iter()
+            .map(|m| m.topic().as_str()[p.len() + 1..].to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(topics(drain(&mut exact, QUIET).await), ["#"]);
+    assert_eq!(topics(drain(&mut under, QUIET).await), ["#.y", "#.#"]);
+    assert_eq!(topics(drain(&mut one, QUIET).await), ["#", "x"]);
+    ps.close().await.unwrap();
+}
+
+/// On the application's connection: the handle works, and `close` leaves the connection open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_connection_leaves_the_connection_open() {
+    let t = format!("{}.app", unique_prefix("app"));
+    let (conn, _ch) = raw().await;
+    let conn = Arc::new(conn);
+    let ps = shared(
+        pubsub_amqp::from_connection(conn.clone(), AmqpConfig::default())
+            .await
+            .unwrap(),
+    );
+    let mut sub = subscribe(&ps, &t).await;
+    publish(&ps, &t, "via the app's connection").await;
+    assert_eq!(
+        next_payload(&mut sub, "from_connection").await.as_ref(),
+        b"via the app's connection"
+    );
+    ps.close().await.unwrap();
+    assert!(sub.recv().await.is_none());
+    assert!(conn.status().connected());
+    let ch = conn
+        .create_channel()
+        .await
+        .expect("the connection is still usable");
+    raw_publish(&ch, &t, b"still open", None).await;
+
+    // When the application's connection goes, the handle reports itself down and its
+    // operations fail with typed errors instead of hanging.
+    let quick = AmqpConfig::default()
+        .with_publish_timeout(Duration::from_millis(300))
+        .with_command_timeout(Duration::from_secs(1));
+    let ps = pubsub_amqp::from_connection(conn.clone(), quick)
+        .await
+        .unwrap();
+    conn.close(200, "OK".into()).await.unwrap();
+    let mut state = ps.watch_connection();
+    tokio::time::timeout(Duration::from_secs(10), state.wait_for(|s| !s.is_up()))
+        .await
+        .expect("the handle notices that the connection closed")
+        .unwrap();
+    let err = ps
+        .publish(Message::new(t.parse().unwrap(), "x"))
+        .await
+        .unwrap_err();
+    assert!(err.is_temporary(), "{err}");
+    let err = ps
+        .subscribe(format!("{t}.more").parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.is_temporary(), "{err}");
+    ps.close().await.unwrap();
+}
+
+/// `amqps://` speaks TLS (rustls): against a plain AMQP port the handshake fails with a typed
+/// connection error, in bounded time, without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_against_a_plain_port_is_a_typed_error() {
+    let addr = amqp_addr();
+    let config = AmqpConfig::from_url(&format!("amqps://guest:guest@{addr}/%2f"))
+        .unwrap()
+        .with_connect_timeout(Duration::from_secs(3));
+    let connecting = pubsub_amqp::connect(config);
+    let err = tokio::time::timeout(Duration::from_secs(10), connecting)
+        .await
+        .expect("connect ends within its timeout")
+        .unwrap_err();
+    assert!(err.is_temporary(), "{err:?}");
+}
