@@ -21,7 +21,7 @@ use lapin::{
     ExchangeKind,
 };
 use parking_lot::RwLock;
-use pubsub_core::adapter::{Context, Driver, Inbound, LinkReporter, Watchdog};
+use pubsub_core::adapter::{Context, Driver, Inbound, LinkReporter, Tasks, Watchdog};
 use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, Topic};
 use tokio::sync::Notify;
 
@@ -52,6 +52,7 @@ struct Shared {
     watchdog: Arc<Watchdog>,
     inbound: Inbound<ShortString>,
     link: LinkReporter,
+    tasks: Tasks,
 }
 
 /// One connection's channels.
@@ -104,6 +105,7 @@ impl AmqpDriver {
             failed: Notify::new(),
             inbound: cx.inbound,
             link: cx.supervisor.link(),
+            tasks: cx.tasks.clone(),
         });
         let (session, consumer) = shared.open_session().await?;
         *shared.session.write() = Some(session.clone());
@@ -159,6 +161,21 @@ impl Shared {
                     FieldTable::default(),
                 )
                 .await?;
+            // What the bounded queue drops is dead-lettered, with its routing key, to a
+            // fanout exchange of this handle and counted from there as gaps.
+            let dropped = ShortString::from(format!("{}.dropped", self.queue));
+            let auto_delete = ExchangeDeclareOptions {
+                auto_delete: true,
+                ..ExchangeDeclareOptions::default()
+            };
+            channel
+                .exchange_declare(
+                    dropped.clone(),
+                    ExchangeKind::Fanout,
+                    auto_delete,
+                    FieldTable::default(),
+                )
+                .await?;
             let arguments = FieldTable::from(BTreeMap::from([
                 (
                     "x-max-length".into(),
@@ -167,6 +184,10 @@ impl Shared {
                 (
                     "x-overflow".into(),
                     AMQPValue::LongString("drop-head".into()),
+                ),
+                (
+                    "x-dead-letter-exchange".into(),
+                    AMQPValue::LongString(dropped.as_str().into()),
                 ),
             ]));
             let queue = QueueDeclareOptions {
@@ -180,6 +201,35 @@ impl Shared {
             channel
                 .basic_qos(self.config.prefetch, BasicQosOptions::default())
                 .await?;
+            // The drops queue only carries counts: its bodies are not needed, so it keeps
+            // few (what it drops itself is lost uncounted, and logged as such by nobody).
+            let drops_args = FieldTable::from(BTreeMap::from([(
+                "x-max-length".into(),
+                AMQPValue::LongLongInt(DROPS_QUEUE_LENGTH),
+            )]));
+            channel
+                .queue_declare(dropped.clone(), queue, drops_args)
+                .await?;
+            channel
+                .queue_bind(
+                    dropped.clone(),
+                    dropped.clone(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            let drops = channel
+                .basic_consume(
+                    dropped,
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
             let consumer = channel
                 .basic_consume(
                     self.queue.clone(),
@@ -188,15 +238,16 @@ impl Shared {
                     FieldTable::default(),
                 )
                 .await?;
-            Ok((publisher, channel, consumer))
+            Ok((publisher, channel, consumer, drops))
         };
         // On failure the channels (and our own connection) close as they are dropped.
-        let (publisher, channel, consumer) = bounded(
+        let (publisher, channel, consumer, drops) = bounded(
             self.config.options.command_timeout,
             "setting up the AMQP channels",
             setup,
         )
         .await?;
+        self.tasks.spawn(count_drops(drops, self.inbound.clone()));
         Ok((
             Arc::new(Session {
                 connection,
@@ -316,6 +367,20 @@ impl Shared {
             self.check(&session);
         }
         result.map(drop)
+    }
+}
+
+/// Most dead-lettered messages the drops queue holds (they only carry counts).
+const DROPS_QUEUE_LENGTH: i64 = 10_000;
+
+/// Counts what the handle's queue dropped (dead-lettered to its drops queue, with the original
+/// routing key) as gaps of the subscriptions matching each topic; ends with its session.
+async fn count_drops(mut drops: Consumer, inbound: Inbound<ShortString>) {
+    while let Some(Ok(delivery)) = drops.next().await {
+        match Topic::new(delivery.routing_key.as_str()) {
+            Ok(topic) => inbound.lost(&topic, 1),
+            Err(_) => inbound.record_lost(1),
+        }
     }
 }
 

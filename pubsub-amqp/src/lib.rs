@@ -29,7 +29,7 @@
 //! | portable | AMQP |
 //! |---|---|
 //! | topic `a.b` | routing key `a.b` on one topic exchange ([`AmqpConfig::exchange`], default `pubsub`) |
-//! | a handle | one queue `pubsub.<random>`: exclusive, auto-delete, `x-max-length` ([`AmqpConfig::queue_max_length`]) with `x-overflow: drop-head` |
+//! | a handle | one queue `pubsub.<random>`: exclusive, auto-delete, `x-max-length` ([`AmqpConfig::queue_max_length`]) with `x-overflow: drop-head`, dead-lettering to `<queue>.dropped` |
 //! | exact pattern `a.b` | `queue.bind` with key `a.b` |
 //! | `*` | `*` |
 //! | `>` (one or more tokens) | `*.#` (`a.>` → `a.*.#`) |
@@ -55,9 +55,13 @@
 //! The handle's queue is consumed with manual acknowledgements and a prefetch of
 //! [`AmqpConfig::prefetch`]; deliveries are acknowledged in batches (`multiple`). When the
 //! handle falls far behind, the broker keeps at most `queue_max_length` messages for it and
-//! drops the oldest: the handle stays healthy and receives the newest messages, in order. Those
-//! drops happen at the broker and are not counted by the handle; drops of a full subscription
-//! buffer are ([`Subscription::dropped`](pubsub_core::Subscription::dropped)).
+//! drops the oldest: the handle stays healthy and receives the newest messages, in order. The
+//! queue dead-letters what it drops, with the original routing key, to a fanout exchange of the
+//! handle (`<queue>.dropped`) whose queue the handle consumes: every such drop becomes a
+//! [`Gap::Dropped`](pubsub_core::Gap::Dropped) of the subscriptions matching its topic and is
+//! counted in [`Subscription::dropped`](pubsub_core::Subscription::dropped), like the drops of a
+//! full subscription buffer. (The drops queue holds at most 10 000 dead letters; beyond that a
+//! drop goes uncounted.)
 //!
 //! # Connection loss
 //!

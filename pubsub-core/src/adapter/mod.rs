@@ -42,7 +42,7 @@ pub use watchdog::Watchdog;
 pub use crate::__config_setters as config_setters;
 
 use crate::router::Router;
-use crate::{CommonOptions, Error, Hub, Message, Operation, Pattern, Result};
+use crate::{CommonOptions, Error, Hub, Message, Operation, Pattern, Result, Topic};
 
 /// The broker-specific operations of an adapter.
 ///
@@ -136,11 +136,18 @@ impl<F: Clone + Eq + Hash> Inbound<F> {
         self.router.deliver(Some(filter), message);
     }
 
-    /// Counts messages lost before they reached the router (a client library's channel that
-    /// lagged, a broker that dropped for a full queue); they show in
+    /// Counts messages lost before they reached the router when it is not known to which
+    /// topic (a client library's channel that lagged); they show in
     /// [`Stats::dropped`](crate::Stats::dropped).
     pub fn record_lost(&self, count: u64) {
         self.router.record_lost(count);
+    }
+
+    /// Reports that the broker dropped `count` messages published to `topic` (a bounded
+    /// queue that overflowed, where the broker says so): every subscription matching it gets
+    /// a [`Gap::Dropped`](crate::Gap::Dropped) in its stream and counts them.
+    pub fn lost(&self, topic: &Topic, count: u64) {
+        self.router.lost(topic.as_str(), count);
     }
 
     /// True once the handle was closed or dropped.

@@ -338,3 +338,27 @@ async fn dropping_the_handle_stops_its_tasks() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn broker_side_drops_become_gaps_of_the_matching_subscriptions() {
+    use crate::{Delivery, Gap};
+    let (hub, s) = hub().await;
+    let matching = hub.subscribe("a.*".parse().unwrap()).await.unwrap();
+    let other = hub.subscribe("b.*".parse().unwrap()).await.unwrap();
+    let inbound = s.inbound.lock().clone().unwrap();
+    inbound.lost(&"a.x".parse().unwrap(), 2);
+    inbound.lost(&"a.y".parse().unwrap(), 1);
+    inbound.deliver_via(&"a.*".to_string(), msg("a.z"));
+    assert_eq!((matching.dropped(), other.dropped()), (3, 0));
+    assert_eq!(hub.stats().dropped, 3);
+    let mut deliveries = matching.deliveries();
+    assert_eq!(
+        deliveries.next().await,
+        Some(Delivery::Gap(Gap::Dropped { count: 3 }))
+    );
+    assert!(matches!(
+        deliveries.next().await,
+        Some(Delivery::Message(_))
+    ));
+    assert!(other.is_empty());
+}

@@ -335,6 +335,23 @@ impl<F: Eq + Hash + Clone> Router<F> {
             .for_each(|route| route.queue.close(reason));
     }
 
+    /// Counts `count` messages to `topic` that the broker dropped, with a gap in the stream of
+    /// every subscription whose pattern matches it.
+    pub(crate) fn lost(&self, topic: &str, count: u64) {
+        let r = self.routes.read();
+        let mut chosen: Chosen<'_> = SmallVec::new();
+        r.trie.for_each_match(topic, |route| {
+            if !chosen.iter().any(|c| Arc::ptr_eq(&c.queue, &route.queue)) {
+                chosen.push(route);
+            }
+        });
+        for route in &chosen {
+            route.queue.push_lost(count);
+        }
+        self.dropped
+            .fetch_add(count * chosen.len() as u64, Ordering::Relaxed);
+    }
+
     /// Puts `gap` in every subscription's stream.
     pub(crate) fn gap_all(&self, gap: Gap) {
         let r = self.routes.read();

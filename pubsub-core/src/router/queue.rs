@@ -76,6 +76,25 @@ impl Queue {
         dropped
     }
 
+    /// Counts `count` messages the broker dropped before they reached this queue, with a
+    /// [`Gap::Dropped`] marker at the back (merged with one already there).
+    pub(crate) fn push_lost(&self, count: u64) {
+        let mut st = self.state.lock();
+        if st.ended.is_some() {
+            return;
+        }
+        match st.buf.back_mut() {
+            Some(Delivery::Gap(Gap::Dropped { count: n })) => *n += count,
+            _ => st.buf.push_back(Delivery::Gap(Gap::Dropped { count })),
+        }
+        let waker = st.waker.take();
+        drop(st);
+        self.dropped.fetch_add(count, Ordering::Relaxed);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     /// Appends a gap marker (an outage), unless the queue ended.
     pub(crate) fn push_gap(&self, gap: Gap) {
         let mut st = self.state.lock();
