@@ -56,6 +56,7 @@ macro_rules! with_cases {
             slow_subscriber,
             concurrency,
             close,
+            close_race,
             invalid_input,
             reconnect,
             shared_filter_fanin,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use pubsub_core::{Message, PubSub};
+use pubsub_core::{ErrorKind, Message, PubSub};
 
 use crate::kit::*;
 use crate::Harness;
@@ -263,4 +263,59 @@ pub async fn dropped_handle_is_detached(h: &Harness) {
     );
     shut_down(&ps).await;
     shut_down(&publisher).await;
+}
+
+/// Publishes racing `close()`: every publish that returned `Ok` is delivered; every other one
+/// failed with `Closed` (or, racing the disconnect, a temporary error); none hangs.
+pub async fn close_race(h: &Harness) {
+    const TASKS: u32 = 8;
+    const EACH: u32 = 250;
+    let p = unique_prefix("closerace");
+    let t = format!("{p}.r");
+    let (ps, watcher) = (connect(h).await, connect(h).await);
+    let mut sub = subscribe_cap(&watcher, &t, (TASKS * EACH) as usize).await;
+    let publishers: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let (ps, t) = (ps.clone(), t.clone());
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                for i in 0..EACH {
+                    match ps.publish(msg(&t, seq(task, i))).await {
+                        Ok(()) => sent.push((task, i)),
+                        Err(e) if e.kind() == ErrorKind::Closed || e.is_temporary() => break,
+                        Err(e) => panic!("publish racing close: {e}"),
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    // Let the publishers get going, then close under them.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::timeout(idle(), ps.close())
+        .await
+        .expect("close hung while publishes raced it")
+        .expect("close");
+    let mut sent = Vec::new();
+    for task in publishers {
+        let done = tokio::time::timeout(idle(), task).await;
+        sent.extend(
+            done.expect("a publish hung after close")
+                .expect("publisher"),
+        );
+    }
+    assert_eq!(
+        ps.publish(msg(&t, "late")).await.map_err(|e| e.kind()),
+        Err(ErrorKind::Closed)
+    );
+    let mut got: Vec<(u32, u32)> = take(&mut sub, sent.len(), "every acknowledged publish")
+        .await
+        .iter()
+        .map(unseq)
+        .collect();
+    got.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(got, sent, "exactly the acknowledged publishes arrive");
+    expect_silence(&mut sub, "nothing that was not acknowledged").await;
+    shut_down(&watcher).await;
 }

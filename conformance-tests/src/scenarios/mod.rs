@@ -11,7 +11,9 @@ mod wildcards;
 
 pub use delivery::{fan_out, isolation, ordering, round_trip, subscribe_readiness};
 pub use input::invalid_input;
-pub use lifecycle::{close, concurrency, dropped_handle_is_detached, slow_subscriber, unsubscribe};
+pub use lifecycle::{
+    close, close_race, concurrency, dropped_handle_is_detached, slow_subscriber, unsubscribe,
+};
 pub use loss::{
     close_slow, drop_newest, escaped_topics, multi_pattern, outage_gap, overflow_gap, skip_own,
 };
