@@ -77,6 +77,13 @@ pub struct RedisConfig {
     /// the adapter tells which glob a message came through. Depth 0 uses the single glob `*`
     /// (every channel) and one subscriber connection.
     pub pattern_depth: usize,
+    /// Payloads as they are, both ways, for interoperation with other Redis clients: `publish`
+    /// sends the payload without the envelope (a message with headers is refused with an
+    /// `Unsupported` error), and every received payload is delivered as it is, never decoded.
+    /// Off (the default), headers travel in the envelope, and a received payload that starts
+    /// with the envelope's magic bytes and decodes as a frame is read as one: a foreign
+    /// publisher whose binary payload happens to be a valid frame would be misread.
+    pub raw_payloads: bool,
 }
 
 impl Default for RedisConfig {
@@ -91,6 +98,7 @@ impl Default for RedisConfig {
             tls: None,
             broadcast_capacity: DEFAULT_BROADCAST_CAPACITY,
             pattern_depth: DEFAULT_PATTERN_DEPTH,
+            raw_payloads: false,
         }
     }
 }
@@ -110,10 +118,12 @@ config_setters!(RedisConfig {
     with_broadcast_capacity(broadcast_capacity: usize),
     /// Sets how many leading literal tokens of a wildcard pattern go into its glob.
     with_pattern_depth(pattern_depth: usize),
+    /// Sends and receives payloads as they are, without the envelope (no headers).
+    with_raw_payloads(raw_payloads: bool),
 });
 
 /// The query parameters of a Redis URL besides the [`CommonOptions`] ones.
-const QUERY_KEYS: &[&str] = &["pattern_depth", "broadcast_capacity"];
+const QUERY_KEYS: &[&str] = &["pattern_depth", "broadcast_capacity", "raw_payloads"];
 
 impl RedisConfig {
     /// Parses `redis://[[user]:password@]host[:port][/db][?param=value…]` or `rediss://…` (TLS).
@@ -154,6 +164,15 @@ impl RedisConfig {
             match key.as_str() {
                 "pattern_depth" => config.pattern_depth = number()?,
                 "broadcast_capacity" => config.broadcast_capacity = number()?,
+                "raw_payloads" => {
+                    config.raw_payloads = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(Error::invalid_config("`raw_payloads` takes true or false"))
+                        }
+                    }
+                }
                 _ => unknown.push((key, value)),
             }
         }
@@ -332,6 +351,12 @@ mod tests {
         let c =
             RedisConfig::from_url("redis://h?pattern_depth=0&buffer=7&publish_timeout=2s").unwrap();
         assert_eq!((c.pattern_depth, c.options.buffer), (0, 7));
+        assert!(!c.raw_payloads);
+        assert!(
+            RedisConfig::from_url("redis://h?raw_payloads=true")
+                .unwrap()
+                .raw_payloads
+        );
         assert_eq!(c.options.publish_timeout, Duration::from_secs(2));
 
         let c = RedisConfig::from_url("redis://[::1]:7000/").unwrap();

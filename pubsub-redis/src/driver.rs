@@ -52,6 +52,7 @@ struct Shared {
     max_payload: usize,
     command_timeout: Duration,
     pattern_depth: usize,
+    raw_payloads: bool,
     watchdog: Arc<Watchdog>,
     inbound: Inbound<RedisFilter>,
     cx_supervisor: pubsub_core::adapter::Supervisor,
@@ -74,6 +75,8 @@ struct Template {
 struct SubConn {
     /// Glob class: the number of literal tokens in the prefix of every glob on it.
     class: usize,
+    /// Deliver payloads as they are (never decode the envelope).
+    raw_payloads: bool,
     client: Client,
     /// Serialises (un)subscribe-and-PING sequences, so that a PING confirms its own commands.
     ops: tokio::sync::Mutex<()>,
@@ -110,6 +113,7 @@ impl RedisDriver {
             max_payload: config.max_payload(),
             command_timeout: options.command_timeout,
             pattern_depth: config.pattern_depth,
+            raw_payloads: config.raw_payloads,
             watchdog: Watchdog::start(options.publish_timeout, &cx.tasks),
             inbound: cx.inbound,
             cx_supervisor: cx.supervisor,
@@ -180,6 +184,7 @@ impl Shared {
         link.up();
         let sub = Arc::new(SubConn {
             class,
+            raw_payloads: self.raw_payloads,
             client,
             ops: tokio::sync::Mutex::new(()),
         });
@@ -342,7 +347,11 @@ impl SubConn {
             return;
         };
         let filter = filter.unwrap_or_else(|| RedisFilter::Channel(topic.clone()));
-        inbound.deliver_via(&filter, unframe(topic, payload));
+        let message = match self.raw_payloads {
+            true => Message::new(topic, payload),
+            false => unframe(topic, payload),
+        };
+        inbound.deliver_via(&filter, message);
     }
 }
 
@@ -480,12 +489,21 @@ impl Driver for RedisDriver {
 
     async fn publish(&self, message: Message) -> Result<()> {
         let s = &self.shared;
-        let size = envelope::encoded_len(message.headers(), message.payload().len());
-        let max = s.max_payload.saturating_add(HEADER_ALLOWANCE);
-        if size > max {
-            return Err(Error::payload_too_large(size, max));
-        }
-        let frame = envelope::encode(message.headers(), message.payload());
+        let frame = if s.raw_payloads {
+            if !message.headers().is_empty() {
+                return Err(Error::unsupported(
+                    "headers need the envelope, and this handle sends raw payloads",
+                ));
+            }
+            message.payload().clone()
+        } else {
+            let size = envelope::encoded_len(message.headers(), message.payload().len());
+            let max = s.max_payload.saturating_add(HEADER_ALLOWANCE);
+            if size > max {
+                return Err(Error::payload_too_large(size, max));
+            }
+            envelope::encode(message.headers(), message.payload())
+        };
         let send = s
             .publish_client
             .publish::<(), _, _>(message.topic().as_str(), frame);

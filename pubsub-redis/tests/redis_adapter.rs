@@ -13,7 +13,7 @@ use conformance_tests::kit::{
     subscribe_cap, tasks_settle, unique_prefix,
 };
 use conformance_tests::proxy::TcpProxy;
-use fred::interfaces::{ClientLike, PubsubInterface};
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use pubsub_core::adapter::envelope;
 use pubsub_core::{ErrorKind, Message, PubSub, WithOptions};
 use pubsub_redis::{fred, RedisConfig};
@@ -113,6 +113,46 @@ async fn foreign_and_malformed_payloads_arrive_as_plain_bytes() {
         assert!(next_within(sub, IDLE).await.is_none());
     }
     raw.quit().await.unwrap();
+    ps.close().await.unwrap();
+}
+
+/// `raw_payloads`: a foreign payload that happens to be a valid envelope frame arrives as it
+/// is (in the default mode it would be read as a frame); what the handle publishes is the
+/// payload itself, readable by any Redis client; a message with headers is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_payloads_interoperate_both_ways() {
+    let p = prefix("raw");
+    let ps = handle(config().with_raw_payloads(true)).await;
+    let mut sub = subscribe(&ps, &format!("{p}.x")).await;
+    let raw = raw_client().await;
+    let mut headers = pubsub_core::Headers::default();
+    headers.insert("k", "v").unwrap();
+    let framed = envelope::encode(&headers, &Bytes::from_static(b"looks framed"));
+    assert!(framed.starts_with(&envelope::MAGIC));
+    let _: i64 = raw.publish(format!("{p}.x"), framed.clone()).await.unwrap();
+    let got = next(&mut sub, "a framed foreign payload").await;
+    assert_eq!((got.payload(), got.headers().len()), (&framed, 0));
+
+    let watcher = raw_client().await;
+    let mut messages = watcher.message_rx();
+    watcher.subscribe(format!("{p}.y")).await.unwrap();
+    let _: () = watcher.ping(None).await.unwrap();
+    ps.publish(msg(&format!("{p}.y"), "plain bytes"))
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(IDLE * 10, messages.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.value.as_bytes(), Some(&b"plain bytes"[..]));
+    let with_header = pubsub_core::Message::builder(format!("{p}.y").parse().unwrap())
+        .header("k", "v")
+        .build()
+        .unwrap();
+    let err = ps.publish(with_header).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    raw.quit().await.unwrap();
+    watcher.quit().await.unwrap();
     ps.close().await.unwrap();
 }
 
