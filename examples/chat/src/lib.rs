@@ -397,6 +397,7 @@ impl Connection {
             };
             self.deliveries = deliveries;
             self.rooms = rooms;
+            tracing::debug!(user = %self.user, rooms = ?self.rooms, "subscribed");
         }
         Ok(Some(if join {
             json!({ "joined": room })
@@ -415,12 +416,14 @@ impl Connection {
         let payload = serde_json::to_vec(&message).map_err(|e| {
             pubsub::Error::new(pubsub::ErrorKind::Invalid, format!("encoding: {e}"))
         })?;
+        tracing::debug!(user = %self.user, %topic, "publishing");
         self.app.hub.publish(Message::new(topic, payload)).await
     }
 
     async fn on_delivery(&self, socket: &mut WebSocket, delivery: Delivery) -> Next {
         match delivery {
             Delivery::Message(message) => {
+                tracing::debug!(user = %self.user, topic = %message.topic(), "delivered");
                 let Ok(mut chat) = serde_json::from_slice::<ChatMessage>(message.payload()) else {
                     tracing::debug!(topic = %message.topic(), "skipped a payload that is not a chat message");
                     return Next::Continue;

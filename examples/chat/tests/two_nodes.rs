@@ -2,7 +2,8 @@
 //! names stay in their room; a cut broker link gives a gap frame and a failing `/healthz`.
 //!
 //! Needs Redis and NATS (`PUBSUB_REDIS_URL`, `PUBSUB_NATS_URL`; `scripts/brokers.sh` starts
-//! them). Set `CHAT_TEST_LOG=1` to see the servers' logs.
+//! them). Set `CHAT_TEST_LOG` to a log filter (`info`, `pubsub_core=debug`) to see the servers'
+//! logs.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -83,13 +84,17 @@ struct Node {
 impl Node {
     async fn start(url: &str) -> Node {
         let addr = free_port().await;
-        let log = std::env::var_os("CHAT_TEST_LOG").is_some();
+        let log = std::env::var("CHAT_TEST_LOG").ok();
         let child = Command::new(env!("CARGO_BIN_EXE_chat"))
             .args(["--url", url, "--listen", &addr.to_string()])
-            .env("RUST_LOG", if log { "info" } else { "warn" })
+            .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(if log { Stdio::inherit() } else { Stdio::null() })
+            .stderr(if log.is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -207,6 +212,31 @@ impl Client {
             .1
     }
 
+    /// Waits for every one of `wanted`, in any order (a broker need not keep the order of
+    /// messages on different topics); returns the other frames read meanwhile and during
+    /// `linger` after.
+    async fn expect_messages(&mut self, wanted: &[Value], linger: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        let mut missing = wanted.to_vec();
+        let mut others = Vec::new();
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Some(frame) => match missing.iter().position(|w| w == &frame) {
+                    Some(i) => {
+                        missing.remove(i);
+                    }
+                    None => others.push(frame),
+                },
+                None => panic!("still missing {missing:?} after {WAIT:?}; got {others:?}"),
+            }
+        }
+        while let Some(frame) = self.next(linger).await {
+            others.push(frame);
+        }
+        others
+    }
+
     async fn expect_closed(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -248,26 +278,30 @@ async fn two_nodes_talk(url: &str) {
     alice.say(&dotted, "only for the dotted room").await;
     alice.say(&star, "for the star room").await;
     alice.say(&spaced, "for the spaced room").await;
-    let mut seen = bob
-        .expect_message(&star, "alice", "for the star room")
+    let said = |room: &str, text: &str| json!({ "room": room, "user": "alice", "text": text });
+    let linger = Duration::from_millis(300);
+    let seen = bob
+        .expect_messages(
+            &[
+                said(&star, "for the star room"),
+                said(&spaced, "for the spaced room"),
+            ],
+            linger,
+        )
         .await;
-    seen.extend(
-        bob.expect_message(&spaced, "alice", "for the spaced room")
-            .await,
-    );
-    while let Some(frame) = bob.next(Duration::from_millis(300)).await {
-        seen.push(frame);
-    }
     assert!(
         seen.iter().all(|f| f["text"] != "only for the dotted room"),
         "a message leaked into another room: {seen:?}"
     );
     // Alice hears the rooms she is in, under their own names.
     alice
-        .expect_message(&dotted, "alice", "only for the dotted room")
-        .await;
-    alice
-        .expect_message(&star, "alice", "for the star room")
+        .expect_messages(
+            &[
+                said(&dotted, "only for the dotted room"),
+                said(&star, "for the star room"),
+            ],
+            Duration::ZERO,
+        )
         .await;
 
     // Leaving stops delivery.
@@ -277,8 +311,8 @@ async fn two_nodes_talk(url: &str) {
     alice.say(&room, "bob left").await;
     alice.expect_message(&room, "alice", "bob left").await;
     alice.say(&spaced, "after").await;
-    let before = bob.expect_message(&spaced, "alice", "after").await;
-    assert!(before.iter().all(|f| f["text"] != "bob left"), "{before:?}");
+    let seen = bob.expect_messages(&[said(&spaced, "after")], linger).await;
+    assert!(seen.iter().all(|f| f["text"] != "bob left"), "{seen:?}");
 
     b.terminate(vec![bob]).await;
     a.terminate(vec![alice]).await;
