@@ -23,6 +23,9 @@
 //!   rooms from wherever the application keeps it);
 //! - `{"error":"…"}`: a frame the server could not act on.
 //!
+//! A connection may be in at most [`MAX_ROOMS`] rooms and send frames of at most
+//! [`MAX_FRAME_BYTES`]; a user name is 1 to [`MAX_USER_CHARS`] printable characters.
+//!
 //! `GET /healthz` answers 200 `{"state":"up"}` while the pub/sub handle is connected, else 503
 //! with the [`ConnectionState`] (`connecting`, `down` with `down_ms`, `closed`): a load
 //! balancer stops sending clients to a node that cannot reach the broker.
@@ -65,6 +68,12 @@ use tokio::sync::watch;
 
 /// The longest user name accepted, in characters.
 pub const MAX_USER_CHARS: usize = 64;
+
+/// The most rooms one connection may be in (each join re-creates its subscription over all).
+pub const MAX_ROOMS: usize = 100;
+
+/// The largest WebSocket frame or message a client may send, in bytes.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 
 /// The topic of a room's messages: `chat.<room>.msg`, the room name escaped into one token.
 ///
@@ -289,15 +298,18 @@ async fn ws(
         )
             .into_response();
     }
-    upgrade.on_upgrade(move |socket| async move {
-        let mut connection = Connection {
-            app,
-            user,
-            rooms: BTreeSet::new(),
-            deliveries: None,
-        };
-        connection.run(socket).await;
-    })
+    upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            let mut connection = Connection {
+                app,
+                user,
+                rooms: BTreeSet::new(),
+                deliveries: None,
+            };
+            connection.run(socket).await;
+        })
 }
 
 /// One client's WebSocket.
@@ -373,6 +385,12 @@ impl Connection {
         join: bool,
     ) -> pubsub::Result<Option<serde_json::Value>> {
         let mut rooms = self.rooms.clone();
+        if join && !rooms.contains(&room) && rooms.len() >= MAX_ROOMS {
+            return Err(pubsub::Error::new(
+                pubsub::ErrorKind::Invalid,
+                format!("at most {MAX_ROOMS} rooms per connection"),
+            ));
+        }
         let changed = if join {
             rooms.insert(room.clone())
         } else {
@@ -495,6 +513,8 @@ mod tests {
         );
         assert_eq!(parse(r#"{"join":1}"#), None);
         assert_eq!(parse(r#"{"room":"r"}"#), None);
+        assert_eq!(parse(r#"{"join":"r","text":"x"}"#), None);
+        assert_eq!(parse(r#"{"room":"r","text":"hi","join":"x"}"#), None);
     }
 
     #[test]
