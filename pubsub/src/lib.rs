@@ -32,9 +32,10 @@ mod connect;
 
 pub use connect::{connect, Scheme};
 pub use pubsub_core::{
-    headers, memory, pattern, topic, Backoff, CommonOptions, ConnectionState, Error, ErrorKind,
-    Headers, Hub, Message, MessageBuilder, Operation, Pattern, PubSub, Result, Secret, Stats,
-    SubscribeOptions, Subscription, Topic, WithOptions,
+    headers, memory, pattern, topic, Backoff, CommonOptions, ConnectionState, Deliveries, Delivery,
+    EndReason, Error, ErrorKind, Gap, Headers, Hub, Message, MessageBuilder, Operation, Overflow,
+    Pattern, PubSub, Result, Secret, Stats, SubscribeOptions, Subscription, Token, TokenError,
+    Topic, WithOptions,
 };
 
 /// The Redis adapter (feature `redis`).

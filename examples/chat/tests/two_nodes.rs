@@ -1,0 +1,364 @@
+//! Two `chat` processes on one broker: clients on either node talk to each other; hostile room
+//! names stay in their room; a cut broker link gives a gap frame and a failing `/healthz`.
+//!
+//! Needs Redis and NATS (`PUBSUB_REDIS_URL`, `PUBSUB_NATS_URL`; `scripts/brokers.sh` starts
+//! them). Set `CHAT_TEST_LOG` to a log filter (`info`, `pubsub_core=debug`) to see the servers'
+//! logs.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use conformance_tests::broker;
+use conformance_tests::proxy::TcpProxy;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::time::{sleep, timeout, Instant};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Every wait of these tests is bounded by this (or a shorter) deadline.
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A name no other run of these tests uses.
+fn unique(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}-{}-{nanos}", std::process::id())
+}
+
+async fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// `GET path` on `addr`: the status code and the body, or `None` if the server is not there.
+async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let request = async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())?;
+        Some((status, body))
+    };
+    timeout(Duration::from_secs(3), request)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Polls `/healthz` until it answers `status`.
+async fn wait_health(addr: SocketAddr, status: u16, what: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answer = http_get(addr, "/healthz").await;
+        if let Some((code, body)) = &answer {
+            if *code == status {
+                return body.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: /healthz on {addr} did not answer {status} within {WAIT:?} (last: {answer:?})"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One `chat` process; killed when dropped.
+struct Node {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Node {
+    async fn start(url: &str) -> Node {
+        let addr = free_port().await;
+        let log = std::env::var("CHAT_TEST_LOG").ok();
+        let child = Command::new(env!("CARGO_BIN_EXE_chat"))
+            .args(["--url", url, "--listen", &addr.to_string()])
+            .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if log.is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut node = Node { addr, child };
+        let deadline = Instant::now() + WAIT;
+        while !matches!(http_get(addr, "/healthz").await, Some((200, _))) {
+            if let Some(status) = node.child.try_wait().unwrap() {
+                panic!("chat on {addr} exited before it was ready: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chat on {addr} not ready in {WAIT:?}"
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+        node
+    }
+
+    async fn client(&self, user: &str) -> Client {
+        let url = format!("ws://{}/ws?user={user}", self.addr);
+        let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("websocket connect timed out")
+            .unwrap();
+        Client { ws }
+    }
+
+    /// SIGTERM, then the process must close its sockets and exit 0.
+    async fn terminate(mut self, clients: Vec<Client>) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        for mut client in clients {
+            client.expect_closed().await;
+        }
+        let exit = timeout(WAIT, self.child.wait())
+            .await
+            .expect("chat did not exit after SIGTERM")
+            .unwrap();
+        assert!(exit.success(), "chat exit status after SIGTERM: {exit}");
+    }
+}
+
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(WsMessage::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next JSON frame, or `None` if none came within `within`.
+    async fn next(&mut self, within: Duration) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let frame = timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                self.ws.next(),
+            )
+            .await
+            .ok()?;
+            match frame {
+                Some(Ok(WsMessage::Text(text))) => {
+                    return Some(serde_json::from_str(text.as_str()).unwrap())
+                }
+                Some(Ok(WsMessage::Close(_))) | None => panic!("the server closed the socket"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("websocket error: {e}"),
+            }
+        }
+    }
+
+    /// Reads frames until one satisfies `wanted`; returns it and the frames before it.
+    async fn expect(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+        let deadline = Instant::now() + WAIT;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Some(frame) if wanted(&frame) => return (frame, before),
+                Some(frame) => before.push(frame),
+                None => panic!("no {what} within {WAIT:?}; got {before:?}"),
+            }
+        }
+    }
+
+    async fn join(&mut self, room: &str) {
+        self.send(json!({ "join": room })).await;
+        let (_, before) = self
+            .expect("join ack", |f| f == &json!({ "joined": room }))
+            .await;
+        assert!(
+            before.iter().all(|f| f.get("error").is_none()),
+            "{before:?}"
+        );
+    }
+
+    async fn say(&mut self, room: &str, text: &str) {
+        self.send(json!({ "room": room, "text": text })).await;
+    }
+
+    /// Waits for `text` from `user` in `room`; returns the frames before it.
+    async fn expect_message(&mut self, room: &str, user: &str, text: &str) -> Vec<Value> {
+        let wanted = json!({ "room": room, "user": user, "text": text });
+        self.expect(&format!("message {wanted}"), |f| f == &wanted)
+            .await
+            .1
+    }
+
+    /// Waits for every one of `wanted`, in any order (a broker need not keep the order of
+    /// messages on different topics); returns the other frames read meanwhile and during
+    /// `linger` after.
+    async fn expect_messages(&mut self, wanted: &[Value], linger: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        let mut missing = wanted.to_vec();
+        let mut others = Vec::new();
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Some(frame) => match missing.iter().position(|w| w == &frame) {
+                    Some(i) => {
+                        missing.remove(i);
+                    }
+                    None => others.push(frame),
+                },
+                None => panic!("still missing {missing:?} after {WAIT:?}; got {others:?}"),
+            }
+        }
+        while let Some(frame) = self.next(linger).await {
+            others.push(frame);
+        }
+        others
+    }
+
+    async fn expect_closed(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match timeout(left, self.ws.next()).await {
+                Err(_) => panic!("socket still open {WAIT:?} after SIGTERM"),
+                Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
+
+/// Two nodes on `url`: messages cross in both directions, hostile names stay in their room,
+/// and SIGTERM shuts a node down cleanly.
+async fn two_nodes_talk(url: &str) {
+    let a = Node::start(url).await;
+    let b = Node::start(url).await;
+    let mut alice = a.client("alice").await;
+    let mut bob = b.client("bob").await;
+
+    let room = unique("lobby");
+    alice.join(&room).await;
+    bob.join(&room).await;
+    alice.say(&room, "hello from A").await;
+    bob.expect_message(&room, "alice", "hello from A").await;
+    bob.say(&room, "hello from B").await;
+    alice.expect_message(&room, "bob", "hello from B").await;
+
+    // `x.*` would be a wildcard over `x.b` if room names were concatenated into topics.
+    let base = unique("x");
+    let star = format!("{base}.*");
+    let dotted = format!("{base}.b");
+    let spaced = format!("{base} with spaces");
+    bob.join(&star).await;
+    bob.join(&spaced).await;
+    alice.join(&dotted).await;
+    alice.join(&star).await;
+    alice.say(&dotted, "only for the dotted room").await;
+    alice.say(&star, "for the star room").await;
+    alice.say(&spaced, "for the spaced room").await;
+    let said = |room: &str, text: &str| json!({ "room": room, "user": "alice", "text": text });
+    let linger = Duration::from_millis(300);
+    let seen = bob
+        .expect_messages(
+            &[
+                said(&star, "for the star room"),
+                said(&spaced, "for the spaced room"),
+            ],
+            linger,
+        )
+        .await;
+    assert!(
+        seen.iter().all(|f| f["text"] != "only for the dotted room"),
+        "a message leaked into another room: {seen:?}"
+    );
+    // Alice hears the rooms she is in, under their own names.
+    alice
+        .expect_messages(
+            &[
+                said(&dotted, "only for the dotted room"),
+                said(&star, "for the star room"),
+            ],
+            Duration::ZERO,
+        )
+        .await;
+
+    // Leaving stops delivery.
+    bob.send(json!({ "leave": room })).await;
+    bob.expect("leave ack", |f| f == &json!({ "left": room }))
+        .await;
+    alice.say(&room, "bob left").await;
+    alice.expect_message(&room, "alice", "bob left").await;
+    alice.say(&spaced, "after").await;
+    let seen = bob.expect_messages(&[said(&spaced, "after")], linger).await;
+    assert!(seen.iter().all(|f| f["text"] != "bob left"), "{seen:?}");
+
+    b.terminate(vec![bob]).await;
+    a.terminate(vec![alice]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_redis() {
+    two_nodes_talk(&broker::redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_nats() {
+    two_nodes_talk(&broker::nats_url()).await;
+}
+
+/// Node A reaches Redis through a proxy that is cut and restored: its client gets a gap frame,
+/// and `/healthz` fails while the link is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_gives_a_gap_and_fails_health() {
+    let proxy = TcpProxy::start(&broker::redis_addr()).await.unwrap();
+    let a = Node::start(&format!(
+        "redis://{}?publish_timeout=500ms&command_timeout=2s&backoff_max=200ms",
+        proxy.local_addr()
+    ))
+    .await;
+    let b = Node::start(&broker::redis_url()).await;
+    let mut alice = a.client("alice").await;
+    let mut bob = b.client("bob").await;
+    let room = unique("outage");
+    alice.join(&room).await;
+    bob.join(&room).await;
+    bob.say(&room, "before").await;
+    alice.expect_message(&room, "bob", "before").await;
+
+    proxy.cut();
+    let body = wait_health(a.addr, 503, "while cut").await;
+    let state: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(state["state"], "down", "{body}");
+    proxy.restore();
+    let body = wait_health(a.addr, 200, "after restore").await;
+    assert_eq!(body, r#"{"state":"up"}"#);
+
+    let (gap, _) = alice.expect("gap frame", |f| f.get("gap").is_some()).await;
+    assert!(gap["gap"]["outage_ms"].is_u64(), "{gap}");
+
+    // Up means every subscription is restored: what is said now arrives.
+    bob.say(&room, "after").await;
+    alice.expect_message(&room, "bob", "after").await;
+}
