@@ -538,3 +538,49 @@ mod tests {
         assert_eq!(c.cells()[2], "0.51×");
     }
 }
+
+/// One row of a throughput table, the same for the adapter and the raw client.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// Subscriptions receiving every message.
+    pub subs: usize,
+    /// Payload size in bytes.
+    pub size: usize,
+    /// Messages published.
+    pub count: usize,
+}
+
+impl Row {
+    /// The receivers of a run of this row (no window: the publisher keeps `window` publishes in
+    /// flight instead).
+    pub fn receivers(&self) -> Receivers {
+        Receivers::new(self.count, self.subs, self.size, usize::MAX)
+    }
+}
+
+/// The adapter's side of a row: `row.subs` subscriptions to `topic` on `ps` (with buffers big
+/// enough for the whole run), `row.count` stamped messages published with `window` in flight;
+/// closes `ps` at the end.
+pub async fn adapter_run(ps: pubsub_core::Hub, row: Row, topic: &str, window: usize) -> Outcome {
+    use pubsub_core::{Message, SubscribeOptions, Topic};
+    let ps = Arc::new(ps);
+    let topic: Topic = topic.parse().expect("topic");
+    let mut receivers = row.receivers();
+    for _ in 0..row.subs {
+        let options = SubscribeOptions::default().with_capacity(row.count + 16);
+        let sub = ps
+            .subscribe_with(topic.clone().into(), options)
+            .await
+            .expect("subscribe");
+        receivers.spawn(sub.map(|m| m.payload().clone()));
+    }
+    let (started, published) = publish_pipelined(row.count, window, |seq| {
+        let m = Message::new(topic.clone(), stamp(seq, row.size));
+        let ps = ps.clone();
+        async move { ps.publish(m).await }
+    })
+    .await;
+    let outcome = receivers.finish(started, published).await;
+    ps.close().await.expect("close");
+    outcome
+}

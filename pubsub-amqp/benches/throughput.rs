@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use conformance_tests::bench::{
-    self, compare, fmt_size, print_header, print_row, publish_pipelined, stamp, Outcome, Receivers,
-    Settings, Side, COMPARED_COLUMNS,
+    self, adapter_run, compare, fmt_size, print_header, print_row, publish_pipelined, stamp,
+    Outcome, Row, Settings, Side, COMPARED_COLUMNS,
 };
 use conformance_tests::broker::amqp_url;
 use futures::channel::mpsc;
@@ -31,7 +31,6 @@ use pubsub_amqp::lapin::options::{
 use pubsub_amqp::lapin::types::{AMQPValue, FieldTable};
 use pubsub_amqp::lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use pubsub_amqp::AmqpConfig;
-use pubsub_core::{Message, Topic, WithOptions};
 
 /// Publishes in flight.
 const WINDOW: usize = 128;
@@ -41,46 +40,12 @@ const ROUNDS: usize = 7;
 const PREFETCH: u16 = 1000;
 const MAX_LENGTH: i64 = 100_000;
 
-#[derive(Clone, Copy)]
-struct Row {
-    subs: usize,
-    size: usize,
-    count: usize,
-}
-
-impl Row {
-    fn receivers(&self) -> Receivers {
-        Receivers::new(self.count, self.subs, self.size, usize::MAX)
-    }
-}
-
 async fn run_adapter(row: Row, topic: &str) -> Outcome {
-    let config = AmqpConfig::from_url(&amqp_url())
-        .expect("valid URL")
-        .with_buffer(row.count + 16);
-    let ps = Arc::new(
-        pubsub_amqp::connect(config)
-            .await
-            .expect("RabbitMQ must be reachable"),
-    );
-    let topic: Topic = topic.parse().expect("topic");
-    let mut receivers = row.receivers();
-    for _ in 0..row.subs {
-        let sub = ps
-            .subscribe(topic.as_str().parse().expect("pattern"))
-            .await
-            .expect("subscribe");
-        receivers.spawn(sub.map(|m| m.payload().clone()));
-    }
-    let (started, published) = publish_pipelined(row.count, WINDOW, |seq| {
-        let m = Message::new(topic.clone(), stamp(seq, row.size));
-        let ps = ps.clone();
-        async move { ps.publish(m).await }
-    })
-    .await;
-    let outcome = receivers.finish(started, published).await;
-    ps.close().await.expect("close");
-    outcome
+    let config = AmqpConfig::from_url(&amqp_url()).expect("valid URL");
+    let ps = pubsub_amqp::connect(config)
+        .await
+        .expect("RabbitMQ must be reachable");
+    adapter_run(ps, row, topic, WINDOW).await
 }
 
 async fn run_raw(row: Row, topic: &str) -> Outcome {

@@ -130,19 +130,21 @@ impl AmqpConfig {
             tls,
             ..AmqpConfig::default()
         };
-        let mut unknown = Vec::new();
-        for (key, value) in parsed.query.drain(..) {
-            let bad = || Error::invalid_config(format!("`{key}` has an invalid value"));
-            match key.as_str() {
-                "exchange" => config.exchange = value,
-                "durable_exchange" => config.durable_exchange = value.parse().map_err(|_| bad())?,
-                "queue_max_length" => config.queue_max_length = value.parse().map_err(|_| bad())?,
-                "prefetch" => config.prefetch = value.parse().map_err(|_| bad())?,
-                "heartbeat" => config.heartbeat = value.parse().map_err(|_| bad())?,
-                _ => unknown.push((key, value)),
-            }
+        if let Some(exchange) = parsed.take_parsed("exchange")? {
+            config.exchange = exchange;
         }
-        parsed.query = unknown;
+        if let Some(durable) = parsed.take_parsed("durable_exchange")? {
+            config.durable_exchange = durable;
+        }
+        if let Some(length) = parsed.take_parsed("queue_max_length")? {
+            config.queue_max_length = length;
+        }
+        if let Some(prefetch) = parsed.take_parsed("prefetch")? {
+            config.prefetch = prefetch;
+        }
+        if let Some(heartbeat) = parsed.take_parsed("heartbeat")? {
+            config.heartbeat = heartbeat;
+        }
         parsed.reject_unknown_query(QUERY_KEYS)?;
         config.validate()?;
         Ok(config)

@@ -188,6 +188,13 @@ impl Driver for NatsDriver {
         self.bounded(unsubscribe, "the unsubscribe").await
     }
 
+    /// async-nats has sent every subscription again on the new connection: one round trip
+    /// confirms that the server has processed them.
+    async fn restore_filters(&self, _filters: &[String]) -> Result<()> {
+        self.bounded(self.barrier(), "the restored subscriptions")
+            .await
+    }
+
     async fn close(&self) -> Result<()> {
         drop(self.barrier.lock().await.take());
         // What was published is written out before the connection goes (while disconnected,

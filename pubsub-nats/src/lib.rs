@@ -109,7 +109,10 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
                 tracing::debug!(%event, "NATS connection event");
                 match event {
                     // async-nats has restored its subscriptions when it reports `Connected`.
-                    Event::Connected => events.up(),
+                    // async-nats sends its subscriptions again on a new connection before it
+                    // reports `Connected`; "reconnected" makes the kit confirm (with one round
+                    // trip) that the server has them before the handle counts as up.
+                    Event::Connected => events.reconnected(),
                     Event::Disconnected | Event::Closed => events.down(),
                     Event::SlowConsumer(_) => inbound.record_lost(1),
                     _ => {}
@@ -166,7 +169,7 @@ pub async fn from_client(client: async_nats::Client, config: NatsConfig) -> Resu
 
 fn report(link: &LinkReporter, state: &State) {
     match state {
-        State::Connected => link.up(),
+        State::Connected => link.reconnected(),
         State::Disconnected => link.down(),
         State::Pending => {}
     }

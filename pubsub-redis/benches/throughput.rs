@@ -15,12 +15,10 @@
 use std::sync::Arc;
 
 use conformance_tests::bench::{
-    self, compare, fmt_size, print_header, print_row, publish_pipelined, stamp, Outcome, Receivers,
-    Settings, Side, COMPARED_COLUMNS,
+    self, adapter_run, compare, fmt_size, print_header, print_row, publish_pipelined, stamp,
+    Outcome, Row, Settings, Side, COMPARED_COLUMNS,
 };
 use conformance_tests::broker::redis_url;
-use futures::StreamExt;
-use pubsub_core::{Message, Topic, WithOptions};
 use pubsub_redis::fred::clients::Client;
 use pubsub_redis::fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use pubsub_redis::fred::types::config::{Config, ConnectionConfig, PerformanceConfig, TcpConfig};
@@ -33,46 +31,12 @@ const WINDOW: usize = 128;
 /// Rounds per row (each runs the adapter and raw fred once).
 const ROUNDS: usize = 7;
 
-#[derive(Clone, Copy)]
-struct Row {
-    subs: usize,
-    size: usize,
-    count: usize,
-}
-
-impl Row {
-    fn receivers(&self) -> Receivers {
-        Receivers::new(self.count, self.subs, self.size, usize::MAX)
-    }
-}
-
 async fn run_adapter(row: Row, topic: &str) -> Outcome {
-    let config = RedisConfig::from_url(&redis_url())
-        .expect("valid URL")
-        .with_buffer(row.count + 16);
-    let ps = Arc::new(
-        pubsub_redis::connect(config)
-            .await
-            .expect("Redis must be reachable"),
-    );
-    let topic: Topic = topic.parse().expect("topic");
-    let mut receivers = row.receivers();
-    for _ in 0..row.subs {
-        let sub = ps
-            .subscribe(topic.as_str().parse().expect("pattern"))
-            .await
-            .expect("subscribe");
-        receivers.spawn(sub.map(|m| m.payload().clone()));
-    }
-    let (started, published) = publish_pipelined(row.count, WINDOW, |seq| {
-        let m = Message::new(topic.clone(), stamp(seq, row.size));
-        let ps = ps.clone();
-        async move { ps.publish(m).await }
-    })
-    .await;
-    let outcome = receivers.finish(started, published).await;
-    ps.close().await.expect("close");
-    outcome
+    let config = RedisConfig::from_url(&redis_url()).expect("valid URL");
+    let ps = pubsub_redis::connect(config)
+        .await
+        .expect("Redis must be reachable");
+    adapter_run(ps, row, topic, WINDOW).await
 }
 
 fn raw_client(capacity: usize) -> Client {

@@ -154,29 +154,15 @@ impl RedisConfig {
             tls: (parsed.scheme == "rediss").then(TlsOptions::default),
             ..RedisConfig::default()
         };
-        let mut unknown = Vec::new();
-        for (key, value) in parsed.query.drain(..) {
-            let number = || {
-                value
-                    .parse::<usize>()
-                    .map_err(|_| Error::invalid_config(format!("`{key}` takes a whole number")))
-            };
-            match key.as_str() {
-                "pattern_depth" => config.pattern_depth = number()?,
-                "broadcast_capacity" => config.broadcast_capacity = number()?,
-                "raw_payloads" => {
-                    config.raw_payloads = match value.as_str() {
-                        "true" => true,
-                        "false" => false,
-                        _ => {
-                            return Err(Error::invalid_config("`raw_payloads` takes true or false"))
-                        }
-                    }
-                }
-                _ => unknown.push((key, value)),
-            }
+        if let Some(depth) = parsed.take_parsed("pattern_depth")? {
+            config.pattern_depth = depth;
         }
-        parsed.query = unknown;
+        if let Some(capacity) = parsed.take_parsed("broadcast_capacity")? {
+            config.broadcast_capacity = capacity;
+        }
+        if let Some(raw) = parsed.take_parsed("raw_payloads")? {
+            config.raw_payloads = raw;
+        }
         parsed.reject_unknown_query(QUERY_KEYS)?;
         config.validate()?;
         Ok(config)

@@ -154,6 +154,35 @@ impl ServerUrl {
         )))
     }
 
+    /// Removes the query parameter `key` and parses its value (the last one, if repeated);
+    /// `None` when it is not there. The error names the parameter, never the value.
+    ///
+    /// ```
+    /// use pubsub_core::adapter::ServerUrl;
+    /// let mut url = ServerUrl::parse("redis://h?depth=3&other=x", &["redis"])?;
+    /// assert_eq!(url.take_parsed::<usize>("depth")?, Some(3));
+    /// assert_eq!(url.take_parsed::<usize>("depth")?, None);
+    /// assert_eq!(url.query.len(), 1);
+    /// # Ok::<(), pubsub_core::Error>(())
+    /// ```
+    pub fn take_parsed<T: std::str::FromStr>(&mut self, key: &str) -> Result<Option<T>> {
+        let mut value = None;
+        self.query.retain(|(k, v)| {
+            let ours = k == key;
+            if ours {
+                value = Some(v.clone());
+            }
+            !ours
+        });
+        value
+            .map(|v| {
+                v.parse::<T>().map_err(|_| {
+                    Error::invalid_config(format!("the URL parameter `{key}` has an invalid value"))
+                })
+            })
+            .transpose()
+    }
+
     /// The only host, or an error saying that this backend takes one.
     pub fn single_host(&self) -> Result<&HostPort> {
         match self.hosts.as_slice() {
