@@ -584,3 +584,72 @@ pub async fn adapter_run(ps: pubsub_core::Hub, row: Row, topic: &str, window: us
     ps.close().await.expect("close");
     outcome
 }
+
+impl Settings {
+    /// The usual grid of an adapter bench: 1 and 10 subscriptions, 64 B (50 000 messages) and
+    /// 4 KiB (20 000), a tenth of that in a smoke run.
+    pub fn grid(&self) -> [Row; 4] {
+        let row = |subs, size, count| Row {
+            subs,
+            size,
+            count: self.count(count, 10),
+        };
+        [
+            row(1, 64, 50_000),
+            row(10, 64, 50_000),
+            row(1, 4096, 20_000),
+            row(10, 4096, 20_000),
+        ]
+    }
+}
+
+/// The whole throughput table of an adapter bench: a warm-up run of each side, the `title`,
+/// then for every row of `rows` (that [`Settings::runs_row`] lets through) the interleaved
+/// rounds of [`compare`] and one printed line. `adapter` and `raw` run one row on a fresh topic.
+pub async fn throughput_table<A, AF, R, RF>(
+    settings: &Settings,
+    title: &str,
+    rows: &[Row],
+    adapter: A,
+    raw: R,
+) where
+    A: Fn(Row, String) -> AF,
+    AF: Future<Output = Outcome>,
+    R: Fn(Row, String) -> RF,
+    RF: Future<Output = Outcome>,
+{
+    let run = |side: Side, row: Row, topic: String| {
+        let (adapter, raw) = (&adapter, &raw);
+        async move {
+            match side {
+                Side::Adapter => adapter(row, topic).await,
+                Side::Raw => raw(row, topic).await,
+            }
+        }
+    };
+    if let Some(first) = rows.first() {
+        let warm = Row {
+            count: first.count.min(2_000),
+            ..*first
+        };
+        run(Side::Adapter, warm, run_id("warm.a")).await;
+        run(Side::Raw, warm, run_id("warm.r")).await;
+    }
+    println!("{title}, median of {} rounds", settings.rounds);
+    print_header(&[&["subs", "payload", "msgs"][..], &COMPARED_COLUMNS[..]].concat());
+    for (r, row) in rows.iter().enumerate() {
+        if !settings.runs_row(r) {
+            continue;
+        }
+        let compared = compare(settings, |side, round| {
+            run(side, *row, run_id(&format!("r{r}.n{round}.{side:?}")))
+        })
+        .await;
+        let label = [
+            row.subs.to_string(),
+            fmt_size(row.size),
+            row.count.to_string(),
+        ];
+        print_row(&[&label[..], &compared.cells()[..]].concat());
+    }
+}

@@ -18,8 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use conformance_tests::bench::{
-    self, adapter_run, compare, fmt_size, print_header, print_row, publish_pipelined, stamp,
-    Outcome, Row, Settings, Side, COMPARED_COLUMNS,
+    self, adapter_run, publish_pipelined, stamp, Outcome, Row, Settings,
 };
 use conformance_tests::broker::amqp_url;
 use futures::channel::mpsc;
@@ -163,53 +162,15 @@ async fn run_raw(row: Row, topic: &str) -> Outcome {
     outcome
 }
 
-async fn run(side: Side, row: Row, topic: &str) -> Outcome {
-    match side {
-        Side::Adapter => run_adapter(row, topic).await,
-        Side::Raw => run_raw(row, topic).await,
-    }
-}
-
 fn main() {
     let settings = Settings::from_env(ROUNDS);
-    let row = |subs: usize, size: usize, count: usize| Row {
-        subs,
-        size,
-        count: settings.count(count, 10),
-    };
-    let rows = [
-        row(1, 64, 50_000),
-        row(10, 64, 50_000),
-        row(1, 4096, 20_000),
-        row(10, 4096, 20_000),
-    ];
-    bench::main(async {
-        // Warm up connections, allocator and the broker.
-        let warm = row(1, 64, 2_000);
-        run(Side::Adapter, warm, &bench::run_id("warm.a")).await;
-        run(Side::Raw, warm, &bench::run_id("warm.r")).await;
-
-        println!(
-            "RabbitMQ, 1 publisher ({WINDOW} confirmed publishes in flight), median of {} rounds, \
-             adapter and raw lapin interleaved",
-            settings.rounds
-        );
-        print_header(&[&["subs", "payload", "msgs"][..], &COMPARED_COLUMNS[..]].concat());
-        for (r, row) in rows.iter().enumerate() {
-            if !settings.runs_row(r) {
-                continue;
-            }
-            let compared = compare(&settings, |side, round| {
-                let topic = bench::run_id(&format!("r{r}.n{round}.{side:?}"));
-                async move { run(side, *row, &topic).await }
-            })
-            .await;
-            let label = [
-                row.subs.to_string(),
-                fmt_size(row.size),
-                row.count.to_string(),
-            ];
-            print_row(&[&label[..], &compared.cells()[..]].concat());
-        }
-    });
+    let rows = settings.grid();
+    let title = format!("RabbitMQ, 1 publisher ({WINDOW} confirmed publishes in flight), adapter and raw lapin interleaved");
+    bench::main(bench::throughput_table(
+        &settings,
+        &title,
+        &rows,
+        |row, topic| async move { run_adapter(row, &topic).await },
+        |row, topic| async move { run_raw(row, &topic).await },
+    ));
 }

@@ -130,21 +130,11 @@ impl AmqpConfig {
             tls,
             ..AmqpConfig::default()
         };
-        if let Some(exchange) = parsed.take_parsed("exchange")? {
-            config.exchange = exchange;
-        }
-        if let Some(durable) = parsed.take_parsed("durable_exchange")? {
-            config.durable_exchange = durable;
-        }
-        if let Some(length) = parsed.take_parsed("queue_max_length")? {
-            config.queue_max_length = length;
-        }
-        if let Some(prefetch) = parsed.take_parsed("prefetch")? {
-            config.prefetch = prefetch;
-        }
-        if let Some(heartbeat) = parsed.take_parsed("heartbeat")? {
-            config.heartbeat = heartbeat;
-        }
+        parsed.take_into("exchange", &mut config.exchange)?;
+        parsed.take_into("durable_exchange", &mut config.durable_exchange)?;
+        parsed.take_into("queue_max_length", &mut config.queue_max_length)?;
+        parsed.take_into("prefetch", &mut config.prefetch)?;
+        parsed.take_into("heartbeat", &mut config.heartbeat)?;
         parsed.reject_unknown_query(QUERY_KEYS)?;
         config.validate()?;
         Ok(config)

@@ -154,15 +154,9 @@ impl RedisConfig {
             tls: (parsed.scheme == "rediss").then(TlsOptions::default),
             ..RedisConfig::default()
         };
-        if let Some(depth) = parsed.take_parsed("pattern_depth")? {
-            config.pattern_depth = depth;
-        }
-        if let Some(capacity) = parsed.take_parsed("broadcast_capacity")? {
-            config.broadcast_capacity = capacity;
-        }
-        if let Some(raw) = parsed.take_parsed("raw_payloads")? {
-            config.raw_payloads = raw;
-        }
+        parsed.take_into("pattern_depth", &mut config.pattern_depth)?;
+        parsed.take_into("broadcast_capacity", &mut config.broadcast_capacity)?;
+        parsed.take_into("raw_payloads", &mut config.raw_payloads)?;
         parsed.reject_unknown_query(QUERY_KEYS)?;
         config.validate()?;
         Ok(config)

@@ -183,6 +183,14 @@ impl ServerUrl {
             .transpose()
     }
 
+    /// Removes the query parameter `key`, if there, and parses its value into `target`.
+    pub fn take_into<T: std::str::FromStr>(&mut self, key: &str, target: &mut T) -> Result<()> {
+        if let Some(value) = self.take_parsed(key)? {
+            *target = value;
+        }
+        Ok(())
+    }
+
     /// The only host, or an error saying that this backend takes one.
     pub fn single_host(&self) -> Result<&HostPort> {
         match self.hosts.as_slice() {
