@@ -34,8 +34,8 @@ pub use connect::{connect, Scheme};
 pub use pubsub_core::{
     headers, memory, pattern, topic, Backoff, CommonOptions, ConnectionState, Deliveries, Delivery,
     EndReason, Error, ErrorKind, Gap, Headers, Hub, Message, MessageBuilder, Operation, Overflow,
-    Pattern, PubSub, Result, Secret, Stats, SubscribeOptions, Subscription, Token, TokenError,
-    Topic, WithOptions,
+    Pattern, PubSub, Result, Secret, Stats, SubscribeOptions, Subscription, TlsOptions, Token,
+    TokenError, Topic, WithOptions, DEFAULT_BUFFER, MAX_TOPIC_LEN,
 };
 
 /// The Redis adapter (feature `redis`).
