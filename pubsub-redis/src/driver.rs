@@ -453,10 +453,23 @@ pub(crate) fn fred_error(context: &'static str, source: fred::error::Error) -> E
         | K::Backpressure
         | K::Cluster
         | K::Sentinel => ErrorKind::Connection,
+        // fred also says `Unknown` for a command it could not route to a connection (the
+        // connection dropped under it); server error replies (`ERR …`) are `Unknown` too.
+        K::Unknown if lost_connection(source.details()) => ErrorKind::Connection,
         K::Config | K::Url => ErrorKind::Invalid,
         _ => ErrorKind::Backend,
     };
     Error::new(kind, context).with_source(source)
+}
+
+/// Whether fred's `Unknown` error text says the command found no connection.
+fn lost_connection(details: &str) -> bool {
+    const MARKS: [&str; 3] = [
+        "Failed to route",
+        "Missing expected connection",
+        "Max attempts",
+    ];
+    MARKS.iter().any(|mark| details.contains(mark))
 }
 
 impl fmt::Debug for RedisDriver {
@@ -546,5 +559,17 @@ mod tests {
         assert_eq!(kind(fred::error::ErrorKind::Timeout), ErrorKind::Timeout);
         assert_eq!(kind(fred::error::ErrorKind::Auth), ErrorKind::Backend);
         assert_eq!(kind(fred::error::ErrorKind::Routing), ErrorKind::Connection);
+        let unknown = |text| {
+            fred_error(
+                "x",
+                fred::error::Error::new(fred::error::ErrorKind::Unknown, text),
+            )
+            .kind()
+        };
+        assert_eq!(unknown("Failed to route command."), ErrorKind::Connection);
+        assert_eq!(
+            unknown("NOPERM this user has no permissions"),
+            ErrorKind::Backend
+        );
     }
 }
