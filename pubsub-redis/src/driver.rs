@@ -173,13 +173,17 @@ impl Shared {
             Some(t.policy.clone()),
         );
         let messages = client.message_rx();
-        let errors = client.error_rx();
-        let reconnects = client.reconnect_rx();
+        let mut errors = client.error_rx();
+        let mut reconnects = client.reconnect_rx();
         let handle = client
             .init()
             .await
             .map_err(|e| fred_error("connecting a subscriber connection", e))?;
         self.connections.lock().push(handle);
+        // fred announces its first connection as a reconnect, and `init` has waited for it:
+        // that is not an outage, and there is nothing to restore yet.
+        while reconnects.try_recv().is_ok() {}
+        while errors.try_recv().is_ok() {}
         let link = self.cx_supervisor.link();
         link.up();
         let sub = Arc::new(SubConn {

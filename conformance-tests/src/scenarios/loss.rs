@@ -96,9 +96,15 @@ pub async fn outage_gap(h: &Harness) {
     let (ps, link) = connect_cuttable(h).await;
     let healthy = connect(h).await;
     let t = format!("{p}.o");
-    let sub = subscribe(&ps, &t).await;
+    let mut sub = subscribe(&ps, &t).await;
     let mut state = ps.watch_connection();
     assert_eq!(*state.borrow_and_update(), ConnectionState::Up);
+    // Connecting is not an outage: the first delivery is the first message, not a gap.
+    publish(&healthy, &t, seq(0, 0)).await;
+    match tokio::time::timeout(idle(), sub.recv_delivery()).await {
+        Ok(Some(Delivery::Message(m))) => assert_eq!(unseq(&m), (0, 0)),
+        other => panic!("expected the first message before any cut, got {other:?}"),
+    }
 
     link.cut().await;
     tokio::time::timeout(

@@ -28,14 +28,19 @@ struct Shared {
     up: AtomicBool,
     restore: Notify,
     /// Outages (down since, up again) not yet reported as gaps.
-    outages: Mutex<Vec<(SystemTime, SystemTime)>>,
-    outage: Notify,
+    /// Outages that ended (down since, up again), counted.
+    outages: std::sync::atomic::AtomicU64,
+    /// Called for each outage as it ends, before the state says up again.
+    on_outage: std::sync::OnceLock<Hook>,
 }
 
 #[derive(Debug, Default)]
 struct Links {
     states: Vec<LinkState>,
     down_since: Option<SystemTime>,
+    /// The handle was up once: from then on a lost link is an outage, and a link that is
+    /// still connecting (one opened later) does not take the handle down.
+    was_up: bool,
     closed: bool,
 }
 
@@ -46,6 +51,17 @@ enum LinkState {
     Down,
     /// Back, but the native filters it carried must be restored before it counts as up.
     Restoring,
+}
+
+/// What the handle does when an outage ends: `(down since, up again)`.
+pub(crate) type OutageHook = Box<dyn Fn(SystemTime, SystemTime) + Send + Sync>;
+
+struct Hook(OutageHook);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// Reports what happens to one broker connection of a handle (from the driver).
@@ -63,8 +79,8 @@ impl Supervisor {
                 links: Mutex::new(Links::default()),
                 up: AtomicBool::new(false),
                 restore: Notify::new(),
-                outages: Mutex::new(Vec::new()),
-                outage: Notify::new(),
+                outages: std::sync::atomic::AtomicU64::new(0),
+                on_outage: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -125,18 +141,11 @@ impl Supervisor {
         self.shared.restore.notify_waiters();
     }
 
-    /// Waits for the next outage that ended (down since, up again), in order.
-    pub(crate) async fn next_outage(&self) -> (SystemTime, SystemTime) {
-        loop {
-            let notified = self.shared.outage.notified();
-            {
-                let mut outages = self.shared.outages.lock();
-                if !outages.is_empty() {
-                    return outages.remove(0);
-                }
-            }
-            notified.await;
-        }
+    /// Sets what to do when an outage ends (the handle puts a gap in every subscription). It
+    /// runs before the state says up again, so that what arrives after the recovery comes
+    /// after the gap.
+    pub(crate) fn on_outage(&self, hook: OutageHook) {
+        let _ = self.shared.on_outage.set(Hook(hook));
     }
 
     /// Waits until a link asks for its filters to be restored.
@@ -178,21 +187,31 @@ impl Shared {
     }
 
     fn update(&self, links: &mut Links) {
-        let all_up = links.states.iter().all(|s| *s == LinkState::Up);
-        let ever_up = links.down_since.is_some() || !links.states.contains(&LinkState::Connecting);
         let state = if links.closed {
             ConnectionState::Closed
-        } else if all_up {
+        } else if !links.was_up {
+            // First connection: up once every link is; nothing before that is an outage.
+            if links.states.iter().all(|s| *s == LinkState::Up) {
+                links.was_up = true;
+                ConnectionState::Up
+            } else {
+                ConnectionState::Connecting
+            }
+        } else if links
+            .states
+            .iter()
+            .all(|s| matches!(s, LinkState::Up | LinkState::Connecting))
+        {
             if let Some(since) = links.down_since.take() {
-                self.outages.lock().push((since, SystemTime::now()));
-                self.outage.notify_one();
+                self.outages.fetch_add(1, Ordering::Relaxed);
+                if let Some(Hook(hook)) = self.on_outage.get() {
+                    hook(since, SystemTime::now());
+                }
             }
             ConnectionState::Up
-        } else if ever_up {
+        } else {
             let since = *links.down_since.get_or_insert_with(SystemTime::now);
             ConnectionState::Down { since }
-        } else {
-            ConnectionState::Connecting
         };
         self.up.store(state.is_up(), Ordering::Release);
         self.state
@@ -222,6 +241,28 @@ impl LinkReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn neither_the_first_connection_nor_a_new_link_is_an_outage() {
+        let sup = Supervisor::new();
+        let first = sup.link();
+        // A client library that reports its first connection as a reconnect.
+        first.reconnected();
+        assert_eq!(sup.state(), ConnectionState::Connecting);
+        sup.restored(&[0]);
+        assert!(sup.is_up());
+        let later = sup.link();
+        assert!(
+            sup.is_up(),
+            "a link still connecting does not take the handle down"
+        );
+        later.up();
+        assert!(sup.is_up());
+        assert_eq!(sup.shared.outages.load(Ordering::Relaxed), 0);
+        later.down();
+        later.up();
+        assert_eq!(sup.shared.outages.load(Ordering::Relaxed), 1);
+    }
 
     #[tokio::test]
     async fn state_follows_the_links() {

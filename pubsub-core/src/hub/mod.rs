@@ -104,7 +104,12 @@ pub(crate) fn start<D: Driver>(
         tasks.clone(),
         options.backoff.clone(),
     );
-    tasks.spawn(report_outages(supervisor.clone(), router.clone()));
+    // After each outage, a gap in every subscription's stream, where the messages published
+    // meanwhile may be missing.
+    let gaps = router.clone();
+    supervisor.on_outage(Box::new(move |since, until| {
+        gaps.gap_all(Gap::Outage { since, until })
+    }));
     Hub {
         inner: Arc::new(HubInner {
             driver,
@@ -120,18 +125,6 @@ pub(crate) fn start<D: Driver>(
             next_id: AtomicU64::new(1),
             published: AtomicU64::new(0),
         }),
-    }
-}
-
-/// Puts a gap in every subscription's stream after each outage, where the messages published
-/// meanwhile may be missing.
-async fn report_outages<F: Clone + Eq + std::hash::Hash>(
-    supervisor: Supervisor,
-    router: Arc<Router<F>>,
-) {
-    loop {
-        let (since, until) = supervisor.next_outage().await;
-        router.gap_all(Gap::Outage { since, until });
     }
 }
 
