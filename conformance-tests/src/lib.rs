@@ -1,4 +1,4 @@
-//! The behaviour suite every backend must pass (DESIGN.md section 8).
+//! The behaviour suite every backend must pass (see docs/ARCHITECTURE.md, "Semantics every backend gives").
 //!
 //! Each scenario is a plain `async fn(&Harness)` in [`scenarios`]; the [`suite!`] macro expands
 //! to one `#[tokio::test]` per scenario for one backend, so every case shows by name in the test

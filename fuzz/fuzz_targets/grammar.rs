@@ -46,7 +46,7 @@ fn check_parsing(s: &str) {
     }
 }
 
-/// DESIGN.md section 3: 1+ chars, no `.`, `*`, `>`, whitespace or control character.
+/// The token rule: 1+ chars, no `.`, `*`, `>`, whitespace or control character.
 fn reference_token(token: &str) -> bool {
     !token.is_empty()
         && token
