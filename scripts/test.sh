@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/brokers.sh redis nats amqp
+# The shared 3-node NATS cluster and Redis Cluster of the cluster conformance targets; stopped
+# again when this script ends, however it ends.
+bash scripts/clusters.sh start
+trap 'bash scripts/clusters.sh stop' EXIT
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast

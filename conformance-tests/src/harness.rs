@@ -32,6 +32,13 @@ pub trait Link: Send + Sync {
     async fn freeze(&self);
     /// Lets traffic flow again after [`Link::freeze`].
     async fn thaw(&self);
+    /// Connects a healthy handle to the broker behind this link (not through it), for cases
+    /// that watch the cut handle from outside. `None` (the default): the harness's own
+    /// [`Harness::connect`] reaches that broker. A link that owns its broker (a cluster started
+    /// for one case) connects its own peers.
+    async fn connect_peer(&self) -> Option<Result<Arc<dyn PubSub>>> {
+        None
+    }
 }
 
 /// Something a backend's broker truly cannot do; cases needing it are skipped and reported.

@@ -42,6 +42,16 @@ pub async fn connect_cuttable(h: &Harness) -> (Arc<dyn PubSub>, Box<dyn Link>) {
     }
 }
 
+/// A healthy handle on the broker behind `link` (a case's peer of the cut handle); panics when
+/// the broker cannot be reached.
+pub async fn connect_peer(h: &Harness, link: &dyn Link) -> Arc<dyn PubSub> {
+    match link.connect_peer().await {
+        Some(Ok(ps)) => ps,
+        Some(Err(e)) => panic!("[{}] cannot connect a peer beside the link: {e}", h.name),
+        None => connect(h).await,
+    }
+}
+
 /// A concrete handle (such as `pubsub_core::Hub`) as the `Arc<dyn PubSub>` the kit takes.
 pub fn shared(ps: impl PubSub + 'static) -> Arc<dyn PubSub> {
     Arc::new(ps)

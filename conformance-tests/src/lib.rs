@@ -26,6 +26,8 @@
 
 pub mod bench;
 pub mod broker;
+pub mod cluster;
+pub mod failover;
 mod harness;
 pub mod kit;
 pub mod proxy;

@@ -56,6 +56,13 @@ pub struct RedisConfig {
     pub host: String,
     /// TCP port of the server.
     pub port: u16,
+    /// Redis Cluster: `Some(seeds)` connects to a cluster discovered from these `host:port`
+    /// nodes (`host`/`port` are then ignored); `None` (the default) talks to the one server at
+    /// `host:port`. In a cluster, `PUBLISH` goes to the master of the channel's hash slot (so
+    /// one topic's messages keep their order) and Redis forwards it to every node; a handle's
+    /// subscriptions live on the master of its connection's hash slot and are restored on the
+    /// new master after a failover.
+    pub cluster: Option<Vec<(String, u16)>>,
     /// ACL user name, if any.
     pub username: Option<String>,
     /// The password (`AUTH`), if any.
@@ -92,6 +99,7 @@ impl Default for RedisConfig {
             options: CommonOptions::default(),
             host: "127.0.0.1".to_string(),
             port: 6379,
+            cluster: None,
             username: None,
             password: None,
             database: None,
@@ -123,10 +131,19 @@ config_setters!(RedisConfig {
 });
 
 /// The query parameters of a Redis URL besides the [`CommonOptions`] ones.
-const QUERY_KEYS: &[&str] = &["pattern_depth", "broadcast_capacity", "raw_payloads"];
+const QUERY_KEYS: &[&str] = &[
+    "pattern_depth",
+    "broadcast_capacity",
+    "raw_payloads",
+    "cluster",
+];
 
 impl RedisConfig {
     /// Parses `redis://[[user]:password@]host[:port][/db][?param=value…]` or `rediss://…` (TLS).
+    ///
+    /// Several hosts (`redis://h1:7000,h2:7001,h3:7002`) or `?cluster=true` select Redis
+    /// Cluster mode, with the hosts as seeds (see [`RedisConfig::cluster`]); a cluster has no
+    /// database number.
     ///
     /// User name and password are percent-decoded. A user info without `:` (`redis://secret@h`)
     /// is taken as the password, since Redis authenticates with a password alone or a user and
@@ -134,7 +151,23 @@ impl RedisConfig {
     /// `pattern_depth` and `broadcast_capacity`. Errors never contain the password or the URL.
     pub fn from_url(url: &str) -> Result<Self> {
         let mut parsed = ServerUrl::parse(url, &["redis", "rediss"])?;
-        let host = parsed.single_host()?.clone();
+        let seeds: Vec<(String, u16)> = parsed
+            .hosts
+            .iter()
+            .map(|h| (h.host.clone(), h.port.unwrap_or(6379)))
+            .collect();
+        if parsed.hosts.iter().any(|h| h.scheme.is_some()) {
+            return Err(Error::invalid_config(
+                "a Redis URL names its scheme once, before the first host",
+            ));
+        }
+        let host = parsed.single_host().or_else(|_| {
+            parsed
+                .hosts
+                .first()
+                .ok_or_else(|| Error::invalid_config("a Redis URL needs a host"))
+        })?;
+        let host = host.clone();
         let (username, password) = (parsed.user.take(), parsed.password.take());
         let database = match parsed.path.as_str() {
             "" => None,
@@ -157,6 +190,15 @@ impl RedisConfig {
         parsed.take_into("pattern_depth", &mut config.pattern_depth)?;
         parsed.take_into("broadcast_capacity", &mut config.broadcast_capacity)?;
         parsed.take_into("raw_payloads", &mut config.raw_payloads)?;
+        let mut cluster = seeds.len() > 1;
+        parsed.take_into("cluster", &mut cluster)?;
+        if cluster {
+            config.cluster = Some(seeds);
+        } else if seeds.len() > 1 {
+            return Err(Error::invalid_config(
+                "several Redis hosts name a cluster; `cluster=false` needs exactly one host",
+            ));
+        }
         parsed.reject_unknown_query(QUERY_KEYS)?;
         config.validate()?;
         Ok(config)
@@ -166,6 +208,23 @@ impl RedisConfig {
     pub fn with_server(mut self, host: impl Into<String>, port: u16) -> Self {
         self.host = host.into();
         self.port = port;
+        self
+    }
+
+    /// Connects to a Redis Cluster discovered from these seed nodes (see
+    /// [`RedisConfig::cluster`]).
+    ///
+    /// ```
+    /// use pubsub_redis::RedisConfig;
+    /// let config = RedisConfig::default().with_cluster([("127.0.0.1", 7000), ("127.0.0.1", 7001)]);
+    /// assert_eq!(config.cluster.as_ref().map(Vec::len), Some(2));
+    /// ```
+    pub fn with_cluster<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = (S, u16)>,
+        S: Into<String>,
+    {
+        self.cluster = Some(seeds.into_iter().map(|(h, p)| (h.into(), p)).collect());
         self
     }
 
@@ -182,14 +241,24 @@ impl RedisConfig {
 
     /// `host:port` for messages and `Debug` (never the credentials).
     pub(crate) fn server_label(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
+        if let Some(seeds) = &self.cluster {
+            let seeds: Vec<String> = seeds.iter().map(|(h, p)| host_label(h, *p)).collect();
+            return format!("cluster {}", seeds.join(","));
         }
+        host_label(&self.host, self.port)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(seeds) = &self.cluster {
+            if seeds.is_empty() || seeds.iter().any(|(h, _)| h.is_empty()) {
+                return Err(Error::invalid_config(
+                    "a Redis Cluster needs at least one seed host",
+                ));
+            }
+            if self.database.is_some_and(|db| db != 0) {
+                return Err(Error::invalid_config("Redis Cluster has only database 0"));
+            }
+        }
         if self.host.is_empty() {
             return Err(Error::invalid_config("the Redis host is empty"));
         }
@@ -220,7 +289,10 @@ impl RedisConfig {
             None => None,
         };
         Ok(FredConfig {
-            server: ServerConfig::new_centralized(self.host.clone(), self.port),
+            server: match &self.cluster {
+                Some(seeds) => ServerConfig::new_clustered(seeds.clone()),
+                None => ServerConfig::new_centralized(self.host.clone(), self.port),
+            },
             username: self.username.clone(),
             password: self.password.as_ref().map(|p| p.expose().to_string()),
             database: self.database,
@@ -267,6 +339,15 @@ impl RedisConfig {
     }
 }
 
+/// `host:port`, with brackets around an IPv6 address.
+fn host_label(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// fred's exponential policy from our [`Backoff`]: retry forever; attempt `n` waits
 /// `initial × (1 − jitter) × multiplier^n` plus a random `0 ..= initial × jitter`, capped at
 /// `max`. So the first retry falls in `initial × (1 − jitter) ..= initial` exactly as
@@ -299,6 +380,37 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "pa55-w0rd!";
+
+    #[test]
+    fn cluster_urls() {
+        let c = RedisConfig::from_url("redis://:pw@10.0.0.1:7000,10.0.0.2:7001,[::1]").unwrap();
+        assert_eq!(
+            c.cluster,
+            Some(vec![
+                ("10.0.0.1".to_string(), 7000),
+                ("10.0.0.2".to_string(), 7001),
+                ("::1".to_string(), 6379),
+            ])
+        );
+        assert_eq!(
+            c.server_label(),
+            "cluster 10.0.0.1:7000,10.0.0.2:7001,[::1]:6379"
+        );
+        assert_eq!(c.password.as_ref().map(Secret::expose), Some("pw"));
+
+        let c = RedisConfig::from_url("redis://seed:7000?cluster=true").unwrap();
+        assert_eq!(c.cluster, Some(vec![("seed".to_string(), 7000)]));
+        assert_eq!(RedisConfig::from_url("redis://h").unwrap().cluster, None);
+
+        for bad in [
+            "redis://a,b?cluster=false",
+            "redis://a,b/3",
+            "redis://a,rediss://b",
+        ] {
+            let e = RedisConfig::from_url(bad).unwrap_err();
+            assert_eq!(e.kind(), pubsub_core::ErrorKind::Invalid, "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn parses_urls() {

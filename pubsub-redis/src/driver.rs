@@ -12,7 +12,8 @@ use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::config::{
     Config as FredConfig, ConnectionConfig, Options, PerformanceConfig, ReconnectPolicy,
 };
-use fred::types::{ConnectHandle, MessageKind, Value};
+use fred::types::{ClusterHash, ConnectHandle, MessageKind, Value};
+use fred::util::redis_keyslot;
 use parking_lot::Mutex;
 use pubsub_core::adapter::{envelope, Context, Driver, Inbound, LinkReporter, Tasks, Watchdog};
 use pubsub_core::{Error, Message, Pattern, Result, Topic};
@@ -96,6 +97,13 @@ impl RedisDriver {
             // A publish written to a connection that then fails is not written again: it may
             // have been delivered, and delivery is at most once.
             max_attempts: Some(1),
+            // In a cluster, every node forwards a PUBLISH to all the others, so the node it is
+            // sent to changes nothing for the subscribers; sending all of a handle's publishes
+            // to one node (the master of its client id's slot) keeps them in the order they
+            // were made, across topics, as on a single server.
+            cluster_hash: publisher
+                .is_clustered()
+                .then(|| ClusterHash::Custom(redis_keyslot(publisher.id().as_bytes()))),
             ..Options::default()
         });
         let options = &cx.options;
@@ -303,7 +311,9 @@ impl SubConn {
                 ));
             }
             let mut reconnects = self.client.reconnect_rx();
-            let client = self.client.with_options(&timeout_options(remaining));
+            let client = self
+                .client
+                .with_options(&command_options(remaining, &self.client));
             for chunk in channels.chunks(COMMAND_CHUNK) {
                 match subscribe {
                     true => client.subscribe(chunk.to_vec()).await?,
@@ -359,10 +369,16 @@ impl SubConn {
     }
 }
 
-fn timeout_options(timeout: Duration) -> Options {
+/// Options of a subscriber connection's commands: one attempt within `timeout`; in a cluster,
+/// all sent to the node fred sends this client's (un)subscriptions to (the master of the hash
+/// slot of its id), so that the `PING` after them answers on the same connection.
+fn command_options(timeout: Duration, client: &Client) -> Options {
     Options {
         timeout: Some(timeout),
         max_attempts: Some(1),
+        cluster_hash: client
+            .is_clustered()
+            .then(|| ClusterHash::Custom(redis_keyslot(client.id().as_bytes()))),
         ..Options::default()
     }
 }
@@ -420,23 +436,35 @@ async fn monitor(
     mut errors: broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
     mut reconnects: broadcast::Receiver<fred::types::config::Server>,
 ) {
+    // Whether the last event was a loss: fred reports every failed reconnect attempt too, and
+    // only the first loss of an outage is worth a warning.
+    let mut lost = false;
     loop {
         // Errors first: when both are pending, the loss happened before the recovery.
         tokio::select! {
             biased;
             error = errors.recv() => match error {
-                Ok((error, _)) => {
-                    tracing::warn!(server = %label, %error, "lost the connection to Redis; reconnecting");
+                Ok((error, node)) => {
+                    let node = node.map(|n| n.to_string()).unwrap_or_default();
+                    if lost {
+                        tracing::debug!(server = %label, %node, %error, "still reconnecting to Redis");
+                    } else {
+                        tracing::warn!(server = %label, %node, %error, "lost the connection to Redis; reconnecting");
+                    }
+                    lost = true;
                     link.down();
                 }
                 Err(RecvError::Lagged(_)) => link.down(),
                 Err(RecvError::Closed) => return,
             },
-            event = reconnects.recv() => match event {
-                Ok(_) | Err(RecvError::Lagged(_)) if subscriber => link.reconnected(),
-                Ok(_) | Err(RecvError::Lagged(_)) => link.up(),
-                Err(RecvError::Closed) => return,
-            },
+            event = reconnects.recv() => {
+                lost = false;
+                match event {
+                    Ok(_) | Err(RecvError::Lagged(_)) if subscriber => link.reconnected(),
+                    Ok(_) | Err(RecvError::Lagged(_)) => link.up(),
+                    Err(RecvError::Closed) => return,
+                }
+            }
         }
     }
 }

@@ -94,7 +94,7 @@ pub async fn close_slow(h: &Harness) {
 pub async fn outage_gap(h: &Harness) {
     let p = unique_prefix("outage");
     let (ps, link) = connect_cuttable(h).await;
-    let healthy = connect(h).await;
+    let healthy = connect_peer(h, &*link).await;
     let t = format!("{p}.o");
     let mut sub = subscribe(&ps, &t).await;
     let mut state = ps.watch_connection();

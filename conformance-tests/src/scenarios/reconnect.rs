@@ -12,7 +12,7 @@ use crate::Harness;
 pub async fn reconnect(h: &Harness) {
     let p = unique_prefix("reconnect");
     let (ps, link) = connect_cuttable(h).await;
-    let healthy = connect(h).await;
+    let healthy = connect_peer(h, &*link).await;
     let t = format!("{p}.r");
     let mut exact = subscribe_cap(&ps, &t, 10_000).await;
     let mut wild = subscribe_cap(&ps, &format!("{p}.>"), 10_000).await;
