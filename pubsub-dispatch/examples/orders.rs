@@ -114,21 +114,58 @@ pub async fn run(url: &str) -> Result<Summary, Box<dyn std::error::Error + Send 
         }
     };
 
-    let retry = Retry::attempts(4).with_backoff(Backoff::default().with_initial(Duration::from_millis(20)));
+    let retry =
+        Retry::attempts(4).with_backoff(Backoff::default().with_initial(Duration::from_millis(20)));
     let dispatcher = Dispatcher::builder(ps.clone())
         .retry(retry)
-        .route(Route::new("orders.*.created", stock).name("stock").ordered(4))
+        .route(
+            Route::new("orders.*.created", stock)
+                .name("stock")
+                .ordered(4),
+        )
         .route(Route::new("orders.*.paid", payments).name("payments"))
         .route(Route::new("dlq.orders.>", watcher).name("dead-letters"))
         .start()
         .await?;
 
     let publisher = Publisher::new(ps.clone(), "/examples/orders");
-    let created = |id, item: &str| OrderCreated { id, item: item.to_owned(), quantity: 1 };
-    publisher.publish("orders.eu.created".parse()?, "com.example.order.created", &created(1, "teapot")).await?;
-    publisher.publish("orders.us.created".parse()?, "com.example.order.created", &created(2, "unobtainium")).await?;
-    publisher.publish("orders.eu.paid".parse()?, "com.example.order.paid", &OrderPaid { id: 1, cents: 2_500 }).await?;
-    publisher.publish_raw("orders.eu.created".parse()?, "com.example.order.created", "application/json", "{ not json").await?;
+    let created = |id, item: &str| OrderCreated {
+        id,
+        item: item.to_owned(),
+        quantity: 1,
+    };
+    publisher
+        .publish(
+            "orders.eu.created".parse()?,
+            "com.example.order.created",
+            &created(1, "teapot"),
+        )
+        .await?;
+    publisher
+        .publish(
+            "orders.us.created".parse()?,
+            "com.example.order.created",
+            &created(2, "unobtainium"),
+        )
+        .await?;
+    publisher
+        .publish(
+            "orders.eu.paid".parse()?,
+            "com.example.order.paid",
+            &OrderPaid {
+                id: 1,
+                cents: 2_500,
+            },
+        )
+        .await?;
+    publisher
+        .publish_raw(
+            "orders.eu.created".parse()?,
+            "com.example.order.created",
+            "application/json",
+            "{ not json",
+        )
+        .await?;
 
     // Two reservations or dead letters from `created`, one payment, and two dead letters.
     let mut summary = Summary::default();
@@ -142,7 +179,11 @@ pub async fn run(url: &str) -> Result<Summary, Box<dyn std::error::Error + Send 
         }
     }
     let report = dispatcher.shutdown(Duration::from_secs(5)).await;
-    println!("shutdown: drained = {}, cut off = {}", report.drained, report.cut_off.len());
+    println!(
+        "shutdown: drained = {}, cut off = {}",
+        report.drained,
+        report.cut_off.len()
+    );
     ps.close().await?;
     Ok(summary)
 }
@@ -162,6 +203,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let summary = run(&url).await?;
     println!("reserved: {:?}", summary.reserved);
     println!("paid (order, attempt): {:?}", summary.paid);
-    println!("dead letters (topic, reason, attempts): {:?}", summary.dead_letters);
+    println!(
+        "dead letters (topic, reason, attempts): {:?}",
+        summary.dead_letters
+    );
     Ok(())
 }

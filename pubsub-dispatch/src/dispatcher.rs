@@ -66,11 +66,8 @@ impl DispatcherBuilder {
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: Layer<RouteService> + Send + Sync + 'static,
-        L::Service: Service<Incoming, Response = (), Error = HandlerError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        L::Service:
+            Service<Incoming, Response = (), Error = HandlerError> + Clone + Send + Sync + 'static,
         <L::Service as Service<Incoming>>::Future: Send + 'static,
     {
         self.layers.push(Box::new(move |service| {
@@ -259,7 +256,7 @@ impl Dispatcher {
 
     /// Messages being handled now, over all routes.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.snapshot().len()
+        self.in_flight.len()
     }
 
     /// Stops taking new messages (every route unsubscribes), waits up to `deadline` for the

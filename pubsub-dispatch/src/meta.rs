@@ -196,6 +196,9 @@ mod tests {
         let meta = Meta::new(m, "r".into(), 1);
         assert!(meta.parent_trace().is_none());
         assert_ne!(meta.trace().trace_id(), 0);
-        assert_eq!(meta.next_attempt().trace().trace_id(), meta.trace().trace_id());
+        assert_eq!(
+            meta.next_attempt().trace().trace_id(),
+            meta.trace().trace_id()
+        );
     }
 }

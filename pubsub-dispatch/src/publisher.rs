@@ -83,8 +83,11 @@ impl OutgoingEvent {
         data: &T,
     ) -> Result<Self, Error> {
         let payload = serde_json::to_vec(data).map_err(|e| {
-            Error::new(ErrorKind::Invalid, "the event data cannot be encoded as JSON")
-                .with_source(e)
+            Error::new(
+                ErrorKind::Invalid,
+                "the event data cannot be encoded as JSON",
+            )
+            .with_source(e)
         })?;
         Ok(Self::raw(topic, event_type, cloudevents::JSON, payload))
     }
@@ -139,7 +142,8 @@ impl Publisher {
         event_type: &str,
         data: &T,
     ) -> Result<Published, Error> {
-        self.send(OutgoingEvent::json(topic, event_type, data)?).await
+        self.send(OutgoingEvent::json(topic, event_type, data)?)
+            .await
     }
 
     /// Publishes `payload` as it is, with its content type.
@@ -222,7 +226,11 @@ mod tests {
         let p = Publisher::new(ps, "/test");
         let t = Topic::new("a.b").unwrap();
         let (m, sent) = p
-            .stamp(OutgoingEvent::json(t.clone(), "x", &[1]).unwrap().with_subject("s"))
+            .stamp(
+                OutgoingEvent::json(t.clone(), "x", &[1])
+                    .unwrap()
+                    .with_subject("s"),
+            )
             .unwrap();
         let h = m.headers();
         assert_eq!(h.get(CE_ID), Some(sent.id.as_str()));
@@ -234,7 +242,10 @@ mod tests {
         let outer = TraceContext::new_root();
         let (m2, sent2) = outer
             .clone()
-            .scope(async { p.stamp(OutgoingEvent::raw(t, "y", "text/plain", "hi")).unwrap() })
+            .scope(async {
+                p.stamp(OutgoingEvent::raw(t, "y", "text/plain", "hi"))
+                    .unwrap()
+            })
             .await;
         assert_eq!(sent2.trace.trace_id(), outer.trace_id());
         assert_ne!(sent2.trace.span_id(), outer.span_id());

@@ -254,11 +254,8 @@ impl Route {
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: Layer<RouteService>,
-        L::Service: Service<Incoming, Response = (), Error = HandlerError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        L::Service:
+            Service<Incoming, Response = (), Error = HandlerError> + Clone + Send + Sync + 'static,
         <L::Service as Service<Incoming>>::Future: Send + 'static,
     {
         self.service = BoxCloneSyncService::new(layer.layer(self.service));

@@ -210,7 +210,10 @@ impl fmt::Debug for TraceContext {
 
 /// A lowercase-hex field as a number (at most 32 digits).
 fn hex_field(field: &str) -> Result<u128, TraceParentError> {
-    if !field.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+    if !field
+        .bytes()
+        .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return Err(TraceParentError::NotHex);
     }
     u128::from_str_radix(field, 16).map_err(|_| TraceParentError::NotHex)
@@ -256,13 +259,34 @@ mod tests {
         use TraceParentError::*;
         let cases = [
             ("", Format),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0", Format),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", Format),
-            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", NotHex),
-            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ForbiddenVersion),
-            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", ZeroId),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", ZeroId),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736+00f067aa0ba902b7-01", Format),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+                Format,
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+                Format,
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                NotHex,
+            ),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ForbiddenVersion,
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                ZeroId,
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                ZeroId,
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736+00f067aa0ba902b7-01",
+                Format,
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(TraceContext::parse(text, None), Err(want), "{text}");

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+use tower_service::Service;
 use tracing::{field, Instrument, Span};
 
 use crate::dead_letter::dead_letter_message;
@@ -46,27 +47,34 @@ pub(crate) struct RouteRuntime {
 #[derive(Default)]
 pub(crate) struct InFlight {
     next: AtomicU64,
-    entries: Mutex<HashMap<u64, CutOff>>,
+    entries: Mutex<HashMap<u64, (Arc<str>, Message)>>,
 }
 
 impl InFlight {
     pub fn snapshot(&self) -> Vec<CutOff> {
-        self.entries.lock().values().cloned().collect()
-    }
-
-    fn enter<'a>(&'a self, rt: &'a RouteRuntime, message: &Message) -> InFlightGuard<'a> {
-        let key = self.next.fetch_add(1, Ordering::Relaxed);
-        self.entries.lock().insert(
-            key,
-            CutOff {
-                route: rt.name.to_string(),
+        let entries = self.entries.lock();
+        entries
+            .values()
+            .map(|(route, message)| CutOff {
+                route: route.to_string(),
                 topic: message.topic().clone(),
                 id: message
                     .headers()
                     .get(crate::cloudevents::CE_ID)
                     .map(str::to_owned),
-            },
-        );
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    fn enter<'a>(&'a self, rt: &'a RouteRuntime, message: &Message) -> InFlightGuard<'a> {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        self.entries
+            .lock()
+            .insert(key, (rt.name.clone(), message.clone()));
         rt.inst.metrics.in_flight.increment(1.0);
         rt.inst.counters.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlightGuard { rt, key }
@@ -82,7 +90,11 @@ impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.rt.in_flight.entries.lock().remove(&self.key);
         self.rt.inst.metrics.in_flight.decrement(1.0);
-        self.rt.inst.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.rt
+            .inst
+            .counters
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -99,10 +111,13 @@ pub(crate) async fn until_hard_stop(hard: CancellationToken, future: impl std::f
 /// as the route's [`Mode`] says.
 pub(crate) async fn read(rt: Arc<RouteRuntime>, mode: Mode, mut deliveries: Deliveries) {
     let mut sink = Sink::new(&rt, mode);
+    // Registered with the token once, not once per message.
+    let stopped = rt.stop.clone().cancelled_owned();
+    tokio::pin!(stopped);
     loop {
         let next = tokio::select! {
             biased;
-            _ = rt.stop.cancelled() => break,
+            _ = &mut stopped => break,
             next = deliveries.next() => next,
         };
         match next {
@@ -128,8 +143,8 @@ pub(crate) async fn read(rt: Arc<RouteRuntime>, mode: Mode, mut deliveries: Deli
 
 /// Where the reader hands messages.
 enum Sink {
-    /// Handled in the reader itself, one at a time.
-    Inline,
+    /// Handled in the reader itself, one at a time, with the reader's own service.
+    Inline(RouteService),
     /// One queue per lane; a topic always maps to the same lane.
     Lanes {
         lanes: Vec<mpsc::Sender<Message>>,
@@ -142,7 +157,7 @@ enum Sink {
 impl Sink {
     fn new(rt: &Arc<RouteRuntime>, mode: Mode) -> Sink {
         match mode {
-            Mode::Sequential => Sink::Inline,
+            Mode::Sequential => Sink::Inline(rt.service.clone()),
             Mode::Ordered { lanes } => {
                 let lanes = (0..lanes.max(1))
                     .map(|_| {
@@ -165,8 +180,8 @@ impl Sink {
     /// Hands one message on; `false` when shutdown began while waiting for room.
     async fn hand(&mut self, rt: &Arc<RouteRuntime>, message: Message) -> bool {
         match self {
-            Sink::Inline => {
-                process(rt, message).await;
+            Sink::Inline(service) => {
+                process(rt, service, message).await;
                 true
             }
             Sink::Lanes { lanes, hasher } => {
@@ -191,10 +206,12 @@ impl Sink {
                     return false;
                 };
                 let rt2 = rt.clone();
-                rt.tracker.spawn(until_hard_stop(rt.hard.clone(), async move {
-                    let _permit = permit;
-                    process(&rt2, message).await;
-                }));
+                rt.tracker
+                    .spawn(until_hard_stop(rt.hard.clone(), async move {
+                        let _permit = permit;
+                        let mut service = rt2.service.clone();
+                        process(&rt2, &mut service, message).await;
+                    }));
                 true
             }
         }
@@ -203,14 +220,17 @@ impl Sink {
 
 /// One lane of an ordered route: its messages one at a time, in order, until shutdown.
 async fn lane(rt: Arc<RouteRuntime>, mut rx: mpsc::Receiver<Message>) {
+    let mut service = rt.service.clone();
+    let stopped = rt.stop.clone().cancelled_owned();
+    tokio::pin!(stopped);
     loop {
         let next = tokio::select! {
             biased;
-            _ = rt.stop.cancelled() => break,
+            _ = &mut stopped => break,
             next = rx.recv() => next,
         };
         match next {
-            Some(message) => process(&rt, message).await,
+            Some(message) => process(&rt, &mut service, message).await,
             None => return,
         }
     }
@@ -233,7 +253,10 @@ fn report_gap(rt: &RouteRuntime, gap: Gap) {
         }
         Gap::Outage { since, until } => {
             rt.inst.metrics.gaps_outage.increment(1);
-            let secs = until.duration_since(since).unwrap_or_default().as_secs_f64();
+            let secs = until
+                .duration_since(since)
+                .unwrap_or_default()
+                .as_secs_f64();
             tracing::warn!(route = %rt.name, outage_seconds = secs, "the connection was down: messages published meanwhile may be lost");
         }
         _ => tracing::warn!(route = %rt.name, ?gap, "messages were lost"),
@@ -285,13 +308,17 @@ fn process_span(rt: &RouteRuntime, meta: &Meta) -> Span {
 }
 
 /// Handles one message: attempts with retries, then the dead-letter topic.
-pub(crate) async fn process(rt: &RouteRuntime, message: Message) {
+pub(crate) async fn process(rt: &RouteRuntime, service: &mut RouteService, message: Message) {
     let _guard = rt.in_flight.enter(rt, &message);
     let mut meta = Meta::new(message, rt.name.clone(), 1);
     loop {
         let span = process_span(rt, &meta);
         let started = Instant::now();
-        let call = rt.service.clone().oneshot(Incoming::new(meta.clone()));
+        let incoming = Incoming::new(meta.clone());
+        let call = async {
+            // Readiness first (a middleware may apply backpressure), then the call.
+            service.ready().await?.call(incoming).await
+        };
         let result = AssertUnwindSafe(meta.trace().clone().scope(call))
             .catch_unwind()
             .instrument(span.clone())
@@ -305,6 +332,8 @@ pub(crate) async fn process(rt: &RouteRuntime, message: Message) {
             }
             Ok(Err(error)) => error,
             Err(payload) => {
+                // The panic may have left this clone of the stack half-way: take a fresh one.
+                *service = rt.service.clone();
                 rt.inst.metrics.panics.increment(1);
                 bump(&rt.inst.counters.panics);
                 HandlerError::panic(panic_text(&*payload))

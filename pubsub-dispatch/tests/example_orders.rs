@@ -7,7 +7,9 @@ mod orders;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_example_runs_on_memory() {
     let bus = conformance_tests::unique_prefix("orders_example");
-    let summary = orders::run(&format!("memory://{bus}")).await.expect("the example runs");
+    let summary = orders::run(&format!("memory://{bus}"))
+        .await
+        .expect("the example runs");
     assert_eq!(summary.reserved, [1]);
     assert_eq!(summary.paid, [(1, 2)], "the payment succeeded on its retry");
     let mut dead = summary.dead_letters.clone();
@@ -15,8 +17,16 @@ async fn orders_example_runs_on_memory() {
     assert_eq!(
         dead,
         [
-            ("orders.eu.created".to_owned(), "decode".to_owned(), "1".to_owned()),
-            ("orders.us.created".to_owned(), "permanent".to_owned(), "1".to_owned()),
+            (
+                "orders.eu.created".to_owned(),
+                "decode".to_owned(),
+                "1".to_owned()
+            ),
+            (
+                "orders.us.created".to_owned(),
+                "permanent".to_owned(),
+                "1".to_owned()
+            ),
         ]
     );
 }

@@ -14,8 +14,8 @@ use common::{eventually, fast_retry, order, recv, topic, Order};
 use conformance_tests::kit::{next, subscribe};
 use futures::future::BoxFuture;
 use pubsub_core::{
-    Backoff, ConnectionState, Error, ErrorKind, Message, Pattern, PubSub, Stats,
-    SubscribeOptions, Subscription,
+    Backoff, ConnectionState, Error, ErrorKind, Message, Pattern, PubSub, Stats, SubscribeOptions,
+    Subscription,
 };
 use pubsub_dispatch::{
     dead_letter, DeadLetter, DedupLayer, Dispatcher, Event, HandlerError, Meta, Publisher, Route,
@@ -41,7 +41,10 @@ impl PubSub for RefusesDeadLetters {
         if message.topic().as_str().starts_with("dlq.") {
             self.refused.fetch_add(1, Ordering::SeqCst);
             return Box::pin(async {
-                Err(Error::connection("the test refuses dead letters", "refused"))
+                Err(Error::connection(
+                    "the test refuses dead letters",
+                    "refused",
+                ))
             });
         }
         self.inner.publish(message)
@@ -81,9 +84,11 @@ async fn failing_dead_letter_publish_is_reported() {
     let (tx, mut failures) = mpsc::unbounded_channel();
     let (ok_tx, mut ok) = mpsc::unbounded_channel::<u64>();
     let d = Dispatcher::builder(ps.clone())
-        .dead_letter(DeadLetter::default().with_publish_attempts(3).with_backoff(
-            Backoff::default().with_initial(Duration::from_millis(5)),
-        ))
+        .dead_letter(
+            DeadLetter::default()
+                .with_publish_attempts(3)
+                .with_backoff(Backoff::default().with_initial(Duration::from_millis(5))),
+        )
         .route(
             Route::new(format!("{p}.*"), move |e: Event<Order>| {
                 let ok_tx = ok_tx.clone();
@@ -105,7 +110,10 @@ async fn failing_dead_letter_publish_is_reported() {
         .expect("start");
     let publisher = Publisher::new(b.connect().await, "/test");
     let t = topic(&format!("{p}.x"));
-    publisher.publish(t.clone(), "order", &order(0)).await.expect("publish");
+    publisher
+        .publish(t.clone(), "order", &order(0))
+        .await
+        .expect("publish");
     let failure = recv(&mut failures, "the dead-letter failure").await;
     assert_eq!(failure.route, "r");
     assert_eq!(failure.message.topic(), &t);
@@ -115,10 +123,16 @@ async fn failing_dead_letter_publish_is_reported() {
         pubsub_dispatch::FailureKind::Permanent
     );
     let copy = failure.dead_letter.expect("the copy was built");
-    assert_eq!(copy.headers().get(dead_letter::DLQ_REASON), Some("permanent"));
+    assert_eq!(
+        copy.headers().get(dead_letter::DLQ_REASON),
+        Some("permanent")
+    );
     assert_eq!(wrapped.refused.load(Ordering::SeqCst), 3, "publish retried");
     assert_eq!(d.stats("r").expect("route").dead_letter_failures, 1);
-    publisher.publish(t, "order", &order(1)).await.expect("publish");
+    publisher
+        .publish(t, "order", &order(1))
+        .await
+        .expect("publish");
     assert_eq!(recv(&mut ok, "still serving").await, 1);
     common::shutdown(d).await;
 }
@@ -158,10 +172,13 @@ async fn dedup_and_timeout_middleware() {
         .await
         .expect("start");
     let publisher = Publisher::new(ps.clone(), "/test");
-    let event = pubsub_dispatch::OutgoingEvent::raw(topic(&format!("{p}.pay")), "pay", "text/plain", "x");
+    let event =
+        pubsub_dispatch::OutgoingEvent::raw(topic(&format!("{p}.pay")), "pay", "text/plain", "x");
     let (message, sent) = publisher.stamp(event).expect("stamp");
     for _ in 0..3 {
-        ps.publish(message.clone()).await.expect("publish the same event again");
+        ps.publish(message.clone())
+            .await
+            .expect("publish the same event again");
     }
     publisher
         .publish_raw(topic(&format!("{p}.pay")), "pay", "text/plain", "y")
@@ -203,7 +220,10 @@ async fn dispatcher_wide_layer() {
     conformance_tests::kit::publish(&ps, &format!("{p}.a"), "x").await;
     let dead = next(&mut dlq, "timed out by the global layer").await;
     assert_eq!(dead.headers().get(dead_letter::DLQ_REASON), Some("timeout"));
-    assert_eq!(dead.headers().get(dead_letter::DLQ_ROUTE), Some(&*format!("{p}.a")));
+    assert_eq!(
+        dead.headers().get(dead_letter::DLQ_ROUTE),
+        Some(&*format!("{p}.a"))
+    );
     common::shutdown(d).await;
 }
 
@@ -289,15 +309,25 @@ fn metrics_are_recorded() {
     let mut in_flight = None;
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
         let key = key.key();
-        let route = key.labels().find(|l| l.key() == "route").map(|l| l.value().to_owned());
+        let route = key
+            .labels()
+            .find(|l| l.key() == "route")
+            .map(|l| l.value().to_owned());
         if route.as_deref() != Some("m") {
             continue;
         }
-        let reason = key.labels().find(|l| l.key() == "reason").map(|l| l.value().to_owned());
+        let reason = key
+            .labels()
+            .find(|l| l.key() == "reason")
+            .map(|l| l.value().to_owned());
         match value {
             DebugValue::Counter(n) => {
                 *counters
-                    .entry(format!("{}{}", key.name(), reason.map(|r| format!("/{r}")).unwrap_or_default()))
+                    .entry(format!(
+                        "{}{}",
+                        key.name(),
+                        reason.map(|r| format!("/{r}")).unwrap_or_default()
+                    ))
                     .or_insert(0) += n;
             }
             DebugValue::Histogram(samples) => latency_samples += samples.len(),

@@ -47,7 +47,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
         attrs.record(&mut Visitor(&mut fields));
         let mut store = store().lock().unwrap();
         let index = store.spans.len();
-        store.spans.push((attrs.metadata().name().to_owned(), fields));
+        store
+            .spans
+            .push((attrs.metadata().name().to_owned(), fields));
         store.live.insert(id.into_u64(), index);
     }
 
@@ -79,9 +81,10 @@ pub async fn find_span(name: &str, span_id: &str) -> Option<Fields> {
     for _ in 0..200 {
         {
             let store = store().lock().unwrap();
-            let found = store.spans.iter().find(|(n, f)| {
-                n == name && f.get("span_id").map(String::as_str) == Some(span_id)
-            });
+            let found = store
+                .spans
+                .iter()
+                .find(|(n, f)| n == name && f.get("span_id").map(String::as_str) == Some(span_id));
             if let Some((_, fields)) = found {
                 return Some(fields.clone());
             }

@@ -163,13 +163,16 @@ pub async fn typed_round_trip(b: &Backend) {
             })
             .name("created"),
         )
-        .route(Route::new(format!("{p}.blobs"), move |Raw(bytes): Raw, meta: Meta| {
-            let raw_tx = raw_tx.clone();
-            async move {
-                let _ = raw_tx.send((bytes, meta));
-                Ok::<_, HandlerError>(())
-            }
-        }))
+        .route(Route::new(
+            format!("{p}.blobs"),
+            move |Raw(bytes): Raw, meta: Meta| {
+                let raw_tx = raw_tx.clone();
+                async move {
+                    let _ = raw_tx.send((bytes, meta));
+                    Ok::<_, HandlerError>(())
+                }
+            },
+        ))
         .start()
         .await
         .expect("start");
@@ -196,14 +199,22 @@ pub async fn typed_round_trip(b: &Backend) {
 
     let blob = vec![0u8, 159, 146, 150, 255];
     publisher
-        .publish_raw(topic(&format!("{p}.blobs")), "blob", "application/octet-stream", blob.clone())
+        .publish_raw(
+            topic(&format!("{p}.blobs")),
+            "blob",
+            "application/octet-stream",
+            blob.clone(),
+        )
         .await
         .expect("publish raw");
     let (bytes, meta) = recv(&mut raw_rx, "the raw payload").await;
     assert_eq!(bytes.as_ref(), &blob[..]);
     assert_eq!(meta.content_type(), Some("application/octet-stream"));
     assert_quiet(&mut rx, "one event, one call").await;
-    eventually("handled counted", || d.stats("created").expect("route").handled == 1).await;
+    eventually("handled counted", || {
+        d.stats("created").expect("route").handled == 1
+    })
+    .await;
     assert_eq!(d.stats("created").expect("route").failed, 0);
     shutdown(d).await;
 }
@@ -235,7 +246,11 @@ pub async fn concurrency_limit(b: &Backend) {
         }
     };
     let d = Dispatcher::builder(ps.clone())
-        .route(Route::new(format!("{p}.>"), handler).name("limited").concurrency(3))
+        .route(
+            Route::new(format!("{p}.>"), handler)
+                .name("limited")
+                .concurrency(3),
+        )
         .start()
         .await
         .expect("start");
@@ -316,7 +331,10 @@ pub async fn ordered_under_retries(b: &Backend) {
             "order of topic {t}"
         );
     }
-    eventually("all handled counted", || d.stats("ordered").expect("route").handled == 36).await;
+    eventually("all handled counted", || {
+        d.stats("ordered").expect("route").handled == 36
+    })
+    .await;
     let stats = d.stats("ordered").expect("route");
     assert_eq!((stats.retried, stats.dead_lettered), (24, 0));
     shutdown(d).await;
@@ -357,8 +375,14 @@ pub async fn retry_then_success(b: &Backend) {
     })
     .await;
     let stats = d.stats("flaky").expect("route");
-    assert_eq!((stats.failed, stats.retried, stats.dead_lettered), (2, 2, 0));
-    assert!(next_within(&mut dlq, quiet()).await.is_none(), "no dead letter");
+    assert_eq!(
+        (stats.failed, stats.retried, stats.dead_lettered),
+        (2, 2, 0)
+    );
+    assert!(
+        next_within(&mut dlq, quiet()).await.is_none(),
+        "no dead letter"
+    );
     assert_quiet(&mut rx, "no fourth attempt").await;
     shutdown(d).await;
 }
@@ -382,10 +406,16 @@ pub async fn retry_exhaustion_dead_letters(b: &Backend) {
         .expect("start");
     let t = topic(&format!("{p}.created"));
     let publisher = Publisher::new(pub_ps.clone(), "/test");
-    let sent = publisher.publish(t.clone(), "order", &order(9)).await.expect("publish");
+    let sent = publisher
+        .publish(t.clone(), "order", &order(9))
+        .await
+        .expect("publish");
     let dead = next(&mut dlq, "the dead letter").await;
     assert_eq!(dead.topic().as_str(), format!("dlq.{t}"));
-    assert_eq!(serde_json::from_slice::<Order>(dead.payload()).expect("payload kept"), order(9));
+    assert_eq!(
+        serde_json::from_slice::<Order>(dead.payload()).expect("payload kept"),
+        order(9)
+    );
     let h = dead.headers();
     assert_eq!(h.get(dead_letter::DLQ_TOPIC), Some(t.as_str()));
     assert_eq!(h.get(dead_letter::DLQ_ATTEMPTS), Some("3"));
@@ -394,11 +424,21 @@ pub async fn retry_exhaustion_dead_letters(b: &Backend) {
     let error = h.get(dead_letter::DLQ_ERROR).expect("dlq-error");
     assert!(error.contains("warehouse unreachable"), "{error}");
     assert!(h.get(dead_letter::DLQ_TIME).is_some());
-    assert_eq!(h.get("ce-id"), Some(sent.id.as_str()), "original headers kept");
-    eventually("dead letter counted", || d.stats("doomed").expect("route").dead_lettered == 1).await;
+    assert_eq!(
+        h.get("ce-id"),
+        Some(sent.id.as_str()),
+        "original headers kept"
+    );
+    eventually("dead letter counted", || {
+        d.stats("doomed").expect("route").dead_lettered == 1
+    })
+    .await;
     let stats = d.stats("doomed").expect("route");
     assert_eq!((stats.failed, stats.retried), (3, 2));
-    assert!(next_within(&mut dlq, quiet()).await.is_none(), "one dead letter");
+    assert!(
+        next_within(&mut dlq, quiet()).await.is_none(),
+        "one dead letter"
+    );
     shutdown(d).await;
 }
 
@@ -440,7 +480,12 @@ pub async fn decode_error_and_panic_dead_letter(b: &Backend) {
         .expect("start");
     let publisher = Publisher::new(pub_ps.clone(), "/test");
     publisher
-        .publish_raw(topic(&format!("{p}.typed")), "order", "application/json", "{not json")
+        .publish_raw(
+            topic(&format!("{p}.typed")),
+            "order",
+            "application/json",
+            "{not json",
+        )
         .await
         .expect("publish");
     let dead = next(&mut dlq, "the undecodable message").await;
@@ -457,7 +502,10 @@ pub async fn decode_error_and_panic_dead_letter(b: &Backend) {
     let dead = next(&mut dlq, "the message whose handler panicked").await;
     assert_eq!(dead.headers().get(dead_letter::DLQ_REASON), Some("panic"));
     assert_eq!(dead.headers().get(dead_letter::DLQ_ATTEMPTS), Some("2"));
-    let error = dead.headers().get(dead_letter::DLQ_ERROR).expect("dlq-error");
+    let error = dead
+        .headers()
+        .get(dead_letter::DLQ_ERROR)
+        .expect("dlq-error");
     assert!(error.contains("handler exploded on order 7"), "{error}");
 
     // Still serving, both routes.
@@ -469,10 +517,17 @@ pub async fn decode_error_and_panic_dead_letter(b: &Backend) {
         .publish(topic(&format!("{p}.panicky")), "order", &order(2))
         .await
         .expect("publish");
-    assert_eq!(recv(&mut typed, "a good message after the decode error").await, 1);
-    assert_eq!(recv(&mut panicky, "a good message after the panic").await, 2);
+    assert_eq!(
+        recv(&mut typed, "a good message after the decode error").await,
+        1
+    );
+    assert_eq!(
+        recv(&mut panicky, "a good message after the panic").await,
+        2
+    );
     eventually("handled counted", || {
-        d.stats("typed").expect("route").handled == 1 && d.stats("panicky").expect("route").handled == 1
+        d.stats("typed").expect("route").handled == 1
+            && d.stats("panicky").expect("route").handled == 1
     })
     .await;
     assert_eq!(d.stats("typed").expect("route").decode_errors, 1);
@@ -519,10 +574,18 @@ pub async fn trace_continues(b: &Backend) {
     let root = pubsub_dispatch::TraceContext::new_root();
     let sent = root
         .clone()
-        .scope(Publisher::new(pub_ps, "/test").publish(topic(&format!("{p}.created")), "order", &order(3)))
+        .scope(Publisher::new(pub_ps, "/test").publish(
+            topic(&format!("{p}.created")),
+            "order",
+            &order(3),
+        ))
         .await
         .expect("publish");
-    assert_eq!(sent.trace.trace_id(), root.trace_id(), "publish continues the caller's trace");
+    assert_eq!(
+        sent.trace.trace_id(),
+        root.trace_id(),
+        "publish continues the caller's trace"
+    );
     let mut metas = HashMap::new();
     for _ in 0..2 {
         let (which, meta) = recv(&mut rx, "both handlers").await;
@@ -530,23 +593,46 @@ pub async fn trace_continues(b: &Backend) {
     }
     let (first, second) = (&metas["first"], &metas["second"]);
     assert_eq!(first.trace().trace_id(), root.trace_id());
-    assert_eq!(first.parent_trace().map(|t| t.span_id()), Some(sent.trace.span_id()));
+    assert_eq!(
+        first.parent_trace().map(|t| t.span_id()),
+        Some(sent.trace.span_id())
+    );
     assert_ne!(first.trace().span_id(), sent.trace.span_id());
-    assert_eq!(second.trace().trace_id(), root.trace_id(), "the chain is one trace");
+    assert_eq!(
+        second.trace().trace_id(),
+        root.trace_id(),
+        "the chain is one trace"
+    );
     let second_parent = second.parent_trace().expect("traceparent on the follow-up");
-    assert_ne!(second_parent.span_id(), first.trace().span_id(), "the follow-up's publish span");
+    assert_ne!(
+        second_parent.span_id(),
+        first.trace().span_id(),
+        "the follow-up's publish span"
+    );
 
     let span = capture::find_span("process", &first.trace().span_id_hex())
         .await
         .expect("the handler's process span was recorded");
-    assert_eq!(span.get("trace_id").map(String::as_str), Some(&*root.trace_id_hex()));
-    assert_eq!(span.get("parent_span_id").map(String::as_str), Some(&*sent.trace.span_id_hex()));
-    assert_eq!(span.get("messaging.system").map(String::as_str), Some(b.system()));
+    assert_eq!(
+        span.get("trace_id").map(String::as_str),
+        Some(&*root.trace_id_hex())
+    );
+    assert_eq!(
+        span.get("parent_span_id").map(String::as_str),
+        Some(&*sent.trace.span_id_hex())
+    );
+    assert_eq!(
+        span.get("messaging.system").map(String::as_str),
+        Some(b.system())
+    );
     assert_eq!(
         span.get("messaging.destination.name").map(String::as_str),
         Some(&*format!("{p}.created"))
     );
-    assert_eq!(span.get("messaging.operation").map(String::as_str), Some("process"));
+    assert_eq!(
+        span.get("messaging.operation").map(String::as_str),
+        Some("process")
+    );
     assert_eq!(span.get("otel.kind").map(String::as_str), Some("consumer"));
     shutdown(d).await;
 }
@@ -571,7 +657,11 @@ pub async fn graceful_drain(b: &Backend) {
         }
     };
     let d = Dispatcher::builder(ps.clone())
-        .route(Route::new(format!("{p}.*"), handler).name("slow").concurrency(2))
+        .route(
+            Route::new(format!("{p}.*"), handler)
+                .name("slow")
+                .concurrency(2),
+        )
         .start()
         .await
         .expect("start");
@@ -588,7 +678,10 @@ pub async fn graceful_drain(b: &Backend) {
     let shutting = tokio::spawn(d.shutdown(idle()));
     // Shutdown waits for the two handlers in flight.
     tokio::task::yield_now().await;
-    assert!(!shutting.is_finished(), "shutdown returned with handlers in flight");
+    assert!(
+        !shutting.is_finished(),
+        "shutdown returned with handlers in flight"
+    );
     // New messages are no longer taken (the route unsubscribed or stopped reading).
     let mut probe = subscribe(&pub_ps, &format!("{p}.late")).await;
     publisher
@@ -603,7 +696,10 @@ pub async fn graceful_drain(b: &Backend) {
         .expect("shutdown task");
     assert!(report.drained, "{report:?}");
     assert!(report.cut_off.is_empty(), "{report:?}");
-    let mut finished = vec![recv(&mut done, "first drained").await, recv(&mut done, "second drained").await];
+    let mut finished = vec![
+        recv(&mut done, "first drained").await,
+        recv(&mut done, "second drained").await,
+    ];
     finished.sort_unstable();
     assert_eq!(finished, [0, 1]);
     assert_quiet(&mut started, "the late message was not taken").await;
@@ -684,10 +780,7 @@ pub async fn gaps_are_reported(b: &Backend) {
             .expect("publish");
     }
     // Let the flood reach the (one-message) buffer before unblocking.
-    eventually("the buffer overflowed", || {
-        ps.stats().dropped >= 4
-    })
-    .await;
+    eventually("the buffer overflowed", || ps.stats().dropped >= 4).await;
     gate.add_permits(100);
     let mut lost = 0;
     while lost < 4 {
@@ -697,7 +790,10 @@ pub async fn gaps_are_reported(b: &Backend) {
         }
     }
     assert_eq!(lost, 4);
-    eventually("the gap counted", || d.stats("tiny").expect("route").gaps >= 1).await;
+    eventually("the gap counted", || {
+        d.stats("tiny").expect("route").gaps >= 1
+    })
+    .await;
     shutdown(d).await;
 }
 
