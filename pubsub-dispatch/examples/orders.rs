@@ -84,7 +84,10 @@ pub async fn run(url: &str) -> Result<Summary, Box<dyn std::error::Error + Send 
         move |payment: Event<OrderPaid>| {
             let (tx, ledger_calls) = (tx.clone(), ledger_calls.clone());
             async move {
-                if ledger_calls.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                if ledger_calls
+                    .fetch_add(1, Ordering::SeqCst)
+                    .is_multiple_of(2)
+                {
                     return Err(HandlerError::msg("ledger timed out"));
                 }
                 let _ = tx.send(Outcome::Paid(payment.id, payment.meta.attempt()));

@@ -140,10 +140,13 @@ pub struct DedupLayer {
     seen: Arc<Seen>,
 }
 
+/// The ids remembered, as a set and in the order they came (oldest first).
+type Remembered = (HashSet<Arc<str>>, VecDeque<Arc<str>>);
+
 #[derive(Debug)]
 struct Seen {
     capacity: usize,
-    ids: Mutex<(HashSet<Arc<str>>, VecDeque<Arc<str>>)>,
+    ids: Mutex<Remembered>,
     skipped: AtomicU64,
 }
 

@@ -287,7 +287,7 @@ pub async fn ordered_under_retries(b: &Backend) {
         let tx = tx.clone();
         async move {
             // Every third message fails its first two attempts.
-            if e.id % 3 == 0 && e.meta.attempt() < 3 {
+            if e.id.is_multiple_of(3) && e.meta.attempt() < 3 {
                 return Err(HandlerError::msg(format!("flaky {}", e.id)));
             }
             let _ = tx.send((e.meta.topic().to_string(), e.id, e.meta.attempt()));
