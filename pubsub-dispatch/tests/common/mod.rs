@@ -39,6 +39,9 @@ impl Backend {
     }
 
     /// A new handle; panics when the backend cannot be reached.
+    ///
+    /// Keep a handle alive until what it published was delivered: dropping one without
+    /// `close` may lose what is still in its client's outgoing buffer (seen on NATS).
     pub async fn connect(&self) -> Arc<dyn PubSub> {
         match pubsub::connect(&self.url).await {
             Ok(hub) => Arc::new(hub),
@@ -254,7 +257,7 @@ pub async fn concurrency_limit(b: &Backend) {
         .start()
         .await
         .expect("start");
-    let publisher = Publisher::new(pub_ps, "/test");
+    let publisher = Publisher::new(pub_ps.clone(), "/test");
     for i in 0..10 {
         publisher
             .publish(topic(&format!("{p}.t{}", i % 4)), "order", &order(i))
@@ -304,7 +307,7 @@ pub async fn ordered_under_retries(b: &Backend) {
         .start()
         .await
         .expect("start");
-    let publisher = Publisher::new(pub_ps, "/test");
+    let publisher = Publisher::new(pub_ps.clone(), "/test");
     let topics = ["a", "b", "c"];
     for i in 0..12 {
         for t in topics {
@@ -363,7 +366,7 @@ pub async fn retry_then_success(b: &Backend) {
         .start()
         .await
         .expect("start");
-    Publisher::new(pub_ps, "/test")
+    Publisher::new(pub_ps.clone(), "/test")
         .publish(topic(&format!("{p}.x")), "order", &order(1))
         .await
         .expect("publish");
@@ -574,7 +577,7 @@ pub async fn trace_continues(b: &Backend) {
     let root = pubsub_dispatch::TraceContext::new_root();
     let sent = root
         .clone()
-        .scope(Publisher::new(pub_ps, "/test").publish(
+        .scope(Publisher::new(pub_ps.clone(), "/test").publish(
             topic(&format!("{p}.created")),
             "order",
             &order(3),
@@ -725,7 +728,7 @@ pub async fn shutdown_deadline_cuts_off(b: &Backend) {
         .await
         .expect("start");
     let t = topic(&format!("{p}.t"));
-    let sent = Publisher::new(pub_ps, "/test")
+    let sent = Publisher::new(pub_ps.clone(), "/test")
         .publish(t.clone(), "order", &order(5))
         .await
         .expect("publish");
@@ -767,7 +770,7 @@ pub async fn gaps_are_reported(b: &Backend) {
         .start()
         .await
         .expect("start");
-    let publisher = Publisher::new(pub_ps, "/test");
+    let publisher = Publisher::new(pub_ps.clone(), "/test");
     publisher
         .publish(topic(&format!("{p}.t")), "order", &order(0))
         .await
