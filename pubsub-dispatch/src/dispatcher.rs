@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,6 +124,7 @@ impl DispatcherBuilder {
         }
 
         let stop = CancellationToken::new();
+        let stopping = Arc::new(AtomicBool::new(false));
         let hard = CancellationToken::new();
         let tracker = TaskTracker::new();
         let in_flight = Arc::new(InFlight::default());
@@ -154,6 +155,7 @@ impl DispatcherBuilder {
                 hooks: hooks.clone(),
                 in_flight: in_flight.clone(),
                 stop: stop.clone(),
+                stopping: stopping.clone(),
                 hard: hard.clone(),
                 tracker: tracker.clone(),
                 not_started: not_started.clone(),
@@ -168,6 +170,7 @@ impl DispatcherBuilder {
         Ok(Dispatcher {
             routes,
             stop,
+            stopping,
             hard,
             tracker,
             in_flight,
@@ -221,6 +224,7 @@ impl fmt::Debug for DispatcherBuilder {
 pub struct Dispatcher {
     routes: Vec<(Arc<str>, Arc<Counters>)>,
     stop: CancellationToken,
+    stopping: Arc<AtomicBool>,
     hard: CancellationToken,
     tracker: TaskTracker,
     in_flight: Arc<InFlight>,
@@ -266,6 +270,7 @@ impl Dispatcher {
     /// A handler that blocks its thread (no `.await`) cannot be cut off; keep blocking work in
     /// `spawn_blocking`.
     pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        self.stopping.store(true, Ordering::Release);
         self.stop.cancel();
         self.tracker.close();
         let drained = tokio::time::timeout(deadline, self.tracker.wait())
@@ -295,6 +300,7 @@ impl Drop for Dispatcher {
     /// Dropped without [`Dispatcher::shutdown`]: every route stops at once (handlers are
     /// dropped at their next `.await`).
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
         self.stop.cancel();
         self.hard.cancel();
     }

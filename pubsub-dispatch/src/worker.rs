@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,6 +38,8 @@ pub(crate) struct RouteRuntime {
     pub hooks: Arc<Hooks>,
     pub in_flight: Arc<InFlight>,
     pub stop: CancellationToken,
+    /// Set (before `stop` is cancelled) when shutdown begins: a cheap check on the hot path.
+    pub stopping: Arc<AtomicBool>,
     pub hard: CancellationToken,
     pub tracker: TaskTracker,
     pub not_started: Arc<AtomicU64>,
@@ -115,10 +117,17 @@ pub(crate) async fn read(rt: Arc<RouteRuntime>, mode: Mode, mut deliveries: Deli
     let stopped = rt.stop.clone().cancelled_owned();
     tokio::pin!(stopped);
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = &mut stopped => break,
-            next = deliveries.next() => next,
+        if rt.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        // A message already buffered is taken without registering for the stop signal.
+        let next = match deliveries.next().now_or_never() {
+            Some(next) => next,
+            None => tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                next = deliveries.next() => next,
+            },
         };
         match next {
             Some(Delivery::Message(message)) => {
@@ -186,6 +195,11 @@ impl Sink {
             }
             Sink::Lanes { lanes, hasher } => {
                 let i = (hasher.hash_one(message.topic().as_str()) % lanes.len() as u64) as usize;
+                let message = match lanes[i].try_send(message) {
+                    Ok(()) => return true,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                    Err(mpsc::error::TrySendError::Full(message)) => message,
+                };
                 tokio::select! {
                     biased;
                     _ = rt.stop.cancelled() => {
@@ -196,10 +210,13 @@ impl Sink {
                 }
             }
             Sink::Tasks(limit) => {
-                let permit = tokio::select! {
-                    biased;
-                    _ = rt.stop.cancelled() => None,
-                    permit = limit.clone().acquire_owned() => permit.ok(),
+                let permit = match limit.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => tokio::select! {
+                        biased;
+                        _ = rt.stop.cancelled() => None,
+                        permit = limit.clone().acquire_owned() => permit.ok(),
+                    },
                 };
                 let Some(permit) = permit else {
                     rt.not_started.fetch_add(1, Ordering::Relaxed);
@@ -224,10 +241,17 @@ async fn lane(rt: Arc<RouteRuntime>, mut rx: mpsc::Receiver<Message>) {
     let stopped = rt.stop.clone().cancelled_owned();
     tokio::pin!(stopped);
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = &mut stopped => break,
-            next = rx.recv() => next,
+        if rt.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        let next = match rx.try_recv() {
+            Ok(message) => Some(message),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                next = rx.recv() => next,
+            },
         };
         match next {
             Some(message) => process(&rt, &mut service, message).await,
