@@ -132,34 +132,53 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let quick = std::env::var("BENCH_QUICK").is_ok();
-    let (n, rounds) = if quick { (20_000, 3) } else { (200_000, 7) };
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let (n, rounds) = if quick { (20_000, 3) } else { (100_000, 11) };
+    // One thread: publisher, route and loop share it, so the figure is CPU per message without
+    // cross-thread wake-ups (the steadiest comparison on a busy machine). Two threads: as a
+    // service runs.
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let multi = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
-        let ps: Arc<dyn PubSub> = Arc::new(MemoryBus::new().connect().await.expect("connect"));
-        let batch = messages(n);
-        // Warm up both.
-        hand_loop(&ps, &batch[..1000]).await;
-        dispatcher(&ps, &batch[..1000], "sequential").await;
-        println!("dispatcher overhead, memory backend, {n} messages of 64 B JSON, median of {rounds} interleaved rounds");
-        println!("{:<16} {:>12} {:>14} {:>8}", "mode", "ns/msg", "loop ns/msg", "ratio");
-        for mode in ["sequential", "ordered(4)", "concurrency(8)"] {
-            let (mut base, mut ours) = (Vec::new(), Vec::new());
-            for _ in 0..rounds {
-                base.push(hand_loop(&ps, &batch).await);
-                ours.push(dispatcher(&ps, &batch, mode).await);
+    println!("dispatcher overhead, memory backend, {n} messages of 64 B JSON, median of {rounds} interleaved rounds");
+    println!(
+        "{:<14} {:<16} {:>10} {:>12} {:>8}",
+        "runtime", "mode", "ns/msg", "loop ns/msg", "ratio"
+    );
+    let cases: [(&str, &tokio::runtime::Runtime, &[&str]); 2] = [
+        ("1 thread", &single, &["sequential"]),
+        (
+            "2 threads",
+            &multi,
+            &["sequential", "ordered(4)", "concurrency(8)"],
+        ),
+    ];
+    for (flavor, rt, modes) in cases {
+        rt.block_on(async {
+            let ps: Arc<dyn PubSub> = Arc::new(MemoryBus::new().connect().await.expect("connect"));
+            let batch = messages(n);
+            hand_loop(&ps, &batch[..1000]).await;
+            dispatcher(&ps, &batch[..1000], "sequential").await;
+            for mode in modes {
+                let (mut base, mut ours) = (Vec::new(), Vec::new());
+                for _ in 0..rounds {
+                    base.push(hand_loop(&ps, &batch).await);
+                    ours.push(dispatcher(&ps, &batch, mode).await);
+                }
+                let (b, o) = (median(base), median(ours));
+                let per = |d: Duration| d.as_nanos() as f64 / n as f64;
+                println!(
+                    "{flavor:<14} {mode:<16} {:>10.0} {:>12.0} {:>7.2}x",
+                    per(o),
+                    per(b),
+                    o.as_secs_f64() / b.as_secs_f64()
+                );
             }
-            let (b, o) = (median(base), median(ours));
-            let per = |d: Duration| d.as_nanos() as f64 / n as f64;
-            println!(
-                "{mode:<16} {:>12.0} {:>14.0} {:>7.2}x",
-                per(o),
-                per(b),
-                o.as_secs_f64() / b.as_secs_f64()
-            );
-        }
-    });
+        });
+    }
 }

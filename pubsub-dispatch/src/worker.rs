@@ -1,7 +1,6 @@
 //! What runs a route: the reader of its subscription, the lanes or tasks it hands messages to,
 //! and the attempt loop of one message (handler, panic isolation, retries, dead letter).
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,18 +44,27 @@ pub(crate) struct RouteRuntime {
     pub not_started: Arc<AtomicU64>,
 }
 
-/// The messages being handled now, for the shutdown report.
+/// The messages being handled now, for the shutdown report: a slab (slots reused through a
+/// free list), so entering and leaving is two uncontended lock/unlock pairs, no hashing.
 #[derive(Default)]
 pub(crate) struct InFlight {
-    next: AtomicU64,
-    entries: Mutex<HashMap<u64, (Arc<str>, Message)>>,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    entries: Vec<Option<(Arc<str>, Message)>>,
+    free: Vec<usize>,
+    used: usize,
 }
 
 impl InFlight {
     pub fn snapshot(&self) -> Vec<CutOff> {
-        let entries = self.entries.lock();
-        entries
-            .values()
+        let slots = self.slots.lock();
+        slots
+            .entries
+            .iter()
+            .flatten()
             .map(|(route, message)| CutOff {
                 route: route.to_string(),
                 topic: message.topic().clone(),
@@ -69,28 +77,53 @@ impl InFlight {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().len()
+        self.slots.lock().used
     }
 
     fn enter<'a>(&'a self, rt: &'a RouteRuntime, message: &Message) -> InFlightGuard<'a> {
-        let key = self.next.fetch_add(1, Ordering::Relaxed);
-        self.entries
-            .lock()
-            .insert(key, (rt.name.clone(), message.clone()));
+        let entry = Some((rt.name.clone(), message.clone()));
+        let key = {
+            let mut slots = self.slots.lock();
+            slots.used += 1;
+            match slots.free.pop() {
+                Some(key) => {
+                    slots.entries[key] = entry;
+                    key
+                }
+                None => {
+                    slots.entries.push(entry);
+                    slots.entries.len() - 1
+                }
+            }
+        };
         rt.inst.metrics.in_flight.increment(1.0);
         rt.inst.counters.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlightGuard { rt, key }
+    }
+
+    fn leave(&self, key: usize) {
+        let entry = {
+            let mut slots = self.slots.lock();
+            let entry = slots.entries.get_mut(key).and_then(Option::take);
+            if entry.is_some() {
+                slots.used -= 1;
+                slots.free.push(key);
+            }
+            entry
+        };
+        // The message is dropped outside the lock.
+        drop(entry);
     }
 }
 
 struct InFlightGuard<'a> {
     rt: &'a RouteRuntime,
-    key: u64,
+    key: usize,
 }
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        self.rt.in_flight.entries.lock().remove(&self.key);
+        self.rt.in_flight.leave(self.key);
         self.rt.inst.metrics.in_flight.decrement(1.0);
         self.rt
             .inst
