@@ -1,0 +1,9 @@
+//! The dispatcher suite on RabbitMQ (`PUBSUB_AMQP_URL`, default
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`); fails when the broker cannot be reached.
+mod common;
+
+fn backend() -> common::Backend {
+    common::Backend::new("amqp", conformance_tests::broker::amqp_url())
+}
+
+dispatch_suite!(backend);

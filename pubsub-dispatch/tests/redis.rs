@@ -1,0 +1,9 @@
+//! The dispatcher suite on Redis (`PUBSUB_REDIS_URL`, default `redis://127.0.0.1:6379`); fails
+//! when Redis cannot be reached.
+mod common;
+
+fn backend() -> common::Backend {
+    common::Backend::new("redis", conformance_tests::broker::redis_url())
+}
+
+dispatch_suite!(backend);
