@@ -39,14 +39,21 @@ pub trait Link: Send + Sync {
     async fn connect_peer(&self) -> Option<Result<Arc<dyn PubSub>>> {
         None
     }
+    /// Delays all traffic by `latency` each way (zero: none), like a slow network; false when
+    /// this link cannot (an in-process link has no network to slow down).
+    async fn set_latency(&self, latency: Duration) -> bool {
+        let _ = latency;
+        false
+    }
 }
 
 /// Something a backend's broker truly cannot do; cases needing it are skipped and reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Capability {
-    /// Surviving a cut or frozen connection (the fault cases: `reconnect`, `stalled_subscribe`,
-    /// `removal_is_retried`).
+    /// Surviving a cut, frozen or slow connection (the fault cases: `reconnect`,
+    /// `stalled_subscribe`, `removal_is_retried`, `outage_gap`, `repeated_cuts`,
+    /// `outage_operations`, `half_open`, `added_latency`).
     Reconnect,
 }
 
@@ -54,7 +61,8 @@ impl Capability {
     /// The capability a case needs, if any.
     pub fn needed_by(case: &str) -> Option<Capability> {
         match case {
-            "reconnect" | "stalled_subscribe" | "removal_is_retried" | "outage_gap" => {
+            "reconnect" | "stalled_subscribe" | "removal_is_retried" | "outage_gap"
+            | "repeated_cuts" | "outage_operations" | "half_open" | "added_latency" => {
                 Some(Capability::Reconnect)
             }
             _ => None,
@@ -207,7 +215,7 @@ pub fn unique_prefix(case: &str) -> String {
 
 /// Implements [`Link`] for a type with inherent `cut`, `restore`, `freeze` and `thaw` methods.
 macro_rules! link_by_inherent_methods {
-    ($t:ty) => {
+    ($t:ty $(, $($extra:tt)*)?) => {
         #[async_trait]
         impl Link for $t {
             async fn cut(&self) {
@@ -222,12 +230,19 @@ macro_rules! link_by_inherent_methods {
             async fn thaw(&self) {
                 <$t>::thaw(self);
             }
+            $($($extra)*)?
         }
     };
 }
 
 link_by_inherent_methods!(MemoryLink);
-link_by_inherent_methods!(TcpProxy);
+link_by_inherent_methods!(
+    TcpProxy,
+    async fn set_latency(&self, latency: Duration) -> bool {
+        TcpProxy::set_latency(self, latency);
+        true
+    }
+);
 
 /// The memory backend: every handle joins the process-wide bus, as `memory://` does.
 pub fn memory_harness() -> Harness {
@@ -240,6 +255,7 @@ pub fn memory_harness() -> Harness {
         || async {
             let config = MemoryConfig::default()
                 .with_publish_timeout(Duration::from_millis(500))
+                .with_heartbeat(crate::kit::fast_heartbeat())
                 .with_command_timeout(Duration::from_secs(2));
             let (hub, link) = MemoryBus::global().connect_with(config).await?;
             Ok((

@@ -72,6 +72,10 @@ macro_rules! with_cases {
             multi_pattern,
             skip_own,
             escaped_topics,
+            repeated_cuts,
+            outage_operations,
+            half_open,
+            added_latency,
         }
     };
 }

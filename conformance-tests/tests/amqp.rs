@@ -20,6 +20,7 @@ fn amqp_harness() -> Harness {
             config = config
                 .with_server(addr.ip().to_string(), addr.port())
                 .with_publish_timeout(Duration::from_millis(500))
+                .with_heartbeat(conformance_tests::kit::fast_heartbeat())
                 .with_command_timeout(Duration::from_secs(2))
                 .with_backoff(fast_backoff());
         }

@@ -39,6 +39,7 @@ fn nats_cluster_harness() -> Harness {
                     .with_servers([format!("nats://{addr}")])
                     .with_discovered_servers(false)
                     .with_publish_timeout(Duration::from_millis(500))
+                    .with_heartbeat(conformance_tests::kit::fast_heartbeat())
                     .with_command_timeout(Duration::from_secs(2))
                     .with_backoff(fast_backoff());
             }

@@ -18,6 +18,7 @@ fn redis_harness() -> Harness {
             config = config
                 .with_server(addr.ip().to_string(), addr.port())
                 .with_publish_timeout(Duration::from_millis(500))
+                .with_heartbeat(conformance_tests::kit::fast_heartbeat())
                 .with_command_timeout(Duration::from_secs(2));
         }
         pubsub_redis::connect(config).await

@@ -31,6 +31,7 @@ async fn connect(url: String, faulted: bool) -> Result<Arc<dyn PubSub>> {
     if faulted {
         config = config
             .with_publish_timeout(Duration::from_millis(500))
+            .with_heartbeat(conformance_tests::kit::fast_heartbeat())
             .with_command_timeout(Duration::from_secs(2))
             .with_backoff(fast_backoff());
     }

@@ -42,6 +42,10 @@ impl Exchange {
             *line.0.reporter.lock().await = Some(link);
             let reader = read(exchange.tx.subscribe(), cx.inbound, line.clone());
             cx.tasks.spawn(reader);
+            if !cx.options.heartbeat.is_zero() {
+                cx.tasks
+                    .spawn(notice_silence(line.clone(), cx.options.heartbeat * 3));
+            }
             Ok(ExchangeDriver {
                 exchange,
                 wire: line,
@@ -97,6 +101,23 @@ impl Wire {
         self.set(0).await;
     }
 
+    /// Takes a frozen wire as broken (the handle's pings went unanswered); false if it was not
+    /// frozen any more.
+    async fn declare_dead(&self) -> bool {
+        let dead = self
+            .0
+            .mode
+            .compare_exchange(2, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if dead {
+            self.0.changed.notify_waiters();
+            if let Some(link) = &*self.0.reporter.lock().await {
+                link.down();
+            }
+        }
+        dead
+    }
+
     fn is_up(&self) -> bool {
         self.0.mode.load(Ordering::SeqCst) == 0
     }
@@ -115,6 +136,21 @@ impl Wire {
         tokio::time::timeout(timeout, up)
             .await
             .map_err(|_| Error::timeout(format!("the wire carried nothing for {timeout:?}")))
+    }
+}
+
+/// What a client library's heartbeat does: a wire that stays frozen for `silence` is taken as
+/// broken, so the handle notices a half-open connection.
+async fn notice_silence(wire: Wire, silence: Duration) {
+    loop {
+        let changed = wire.0.changed.notified();
+        if wire.0.mode.load(Ordering::SeqCst) == 2 {
+            if tokio::time::timeout(silence, changed).await.is_err() {
+                wire.declare_dead().await;
+            }
+        } else {
+            changed.await;
+        }
     }
 }
 

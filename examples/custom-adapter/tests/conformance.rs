@@ -43,8 +43,9 @@ fn harness() -> Harness {
         move || {
             let exchange = cuttable.clone();
             async move {
-                let options =
-                    CommonOptions::default().with_publish_timeout(Duration::from_millis(500));
+                let options = CommonOptions::default()
+                    .with_publish_timeout(Duration::from_millis(500))
+                    .with_heartbeat(conformance_tests::kit::fast_heartbeat());
                 let (hub, wire) = exchange.connect(options).await?;
                 Ok((
                     Arc::new(hub) as Arc<dyn PubSub>,
