@@ -20,6 +20,44 @@ pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn PubSub>>> +
 pub type ConnectCuttable =
     Arc<dyn Fn() -> BoxFuture<'static, Result<(Arc<dyn PubSub>, Box<dyn Link>)>> + Send + Sync>;
 
+/// A message as another client of the broker publishes it: what the `foreign_publisher` case
+/// sends through [`Foreign::publish`].
+#[derive(Debug, Clone)]
+pub struct ForeignMessage {
+    /// The channel, subject, routing key or topic name, as our adapter would write it.
+    pub topic: String,
+    /// The payload, byte for byte.
+    pub payload: bytes::Bytes,
+    /// Headers in the broker's own form (only sent when [`Foreign::headers`] says so).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Publishes with the broker's own client library, not through this crate: how the suite
+/// checks interoperation with the other programs on the same broker.
+#[derive(Clone)]
+pub struct Foreign {
+    /// Publishes one message with the broker's own client.
+    pub publish: Arc<dyn Fn(ForeignMessage) -> BoxFuture<'static, Result<()>> + Send + Sync>,
+    /// Whether the broker carries headers of its own (NATS headers, AMQP headers table, Kafka
+    /// record headers), which must then arrive as the message's headers; false where a foreign
+    /// message is a payload alone (a Redis `PUBLISH`).
+    pub headers: bool,
+}
+
+impl Foreign {
+    /// A foreign publisher from an async closure.
+    pub fn new<F, Fut>(headers: bool, publish: F) -> Self
+    where
+        F: Fn(ForeignMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        Foreign {
+            publish: Arc::new(move |m| Box::pin(publish(m))),
+            headers,
+        }
+    }
+}
+
 /// A connection the test can break (a TCP proxy, or the memory backend's switch).
 #[async_trait]
 pub trait Link: Send + Sync {
@@ -81,6 +119,9 @@ pub struct Harness {
     pub connect_cuttable: ConnectCuttable,
     /// Capabilities the backend lacks, each with the reason.
     pub lacks: Vec<(Capability, &'static str)>,
+    /// Another client of the same broker, for the `foreign_publisher` case (which fails
+    /// without one).
+    pub foreign: Option<Foreign>,
 }
 
 impl Harness {
@@ -97,6 +138,7 @@ impl Harness {
             connect: Arc::new(move || Box::pin(connect())),
             connect_cuttable: Arc::new(move || Box::pin(connect_cuttable())),
             lacks: Vec::new(),
+            foreign: None,
         }
     }
 
@@ -132,6 +174,12 @@ impl Harness {
                 }
             },
         )
+    }
+
+    /// Gives the suite a foreign client of the broker (see [`Foreign`]).
+    pub fn with_foreign(mut self, foreign: Foreign) -> Self {
+        self.foreign = Some(foreign);
+        self
     }
 
     /// Declares a capability the backend's broker cannot provide.
@@ -264,4 +312,18 @@ pub fn memory_harness() -> Harness {
             ))
         },
     )
+    // The bus has no other kind of client: the foreign publisher is a plain handle.
+    .with_foreign(Foreign::new(true, |m: ForeignMessage| async move {
+        let hub = MemoryBus::global().connect().await?;
+        let mut headers = pubsub_core::Headers::new();
+        for (name, value) in &m.headers {
+            headers.insert(name, value)?;
+        }
+        let topic = m.topic.parse()?;
+        hub.publish(pubsub_core::Message::with_headers(
+            topic, m.payload, headers,
+        ))
+        .await?;
+        hub.close().await
+    }))
 }

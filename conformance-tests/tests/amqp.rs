@@ -13,6 +13,8 @@ use conformance_tests::Harness;
 use pubsub_amqp::AmqpConfig;
 use pubsub_core::WithOptions;
 
+mod support;
+
 fn amqp_harness() -> Harness {
     Harness::proxied("amqp", amqp_addr(), |proxy| async move {
         let mut config = AmqpConfig::from_url(&amqp_url())?;
@@ -26,6 +28,7 @@ fn amqp_harness() -> Harness {
         }
         pubsub_amqp::connect(config).await
     })
+    .with_foreign(support::amqp(amqp_url()))
 }
 
 conformance_tests::suite!(amqp_harness);

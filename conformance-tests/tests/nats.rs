@@ -13,6 +13,8 @@ use conformance_tests::Harness;
 use pubsub_core::WithOptions;
 use pubsub_nats::NatsConfig;
 
+mod support;
+
 fn nats_harness() -> Harness {
     Harness::proxied("nats", nats_addr(), |proxy| async move {
         let mut config = NatsConfig::from_url(&nats_url())?;
@@ -27,6 +29,7 @@ fn nats_harness() -> Harness {
         }
         pubsub_nats::connect(config).await
     })
+    .with_foreign(support::nats(nats_addr()))
 }
 
 conformance_tests::suite!(nats_harness);

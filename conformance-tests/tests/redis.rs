@@ -11,6 +11,8 @@ use conformance_tests::Harness;
 use pubsub_core::WithOptions;
 use pubsub_redis::RedisConfig;
 
+mod support;
+
 fn redis_harness() -> Harness {
     Harness::proxied("redis", redis_addr(), |proxy| async move {
         let mut config = RedisConfig::from_url(&redis_url())?;
@@ -23,6 +25,7 @@ fn redis_harness() -> Harness {
         }
         pubsub_redis::connect(config).await
     })
+    .with_foreign(support::redis(redis_url()))
 }
 
 conformance_tests::suite!(redis_harness);

@@ -38,6 +38,8 @@ async fn connect(url: String, faulted: bool) -> Result<Arc<dyn PubSub>> {
     Ok(Arc::new(pubsub_redis::connect(config).await?))
 }
 
+mod support;
+
 fn redis_cluster_harness() -> Harness {
     // `RUST_LOG=pubsub_core=debug,pubsub_redis=debug,fred=debug` shows how a case recovers.
     let _ = tracing_subscriber::fmt()
@@ -58,6 +60,7 @@ fn redis_cluster_harness() -> Harness {
             ))
         },
     )
+    .with_foreign(support::redis(cluster_url()))
 }
 
 conformance_tests::suite!(redis_cluster_harness);

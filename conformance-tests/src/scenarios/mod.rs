@@ -12,7 +12,7 @@ mod wildcards;
 
 pub use delivery::{fan_out, isolation, ordering, round_trip, subscribe_readiness};
 pub use faults::{added_latency, half_open, outage_operations, repeated_cuts};
-pub use input::invalid_input;
+pub use input::{foreign_publisher, invalid_input};
 pub use lifecycle::{
     close, close_race, concurrency, dropped_handle_is_detached, slow_subscriber, unsubscribe,
 };

@@ -31,6 +31,12 @@ impl Exchange {
         }
     }
 
+    /// Sends a message into the exchange as another client would (every handle gets it).
+    pub fn send(&self, message: Message) {
+        // No receiver is not an error for a broadcast broker.
+        let _ = self.tx.send(message);
+    }
+
     /// Connects a handle, and returns the [`Wire`] a test can cut.
     pub async fn connect(&self, options: CommonOptions) -> Result<(Hub, Wire)> {
         let wire = Wire::default();
