@@ -20,6 +20,44 @@ pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn PubSub>>> +
 pub type ConnectCuttable =
     Arc<dyn Fn() -> BoxFuture<'static, Result<(Arc<dyn PubSub>, Box<dyn Link>)>> + Send + Sync>;
 
+/// A message as another client of the broker publishes it: what the `foreign_publisher` case
+/// sends through [`Foreign::publish`].
+#[derive(Debug, Clone)]
+pub struct ForeignMessage {
+    /// The channel, subject, routing key or topic name, as our adapter would write it.
+    pub topic: String,
+    /// The payload, byte for byte.
+    pub payload: bytes::Bytes,
+    /// Headers in the broker's own form (only sent when [`Foreign::headers`] says so).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Publishes with the broker's own client library, not through this crate: how the suite
+/// checks interoperation with the other programs on the same broker.
+#[derive(Clone)]
+pub struct Foreign {
+    /// Publishes one message with the broker's own client.
+    pub publish: Arc<dyn Fn(ForeignMessage) -> BoxFuture<'static, Result<()>> + Send + Sync>,
+    /// Whether the broker carries headers of its own (NATS headers, AMQP headers table, Kafka
+    /// record headers), which must then arrive as the message's headers; false where a foreign
+    /// message is a payload alone (a Redis `PUBLISH`).
+    pub headers: bool,
+}
+
+impl Foreign {
+    /// A foreign publisher from an async closure.
+    pub fn new<F, Fut>(headers: bool, publish: F) -> Self
+    where
+        F: Fn(ForeignMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        Foreign {
+            publish: Arc::new(move |m| Box::pin(publish(m))),
+            headers,
+        }
+    }
+}
+
 /// A connection the test can break (a TCP proxy, or the memory backend's switch).
 #[async_trait]
 pub trait Link: Send + Sync {
@@ -39,14 +77,21 @@ pub trait Link: Send + Sync {
     async fn connect_peer(&self) -> Option<Result<Arc<dyn PubSub>>> {
         None
     }
+    /// Delays all traffic by `latency` each way (zero: none), like a slow network; false when
+    /// this link cannot (an in-process link has no network to slow down).
+    async fn set_latency(&self, latency: Duration) -> bool {
+        let _ = latency;
+        false
+    }
 }
 
 /// Something a backend's broker truly cannot do; cases needing it are skipped and reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Capability {
-    /// Surviving a cut or frozen connection (the fault cases: `reconnect`, `stalled_subscribe`,
-    /// `removal_is_retried`).
+    /// Surviving a cut, frozen or slow connection (the fault cases: `reconnect`,
+    /// `stalled_subscribe`, `removal_is_retried`, `outage_gap`, `repeated_cuts`,
+    /// `outage_operations`, `half_open`, `added_latency`).
     Reconnect,
 }
 
@@ -54,7 +99,8 @@ impl Capability {
     /// The capability a case needs, if any.
     pub fn needed_by(case: &str) -> Option<Capability> {
         match case {
-            "reconnect" | "stalled_subscribe" | "removal_is_retried" | "outage_gap" => {
+            "reconnect" | "stalled_subscribe" | "removal_is_retried" | "outage_gap"
+            | "repeated_cuts" | "outage_operations" | "half_open" | "added_latency" => {
                 Some(Capability::Reconnect)
             }
             _ => None,
@@ -73,6 +119,9 @@ pub struct Harness {
     pub connect_cuttable: ConnectCuttable,
     /// Capabilities the backend lacks, each with the reason.
     pub lacks: Vec<(Capability, &'static str)>,
+    /// Another client of the same broker, for the `foreign_publisher` case (which fails
+    /// without one).
+    pub foreign: Option<Foreign>,
 }
 
 impl Harness {
@@ -89,6 +138,7 @@ impl Harness {
             connect: Arc::new(move || Box::pin(connect())),
             connect_cuttable: Arc::new(move || Box::pin(connect_cuttable())),
             lacks: Vec::new(),
+            foreign: None,
         }
     }
 
@@ -124,6 +174,12 @@ impl Harness {
                 }
             },
         )
+    }
+
+    /// Gives the suite a foreign client of the broker (see [`Foreign`]).
+    pub fn with_foreign(mut self, foreign: Foreign) -> Self {
+        self.foreign = Some(foreign);
+        self
     }
 
     /// Declares a capability the backend's broker cannot provide.
@@ -207,7 +263,7 @@ pub fn unique_prefix(case: &str) -> String {
 
 /// Implements [`Link`] for a type with inherent `cut`, `restore`, `freeze` and `thaw` methods.
 macro_rules! link_by_inherent_methods {
-    ($t:ty) => {
+    ($t:ty $(, $($extra:tt)*)?) => {
         #[async_trait]
         impl Link for $t {
             async fn cut(&self) {
@@ -222,12 +278,19 @@ macro_rules! link_by_inherent_methods {
             async fn thaw(&self) {
                 <$t>::thaw(self);
             }
+            $($($extra)*)?
         }
     };
 }
 
 link_by_inherent_methods!(MemoryLink);
-link_by_inherent_methods!(TcpProxy);
+link_by_inherent_methods!(
+    TcpProxy,
+    async fn set_latency(&self, latency: Duration) -> bool {
+        TcpProxy::set_latency(self, latency);
+        true
+    }
+);
 
 /// The memory backend: every handle joins the process-wide bus, as `memory://` does.
 pub fn memory_harness() -> Harness {
@@ -240,6 +303,7 @@ pub fn memory_harness() -> Harness {
         || async {
             let config = MemoryConfig::default()
                 .with_publish_timeout(Duration::from_millis(500))
+                .with_heartbeat(crate::kit::fast_heartbeat())
                 .with_command_timeout(Duration::from_secs(2));
             let (hub, link) = MemoryBus::global().connect_with(config).await?;
             Ok((
@@ -248,4 +312,18 @@ pub fn memory_harness() -> Harness {
             ))
         },
     )
+    // The bus has no other kind of client: the foreign publisher is a plain handle.
+    .with_foreign(Foreign::new(true, |m: ForeignMessage| async move {
+        let hub = MemoryBus::global().connect().await?;
+        let mut headers = pubsub_core::Headers::new();
+        for (name, value) in &m.headers {
+            headers.insert(name, value)?;
+        }
+        let topic = m.topic.parse()?;
+        hub.publish(pubsub_core::Message::with_headers(
+            topic, m.payload, headers,
+        ))
+        .await?;
+        hub.close().await
+    }))
 }

@@ -35,7 +35,7 @@ pub mod scenarios;
 
 pub use harness::{
     idle_timeout, memory_harness, report, run_case, unique_prefix, Capability, Connect,
-    ConnectCuttable, Harness, Link,
+    ConnectCuttable, Foreign, ForeignMessage, Harness, Link,
 };
 
 /// The one list of cases, in the order the suite runs them: each name is a function in
@@ -72,6 +72,11 @@ macro_rules! with_cases {
             multi_pattern,
             skip_own,
             escaped_topics,
+            repeated_cuts,
+            outage_operations,
+            half_open,
+            added_latency,
+            foreign_publisher,
         }
     };
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::{Duration, Instant};
 
 /// Relays every connection made to [`TcpProxy::local_addr`] to the upstream broker.
 ///
@@ -18,6 +19,8 @@ use tokio::task::JoinHandle;
 /// - [`TcpProxy::freeze`] stops relaying bytes in both directions without closing anything,
 ///   like a black-holed network the client cannot notice except by waiting;
 ///   [`TcpProxy::thaw`] resumes and delivers what was held back.
+/// - [`TcpProxy::set_latency`] holds every chunk of bytes back for a while before relaying it,
+///   in both directions (order kept, throughput not limited), like a slow network.
 /// - [`TcpProxy::connections`] counts the connections open through the proxy.
 ///
 /// Dropping the proxy closes every relayed connection and stops all of its tasks.
@@ -34,6 +37,8 @@ struct Shared {
     cut: AtomicBool,
     /// Whether relaying is paused.
     frozen: watch::Sender<bool>,
+    /// How long each chunk is held back, each way.
+    latency: watch::Sender<Duration>,
     /// Bumped on every cut (and on drop): each relay ends when it changes.
     generation: watch::Sender<u64>,
     /// Relayed connections still open.
@@ -58,6 +63,7 @@ impl TcpProxy {
             upstream: upstream.to_string(),
             cut: AtomicBool::new(false),
             frozen: watch::Sender::new(false),
+            latency: watch::Sender::new(Duration::ZERO),
             generation: watch::Sender::new(0),
             open: AtomicUsize::new(0),
         });
@@ -100,6 +106,11 @@ impl TcpProxy {
     pub fn thaw(&self) {
         self.shared.frozen.send_replace(false);
     }
+
+    /// Holds every chunk back for `latency` before relaying it, each way (zero: none).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.latency.send_replace(latency);
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -130,33 +141,50 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
             tokio::select! {
-                _ = relay(client_read, server_write, shared.frozen.subscribe()) => {}
-                _ = relay(server_read, client_write, shared.frozen.subscribe()) => {}
+                _ = relay(client_read, server_write, shared) => {}
+                _ = relay(server_read, client_write, shared) => {}
                 _ = ended.changed() => {}
             }
         });
     }
 }
 
-/// Copies `from` to `to` until either side closes, pausing while frozen.
-async fn relay(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut frozen: watch::Receiver<bool>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if frozen.wait_for(|f| !*f).await.is_err() {
-            return;
+/// Copies `from` to `to` until either side closes, pausing while frozen and holding each
+/// chunk back for the latency in force when it was read.
+async fn relay(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: &Shared) {
+    let (chunks, mut pending) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let mut frozen = shared.frozen.subscribe();
+    let read = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if frozen.wait_for(|f| !*f).await.is_err() {
+                return;
+            }
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let due = Instant::now() + *shared.latency.borrow();
+            if chunks.send((due, buf[..n].to_vec())).is_err() {
+                return;
+            }
         }
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        // Bytes read just before a freeze are held back too.
-        if frozen.wait_for(|f| !*f).await.is_err() {
-            return;
+    };
+    let mut frozen = shared.frozen.subscribe();
+    let write = async move {
+        while let Some((due, chunk)) = pending.recv().await {
+            tokio::time::sleep_until(due).await;
+            // Bytes read just before a freeze are held back too.
+            if frozen.wait_for(|f| !*f).await.is_err() {
+                return;
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
         }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
+    };
+    // The reader ends at the end of the stream; the writer then delivers what is queued.
+    tokio::join!(read, write);
 }
 
 impl Drop for TcpProxy {
@@ -168,8 +196,6 @@ impl Drop for TcpProxy {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::Link;
 
@@ -265,5 +291,20 @@ mod tests {
             "cut ends frozen ones"
         );
         settle(&proxy, 0).await;
+    }
+
+    #[tokio::test]
+    async fn holds_bytes_back_for_the_latency() {
+        let (proxy, mut c) = proxied_echo().await;
+        proxy.set_latency(Duration::from_millis(100));
+        let started = Instant::now();
+        echoes(&mut c, b"slow").await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(200),
+            "two hops of 100 ms took {took:?}"
+        );
+        proxy.set_latency(Duration::ZERO);
+        echoes(&mut c, b"fast").await;
     }
 }

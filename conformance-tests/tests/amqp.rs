@@ -13,6 +13,8 @@ use conformance_tests::Harness;
 use pubsub_amqp::AmqpConfig;
 use pubsub_core::WithOptions;
 
+mod support;
+
 fn amqp_harness() -> Harness {
     Harness::proxied("amqp", amqp_addr(), |proxy| async move {
         let mut config = AmqpConfig::from_url(&amqp_url())?;
@@ -20,11 +22,13 @@ fn amqp_harness() -> Harness {
             config = config
                 .with_server(addr.ip().to_string(), addr.port())
                 .with_publish_timeout(Duration::from_millis(500))
+                .with_heartbeat(conformance_tests::kit::fast_heartbeat())
                 .with_command_timeout(Duration::from_secs(2))
                 .with_backoff(fast_backoff());
         }
         pubsub_amqp::connect(config).await
     })
+    .with_foreign(support::amqp(amqp_url()))
 }
 
 conformance_tests::suite!(amqp_harness);

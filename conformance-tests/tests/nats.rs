@@ -13,6 +13,8 @@ use conformance_tests::Harness;
 use pubsub_core::WithOptions;
 use pubsub_nats::NatsConfig;
 
+mod support;
+
 fn nats_harness() -> Harness {
     Harness::proxied("nats", nats_addr(), |proxy| async move {
         let mut config = NatsConfig::from_url(&nats_url())?;
@@ -21,11 +23,13 @@ fn nats_harness() -> Harness {
                 .with_servers([format!("nats://{addr}")])
                 .with_discovered_servers(false)
                 .with_publish_timeout(Duration::from_millis(500))
+                .with_heartbeat(conformance_tests::kit::fast_heartbeat())
                 .with_command_timeout(Duration::from_secs(2))
                 .with_backoff(fast_backoff());
         }
         pubsub_nats::connect(config).await
     })
+    .with_foreign(support::nats(nats_addr()))
 }
 
 conformance_tests::suite!(nats_harness);

@@ -22,6 +22,8 @@ fn cluster_url() -> String {
         .unwrap_or_else(|_| "nats://127.0.0.1:4301,127.0.0.1:4302,127.0.0.1:4303".to_string())
 }
 
+mod support;
+
 fn nats_cluster_harness() -> Harness {
     let url = cluster_url();
     let first = url
@@ -30,6 +32,7 @@ fn nats_cluster_harness() -> Harness {
         .next()
         .unwrap_or_default()
         .to_string();
+    let foreign = support::nats(first.clone());
     Harness::proxied("nats-cluster", first, move |proxy| {
         let url = url.clone();
         async move {
@@ -39,12 +42,14 @@ fn nats_cluster_harness() -> Harness {
                     .with_servers([format!("nats://{addr}")])
                     .with_discovered_servers(false)
                     .with_publish_timeout(Duration::from_millis(500))
+                    .with_heartbeat(conformance_tests::kit::fast_heartbeat())
                     .with_command_timeout(Duration::from_secs(2))
                     .with_backoff(fast_backoff());
             }
             pubsub_nats::connect(config).await
         }
     })
+    .with_foreign(foreign)
 }
 
 conformance_tests::suite!(nats_cluster_harness);

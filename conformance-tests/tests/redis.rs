@@ -11,6 +11,8 @@ use conformance_tests::Harness;
 use pubsub_core::WithOptions;
 use pubsub_redis::RedisConfig;
 
+mod support;
+
 fn redis_harness() -> Harness {
     Harness::proxied("redis", redis_addr(), |proxy| async move {
         let mut config = RedisConfig::from_url(&redis_url())?;
@@ -18,10 +20,12 @@ fn redis_harness() -> Harness {
             config = config
                 .with_server(addr.ip().to_string(), addr.port())
                 .with_publish_timeout(Duration::from_millis(500))
+                .with_heartbeat(conformance_tests::kit::fast_heartbeat())
                 .with_command_timeout(Duration::from_secs(2));
         }
         pubsub_redis::connect(config).await
     })
+    .with_foreign(support::redis(redis_url()))
 }
 
 conformance_tests::suite!(redis_harness);

@@ -31,11 +31,14 @@ async fn connect(url: String, faulted: bool) -> Result<Arc<dyn PubSub>> {
     if faulted {
         config = config
             .with_publish_timeout(Duration::from_millis(500))
+            .with_heartbeat(conformance_tests::kit::fast_heartbeat())
             .with_command_timeout(Duration::from_secs(2))
             .with_backoff(fast_backoff());
     }
     Ok(Arc::new(pubsub_redis::connect(config).await?))
 }
+
+mod support;
 
 fn redis_cluster_harness() -> Harness {
     // `RUST_LOG=pubsub_core=debug,pubsub_redis=debug,fred=debug` shows how a case recovers.
@@ -57,6 +60,7 @@ fn redis_cluster_harness() -> Harness {
             ))
         },
     )
+    .with_foreign(support::redis(cluster_url()))
 }
 
 conformance_tests::suite!(redis_cluster_harness);

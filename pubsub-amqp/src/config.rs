@@ -13,7 +13,6 @@ const QUERY_KEYS: &[&str] = &[
     "durable_exchange",
     "queue_max_length",
     "prefetch",
-    "heartbeat",
 ];
 
 /// Settings of an AMQP handle.
@@ -56,9 +55,6 @@ pub struct AmqpConfig {
     pub queue_max_length: u32,
     /// Unacknowledged deliveries the broker may have in flight to the handle (`basic.qos`).
     pub prefetch: u16,
-    /// Heartbeat interval in seconds proposed to the broker (0: none). A peer that vanished
-    /// without closing the connection is noticed after about two intervals.
-    pub heartbeat: u16,
 }
 
 impl Default for AmqpConfig {
@@ -75,7 +71,6 @@ impl Default for AmqpConfig {
             durable_exchange: false,
             queue_max_length: 100_000,
             prefetch: 1000,
-            heartbeat: 10,
         }
     }
 }
@@ -99,11 +94,20 @@ config_setters!(AmqpConfig {
     with_queue_max_length(queue_max_length: u32),
     /// Sets the consumer prefetch (`basic.qos`).
     with_prefetch(prefetch: u16),
-    /// Sets the heartbeat interval in seconds (0: none).
-    with_heartbeat(heartbeat: u16),
 });
 
 impl AmqpConfig {
+    /// The heartbeat proposed to the broker: [`CommonOptions::heartbeat`] in whole seconds
+    /// (rounded up; 0 turns heartbeats off). A peer silent for two heartbeats is taken as gone.
+    pub(crate) fn heartbeat_seconds(&self) -> u16 {
+        let heartbeat = self.options.heartbeat;
+        if heartbeat.is_zero() {
+            return 0;
+        }
+        let seconds = heartbeat.as_millis().div_ceil(1000);
+        u16::try_from(seconds).unwrap_or(u16::MAX)
+    }
+
     /// Parses `amqp://[user[:password]@]host[:port][/vhost][?param=value…]` or `amqps://…`.
     ///
     /// The vhost is the percent-decoded path (`%2f` is `/`, the default). A user info without
@@ -134,7 +138,6 @@ impl AmqpConfig {
         parsed.take_into("durable_exchange", &mut config.durable_exchange)?;
         parsed.take_into("queue_max_length", &mut config.queue_max_length)?;
         parsed.take_into("prefetch", &mut config.prefetch)?;
-        parsed.take_into("heartbeat", &mut config.heartbeat)?;
         parsed.reject_unknown_query(QUERY_KEYS)?;
         config.validate()?;
         Ok(config)
@@ -208,7 +211,7 @@ impl AmqpConfig {
             vhost: self.vhost.clone(),
             query: AMQPQueryString {
                 connection_timeout: Some(timeout_ms),
-                heartbeat: Some(self.heartbeat),
+                heartbeat: Some(self.heartbeat_seconds()),
                 ..AMQPQueryString::default()
             },
         }

@@ -31,18 +31,53 @@ pub(crate) fn encode(headers: &Headers) -> Result<Option<FieldTable>> {
     Ok(Some(table))
 }
 
-/// The portable headers in an AMQP headers table, tolerantly: anything but our key is
-/// ignored; in our array, pairs that are not two (long or short) strings forming a valid
-/// header are skipped, as is an odd last element.
+/// The portable headers in an AMQP headers table, tolerantly.
+///
+/// A message from this adapter carries them in our key (a field array, in order): pairs that
+/// are not two (long or short) strings forming a valid header are skipped, as is an odd last
+/// element. A message from another AMQP client has no such key: then every entry of its table
+/// whose name is a valid header name and whose value is a string (valid UTF-8), a number or a
+/// boolean becomes a header (numbers and booleans as their text), in the table's order (AMQP
+/// tables are sorted by name); entries of other types (tables, arrays, byte arrays,
+/// timestamps…) are left out.
 pub(crate) fn decode(table: Option<&FieldTable>) -> Headers {
     let mut headers = Headers::new();
-    let Some(AMQPValue::FieldArray(array)) = table.and_then(|t| t.inner().get(HEADERS_KEY)) else {
+    let Some(table) = table else {
+        return headers;
+    };
+    let Some(ours) = table.inner().get(HEADERS_KEY) else {
+        return foreign(table);
+    };
+    let AMQPValue::FieldArray(array) = ours else {
         return headers;
     };
     for pair in array.as_slice().chunks_exact(2) {
         if let (Some(name), Some(value)) = (text(&pair[0]), text(&pair[1])) {
             // An invalid name or value is skipped: a foreign publisher's mistake.
             let _ = headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+/// A foreign publisher's headers table, as portable headers (see [`decode`]).
+fn foreign(table: &FieldTable) -> Headers {
+    let mut headers = Headers::new();
+    for (name, value) in table.inner() {
+        let value = match value {
+            AMQPValue::LongString(_) | AMQPValue::ShortString(_) => text(value).map(str::to_string),
+            AMQPValue::Boolean(b) => Some(b.to_string()),
+            AMQPValue::ShortShortInt(n) => Some(n.to_string()),
+            AMQPValue::ShortShortUInt(n) => Some(n.to_string()),
+            AMQPValue::ShortInt(n) => Some(n.to_string()),
+            AMQPValue::ShortUInt(n) => Some(n.to_string()),
+            AMQPValue::LongInt(n) => Some(n.to_string()),
+            AMQPValue::LongUInt(n) => Some(n.to_string()),
+            AMQPValue::LongLongInt(n) => Some(n.to_string()),
+            _ => None,
+        };
+        if let Some(value) = value {
+            let _ = headers.insert(name.as_str(), value);
         }
     }
     headers
@@ -128,6 +163,30 @@ mod tests {
         assert!(decode(Some(&table(s("not an array")))).is_empty());
         assert!(decode(Some(&FieldTable::default())).is_empty());
         assert!(decode(None).is_empty());
+
+        // Another client's table: strings, numbers and booleans, in the table's order.
+        let mut theirs = FieldTable::default();
+        theirs.insert("x-count".into(), AMQPValue::LongInt(-3));
+        theirs.insert("b-flag".into(), AMQPValue::Boolean(true));
+        theirs.insert("a-name".into(), AMQPValue::LongString("caf\u{e9}".into()));
+        theirs.insert(
+            "c-bytes".into(),
+            AMQPValue::LongString(vec![0xff, 0].into()),
+        );
+        theirs.insert(
+            "d-table".into(),
+            AMQPValue::FieldTable(FieldTable::default()),
+        );
+        theirs.insert("bad name".into(), s("v"));
+        let got = decode(Some(&theirs));
+        assert_eq!(
+            got.iter().collect::<Vec<_>>(),
+            [
+                ("a-name", "caf\u{e9}"),
+                ("b-flag", "true"),
+                ("x-count", "-3")
+            ]
+        );
         let mut big = Headers::new();
         big.insert("big", "x".repeat(MAX_HEADERS)).unwrap();
         assert_eq!(encode(&big).unwrap_err().kind(), ErrorKind::Invalid);

@@ -117,16 +117,19 @@ impl MemoryBus {
             let reporter = cx.supervisor.link();
             reporter.up();
             let (mode, watch) = watch::channel(Mode::Up);
+            let mode = Arc::new(mode);
             let id = bus.next_id.fetch_add(1, Ordering::Relaxed);
             bus.handles.write().push(Attached {
                 id,
                 inbound: cx.inbound,
                 mode: watch.clone(),
             });
-            link = Some(MemoryLink {
-                mode: Arc::new(mode),
-                reporter,
-            });
+            if !cx.options.heartbeat.is_zero() {
+                let silence = cx.options.heartbeat * 3;
+                cx.tasks
+                    .spawn(notice_frozen(mode.clone(), reporter.clone(), silence));
+            }
+            link = Some(MemoryLink { mode, reporter });
             let driver = MemoryDriver {
                 bus,
                 id,
@@ -160,8 +163,10 @@ impl fmt::Debug for MemoryBus {
 ///
 /// - [`MemoryLink::cut`]: the handle notices at once (its state goes down); it receives
 ///   nothing, and `publish` waits up to the publish timeout, then fails with a timeout.
-/// - [`MemoryLink::freeze`]: nothing passes and nothing is noticed: publishes and subscribes
-///   hang until their deadlines.
+/// - [`MemoryLink::freeze`]: nothing passes and nothing is noticed at first: publishes and
+///   subscribes hang until their deadlines; after three heartbeats
+///   ([`CommonOptions::heartbeat`](crate::CommonOptions::heartbeat)) the handle takes the
+///   link as dead, as a client whose pings go unanswered would, and its state goes down.
 /// - [`MemoryLink::restore`] and [`MemoryLink::thaw`] undo them; after a cut, the handle
 ///   restores its native filters before it counts as up again, as with a real broker.
 #[derive(Debug, Clone)]
@@ -189,9 +194,38 @@ impl MemoryLink {
         self.mode.send_replace(Mode::Frozen);
     }
 
-    /// Lets traffic through again after [`MemoryLink::freeze`].
+    /// Lets traffic through again after [`MemoryLink::freeze`] (a reconnect, if the handle had
+    /// taken the link as dead meanwhile).
     pub fn thaw(&self) {
         self.restore();
+    }
+}
+
+/// Declares a frozen link dead after `silence` (three heartbeats), as a real client whose
+/// pings go unanswered does: the link counts as cut (the handle's state goes down) until it is
+/// thawed, which then counts as a reconnect.
+async fn notice_frozen(mode: Arc<watch::Sender<Mode>>, reporter: LinkReporter, silence: Duration) {
+    let mut watch = mode.subscribe();
+    loop {
+        if watch.wait_for(|m| *m == Mode::Frozen).await.is_err() {
+            return;
+        }
+        let thawed = watch.wait_for(|m| *m != Mode::Frozen);
+        if tokio::time::timeout(silence, thawed).await.is_err() {
+            let declared = mode.send_if_modified(|m| {
+                let frozen = *m == Mode::Frozen;
+                if frozen {
+                    *m = Mode::Cut;
+                }
+                frozen
+            });
+            if declared {
+                reporter.down();
+            }
+        }
+        if watch.wait_for(|m| *m != Mode::Frozen).await.is_err() {
+            return;
+        }
     }
 }
 

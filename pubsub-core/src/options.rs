@@ -19,7 +19,11 @@ pub(crate) const QUERY_KEYS: &[&str] = &[
     "max_payload",
     "backoff_initial",
     "backoff_max",
+    "heartbeat",
 ];
+
+/// Default [`CommonOptions::heartbeat`]: 3 s, so a silent connection is noticed within 10 s.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3);
 
 /// Default buffer of a subscription, in messages.
 pub const DEFAULT_BUFFER: usize = 1024;
@@ -38,8 +42,9 @@ pub const DEFAULT_BUFFER: usize = 1024;
 /// | `connect_timeout` | how long one connection attempt may take | `connect_timeout=10s` |
 /// | `max_payload` | largest payload accepted, in bytes (at most the backend's own limit) | `max_payload=65536` |
 /// | `backoff_initial`, `backoff_max` | reconnect delays | `backoff_max=30s` |
+/// | `heartbeat` | liveness check of an idle connection; `0` turns it off | `heartbeat=1s` |
 ///
-/// Durations are a number with `ms`, `s` or `m`.
+/// Durations are a number with `ms`, `s` or `m` (a bare number is seconds).
 ///
 /// ```
 /// use std::time::Duration;
@@ -72,6 +77,13 @@ pub struct CommonOptions {
     pub max_payload: Option<usize>,
     /// Delays between reconnect attempts (and retries of failed broker-side changes).
     pub backoff: Backoff,
+    /// How often the connection's liveness is checked (NATS `PING`, AMQP heartbeat, Redis
+    /// `PING`, …). A connection whose peer stays silent for about three heartbeats is taken as
+    /// dead, even though its socket is still open (a half-open connection: a crashed host, a
+    /// NAT or firewall that dropped its state), and is reconnected. `Duration::ZERO` turns the
+    /// check off, leaving only what TCP notices by itself (minutes, or never on an idle
+    /// connection). Default [`DEFAULT_HEARTBEAT`].
+    pub heartbeat: Duration,
 }
 
 impl Default for CommonOptions {
@@ -84,6 +96,7 @@ impl Default for CommonOptions {
             connect_timeout: Duration::from_secs(10),
             max_payload: None,
             backoff: Backoff::default(),
+            heartbeat: DEFAULT_HEARTBEAT,
         }
     }
 }
@@ -108,6 +121,7 @@ impl CommonOptions {
                 "max_payload" => count(key, value).map(|v| self.max_payload = Some(v)),
                 "backoff_initial" => duration(key, value).map(|v| self.backoff.initial = v),
                 "backoff_max" => duration(key, value).map(|v| self.backoff.max = v),
+                "heartbeat" => duration(key, value).map(|v| self.heartbeat = v),
                 _ => return true,
             };
             if let Err(e) = applied {
@@ -148,7 +162,7 @@ fn count(key: &str, value: &str) -> Result<usize> {
         .map_err(|_| Error::invalid_config(format!("`{key}` takes a whole number")))
 }
 
-/// Parses `250ms`, `5s` or `2m`.
+/// Parses `250ms`, `5s`, `2m`, or a bare number of seconds.
 fn duration(key: &str, value: &str) -> Result<Duration> {
     let bad = || Error::invalid_config(format!("`{key}` takes a duration such as 500ms, 5s or 1m"));
     let (number, unit) = value
@@ -159,6 +173,7 @@ fn duration(key: &str, value: &str) -> Result<Duration> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        "" if !number.is_empty() => Ok(Duration::from_secs(n)),
         _ => Err(bad()),
     }
 }
@@ -222,6 +237,13 @@ pub trait WithOptions: Sized {
     /// Sets the reconnect policy.
     fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.options_mut().backoff = backoff;
+        self
+    }
+
+    /// Sets how often the connection's liveness is checked ([`CommonOptions::heartbeat`];
+    /// `Duration::ZERO`: never).
+    fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.options_mut().heartbeat = heartbeat;
         self
     }
 }
@@ -343,6 +365,7 @@ mod tests {
             ("connect_timeout", "1m"),
             ("max_payload", "100"),
             ("backoff_max", "9s"),
+            ("heartbeat", "2"),
             ("exchange", "x"),
         ]);
         let o = CommonOptions::default().take_query(&mut q).unwrap();
@@ -352,9 +375,13 @@ mod tests {
         assert_eq!(o.connect_timeout, Duration::from_secs(60));
         assert_eq!(o.max_payload, Some(100));
         assert_eq!(o.backoff.max, Duration::from_secs(9));
+        assert_eq!(o.heartbeat, Duration::from_secs(2));
         assert_eq!(q, query(&[("exchange", "x")]));
         assert_eq!(o.payload_limit(50), 50);
         assert_eq!(o.payload_limit(500), 100);
+        let mut off = query(&[("heartbeat", "0")]);
+        let o = CommonOptions::default().take_query(&mut off).unwrap();
+        assert_eq!(o.heartbeat, Duration::ZERO);
     }
 
     #[test]

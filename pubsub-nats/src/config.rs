@@ -66,8 +66,6 @@ pub struct NatsConfig {
     pub tls: Option<TlsOptions>,
     /// Connection name shown by the server's monitoring (default `pubsub-nats`).
     pub name: Option<String>,
-    /// How often the client pings the server; two unanswered pings mark the connection dead.
-    pub ping_interval: Duration,
     /// Capacity of async-nats's channel of received messages per native subscription.
     pub subscription_capacity: usize,
     /// Also reconnect to the servers a cluster advertises. Off, the client only ever dials
@@ -83,7 +81,6 @@ impl Default for NatsConfig {
             credentials: None,
             tls: None,
             name: None,
-            ping_interval: Duration::from_secs(30),
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             use_discovered_servers: true,
         }
@@ -99,8 +96,6 @@ impl WithOptions for NatsConfig {
 config_setters!(NatsConfig {
     /// Requires TLS on every server, with these settings (`None`: plain TCP).
     with_tls(tls: Option<TlsOptions>),
-    /// Sets how often the client pings the server.
-    with_ping_interval(ping_interval: Duration),
     /// Sets the capacity of async-nats's channel per native subscription (0 counts as 1).
     with_subscription_capacity(subscription_capacity: usize),
     /// Whether to also reconnect to the servers a cluster advertises.
@@ -188,12 +183,22 @@ impl NatsConfig {
         self
     }
 
+    /// How often async-nats pings the server: every [`CommonOptions::heartbeat`] (so two
+    /// unanswered pings, which async-nats takes as a dead connection, take at most three
+    /// heartbeats); a zero heartbeat is a ping a day.
+    fn ping_interval(&self) -> Duration {
+        match self.options.heartbeat {
+            d if d.is_zero() => Duration::from_secs(24 * 60 * 60),
+            d => d,
+        }
+    }
+
     /// The async-nats options for this configuration, without callbacks or TLS config.
     pub(crate) fn connect_options(&self) -> ConnectOptions {
         let name = self.name.as_deref().unwrap_or("pubsub-nats");
         let mut options = ConnectOptions::new()
             .connection_timeout(self.options.connect_timeout)
-            .ping_interval(self.ping_interval)
+            .ping_interval(self.ping_interval())
             .subscription_capacity(self.subscription_capacity.max(1))
             .require_tls(self.tls.is_some())
             .name(name);
@@ -254,7 +259,6 @@ impl fmt::Debug for NatsConfig {
             .field("credentials", &self.credentials)
             .field("tls", &self.tls)
             .field("name", &self.name)
-            .field("ping_interval", &self.ping_interval)
             .field("subscription_capacity", &self.subscription_capacity)
             .field("use_discovered_servers", &self.use_discovered_servers)
             .finish()

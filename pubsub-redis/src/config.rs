@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use fred::types::config::{
     Config as FredConfig, ConnectionConfig, PerformanceConfig, ReconnectPolicy, ServerConfig,
-    TcpConfig, TlsConfig,
+    TcpConfig, TlsConfig, UnresponsiveConfig,
 };
 use pubsub_core::adapter::{config_setters, tls, ServerUrl};
 use pubsub_core::{Backoff, CommonOptions, Error, Result, Secret, TlsOptions, WithOptions};
@@ -323,6 +323,7 @@ impl RedisConfig {
         ConnectionConfig {
             connection_timeout: self.options.connect_timeout,
             internal_command_timeout: self.options.connect_timeout,
+            unresponsive: self.fred_unresponsive(),
             tcp: TcpConfig {
                 nodelay: Some(true),
                 keepalive: Some(keepalive),
@@ -330,6 +331,20 @@ impl RedisConfig {
                 ..TcpConfig::default()
             },
             ..ConnectionConfig::default()
+        }
+    }
+
+    /// fred's check for unresponsive connections: a command (the driver sends a `PING` every
+    /// [`CommonOptions::heartbeat`]) unanswered for two heartbeats closes its connection, which
+    /// is then reconnected. So a half-open connection is noticed within about 3¼ heartbeats.
+    pub(crate) fn fred_unresponsive(&self) -> UnresponsiveConfig {
+        let heartbeat = self.options.heartbeat;
+        if heartbeat.is_zero() {
+            return UnresponsiveConfig::default();
+        }
+        UnresponsiveConfig {
+            max_timeout: Some(heartbeat * 2),
+            interval: (heartbeat / 4).max(Duration::from_millis(10)),
         }
     }
 

@@ -52,6 +52,7 @@ struct Shared {
     template: Template,
     max_payload: usize,
     command_timeout: Duration,
+    heartbeat: Duration,
     pattern_depth: usize,
     raw_payloads: bool,
     watchdog: Arc<Watchdog>,
@@ -120,6 +121,7 @@ impl RedisDriver {
             },
             max_payload: config.max_payload(),
             command_timeout: options.command_timeout,
+            heartbeat: options.heartbeat,
             pattern_depth: config.pattern_depth,
             raw_payloads: config.raw_payloads,
             watchdog: Watchdog::start(options.publish_timeout, &cx.tasks),
@@ -160,7 +162,31 @@ impl Shared {
         let label = self.label.clone();
         self.tasks
             .spawn(async move { monitor(&label, link, false, errors, reconnects).await });
+        self.spawn_heartbeat(self.publisher.clone());
         Ok(())
+    }
+
+    /// Sends a `PING` on `client` every heartbeat, so that fred's unresponsive-connection check
+    /// (see `RedisConfig::fred_unresponsive`) finds a half-open connection even when it is idle.
+    fn spawn_heartbeat(&self, client: Client) {
+        let heartbeat = self.heartbeat;
+        if heartbeat.is_zero() {
+            return;
+        }
+        self.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(heartbeat);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if !client.is_connected() {
+                    continue;
+                }
+                let options = command_options(heartbeat * 3, &client);
+                if let Err(error) = client.with_options(&options).ping::<()>(None).await {
+                    tracing::debug!(%error, "heartbeat PING failed");
+                }
+            }
+        });
     }
 
     /// The subscriber connection of `class`, opened on first use.
@@ -202,6 +228,7 @@ impl Shared {
         });
         self.tasks
             .spawn(read_messages(sub.clone(), self.inbound.clone(), messages));
+        self.spawn_heartbeat(sub.client.clone());
         let label = self.label.clone();
         self.tasks
             .spawn(async move { monitor(&label, link, true, errors, reconnects).await });

@@ -3,7 +3,7 @@
 use pubsub_core::{ErrorKind, Message, Pattern, Topic};
 
 use crate::kit::*;
-use crate::Harness;
+use crate::{ForeignMessage, Harness};
 
 /// Bad topics, patterns, headers and oversized payloads give typed errors.
 pub async fn invalid_input(h: &Harness) {
@@ -59,5 +59,72 @@ pub async fn invalid_input(h: &Harness) {
     publish(&ps, &format!("{p}.x"), "after").await;
     let after = next_payload(&mut sub, "after an oversized publish").await;
     assert_eq!(after.as_ref(), b"after");
+    shut_down(&ps).await;
+}
+
+/// Messages published with the broker's own client (another program on the same broker)
+/// arrive byte for byte, on exact and wildcard subscriptions, with the broker's headers as
+/// the message's headers where the broker has headers, and none where it has not.
+pub async fn foreign_publisher(h: &Harness) {
+    let foreign = h.foreign.clone().unwrap_or_else(|| {
+        panic!(
+            "[{}] the harness gives no foreign publisher (Harness::with_foreign)",
+            h.name
+        )
+    });
+    let p = unique_prefix("foreign");
+    let ps = connect(h).await;
+    let t = format!("{p}.f");
+    let mut exact = subscribe(&ps, &t).await;
+    let mut wild = subscribe(&ps, &format!("{p}.>")).await;
+    let binary: Vec<u8> = (1..=255u8).chain(0..=255u8).collect();
+    let payloads: Vec<bytes::Bytes> = vec![
+        bytes::Bytes::new(),
+        bytes::Bytes::from_static(b"plain text"),
+        bytes::Bytes::from(binary),
+        bytes::Bytes::from(vec![0u8; 4096]),
+        bytes::Bytes::from_static("{\"json\": \"caf\u{e9}\"}".as_bytes()),
+    ];
+    for (i, payload) in payloads.iter().enumerate() {
+        let headers: Vec<(String, String)> = if foreign.headers {
+            // Names in order, so that a broker whose header table is sorted keeps it.
+            vec![
+                (
+                    "content-type".to_string(),
+                    "application/octet-stream".to_string(),
+                ),
+                ("x-seq".to_string(), i.to_string()),
+            ]
+        } else {
+            Vec::new()
+        };
+        (foreign.publish)(ForeignMessage {
+            topic: t.clone(),
+            payload: payload.clone(),
+            headers: headers.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("[{}] the foreign publisher failed: {e}", h.name));
+        for (name, sub) in [("exact", &mut exact), ("wildcard", &mut wild)] {
+            let m = next(sub, name).await;
+            assert_eq!(
+                m.topic().as_str(),
+                t,
+                "{name}: topic of foreign message {i}"
+            );
+            assert_eq!(
+                m.payload(),
+                payload,
+                "{name}: payload of foreign message {i}"
+            );
+            let got: Vec<(String, String)> = m
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(got, headers, "{name}: headers of foreign message {i}");
+        }
+    }
+    expect_silence(&mut exact, "one copy each").await;
     shut_down(&ps).await;
 }

@@ -3,6 +3,7 @@
 //! A failing scenario panics with what it expected and what it saw.
 
 mod delivery;
+mod faults;
 mod input;
 mod lifecycle;
 mod loss;
@@ -10,7 +11,8 @@ mod reconnect;
 mod wildcards;
 
 pub use delivery::{fan_out, isolation, ordering, round_trip, subscribe_readiness};
-pub use input::invalid_input;
+pub use faults::{added_latency, half_open, outage_operations, repeated_cuts};
+pub use input::{foreign_publisher, invalid_input};
 pub use lifecycle::{
     close, close_race, concurrency, dropped_handle_is_detached, slow_subscriber, unsubscribe,
 };

@@ -31,6 +31,12 @@ impl Exchange {
         }
     }
 
+    /// Sends a message into the exchange as another client would (every handle gets it).
+    pub fn send(&self, message: Message) {
+        // No receiver is not an error for a broadcast broker.
+        let _ = self.tx.send(message);
+    }
+
     /// Connects a handle, and returns the [`Wire`] a test can cut.
     pub async fn connect(&self, options: CommonOptions) -> Result<(Hub, Wire)> {
         let wire = Wire::default();
@@ -42,6 +48,10 @@ impl Exchange {
             *line.0.reporter.lock().await = Some(link);
             let reader = read(exchange.tx.subscribe(), cx.inbound, line.clone());
             cx.tasks.spawn(reader);
+            if !cx.options.heartbeat.is_zero() {
+                cx.tasks
+                    .spawn(notice_silence(line.clone(), cx.options.heartbeat * 3));
+            }
             Ok(ExchangeDriver {
                 exchange,
                 wire: line,
@@ -97,6 +107,23 @@ impl Wire {
         self.set(0).await;
     }
 
+    /// Takes a frozen wire as broken (the handle's pings went unanswered); false if it was not
+    /// frozen any more.
+    async fn declare_dead(&self) -> bool {
+        let dead = self
+            .0
+            .mode
+            .compare_exchange(2, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if dead {
+            self.0.changed.notify_waiters();
+            if let Some(link) = &*self.0.reporter.lock().await {
+                link.down();
+            }
+        }
+        dead
+    }
+
     fn is_up(&self) -> bool {
         self.0.mode.load(Ordering::SeqCst) == 0
     }
@@ -115,6 +142,21 @@ impl Wire {
         tokio::time::timeout(timeout, up)
             .await
             .map_err(|_| Error::timeout(format!("the wire carried nothing for {timeout:?}")))
+    }
+}
+
+/// What a client library's heartbeat does: a wire that stays frozen for `silence` is taken as
+/// broken, so the handle notices a half-open connection.
+async fn notice_silence(wire: Wire, silence: Duration) {
+    loop {
+        let changed = wire.0.changed.notified();
+        if wire.0.mode.load(Ordering::SeqCst) == 2 {
+            if tokio::time::timeout(silence, changed).await.is_err() {
+                wire.declare_dead().await;
+            }
+        } else {
+            changed.await;
+        }
     }
 }
 

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use conformance_tests::{Harness, Link};
+use conformance_tests::{Foreign, ForeignMessage, Harness, Link};
 use custom_adapter::{Exchange, Wire};
-use pubsub_core::{CommonOptions, PubSub, WithOptions};
+use pubsub_core::{CommonOptions, Headers, Message, PubSub, WithOptions};
 
 /// The suite's view of a [`Wire`].
 struct WireLink(Wire);
@@ -31,6 +31,7 @@ impl Link for WireLink {
 fn harness() -> Harness {
     let exchange = Exchange::new(1 << 16);
     let cuttable = exchange.clone();
+    let other = exchange.clone();
     Harness::new(
         "exchange",
         move || {
@@ -43,8 +44,9 @@ fn harness() -> Harness {
         move || {
             let exchange = cuttable.clone();
             async move {
-                let options =
-                    CommonOptions::default().with_publish_timeout(Duration::from_millis(500));
+                let options = CommonOptions::default()
+                    .with_publish_timeout(Duration::from_millis(500))
+                    .with_heartbeat(conformance_tests::kit::fast_heartbeat());
                 let (hub, wire) = exchange.connect(options).await?;
                 Ok((
                     Arc::new(hub) as Arc<dyn PubSub>,
@@ -53,6 +55,19 @@ fn harness() -> Harness {
             }
         },
     )
+    // Another client of the exchange sends straight into it.
+    .with_foreign(Foreign::new(true, move |m: ForeignMessage| {
+        let exchange = other.clone();
+        async move {
+            let mut headers = Headers::new();
+            for (name, value) in &m.headers {
+                headers.insert(name, value)?;
+            }
+            let topic = m.topic.parse()?;
+            exchange.send(Message::with_headers(topic, m.payload, headers));
+            Ok(())
+        }
+    }))
 }
 
 conformance_tests::suite!(harness);

@@ -1,0 +1,113 @@
+//! Foreign publishers: each broker's own client library, publishing as another program on the
+//! same broker would (for the `foreign_publisher` case). Shared by the test targets.
+#![allow(dead_code)]
+
+use conformance_tests::{Foreign, ForeignMessage};
+use pubsub_core::Error;
+
+/// A raw `PUBLISH` with fred (payload only: Redis has no headers); `cluster` picks fred's
+/// cluster client with these seeds.
+pub fn redis(url: String) -> Foreign {
+    Foreign::new(false, move |m: ForeignMessage| {
+        let url = url.clone();
+        async move {
+            use fred::prelude::{ClientLike, PubsubInterface};
+            let config = fred::types::config::Config::from_url(&redis_native_url(&url))
+                .map_err(|e| Error::connection("fred config", e))?;
+            let client = fred::clients::Client::new(config, None, None, None);
+            client
+                .init()
+                .await
+                .map_err(|e| Error::connection("fred connect", e))?;
+            let sent: std::result::Result<i64, _> = client.publish(m.topic, m.payload).await;
+            let _ = client.quit().await;
+            sent.map(|_| ())
+                .map_err(|e| Error::connection("fred publish", e))
+        }
+    })
+}
+
+/// fred's own URL form for ours: `redis://a:1,b:2` (a cluster) is
+/// `redis-cluster://a:1?node=b:2`.
+fn redis_native_url(url: &str) -> String {
+    let rest = url.trim_start_matches("redis://");
+    let mut hosts = rest.split(',');
+    let first = hosts.next().unwrap_or_default().to_string();
+    let others: Vec<String> = hosts.map(|h| format!("node={h}")).collect();
+    if others.is_empty() {
+        format!("redis://{first}")
+    } else {
+        format!("redis-cluster://{first}?{}", others.join("&"))
+    }
+}
+
+/// A publish with async-nats, with NATS headers.
+pub fn nats(server: String) -> Foreign {
+    Foreign::new(true, move |m: ForeignMessage| {
+        let server = server.clone();
+        async move {
+            let client = async_nats::connect(server)
+                .await
+                .map_err(|e| Error::connection("async-nats connect", e))?;
+            let mut headers = async_nats::HeaderMap::new();
+            for (name, value) in &m.headers {
+                headers.append(name.as_str(), value.as_str());
+            }
+            client
+                .publish_with_headers(m.topic, headers, m.payload)
+                .await
+                .map_err(|e| Error::connection("async-nats publish", e))?;
+            client
+                .flush()
+                .await
+                .map_err(|e| Error::connection("async-nats flush", e))
+        }
+    })
+}
+
+/// A `basic.publish` with lapin to the adapter's exchange, with the headers in the AMQP
+/// headers table (as string values).
+pub fn amqp(url: String) -> Foreign {
+    Foreign::new(true, move |m: ForeignMessage| {
+        let url = url.clone();
+        async move {
+            use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+            use lapin::types::{AMQPValue, FieldTable};
+            use lapin::{BasicProperties, Connection, ConnectionProperties};
+            let failed = |what: &'static str| move |e| Error::connection(what, e);
+            let conn = Connection::connect(&url, ConnectionProperties::default())
+                .await
+                .map_err(failed("lapin connect"))?;
+            let channel = conn
+                .create_channel()
+                .await
+                .map_err(failed("lapin channel"))?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(failed("lapin confirm_select"))?;
+            let mut table = FieldTable::default();
+            for (name, value) in &m.headers {
+                table.insert(
+                    name.as_str().into(),
+                    AMQPValue::LongString(value.as_str().into()),
+                );
+            }
+            let properties = BasicProperties::default().with_headers(table);
+            channel
+                .basic_publish(
+                    "pubsub".into(),
+                    m.topic.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &m.payload,
+                    properties,
+                )
+                .await
+                .map_err(failed("lapin publish"))?
+                .await
+                .map_err(failed("lapin confirm"))?;
+            let _ = conn.close(200, "bye".into()).await;
+            Ok(())
+        }
+    })
+}
