@@ -213,7 +213,9 @@ pub fn bearer_token<'a>(
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`")
+            })?;
         return Ok(Some(token.trim()));
     }
     if let Some(token) = query_token {
@@ -258,7 +260,7 @@ mod tests {
         encode(
             &Header::default(),
             &claims,
-            &EncodingKey::from_secret(key.as_bytes()),
+            &EncodingKey::from_secret(key.as_bytes()).unwrap(),
         )
         .unwrap()
     }
@@ -284,7 +286,10 @@ mod tests {
         assert!(!who.grant.may_subscribe(&p("room.*.msg")));
         let status = |r: Result<Arc<Identity>, ApiError>| r.unwrap_err().status();
         assert_eq!(status(auth.identify(None)), StatusCode::UNAUTHORIZED);
-        assert_eq!(status(auth.identify(Some("nope"))), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(auth.identify(Some("nope"))),
+            StatusCode::UNAUTHORIZED
+        );
     }
 
     #[test]

@@ -194,9 +194,8 @@ impl GatewayConfig {
 
     /// Reads a TOML file (see [`GatewayConfig::from_toml`]).
     pub fn from_file(path: &Path) -> Result<GatewayConfig, GatewayError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            GatewayError::Config(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GatewayError::Config(format!("cannot read {}: {e}", path.display())))?;
         GatewayConfig::from_toml(&text)
     }
 
@@ -206,10 +205,7 @@ impl GatewayConfig {
     }
 
     /// Overrides settings from `var` (a lookup of environment variables by name).
-    pub fn apply_vars(
-        &mut self,
-        var: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), GatewayError> {
+    pub fn apply_vars(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), GatewayError> {
         let bad = |name: &str, what: &str| GatewayError::Config(format!("{name}: {what}"));
         if let Some(v) = var("PUBSUB_GATEWAY_LISTEN") {
             self.listen = v
@@ -225,10 +221,8 @@ impl GatewayConfig {
         if let Some(v) = var("PUBSUB_GATEWAY_JWT_SECRET") {
             self.auth.jwt_secret = Some(Secret::from(v));
         }
-        let number = |name: &str, v: String| {
-            v.parse::<usize>()
-                .map_err(|_| bad(name, "a whole number"))
-        };
+        let number =
+            |name: &str, v: String| v.parse::<usize>().map_err(|_| bad(name, "a whole number"));
         if let Some(v) = var("PUBSUB_GATEWAY_MAX_PAYLOAD") {
             self.limits.max_payload = number("PUBSUB_GATEWAY_MAX_PAYLOAD", v)?;
         }

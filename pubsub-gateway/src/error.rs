@@ -104,7 +104,13 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -175,7 +181,11 @@ mod tests {
             (pubsub::Error::new(ErrorKind::Backend, "no"), 502),
         ];
         for (error, status) in cases {
-            assert_eq!(ApiError::from_pubsub(&error).status().as_u16(), status, "{error}");
+            assert_eq!(
+                ApiError::from_pubsub(&error).status().as_u16(),
+                status,
+                "{error}"
+            );
         }
     }
 }

@@ -106,7 +106,10 @@ impl Gateway {
     /// A gateway over `pubsub` (a [`Hub`] from `pubsub::connect`, or any [`PubSub`]) with the
     /// settings of `config` (its `listen` and `backend` are for [`run`] and are not used here).
     /// Metrics go to this process's Prometheus recorder ([`metrics::install`]).
-    pub fn new(pubsub: impl PubSub + 'static, config: &GatewayConfig) -> Result<Gateway, GatewayError> {
+    pub fn new(
+        pubsub: impl PubSub + 'static,
+        config: &GatewayConfig,
+    ) -> Result<Gateway, GatewayError> {
         Gateway::with_metrics(Arc::new(pubsub), config, metrics::install())
     }
 

@@ -57,7 +57,8 @@ pub(crate) struct OpenStream(Transport);
 
 impl OpenStream {
     pub(crate) fn new(transport: Transport) -> OpenStream {
-        metrics::gauge!("pubsub_gateway_connections", "transport" => transport.label()).increment(1.0);
+        metrics::gauge!("pubsub_gateway_connections", "transport" => transport.label())
+            .increment(1.0);
         metrics::counter!("pubsub_gateway_connections_total", "transport" => transport.label())
             .increment(1);
         OpenStream(transport)

@@ -133,13 +133,21 @@ mod tests {
         assert_eq!(out.get("trace-id"), Some("abc"));
         assert_eq!(out.get("k"), Some("v w"));
         let mut bad = HeaderMap::new();
-        bad.insert("x-pubsub-k", axum::http::HeaderValue::from_bytes(b"\xff").unwrap());
+        bad.insert(
+            "x-pubsub-k",
+            axum::http::HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
         assert_eq!(message_headers(&bad).unwrap_err().code(), "bad_header");
     }
 
     #[test]
     fn query_params() {
-        assert_eq!(query_param(Some("token=a%20b&x=1"), "token").unwrap().as_deref(), Some("a b"));
+        assert_eq!(
+            query_param(Some("token=a%20b&x=1"), "token")
+                .unwrap()
+                .as_deref(),
+            Some("a b")
+        );
         assert_eq!(query_param(None, "token").unwrap(), None);
         assert!(query_param(Some("token=a&token=b"), "token").is_err());
     }

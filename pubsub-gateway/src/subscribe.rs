@@ -58,7 +58,11 @@ pub(crate) async fn subscribe_query(
     open(gateway, None, request).await
 }
 
-async fn open(gateway: Arc<Shared>, path_pattern: Option<String>, request: Request<Body>) -> Response {
+async fn open(
+    gateway: Arc<Shared>,
+    path_pattern: Option<String>,
+    request: Request<Body>,
+) -> Response {
     let (mut parts, _body) = request.into_parts();
     let checked = match check(&gateway, path_pattern, &parts) {
         Ok(checked) => checked,
@@ -123,9 +127,7 @@ async fn open(gateway: Arc<Shared>, path_pattern: Option<String>, request: Reque
                 .protocols([SUBPROTOCOL])
                 .max_message_size(MAX_CLIENT_FRAME)
                 .max_frame_size(MAX_CLIENT_FRAME)
-                .on_upgrade(move |socket| {
-                    stream.websocket(socket, checked.binary, send_timeout)
-                })
+                .on_upgrade(move |socket| stream.websocket(socket, checked.binary, send_timeout))
         }
         None => stream.sse(gateway.sse_heartbeat),
     }
@@ -169,9 +171,8 @@ fn check(
     let identity = gateway.auth.identify(token)?;
     let mut patterns: Vec<Pattern> = Vec::with_capacity(texts.len());
     for text in &texts {
-        let pattern = Pattern::new(text).map_err(|e| {
-            ApiError::bad_request("bad_pattern", format!("pattern `{text}`: {e}"))
-        })?;
+        let pattern = Pattern::new(text)
+            .map_err(|e| ApiError::bad_request("bad_pattern", format!("pattern `{text}`: {e}")))?;
         if !patterns.contains(&pattern) {
             patterns.push(pattern);
         }
@@ -270,7 +271,8 @@ impl Stream {
                 Next::Close(reason) => {
                     let last = frames::closing(reason).to_string();
                     if send_within(&mut socket, send_timeout, WsMessage::Text(last.into())).await {
-                        let _ = send_within(&mut socket, send_timeout, WsMessage::Close(None)).await;
+                        let _ =
+                            send_within(&mut socket, send_timeout, WsMessage::Close(None)).await;
                     }
                     return;
                 }
