@@ -266,13 +266,8 @@ async fn request_limits_and_errors() {
         (400, Some("bad_topic")),
         "{body}"
     );
-    let (status, body) = publish(
-        addr,
-        "room.1.msg",
-        "x",
-        &[front[0], ("x-pubsub-k", "café")],
-    )
-    .await;
+    let (status, body) =
+        publish(addr, "room.1.msg", "x", &[front[0], ("x-pubsub-k", "café")]).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("bad_header")),
