@@ -96,11 +96,17 @@ pub struct Node {
 impl Node {
     /// Starts a gateway on `backend` with extra environment `env`, waits until healthy.
     pub async fn start(backend: &str, env: &[(&str, &str)]) -> Node {
+        Node::start_with(backend, env, &[]).await
+    }
+
+    /// Like [`Node::start`], with extra command-line arguments.
+    pub async fn start_with(backend: &str, env: &[(&str, &str)], args: &[&str]) -> Node {
         let addr = free_port().await;
         let log = std::env::var("GATEWAY_TEST_LOG").ok();
         let mut command = Command::new(env!("CARGO_BIN_EXE_pubsub-gateway"));
         command
             .args(["--backend", backend, "--listen", &addr.to_string()])
+            .args(args)
             .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
             .env_remove("PUBSUB_URL")
             .stdin(Stdio::null())
