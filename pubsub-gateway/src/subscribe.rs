@@ -127,6 +127,9 @@ async fn open(
                 .protocols([SUBPROTOCOL])
                 .max_message_size(MAX_CLIENT_FRAME)
                 .max_frame_size(MAX_CLIENT_FRAME)
+                // Clients send next to nothing: a small read buffer (the default is 128 KiB
+                // per connection).
+                .read_buffer_size(MAX_CLIENT_FRAME)
                 .on_upgrade(move |socket| stream.websocket(socket, checked.binary, send_timeout))
         }
         None => stream.sse(gateway.sse_heartbeat),
