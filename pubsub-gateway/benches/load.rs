@@ -88,7 +88,9 @@ async fn main() {
         readers.push(tokio::spawn(async move {
             let mut local = Histogram::<u64>::new(3).unwrap();
             while let Some(Ok(frame)) = frames.next().await {
-                let WsMessage::Text(text) = frame else { continue };
+                let WsMessage::Text(text) = frame else {
+                    continue;
+                };
                 let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
                 match frame["type"].as_str() {
                     Some("message") => {
@@ -158,7 +160,10 @@ async fn main() {
     let got = delivered.load(Ordering::Relaxed);
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1e6;
     println!("gateway load test: {clients} WebSocket clients in {rooms} rooms, {posts} POSTs ({concurrency} at a time), memory backend, loopback");
-    println!("  connect + subscribe  {:.2}s for {clients} clients", connect_time.as_secs_f64());
+    println!(
+        "  connect + subscribe  {:.2}s for {clients} clients",
+        connect_time.as_secs_f64()
+    );
     println!(
         "  deliveries           {got} of {expected} ({} gap frames) in {:.2}s: {:.0} deliveries/s ({:.0} POSTs/s accepted)",
         gaps.load(Ordering::Relaxed),

@@ -1,4 +1,4 @@
-//! What a subscriber receives: [`Frame`]s, as JSON (WebSocket text frames and SSE events) or,
+//! What a subscriber receives: frames, as JSON (WebSocket text frames and SSE events) or,
 //! for messages on request, as binary WebSocket frames.
 //!
 //! Every JSON frame has a `type`; over SSE the type is also the event name.

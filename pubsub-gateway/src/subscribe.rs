@@ -1,5 +1,6 @@
 //! `GET /sub/{pattern}` and `GET /sub?pattern=…`: a WebSocket when the request asks for an
-//! upgrade, else a Server-Sent Events stream, both carrying the [frames](crate::frames).
+//! upgrade, else a Server-Sent Events stream, both carrying the frames of
+//! [`frames`](mod@crate::frames).
 //!
 //! Query parameters: `pattern` (repeatable; added to the one in the path), `token` (see
 //! [auth](crate::auth)), `format=json` (default) or `format=binary` (WebSocket only: messages
