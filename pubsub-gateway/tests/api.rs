@@ -476,3 +476,33 @@ async fn shutdown_sends_a_final_frame() {
         assert_eq!(frame["reason"], "shutdown");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sse_streams_get_heartbeats() {
+    let mut config = GatewayConfig::default();
+    config.sse_heartbeat = Duration::from_millis(100);
+    let (addr, _gateway) = start(&config).await;
+    let response = http()
+        .get(format!("http://{addr}/sub/{}", unique("quiet")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/event-stream",
+        "{:?}",
+        response.headers()
+    );
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while text.matches(": heartbeat").count() < 2 {
+        let chunk = tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut body))
+            .await
+            .expect("no heartbeats")
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(text.starts_with("event: subscribed\n"), "{text}");
+}
