@@ -479,8 +479,10 @@ async fn shutdown_sends_a_final_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sse_streams_get_heartbeats() {
-    let mut config = GatewayConfig::default();
-    config.sse_heartbeat = Duration::from_millis(100);
+    let config = GatewayConfig {
+        sse_heartbeat: Duration::from_millis(100),
+        ..GatewayConfig::default()
+    };
     let (addr, _gateway) = start(&config).await;
     let response = http()
         .get(format!("http://{addr}/sub/{}", unique("quiet")))
