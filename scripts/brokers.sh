@@ -2,11 +2,11 @@
 # Makes sure every broker the test suite needs is up: starts the machine's service when it is
 # down, waits for its port, and fails loudly (exit 1) when one cannot be reached.
 # Idempotent: a broker that already answers is left alone.
-#   usage: scripts/brokers.sh [redis] [nats] [amqp] ...   (no argument: all of them)
+#   usage: scripts/brokers.sh [redis] [nats] [amqp] [chromium] ...   (no argument: all of them)
 set -euo pipefail
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats amqp)
+[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats amqp chromium)
 
 log() { printf '[brokers] %s\n' "$*" >&2; }
 
@@ -44,6 +44,23 @@ start_amqp() {
   rabbitmq-server -detached
 }
 
+# Headless Chromium and chromedriver for the gateway's browser test (not a broker, but a tool
+# the tests need): installed from Debian's packages when missing.
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    log "chromium and chromedriver already installed"
+    return 0
+  fi
+  log "installing chromium and chromium-driver"
+  command -v apt-get >/dev/null || { log "FATAL: no apt-get to install chromium"; return 1; }
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } ||
+    { log "FATAL: could not install chromium and chromium-driver"; return 1; }
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] ||
+    { log "FATAL: chromium or chromedriver missing after install"; return 1; }
+  log "chromium installed: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
+}
+
 ensure() {
   local name=$1 host=$2 port=$3 secs=${4:-30}
   if port_open "$host" "$port"; then
@@ -62,6 +79,7 @@ for b in "${wanted[@]}"; do
     nats) ensure nats 127.0.0.1 4222 || status=1 ;;
     # RabbitMQ (an Erlang VM) takes a while to boot.
     amqp) ensure amqp 127.0.0.1 5672 60 || status=1 ;;
+    chromium) ensure_chromium || status=1 ;;
     *) log "FATAL: unknown broker '$b'"; status=1 ;;
   esac
 done

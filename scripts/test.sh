@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README; called by .ci/run).
-# 1. makes sure every broker the tests need is up (starting it if it is down; fails if it can't);
+# 1. makes sure every broker the tests need is up (starting it if it is down; fails if it can't),
+#    and that headless Chromium is installed (for the gateway's browser test);
 # 2. runs every test of the workspace with every backend feature on, conformance suites included;
 # 3. runs the doc tests and the example adapter outside the workspace (whole suite), then the
 #    broker-restart tests alone (they are #[ignore]d in the parallel run), then prints each
@@ -8,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/brokers.sh redis nats amqp
+# chromium: the gateway's browser test drives headless Chromium through chromedriver.
+bash scripts/brokers.sh redis nats amqp chromium
 # The shared 3-node NATS cluster and Redis Cluster of the cluster conformance targets; stopped
 # again when this script ends, however it ends.
 bash scripts/clusters.sh start

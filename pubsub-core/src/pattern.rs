@@ -189,6 +189,43 @@ impl Pattern {
         }
         tokens.next().is_none()
     }
+
+    /// Whether every topic this pattern matches is also matched by `other`: `self` asks for no
+    /// more than `other` grants. An access check uses it to decide whether a subscription to
+    /// `self` stays inside a grant `other`.
+    ///
+    /// ```
+    /// use pubsub_core::Pattern;
+    /// let grant: Pattern = "room.42.>".parse()?;
+    /// assert!(Pattern::new("room.42.msg")?.is_subset_of(&grant));
+    /// assert!(Pattern::new("room.42.*.typing")?.is_subset_of(&grant));
+    /// assert!(!Pattern::new("room.>")?.is_subset_of(&grant)); // also room.41.x
+    /// assert!(!Pattern::new("room.42")?.is_subset_of(&grant)); // `>` needs one more token
+    /// assert!(Pattern::new("a.*")?.is_subset_of(&Pattern::new("*.*")?));
+    /// # Ok::<(), pubsub_core::Error>(())
+    /// ```
+    pub fn is_subset_of(&self, other: &Pattern) -> bool {
+        let mut mine = self.segments();
+        let mut theirs = other.segments();
+        loop {
+            match (mine.next(), theirs.next()) {
+                (None, None) => return true,
+                // `>` grants one or more tokens: whatever is left of `self` (at least one).
+                (Some(_), Some(Segment::Rest)) => return true,
+                (None, Some(_)) | (Some(_), None) => return false,
+                // `self`'s `>` matches any number of tokens; only a `>` grants that.
+                (Some(Segment::Rest), Some(_)) => return false,
+                (Some(Segment::One), Some(Segment::One)) => {}
+                (Some(Segment::One), Some(Segment::Literal(_))) => return false,
+                (Some(Segment::Literal(_)), Some(Segment::One)) => {}
+                (Some(Segment::Literal(a)), Some(Segment::Literal(b))) => {
+                    if a != b {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Validates and reports whether the pattern holds a wildcard.
@@ -377,6 +414,94 @@ mod tests {
         }
     }
 
+    /// Reference for [`Pattern::is_subset_of`]: whether every topic `p` matches, `q` matches,
+    /// by trying the topics of `p`. At a wildcard position of `p` only two tokens can make a
+    /// difference to `q`: `q`'s literal at that index, or any other (`fresh`); lengths past
+    /// `q`'s make no difference either.
+    fn subset_by_enumeration(p: &Pattern, q: &Pattern) -> bool {
+        const FRESH: &str = "fresh";
+        let q_literal = |i: usize| match q.segments().nth(i) {
+            Some(Segment::Literal(l)) => Some(l.to_string()),
+            _ => None,
+        };
+        let mut topics: Vec<Vec<String>> = vec![vec![]];
+        let choices = |i: usize| {
+            let mut c = vec![FRESH.to_string()];
+            c.extend(q_literal(i));
+            c
+        };
+        let q_len = q.segments().count();
+        for (i, seg) in p.segments().enumerate() {
+            let mut next = Vec::new();
+            for prefix in &topics {
+                match seg {
+                    Segment::Literal(l) => {
+                        let mut t = prefix.clone();
+                        t.push(l.to_string());
+                        next.push(t);
+                    }
+                    Segment::One => {
+                        for c in choices(i) {
+                            let mut t = prefix.clone();
+                            t.push(c);
+                            next.push(t);
+                        }
+                    }
+                    Segment::Rest => {
+                        // One or more tokens: up to one past q's length.
+                        let mut tails: Vec<Vec<String>> = vec![vec![]];
+                        for j in i..=q_len.max(i) {
+                            tails = tails
+                                .iter()
+                                .flat_map(|tail| {
+                                    choices(j).into_iter().map(move |c| {
+                                        let mut t = tail.clone();
+                                        t.push(c);
+                                        t
+                                    })
+                                })
+                                .collect();
+                            for tail in &tails {
+                                let mut t = prefix.clone();
+                                t.extend(tail.iter().cloned());
+                                next.push(t);
+                            }
+                        }
+                    }
+                }
+            }
+            topics = next;
+        }
+        topics.iter().all(|t| q.matches_str(&t.join(".")))
+    }
+
+    #[test]
+    fn subset_examples() {
+        let yes = [
+            ("room.42.msg", "room.42.>"),
+            ("room.42.>", "room.42.>"),
+            ("room.42.*.x", "room.42.>"),
+            ("room.*", "*.*"),
+            ("a.>", ">"),
+            ("a.*.>", "a.>"),
+        ];
+        let no = [
+            ("room.>", "room.42.>"),
+            ("room.42", "room.42.>"),
+            ("room.*.msg", "room.42.>"),
+            ("a.>", "a.*"),
+            ("a.>", "a.*.>"),
+            ("*.*", "a.*"),
+            ("a.b", "a.b.c"),
+        ];
+        for (p, q) in yes {
+            assert!(pat(p).is_subset_of(&pat(q)), "{p} <= {q}");
+        }
+        for (p, q) in no {
+            assert!(!pat(p).is_subset_of(&pat(q)), "{p} not <= {q}");
+        }
+    }
+
     fn token() -> impl Strategy<Value = String> {
         prop_oneof![
             Just("a".to_string()),
@@ -428,6 +553,20 @@ mod tests {
         fn parsing_never_panics(s in "\\PC{0,40}|[a.*> ]{0,12}") {
             let _ = Topic::new(&s);
             let _ = Pattern::new(&s);
+        }
+
+        #[test]
+        fn subset_agrees_with_every_topic(p in pattern_tokens(), q in pattern_tokens()) {
+            let p = Pattern::new(&p.join(".")).unwrap();
+            let q = Pattern::new(&q.join(".")).unwrap();
+            prop_assert_eq!(p.is_subset_of(&q), subset_by_enumeration(&p, &q), "{} <= {}", p, q);
+        }
+
+        #[test]
+        fn every_pattern_is_a_subset_of_itself_and_of_rest(p in pattern_tokens()) {
+            let p = Pattern::new(&p.join(".")).unwrap();
+            prop_assert!(p.is_subset_of(&p));
+            prop_assert!(p.is_subset_of(&Pattern::new(">").unwrap()));
         }
 
         #[test]

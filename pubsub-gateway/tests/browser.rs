@@ -1,0 +1,223 @@
+//! A real browser: headless Chromium (driven through chromedriver's WebDriver API) opens a
+//! page served by gateway A (`tests/browser/index.html`), subscribes over WebSocket and over
+//! SSE with a token, receives what is posted to gateway B, and sees a gap frame after A's
+//! link to Redis is cut and restored.
+//!
+//! Needs `chromium` and `chromedriver` (`scripts/brokers.sh chromium` installs them; the test
+//! fails, never skips, without them) and Redis.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use conformance_tests::broker;
+use conformance_tests::proxy::TcpProxy;
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+use tokio::time::{sleep, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A chromedriver process and one headless Chromium session.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        for tool in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(tool).exists(),
+                "{tool} is missing: run `bash scripts/brokers.sh chromium` (apt-get install chromium chromium-driver)"
+            );
+        }
+        let port = free_port().await.port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + WAIT;
+        while http().get(format!("{base}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            sleep(Duration::from_millis(100)).await;
+        }
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            },
+        }}});
+        let created: Value = http()
+            .post(format!("{base}/session"))
+            .timeout(Duration::from_secs(60))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {created}"))
+            .to_string();
+        Browser {
+            driver,
+            base,
+            session,
+        }
+    }
+
+    async fn command(&self, path: &str, body: Value) -> Value {
+        let answer: Value = http()
+            .post(format!("{}/session/{}/{path}", self.base, self.session))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.command("url", json!({ "url": url })).await;
+    }
+
+    /// The frames the page recorded: `(websocket, sse)`.
+    async fn frames(&self) -> (Vec<Value>, Vec<Value>) {
+        let value = self
+            .command(
+                "execute/sync",
+                json!({ "script": "return JSON.stringify([window.wsFrames || [], window.sseFrames || []]);", "args": [] }),
+            )
+            .await;
+        let both: Vec<Vec<Value>> =
+            serde_json::from_str(value.as_str().unwrap_or("[[],[]]")).unwrap();
+        let mut both = both.into_iter();
+        (
+            both.next().unwrap_or_default(),
+            both.next().unwrap_or_default(),
+        )
+    }
+
+    /// Waits until both the WebSocket and the SSE stream of the page have a frame satisfying
+    /// `wanted`.
+    async fn wait_for(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> (Value, Value) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (ws, sse) = self.frames().await;
+            if let (Some(a), Some(b)) = (
+                ws.iter().find(|f| wanted(f)),
+                sse.iter().find(|f| wanted(f)),
+            ) {
+                return (a.clone(), b.clone());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page did not get {what} over both transports in {WAIT:?}: ws {ws:?}, sse {sse:?}"
+            );
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn quit(mut self) {
+        let _ = http()
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+async fn post(addr: SocketAddr, topic: &str, payload: &str) {
+    let (status, body) = publish(
+        addr,
+        topic,
+        payload.to_string(),
+        &[("authorization", "Bearer browser-token")],
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_subscribes_over_websocket_and_sse() {
+    let dir = std::env::temp_dir().join(unique("gateway-browser"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[[auth.tokens]]\nname = \"browser\"\ntoken = \"browser-token\"\npublish = [\"browser.>\"]\nsubscribe = [\"browser.>\"]\n",
+    )
+    .unwrap();
+    let pages = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let config_arg = config.to_string_lossy().to_string();
+    let args = ["--config", &config_arg, "--static-dir", pages];
+
+    let proxy = TcpProxy::start(&broker::redis_addr()).await.unwrap();
+    let a = Node::start_with(
+        &format!(
+            "redis://{}?publish_timeout=500ms&command_timeout=2s&backoff_max=200ms",
+            proxy.local_addr()
+        ),
+        &[],
+        &args,
+    )
+    .await;
+    let b = Node::start_with(&broker::redis_url(), &[], &args).await;
+
+    let browser = Browser::start().await;
+    let room = unique("browser");
+    let pattern = format!("browser.{room}.>");
+    browser
+        .open(&format!(
+            "http://{}/index.html?pattern={}&token=browser-token",
+            a.addr,
+            pattern.replace('>', "%3E")
+        ))
+        .await;
+    browser
+        .wait_for("the subscribed frame", |f| f["type"] == "subscribed")
+        .await;
+
+    post(b.addr, &format!("browser.{room}.msg"), "hello browser").await;
+    let (ws, sse) = browser
+        .wait_for("the message", |f| f["payload"] == "hello browser")
+        .await;
+    assert_eq!(ws, sse, "the same frame over both transports");
+    assert_eq!(ws["topic"], format!("browser.{room}.msg"));
+
+    proxy.cut();
+    wait_health(a.addr, 503, "while cut").await;
+    proxy.restore();
+    wait_health(a.addr, 200, "after restore").await;
+    let (ws, sse) = browser
+        .wait_for("a gap frame", |f| f["type"] == "gap")
+        .await;
+    assert!(
+        ws["outage_ms"].is_u64() && sse["outage_ms"].is_u64(),
+        "{ws} {sse}"
+    );
+
+    post(b.addr, &format!("browser.{room}.msg"), "after the outage").await;
+    browser
+        .wait_for("the message after the outage", |f| {
+            f["payload"] == "after the outage"
+        })
+        .await;
+    browser.quit().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,288 @@
+//! Helpers of the gateway's integration tests: gateway processes, WebSocket and SSE clients.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::time::{sleep, timeout, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Every wait of these tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A name no other run of these tests uses (one topic token).
+pub fn unique(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}-{}-{nanos}", std::process::id())
+}
+
+pub async fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// `GET /healthz`: the status and body, or `None` when nothing answers.
+pub async fn health(addr: SocketAddr) -> Option<(u16, Value)> {
+    let response = http()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.ok()?))
+}
+
+/// Polls `/healthz` until it answers `status`; returns the body.
+pub async fn wait_health(addr: SocketAddr, status: u16, what: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answer = health(addr).await;
+        if let Some((code, body)) = &answer {
+            if *code == status {
+                return body.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: /healthz on {addr} did not answer {status} within {WAIT:?} (last: {answer:?})"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `POST /pub/{topic}` with `headers`: the status and JSON body.
+pub async fn publish(
+    addr: SocketAddr,
+    topic: &str,
+    payload: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut request = http()
+        .post(format!("http://{addr}/pub/{topic}"))
+        .body(payload);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// One `pubsub-gateway` process; killed when dropped.
+pub struct Node {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Node {
+    /// Starts a gateway on `backend` with extra environment `env`, waits until healthy.
+    pub async fn start(backend: &str, env: &[(&str, &str)]) -> Node {
+        Node::start_with(backend, env, &[]).await
+    }
+
+    /// Like [`Node::start`], with extra command-line arguments.
+    pub async fn start_with(backend: &str, env: &[(&str, &str)], args: &[&str]) -> Node {
+        let addr = free_port().await;
+        let log = std::env::var("GATEWAY_TEST_LOG").ok();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pubsub-gateway"));
+        command
+            .args(["--backend", backend, "--listen", &addr.to_string()])
+            .args(args)
+            .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
+            .env_remove("PUBSUB_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if log.is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let mut node = Node { addr, child };
+        let deadline = Instant::now() + WAIT;
+        while !matches!(health(addr).await, Some((200, _))) {
+            if let Some(status) = node.child.try_wait().unwrap() {
+                panic!("gateway on {addr} exited before it was ready: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway on {addr} not ready in {WAIT:?}"
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+        node
+    }
+
+    /// SIGTERM; the process must exit 0 within [`WAIT`].
+    pub async fn terminate(mut self) -> impl std::future::Future<Output = ()> {
+        let pid = self.child.id().unwrap().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        async move {
+            let exit = timeout(WAIT, self.child.wait())
+                .await
+                .expect("gateway did not exit after SIGTERM")
+                .unwrap();
+            assert!(exit.success(), "gateway exit status after SIGTERM: {exit}");
+        }
+    }
+}
+
+/// A subscriber over WebSocket or SSE: a stream of JSON frames.
+pub struct Subscriber {
+    frames: std::pin::Pin<Box<dyn Stream<Item = Value> + Send>>,
+    pub what: &'static str,
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket to `path` (with optional extra headers), without reading.
+pub async fn ws_connect(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    // `>` is not a URI character: percent-encoded, as browsers do.
+    let path = path.replace('>', "%3E");
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    for (k, v) in headers {
+        request.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("websocket connect timed out")?;
+    Ok(ws)
+}
+
+/// The JSON frames of a WebSocket (binary frames as `{"binary": [bytes]}`), ending at close.
+pub fn ws_frames(ws: Ws) -> Subscriber {
+    let frames = ws.filter_map(|frame| async move {
+        match frame {
+            Ok(WsMessage::Text(text)) => Some(serde_json::from_str(text.as_str()).unwrap()),
+            Ok(WsMessage::Binary(bytes)) => Some(serde_json::json!({ "binary": bytes.to_vec() })),
+            Ok(WsMessage::Close(_)) => Some(serde_json::json!({ "ws": "close" })),
+            Ok(_) => None,
+            Err(e) => Some(serde_json::json!({ "ws": "error", "error": e.to_string() })),
+        }
+    });
+    Subscriber {
+        frames: Box::pin(frames),
+        what: "websocket",
+    }
+}
+
+/// Opens an SSE stream of `path`: the JSON data of each event (heartbeats skipped), checking
+/// that the event name is the frame's type.
+pub async fn sse(addr: SocketAddr, path: &str) -> Subscriber {
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "SSE {path}");
+    let bytes = response.bytes_stream();
+    let frames = futures::stream::unfold(
+        (Box::pin(bytes), String::new()),
+        |(mut bytes, mut buffer)| async move {
+            loop {
+                if let Some(end) = buffer.find("\n\n") {
+                    let block: String = buffer.drain(..end + 2).collect();
+                    let mut event = None;
+                    let mut data = String::new();
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            event = Some(v.trim().to_string());
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim_start());
+                        }
+                    }
+                    if data.is_empty() {
+                        continue; // a heartbeat comment
+                    }
+                    let frame: Value = serde_json::from_str(&data).unwrap();
+                    assert_eq!(event.as_deref(), frame["type"].as_str(), "{block}");
+                    return Some((frame, (bytes, buffer)));
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buffer.push_str(std::str::from_utf8(&chunk).unwrap()),
+                    _ => return None,
+                }
+            }
+        },
+    );
+    Subscriber {
+        frames: Box::pin(frames),
+        what: "sse",
+    }
+}
+
+impl Subscriber {
+    /// The next frame within `within`; `None` on timeout or end of stream.
+    pub async fn next(&mut self, within: Duration) -> Option<Value> {
+        timeout(within, self.frames.next()).await.ok().flatten()
+    }
+
+    /// Reads frames until one satisfies `wanted`; returns it and the frames before it.
+    pub async fn expect(
+        &mut self,
+        what: &str,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> (Value, Vec<Value>) {
+        let deadline = Instant::now() + WAIT;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Some(frame) if wanted(&frame) => return (frame, before),
+                Some(frame) => before.push(frame),
+                None => panic!("{}: no {what} within {WAIT:?}; got {before:?}", self.what),
+            }
+        }
+    }
+
+    /// Waits for the `subscribed` frame.
+    pub async fn subscribed(&mut self) {
+        self.expect("subscribed frame", |f| f["type"] == "subscribed")
+            .await;
+    }
+
+    /// Waits for the message frame with `payload`.
+    pub async fn expect_payload(&mut self, payload: &str) -> Value {
+        self.expect(&format!("message {payload:?}"), |f| {
+            f["type"] == "message" && f["payload"] == payload
+        })
+        .await
+        .0
+    }
+}
