@@ -216,6 +216,27 @@ impl Driver for NatsDriver {
     }
 }
 
+impl Drop for NatsDriver {
+    /// A handle dropped without `close`: what its `publish` calls handed to async-nats may
+    /// still sit in the client's write buffer, and dropping the last client would discard it.
+    /// So a task (on the runtime, if there still is one) flushes it first, within the command
+    /// timeout, then lets the connection go. `close` is still the way to know it was written.
+    fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let client = self.client.clone();
+        let limit = self.options.command_timeout;
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(limit, client.flush()).await;
+            let _ = client.drain().await;
+        });
+    }
+}
+
 impl fmt::Debug for NatsDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsDriver")

@@ -370,3 +370,29 @@ async fn reconnects_after_a_cut_and_keeps_subscriptions() {
     ps.close().await.unwrap();
     direct.close().await.unwrap();
 }
+
+/// A handle dropped without `close` right after its publishes resolved still gets them to the
+/// server: the dropped driver flushes async-nats's write buffer before letting go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_survive_a_handle_dropped_without_close() {
+    let p = conformance_tests::kit::unique_prefix("dropped_publisher");
+    let watcher = handle().await;
+    let mut sub = conformance_tests::kit::subscribe(&watcher, &format!("{p}.>")).await;
+    for round in 0..20u32 {
+        let publisher = handle().await;
+        for i in 0..50u32 {
+            conformance_tests::kit::publish(
+                &publisher,
+                &format!("{p}.r"),
+                conformance_tests::kit::seq(round, i),
+            )
+            .await;
+        }
+        drop(publisher);
+        for i in 0..50u32 {
+            let m = conformance_tests::kit::next(&mut sub, "a message of a dropped handle").await;
+            assert_eq!(conformance_tests::kit::unseq(&m), (round, i));
+        }
+    }
+    watcher.close().await.expect("close");
+}
