@@ -107,13 +107,23 @@ impl AmqpConfig {
     /// Parses `amqp://[user[:password]@]host[:port][/vhost][?param=value…]` or `amqps://…`.
     ///
     /// The vhost is the percent-decoded path (`%2f` is `/`, the default). A user info without
-    /// `:` is the user name. The query takes the [`CommonOptions`] parameters, `exchange`,
+    /// `:` (`amqp://something@host`) is refused with an
+    /// [`ErrorKind::Invalid`](pubsub_core::ErrorKind::Invalid) error that does not repeat it:
+    /// every backend reads a lone user info as a secret (Redis as the password, NATS as a
+    /// token), and AMQP has no login by a secret alone; write `user:password@` (RabbitMQ
+    /// refuses empty passwords anyway). The query takes the [`CommonOptions`] parameters, `exchange`,
     /// `durable_exchange`, `queue_max_length`, `prefetch` and `heartbeat`. Errors never contain the password.
     pub fn from_url(url: &str) -> Result<Self> {
         let mut parsed = ServerUrl::parse(url, &["amqp", "amqps"])?;
         let host = parsed.single_host()?.clone();
         let (user, password) = match (parsed.user.take(), parsed.password.take()) {
-            (None, Some(lone)) => (Some(lone.expose().to_string()), None),
+            (None, Some(_lone)) => {
+                return Err(Error::invalid_config(
+                    "an AMQP URL takes `user:password@` before the host, not one part alone \
+                     (a lone part is read as a secret on every backend, and AMQP has no \
+                     login by a secret alone)",
+                ))
+            }
             other => other,
         };
         let tls = parsed.scheme == "amqps";
@@ -246,9 +256,16 @@ mod tests {
         assert_eq!(c.password.as_ref().map(Secret::expose), Some("p@ss"));
         assert_eq!(c.uri().scheme, AMQPScheme::AMQPS);
 
-        let c = AmqpConfig::from_url("amqp://bob@h:1/%2f").unwrap();
+        let c = AmqpConfig::from_url("amqp://bob:@h:1/%2f").unwrap();
         assert_eq!((c.user.as_deref(), c.vhost.as_str()), (Some("bob"), "/"));
         assert_eq!(c.uri().authority.userinfo.password, "");
+    }
+
+    #[test]
+    fn a_lone_user_info_is_refused_without_repeating_it() {
+        let e = AmqpConfig::from_url(&format!("amqp://{SECRET}@h")).unwrap_err();
+        assert_eq!(e.kind(), pubsub_core::ErrorKind::Invalid);
+        assert!(!format!("{e} {e:?}").contains(SECRET), "{e:?}");
     }
 
     #[test]

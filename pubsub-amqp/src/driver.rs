@@ -14,7 +14,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::protocol::{AMQPErrorKind, AMQPHardError};
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
@@ -398,15 +398,18 @@ async fn bounded<T>(
     }
 }
 
-/// A lapin error raised while doing `context`, classified: refusals by the broker are
-/// `Backend`, everything else about the connection is `Connection`.
+/// A lapin error raised while doing `context`, classified: refused credentials or access
+/// (`ACCESS_REFUSED`, `NOT_ALLOWED`) are `Auth`, other refusals by the broker `Backend`,
+/// everything else about the connection `Connection`.
 pub(crate) fn lapin_error(context: &'static str, source: lapin::Error) -> Error {
     let kind = match source.kind() {
         lapin::ErrorKind::ProtocolError(e) => match e.kind() {
             AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED) => ErrorKind::Connection,
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+            | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => ErrorKind::Auth,
             _ => ErrorKind::Backend,
         },
-        lapin::ErrorKind::AuthProviderError(_) => ErrorKind::Backend,
+        lapin::ErrorKind::AuthProviderError(_) => ErrorKind::Auth,
         _ => ErrorKind::Connection,
     };
     Error::new(kind, context).with_source(source)
@@ -492,7 +495,7 @@ impl Driver for AmqpDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lapin::protocol::{AMQPError, AMQPSoftError};
+    use lapin::protocol::AMQPError;
     use std::error::Error as _;
 
     #[test]
@@ -509,5 +512,12 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let e = lapin_error("publishing", lapin::Error::from(io));
         assert!(e.kind() == ErrorKind::Connection && e.is_temporary());
+        for refused in [
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED),
+            AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED),
+        ] {
+            let e = lapin_error("connecting", amqp(refused));
+            assert!(e.kind() == ErrorKind::Auth && !e.is_temporary(), "{e:?}");
+        }
     }
 }
