@@ -255,10 +255,14 @@ fn host_port(entry: &str, index: usize, schemes: &[&str]) -> Result<HostPort> {
             None => (entry, None),
         }
     };
+    // A `:` is only part of a host inside brackets (IPv6): `u:pass:host` (a mistyped `@`)
+    // must not become a host name that `Debug` would show.
+    let bracketed = entry.starts_with('[');
     if host.is_empty()
+        || (!bracketed && host.contains(':'))
         || host
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "/?#[]%".contains(c))
+            .any(|c| c.is_whitespace() || c.is_control() || "/?#[]%@".contains(c))
     {
         return Err(Error::invalid_config(format!(
             "host {which} of the URL is missing or not a valid host name"
@@ -341,6 +345,8 @@ mod tests {
             format!("u:{SECRET}@h,redis://h2"),
             format!("redis://h,{SECRET}://h2"),
             format!("{SECRET}@h?x=redis://"),
+            format!("redis://:{SECRET}:host:6379"),
+            format!("redis://u:{SECRET}:host"),
             String::new(),
             "redis://".to_string(),
         ];

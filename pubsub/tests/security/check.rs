@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use pubsub::{Error, ErrorKind, Hub, Message, PubSub, Result};
+use pubsub::{Error, ErrorKind, Hub, Message, Result};
 
 use crate::servers::Server;
 
@@ -95,4 +95,9 @@ pub async fn expect_refused(
         "the refused handle keeps connecting in the background"
     );
     error
+}
+
+/// `pubsub::connect(url)` holding its URL.
+pub async fn connect_url(url: String) -> Result<Hub> {
+    pubsub::connect(&url).await
 }

@@ -45,6 +45,9 @@ pub fn text() -> String {
 pub fn assert_never_logged(secret: &str) {
     let text = text();
     assert!(!text.is_empty(), "nothing was captured");
+    if std::env::var_os("SECURITY_DUMP_LOGS").is_some() {
+        eprintln!("{text}");
+    }
     if let Some(at) = text.find(secret) {
         let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
         let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
