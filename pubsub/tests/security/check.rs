@@ -82,6 +82,7 @@ pub async fn expect_refused(
         "refused only after {elapsed:?}: {error:?}"
     );
     assert_no_secret("the error", &error_text(&error), secrets);
+    eprintln!("refused in {elapsed:?}: {error} ({error:?})");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let attempts = server.connections() - before;
     assert!(
