@@ -9,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/brokers.sh redis nats amqp
-# The security tests (pubsub/tests/security) start their own redis-server and nats-server on
-# free ports, with certificates made by scripts/tls.sh: check the tools they need up front.
-for tool in openssl redis-server nats-server; do
+# The security tests (pubsub/tests/security) start their own redis-server, nats-server and
+# RabbitMQ node on free ports, with certificates made by scripts/tls.sh: check the tools they
+# need up front.
+for tool in openssl redis-server nats-server rabbitmq-server rabbitmqctl; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is needed by the security tests" >&2; exit 1; }
 done
 # The shared 3-node NATS cluster and Redis Cluster of the cluster conformance targets; stopped

@@ -21,7 +21,7 @@ use lapin::{
     ExchangeKind,
 };
 use parking_lot::RwLock;
-use pubsub_core::adapter::{Context, Driver, Inbound, LinkReporter, Tasks, Watchdog};
+use pubsub_core::adapter::{tls, Context, Driver, Inbound, LinkReporter, Tasks, Watchdog};
 use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, Topic};
 use tokio::sync::Notify;
 
@@ -138,7 +138,15 @@ impl Shared {
             Source::Own => {
                 let properties =
                     ConnectionProperties::default().with_connection_name("pubsub".into());
-                let connect = Connection::connect_uri(self.config.uri(), properties);
+                let tls = self.config.lapin_tls().await?;
+                let runtime = lapin::runtime::default_runtime()
+                    .map_err(|e| lapin_error("starting the AMQP client", e))?;
+                let connect = Connection::connect_uri_with_config(
+                    self.config.uri(),
+                    properties,
+                    tls,
+                    runtime,
+                );
                 Arc::new(bounded(self.config.options.connect_timeout, "connecting", connect).await?)
             }
             Source::App(connection) => connection.clone(),
@@ -410,6 +418,7 @@ pub(crate) fn lapin_error(context: &'static str, source: lapin::Error) -> Error 
             _ => ErrorKind::Backend,
         },
         lapin::ErrorKind::AuthProviderError(_) => ErrorKind::Auth,
+        _ if tls::is_certificate_error(&source) => ErrorKind::Auth,
         _ => ErrorKind::Connection,
     };
     Error::new(kind, context).with_source(source)

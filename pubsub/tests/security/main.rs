@@ -2,7 +2,7 @@
 //! (never the shared brokers), wrong passwords against the shared RabbitMQ, and connection URLs
 //! holding a secret, mutated, on every backend.
 //!
-//! Each test starts its own `redis-server` or `nats-server` on a free loopback port with
+//! Each test starts its own `redis-server`, `nats-server` or RabbitMQ node on a free loopback port with
 //! certificates from `scripts/tls.sh` (a CA, a server and a client certificate it signed, and a
 //! second, unrelated CA), and stops it when it ends. Secrets are checked against everything a
 //! user can see: `Display` and `Debug` of errors and configurations, and every `tracing` (and

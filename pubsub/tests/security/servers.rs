@@ -67,8 +67,9 @@ pub struct Server {
     pub port: u16,
     dir: PathBuf,
     log: PathBuf,
-    /// The log line the server writes for every connection it accepts.
-    accepted: &'static str,
+    /// A log line holding one of these is one connection the server accepted (or refused in
+    /// its TLS handshake).
+    accepted: &'static [&'static str],
 }
 
 impl Server {
@@ -77,7 +78,7 @@ impl Server {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains(self.accepted))
+            .filter(|l| self.accepted.iter().any(|mark| l.contains(mark)))
             .count()
     }
 
@@ -169,7 +170,7 @@ pub fn redis(listen: Listen<'_>, extra: &[&str]) -> Server {
         port,
         dir,
         log,
-        accepted: "Accepted ",
+        accepted: &["Accepted "],
     }
     .wait_ready()
 }
@@ -210,7 +211,100 @@ pub fn nats(listen: Listen<'_>, extra: &[&str]) -> Server {
         port,
         dir,
         log,
-        accepted: "Client connection created",
+        accepted: &["Client connection created"],
     }
     .wait_ready()
+}
+
+/// A second RabbitMQ node (its own node name, ports, files and plugin list: nothing shared with
+/// the machine's broker but the Erlang port mapper) with only a TLS listener, which requires a
+/// client certificate signed by the test CA. Stopped with `rabbitmqctl stop` when dropped.
+pub struct Rabbit {
+    server: Server,
+    node: String,
+}
+
+impl std::ops::Deref for Rabbit {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Starts a [`Rabbit`] node with mutual TLS; waits up to a minute for it.
+pub fn rabbitmq_mutual_tls(certs: &Certs) -> Rabbit {
+    let dir = fresh_dir("rabbitmq");
+    let port = free_port();
+    let node = format!("pubsub-tls-{port}@localhost");
+    // The node runs as the `rabbitmq` user when started by root: it gets copies it can read.
+    for name in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::copy(certs.path(name), dir.join(name)).expect("copying a certificate");
+    }
+    let conf = format!(
+        "listeners.tcp = none\n\
+         listeners.ssl.default = {port}\n\
+         ssl_options.cacertfile = {dir}/ca.pem\n\
+         ssl_options.certfile = {dir}/server.pem\n\
+         ssl_options.keyfile = {dir}/server.key\n\
+         ssl_options.verify = verify_peer\n\
+         ssl_options.fail_if_no_peer_cert = true\n\
+         loopback_users = none\n",
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("rabbitmq.conf"), conf).expect("writing rabbitmq.conf");
+    std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("writing enabled_plugins");
+    let _ = Command::new("chown")
+        .args(["-R", "rabbitmq:rabbitmq"])
+        .arg(&dir)
+        .stderr(Stdio::null())
+        .status();
+    let log_dir = dir.join("log");
+    let child = Command::new("rabbitmq-server")
+        .env("RABBITMQ_NODENAME", &node)
+        .env("RABBITMQ_NODE_PORT", port.to_string())
+        .env("RABBITMQ_DIST_PORT", free_port().to_string())
+        .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+        .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+        .env("RABBITMQ_LOG_BASE", &log_dir)
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+        .env("RABBITMQ_PID_FILE", dir.join("pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting rabbitmq-server");
+    let server = Server {
+        child,
+        port,
+        log: log_dir.join(format!("{node}.log")),
+        dir,
+        accepted: &["accepting AMQP connection", "TLS server: "],
+    };
+    // Boot takes a few seconds; the port opens once the node is ready.
+    let start = Instant::now();
+    let mut server = server;
+    loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("rabbitmq-server exited ({status})");
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the RabbitMQ node did not open 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Rabbit { server, node }
 }

@@ -2,13 +2,14 @@
 //! the CA in `TlsOptions`, mutual TLS, and typed refusals for an unrelated CA, a missing client
 //! certificate and a plaintext client.
 
+use pubsub::amqp::AmqpConfig;
 use pubsub::nats::NatsConfig;
 use pubsub::redis::RedisConfig;
 use std::time::Duration;
 
 use pubsub::{ErrorKind, TlsOptions, WithOptions};
 
-use crate::check::{expect_refused, round_trip};
+use crate::check::{expect_refused, expect_refused_uncounted, round_trip};
 use crate::logs;
 use crate::servers::{self, Certs, Listen};
 
@@ -178,4 +179,32 @@ async fn a_tls_client_on_a_plaintext_port_fails_typed() {
         &[],
     )
     .await;
+}
+
+fn amqps(port: u16, tls: TlsOptions) -> AmqpConfig {
+    AmqpConfig::from_url(&format!("amqps://guest:guest@127.0.0.1:{port}/%2f"))
+        .unwrap()
+        .with_tls(Some(tls))
+}
+
+/// `amqps://` against a second RabbitMQ node of our own that requires a client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_mutual_tls() {
+    logs::capture();
+    let certs = Certs::generate();
+    let node = servers::rabbitmq_mutual_tls(&certs);
+    let both = with_client_cert(trusting(&certs, "ca.pem"), &certs);
+    let ps = pubsub::amqp::connect(amqps(node.port, both)).await.unwrap();
+    round_trip(ps).await;
+
+    // Without a client certificate the node resets the connection during the handshake
+    // rather than sending an alert that lapin reports: it reads as a connection error.
+    let anonymous = amqps(node.port, trusting(&certs, "ca.pem"));
+    let kinds = [ErrorKind::Auth, ErrorKind::Connection];
+    expect_refused(&node, pubsub::amqp::connect(anonymous), &kinds, &[]).await;
+    // The client refuses the node's certificate: the node logs nothing, so no count here (a
+    // failed first connect starts no reconnect task on AMQP).
+    let other = with_client_cert(trusting(&certs, "other-ca.pem"), &certs);
+    let connect = pubsub::amqp::connect(amqps(node.port, other));
+    expect_refused_uncounted(connect, &[ErrorKind::Auth], &[]).await;
 }
