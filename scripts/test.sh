@@ -11,6 +11,13 @@ cd "$(dirname "$0")/.."
 
 # chromium: the gateway's browser test drives headless Chromium through chromedriver.
 bash scripts/brokers.sh redis nats amqp chromium
+# The security tests (pubsub/tests/security) start their own redis-server, nats-server and
+# RabbitMQ node on free ports, with certificates made by scripts/tls.sh: check the tools they
+# need up front.
+for tool in openssl redis-server nats-server rabbitmq-server rabbitmqctl; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
+    { echo "FATAL: $tool is needed by the security tests" >&2; exit 1; }
+done
 # The shared 3-node NATS cluster and Redis Cluster of the cluster conformance targets; stopped
 # again when this script ends, however it ends.
 bash scripts/clusters.sh start

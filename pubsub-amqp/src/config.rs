@@ -1,8 +1,9 @@
 //! [`AmqpConfig`]: where the broker is and how the adapter uses it.
 
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use pubsub_core::adapter::{config_setters, ServerUrl};
-use pubsub_core::{CommonOptions, Error, Result, Secret, WithOptions};
+use pubsub_core::{CommonOptions, Error, Result, Secret, TlsOptions, WithOptions};
 
 /// Default largest payload: 16 MiB (RabbitMQ 4 refuses messages over 16 MiB by default).
 pub const DEFAULT_MAX_PAYLOAD: usize = 16 * 1024 * 1024;
@@ -43,8 +44,9 @@ pub struct AmqpConfig {
     pub user: Option<String>,
     /// Password (`guest` when neither user nor password is given, else empty when `None`).
     pub password: Option<Secret>,
-    /// Whether to use TLS (`amqps://`, rustls with the system's root certificates).
-    pub tls: bool,
+    /// TLS (`amqps://`): the system's root certificates plus the given ones, and a client
+    /// certificate for mutual TLS. `None`: plain TCP.
+    pub tls: Option<TlsOptions>,
     /// The topic exchange every topic is published to (declared if missing).
     pub exchange: String,
     /// Whether the exchange is declared durable (survives a broker restart); it must match an
@@ -66,7 +68,7 @@ impl Default for AmqpConfig {
             vhost: "/".to_string(),
             user: None,
             password: None,
-            tls: false,
+            tls: None,
             exchange: "pubsub".to_string(),
             durable_exchange: false,
             queue_max_length: 100_000,
@@ -84,8 +86,8 @@ impl WithOptions for AmqpConfig {
 config_setters!(AmqpConfig {
     /// Sets the virtual host.
     with_vhost(vhost: String),
-    /// Turns TLS on or off.
-    with_tls(tls: bool),
+    /// Uses TLS with these settings (`None`: plain TCP).
+    with_tls(tls: Option<TlsOptions>),
     /// Sets the topic exchange.
     with_exchange(exchange: String),
     /// Declares the exchange durable or not.
@@ -111,19 +113,29 @@ impl AmqpConfig {
     /// Parses `amqp://[user[:password]@]host[:port][/vhost][?param=value…]` or `amqps://…`.
     ///
     /// The vhost is the percent-decoded path (`%2f` is `/`, the default). A user info without
-    /// `:` is the user name. The query takes the [`CommonOptions`] parameters, `exchange`,
+    /// `:` (`amqp://something@host`) is refused with an
+    /// [`ErrorKind::Invalid`](pubsub_core::ErrorKind::Invalid) error that does not repeat it:
+    /// every backend reads a lone user info as a secret (Redis as the password, NATS as a
+    /// token), and AMQP has no login by a secret alone; write `user:password@` (RabbitMQ
+    /// refuses empty passwords anyway). The query takes the [`CommonOptions`] parameters, `exchange`,
     /// `durable_exchange`, `queue_max_length`, `prefetch` and `heartbeat`. Errors never contain the password.
     pub fn from_url(url: &str) -> Result<Self> {
         let mut parsed = ServerUrl::parse(url, &["amqp", "amqps"])?;
         let host = parsed.single_host()?.clone();
         let (user, password) = match (parsed.user.take(), parsed.password.take()) {
-            (None, Some(lone)) => (Some(lone.expose().to_string()), None),
+            (None, Some(_lone)) => {
+                return Err(Error::invalid_config(
+                    "an AMQP URL takes `user:password@` before the host, not one part alone \
+                     (a lone part is read as a secret on every backend, and AMQP has no \
+                     login by a secret alone)",
+                ))
+            }
             other => other,
         };
-        let tls = parsed.scheme == "amqps";
+        let tls = (parsed.scheme == "amqps").then(TlsOptions::default);
         let mut config = AmqpConfig {
             options: CommonOptions::default().take_query(&mut parsed.query)?,
-            port: host.port.unwrap_or(if tls { 5671 } else { 5672 }),
+            port: host.port.unwrap_or(if tls.is_some() { 5671 } else { 5672 }),
             host: host.host,
             vhost: match parsed.path.as_str() {
                 "" => "/".to_string(),
@@ -183,6 +195,45 @@ impl AmqpConfig {
         self.options.max_payload.unwrap_or(DEFAULT_MAX_PAYLOAD)
     }
 
+    /// lapin's TLS settings from [`AmqpConfig::tls`]: the extra roots (added to the system's)
+    /// and the client certificate, read off the async runtime. A file that cannot be read is
+    /// an [`ErrorKind::Invalid`](pubsub_core::ErrorKind::Invalid) error naming it.
+    pub(crate) async fn lapin_tls(&self) -> Result<OwnedTLSConfig> {
+        let Some(tls) = self.tls.clone() else {
+            return Ok(OwnedTLSConfig::default());
+        };
+        tokio::task::spawn_blocking(move || {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).map_err(|e| {
+                    Error::invalid_config(format!("{} cannot be read", path.display()))
+                        .with_source(e)
+                })
+            };
+            let mut roots = String::new();
+            for path in &tls.root_certificates {
+                let pem = String::from_utf8(read(path)?).map_err(|e| {
+                    Error::invalid_config(format!("{} is not PEM text", path.display()))
+                        .with_source(e)
+                })?;
+                roots.push_str(&pem);
+                roots.push('\n');
+            }
+            let identity = match &tls.client_certificate {
+                Some((cert, key)) => Some(OwnedIdentity::PKCS8 {
+                    pem: read(cert)?,
+                    key: read(key)?,
+                }),
+                None => None,
+            };
+            Ok(OwnedTLSConfig {
+                identity,
+                cert_chain: (!roots.is_empty()).then_some(roots),
+            })
+        })
+        .await
+        .map_err(|e| Error::invalid_config("loading the TLS certificates failed").with_source(e))?
+    }
+
     /// The URI lapin connects to (built field by field: nothing is re-encoded).
     pub(crate) fn uri(&self) -> AMQPUri {
         let (username, password) = match (&self.user, &self.password) {
@@ -198,7 +249,7 @@ impl AmqpConfig {
         let timeout_ms =
             u64::try_from(self.options.connect_timeout.as_millis()).unwrap_or(u64::MAX);
         AMQPUri {
-            scheme: if self.tls {
+            scheme: if self.tls.is_some() {
                 AMQPScheme::AMQPS
             } else {
                 AMQPScheme::AMQP
@@ -239,7 +290,8 @@ mod tests {
             "AMQPS://u:p%40ss@mq.example/v%2fh?exchange=ev&durable_exchange=true&queue_max_length=9&prefetch=7&buffer=3&heartbeat=0",
         )
         .unwrap();
-        assert_eq!((c.port, c.tls, c.vhost.as_str()), (5671, true, "v/h"));
+        assert_eq!((c.port, c.vhost.as_str()), (5671, "v/h"));
+        assert_eq!(c.tls, Some(TlsOptions::default()));
         assert_eq!((c.exchange.as_str(), c.durable_exchange), ("ev", true));
         assert_eq!(
             (c.queue_max_length, c.prefetch, c.options.buffer),
@@ -249,9 +301,16 @@ mod tests {
         assert_eq!(c.password.as_ref().map(Secret::expose), Some("p@ss"));
         assert_eq!(c.uri().scheme, AMQPScheme::AMQPS);
 
-        let c = AmqpConfig::from_url("amqp://bob@h:1/%2f").unwrap();
+        let c = AmqpConfig::from_url("amqp://bob:@h:1/%2f").unwrap();
         assert_eq!((c.user.as_deref(), c.vhost.as_str()), (Some("bob"), "/"));
         assert_eq!(c.uri().authority.userinfo.password, "");
+    }
+
+    #[test]
+    fn a_lone_user_info_is_refused_without_repeating_it() {
+        let e = AmqpConfig::from_url(&format!("amqp://{SECRET}@h")).unwrap_err();
+        assert_eq!(e.kind(), pubsub_core::ErrorKind::Invalid);
+        assert!(!format!("{e} {e:?}").contains(SECRET), "{e:?}");
     }
 
     #[test]

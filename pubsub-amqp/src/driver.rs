@@ -14,14 +14,14 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::protocol::{AMQPErrorKind, AMQPHardError};
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
     ExchangeKind,
 };
 use parking_lot::RwLock;
-use pubsub_core::adapter::{Context, Driver, Inbound, LinkReporter, Tasks, Watchdog};
+use pubsub_core::adapter::{tls, Context, Driver, Inbound, LinkReporter, Tasks, Watchdog};
 use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, Topic};
 use tokio::sync::Notify;
 
@@ -138,7 +138,15 @@ impl Shared {
             Source::Own => {
                 let properties =
                     ConnectionProperties::default().with_connection_name("pubsub".into());
-                let connect = Connection::connect_uri(self.config.uri(), properties);
+                let tls = self.config.lapin_tls().await?;
+                let runtime = lapin::runtime::default_runtime()
+                    .map_err(|e| lapin_error("starting the AMQP client", e))?;
+                let connect = Connection::connect_uri_with_config(
+                    self.config.uri(),
+                    properties,
+                    tls,
+                    runtime,
+                );
                 Arc::new(bounded(self.config.options.connect_timeout, "connecting", connect).await?)
             }
             Source::App(connection) => connection.clone(),
@@ -398,15 +406,19 @@ async fn bounded<T>(
     }
 }
 
-/// A lapin error raised while doing `context`, classified: refusals by the broker are
-/// `Backend`, everything else about the connection is `Connection`.
+/// A lapin error raised while doing `context`, classified: refused credentials or access
+/// (`ACCESS_REFUSED`, `NOT_ALLOWED`) are `Auth`, other refusals by the broker `Backend`,
+/// everything else about the connection `Connection`.
 pub(crate) fn lapin_error(context: &'static str, source: lapin::Error) -> Error {
     let kind = match source.kind() {
         lapin::ErrorKind::ProtocolError(e) => match e.kind() {
             AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED) => ErrorKind::Connection,
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+            | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => ErrorKind::Auth,
             _ => ErrorKind::Backend,
         },
-        lapin::ErrorKind::AuthProviderError(_) => ErrorKind::Backend,
+        lapin::ErrorKind::AuthProviderError(_) => ErrorKind::Auth,
+        _ if tls::is_certificate_error(&source) => ErrorKind::Auth,
         _ => ErrorKind::Connection,
     };
     Error::new(kind, context).with_source(source)
@@ -492,7 +504,7 @@ impl Driver for AmqpDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lapin::protocol::{AMQPError, AMQPSoftError};
+    use lapin::protocol::AMQPError;
     use std::error::Error as _;
 
     #[test]
@@ -509,5 +521,12 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let e = lapin_error("publishing", lapin::Error::from(io));
         assert!(e.kind() == ErrorKind::Connection && e.is_temporary());
+        for refused in [
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED),
+            AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED),
+        ] {
+            let e = lapin_error("connecting", amqp(refused));
+            assert!(e.kind() == ErrorKind::Auth && !e.is_temporary(), "{e:?}");
+        }
     }
 }

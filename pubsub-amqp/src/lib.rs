@@ -85,7 +85,10 @@
 //!
 //! # TLS and secrets
 //!
-//! `amqps://` uses rustls (ring) with the system's root certificates. The password is a
+//! `amqps://` uses rustls (ring) with the system's root certificates plus those of
+//! [`AmqpConfig::tls`] (a [`TlsOptions`](pubsub_core::TlsOptions)), which also holds a client
+//! certificate for mutual TLS. Refused credentials (`ACCESS_REFUSED`) and certificates are
+//! [`ErrorKind::Auth`](pubsub_core::ErrorKind::Auth). The password is a
 //! [`Secret`](pubsub_core::Secret): `Debug` of the config and of the driver, errors and logs
 //! never contain it.
 #![deny(missing_docs)]

@@ -52,8 +52,13 @@ pub enum ErrorKind {
     Connection,
     /// An operation did not complete in time (for example a publish while disconnected).
     Timeout,
-    /// The broker refused or failed an operation it understood (including bad credentials).
+    /// The broker refused or failed an operation it understood.
     Backend,
+    /// Authentication failed, either way: the broker refused the credentials (wrong password,
+    /// user or token; a client certificate it does not accept) or denied the operation, or the
+    /// broker's TLS certificate does not verify against the trusted roots. Not temporary: the
+    /// same settings fail the same way, so a connect fails at once instead of retrying.
+    Auth,
     /// The handle is closed; no further publish or subscribe is possible.
     Closed,
     /// Called outside a tokio runtime.
@@ -156,6 +161,12 @@ impl Error {
         Error::new(ErrorKind::Backend, message).with_source(source)
     }
 
+    /// Authentication failed (see [`ErrorKind::Auth`]); `source` is the backend library's
+    /// error. The message must not contain the secret.
+    pub fn auth(message: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Error::new(ErrorKind::Auth, message).with_source(source)
+    }
+
     /// Keeps `source` as the cause of this error.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner.source = Some(Arc::from(source.into()));
@@ -253,6 +264,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Connection => "connection error",
             ErrorKind::Timeout => "timed out",
             ErrorKind::Backend => "backend error",
+            ErrorKind::Auth => "authentication failed",
             ErrorKind::Closed => "closed",
             ErrorKind::NoRuntime => "no tokio runtime",
         })
@@ -323,6 +335,17 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::PayloadTooLarge);
         assert_eq!(e.payload_limit(), Some((9, 8)));
         assert!(!e.is_temporary());
+    }
+
+    #[test]
+    fn auth_is_not_temporary() {
+        let e = Error::auth("the server refused the credentials", "WRONGPASS");
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        assert!(!e.is_temporary());
+        assert_eq!(
+            e.to_string(),
+            "authentication failed: the server refused the credentials"
+        );
     }
 
     #[test]

@@ -2,15 +2,21 @@
 
 use async_nats::client::{FlushError, PublishErrorKind, SubscribeErrorKind};
 use async_nats::{ConnectError, ConnectErrorKind, PublishError, SubscribeError};
+use pubsub_core::adapter::tls;
 use pubsub_core::{Error, ErrorKind};
 
-/// A failed first connection: refused credentials are `Backend`, a handshake that took too
-/// long is `Timeout`, an address async-nats cannot parse is `Invalid`, the rest `Connection`.
+/// A failed first connection: refused credentials and certificates are `Auth`, a handshake
+/// that took too long is `Timeout`, an address async-nats cannot parse is `Invalid`, the rest
+/// `Connection`.
 pub(crate) fn connect(error: ConnectError) -> Error {
     let (kind, message) = match error.kind() {
         ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
-            (ErrorKind::Backend, "the server refused the credentials")
+            (ErrorKind::Auth, "the server refused the credentials")
         }
+        ConnectErrorKind::Tls | ConnectErrorKind::Io if tls::is_certificate_error(&error) => (
+            ErrorKind::Auth,
+            "a TLS certificate was refused (the server's does not verify, or the server refused ours)",
+        ),
         ConnectErrorKind::TimedOut => (ErrorKind::Timeout, "the connection handshake timed out"),
         ConnectErrorKind::ServerParse => (ErrorKind::Invalid, "a server address does not parse"),
         ConnectErrorKind::Tls => (ErrorKind::Connection, "the TLS handshake failed"),
@@ -71,8 +77,8 @@ mod tests {
             .to_string()
             .contains("connection refused"));
         let connects = [
-            (C::AuthorizationViolation, K::Backend),
-            (C::Authentication, K::Backend),
+            (C::AuthorizationViolation, K::Auth),
+            (C::Authentication, K::Auth),
         ];
         let connects = connects
             .into_iter()

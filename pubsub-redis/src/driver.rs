@@ -15,7 +15,9 @@ use fred::types::config::{
 use fred::types::{ClusterHash, ConnectHandle, MessageKind, Value};
 use fred::util::redis_keyslot;
 use parking_lot::Mutex;
-use pubsub_core::adapter::{envelope, Context, Driver, Inbound, LinkReporter, Tasks, Watchdog};
+use pubsub_core::adapter::{
+    envelope, tls, Context, Driver, Inbound, LinkReporter, Tasks, Watchdog,
+};
 use pubsub_core::{Error, Message, Pattern, Result, Topic};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, OnceCell};
@@ -501,6 +503,10 @@ pub(crate) fn fred_error(context: &'static str, source: fred::error::Error) -> E
     use fred::error::ErrorKind as K;
     use pubsub_core::ErrorKind;
     let kind = match source.kind() {
+        // `WRONGPASS`/`NOAUTH`, an ACL denial (`NOPERM`), or a certificate refused either way.
+        K::Auth => ErrorKind::Auth,
+        K::Unknown if source.details().starts_with("NOPERM") => ErrorKind::Auth,
+        K::Tls | K::IO if tls::is_certificate_error(&source) => ErrorKind::Auth,
         K::Timeout => ErrorKind::Timeout,
         // `Routing` is what fred says for a command it could not write ("Max attempts
         // reached.") when the connection dropped under it.
@@ -616,7 +622,7 @@ mod tests {
         assert!(e.source().unwrap().to_string().contains("connection reset"));
         let kind = |k| fred_error("x", fred::error::Error::new(k, "")).kind();
         assert_eq!(kind(fred::error::ErrorKind::Timeout), ErrorKind::Timeout);
-        assert_eq!(kind(fred::error::ErrorKind::Auth), ErrorKind::Backend);
+        assert_eq!(kind(fred::error::ErrorKind::Auth), ErrorKind::Auth);
         assert_eq!(kind(fred::error::ErrorKind::Routing), ErrorKind::Connection);
         let unknown = |text| {
             fred_error(
@@ -628,7 +634,14 @@ mod tests {
         assert_eq!(unknown("Failed to route command."), ErrorKind::Connection);
         assert_eq!(
             unknown("NOPERM this user has no permissions"),
-            ErrorKind::Backend
+            ErrorKind::Auth
         );
+        assert_eq!(unknown("ERR unknown command"), ErrorKind::Backend);
+        let refused = "Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }";
+        for k in [fred::error::ErrorKind::Tls, fred::error::ErrorKind::IO] {
+            let e = fred_error("x", fred::error::Error::new(k, refused));
+            assert_eq!(e.kind(), ErrorKind::Auth);
+            assert!(!e.is_temporary());
+        }
     }
 }

@@ -13,6 +13,13 @@
 //! | `amqp://`, `amqps://` | RabbitMQ, AMQP 0-9-1 (lapin) | `amqp` |
 //! | `kafka://host:port[,host:port]` | Kafka (planned) | `kafka` |
 //!
+//! Credentials go in the URL (`redis://user:password@…`, `nats://token@…`); a lone `x@` is
+//! read as a secret on every backend, never as a user name: the password on Redis, the token
+//! on NATS, refused on AMQP (which has no login by a secret alone). Wrong credentials and TLS
+//! certificates that do not verify fail `connect` at once with [`ErrorKind::Auth`], which is
+//! never temporary. Errors never contain any text of the URL; `Debug` of a configuration
+//! never shows a password or token.
+//!
 //! ```
 //! # async fn demo() -> pubsub::Result<()> {
 //! use pubsub::{Message, PubSub};

@@ -1,6 +1,8 @@
 //! [`client_config`]: one rustls client configuration for every backend with TLS (feature
 //! `tls`): the system's root certificates, the extra roots and the client certificate of a
-//! [`TlsOptions`], with the `ring` provider.
+//! [`TlsOptions`], with the `ring` provider; and [`is_certificate_error`], which tells a
+//! certificate that does not verify (not temporary: [`ErrorKind::Auth`](crate::ErrorKind::Auth))
+//! from other TLS trouble.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -74,6 +76,78 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| bad_file(path, "cannot be read", e))
 }
 
+/// Whether `error` (or one of its sources) says a certificate was refused: the server's
+/// certificate did not verify against our roots (unknown issuer, wrong name, expired …), the
+/// server presented none, or the server refused ours (a `bad_certificate`, `unknown_ca`,
+/// `certificate_required` … alert). Retrying the same settings cannot help, so adapters
+/// classify these as [`ErrorKind::Auth`](crate::ErrorKind::Auth).
+///
+/// It looks for a [`rustls::Error`] in the source chain, also inside [`std::io::Error`]s, and,
+/// for client libraries that flatten errors to text, for rustls's names of those errors.
+///
+/// ```
+/// use pubsub_core::adapter::tls::{is_certificate_error, rustls};
+/// let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+/// let io = std::io::Error::new(std::io::ErrorKind::InvalidData, refused);
+/// assert!(is_certificate_error(&io));
+/// let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+/// assert!(!is_certificate_error(&reset));
+/// ```
+pub fn is_certificate_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(e) = error.downcast_ref::<rustls::Error>() {
+            return refused(e);
+        }
+        if let Some(e) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return refused(e);
+        }
+        let text = format!("{error} {error:?}");
+        if REFUSALS.iter().any(|mark| text.contains(mark)) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// rustls's `Debug` names of the refusals [`refused`] accepts, for errors only kept as text.
+const REFUSALS: &[&str] = &[
+    "InvalidCertificate(",
+    "NoCertificatesPresented",
+    "AlertReceived(BadCertificate)",
+    "AlertReceived(UnsupportedCertificate)",
+    "AlertReceived(CertificateRevoked)",
+    "AlertReceived(CertificateExpired)",
+    "AlertReceived(CertificateUnknown)",
+    "AlertReceived(UnknownCA)",
+    "AlertReceived(CertificateRequired)",
+    "AlertReceived(AccessDenied)",
+];
+
+fn refused(error: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    match error {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => true,
+        rustls::Error::AlertReceived(alert) => matches!(
+            alert,
+            A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::CertificateRequired
+                | A::AccessDenied
+        ),
+        _ => false,
+    }
+}
+
 fn bad_file(path: &Path, what: &str, source: impl Into<crate::BoxError>) -> Error {
     Error::invalid_config(format!("{} {what}", path.display())).with_source(source)
 }
@@ -102,6 +176,34 @@ dQUFLJt+7ujqdjsBCmJ9chp1NDChRANCAAQt2eWQjVv3bwv8+O88eGeth5FHkBkV
 mm1ozXw4gJTSUw3qxRJIelJhetWG+fyV5XdxBm3crcnn7A6AYBW75tZg
 -----END PRIVATE KEY-----
 ";
+
+    #[test]
+    fn certificate_refusals_are_recognised() {
+        use rustls::{AlertDescription, CertificateError};
+        let io = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let refusals = [
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
+            rustls::Error::AlertReceived(AlertDescription::UnknownCA),
+            rustls::Error::AlertReceived(AlertDescription::CertificateRequired),
+            rustls::Error::NoCertificatesPresented,
+        ];
+        for e in refusals {
+            let text = format!("{e:?}");
+            assert!(is_certificate_error(&io(e)), "{text}");
+            let flat = std::io::Error::other(text.clone());
+            assert!(is_certificate_error(&flat), "flattened: {text}");
+        }
+        let other = [
+            rustls::Error::AlertReceived(AlertDescription::HandshakeFailure),
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        ];
+        for e in other {
+            assert!(!is_certificate_error(&io(e)));
+        }
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(!is_certificate_error(&reset));
+    }
 
     #[tokio::test]
     async fn files_load_or_fail_typed() {
