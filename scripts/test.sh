@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/brokers.sh redis nats amqp
+bash scripts/brokers.sh redis nats amqp kafka
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast
@@ -26,7 +26,7 @@ CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path examples/custom-adapte
 # The broker is brought back even when the test fails half-way.
 restart_status=0
 cargo test -q -p pubsub-redis --all-features --test redis_adapter -- --ignored || restart_status=$?
-bash scripts/brokers.sh redis nats amqp
+bash scripts/brokers.sh redis nats amqp kafka
 [ "$restart_status" -eq 0 ] || exit "$restart_status"
 
 # The conformance report of every backend: how many cases ran, which were skipped and why.

@@ -2,7 +2,8 @@
 //!
 //! `PUBSUB_REDIS_URL` (default `redis://127.0.0.1:6379`), `PUBSUB_NATS_URL` (default
 //! `nats://127.0.0.1:4222`) and `PUBSUB_AMQP_URL` (default
-//! `amqp://guest:guest@127.0.0.1:5672/%2f`) name the brokers every test, conformance suite and
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`) and `PUBSUB_KAFKA_URL` (default
+//! `kafka://127.0.0.1:9092`) name the brokers every test, conformance suite and
 //! benchmark uses.
 
 use std::process::Command;
@@ -22,6 +23,11 @@ pub fn nats_url() -> String {
 pub fn amqp_url() -> String {
     std::env::var("PUBSUB_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+/// `PUBSUB_KAFKA_URL`, or the local default (Tansu, started by `scripts/brokers.sh kafka`).
+pub fn kafka_url() -> String {
+    std::env::var("PUBSUB_KAFKA_URL").unwrap_or_else(|_| "kafka://127.0.0.1:9092".to_string())
 }
 
 /// `host:port` of [`amqp_url`].
