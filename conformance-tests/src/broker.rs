@@ -159,7 +159,9 @@ impl Tansu {
                 String::from_utf8_lossy(&out.stdout).trim().to_string()
             }
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(bin)
             .args([
@@ -181,7 +183,9 @@ impl Tansu {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(std::io::Error::other(format!("Tansu did not listen on {addr} within 5s")))
+        Err(std::io::Error::other(format!(
+            "Tansu did not listen on {addr} within 5s"
+        )))
     }
 
     /// The address it listens on.

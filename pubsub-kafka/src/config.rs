@@ -158,7 +158,9 @@ impl KafkaConfig {
                     .with_setting("sasl.mechanism", "PLAIN")
                     .with_setting("sasl.username", user.unwrap_or_default());
                 if let Some(password) = password {
-                    config.settings.push(("sasl.password".to_string(), password));
+                    config
+                        .settings
+                        .push(("sasl.password".to_string(), password));
                 }
             }
         }
@@ -235,9 +237,18 @@ impl KafkaConfig {
         }
         let backoff_max = millis(self.options.backoff.max).max(1);
         c.set("client.id", &self.client_id)
-            .set("reconnect.backoff.ms", millis(self.options.backoff.initial).clamp(1, backoff_max).to_string())
+            .set(
+                "reconnect.backoff.ms",
+                millis(self.options.backoff.initial)
+                    .clamp(1, backoff_max)
+                    .to_string(),
+            )
             .set("reconnect.backoff.max.ms", backoff_max.to_string())
-            .set("socket.connection.setup.timeout.ms", millis(self.options.connect_timeout).max(1000).to_string())
+            .set(
+                "socket.connection.setup.timeout.ms",
+                millis(self.options.connect_timeout).max(1000).to_string(),
+            )
+            .set("socket.nagle.disable", "true")
             .set("log_level", "3");
         c
     }
@@ -266,13 +277,19 @@ mod tests {
     fn parses_urls() {
         let c = KafkaConfig::from_url("kafka://127.0.0.1").unwrap();
         assert_eq!(c.servers, ["127.0.0.1:9092"]);
-        assert_eq!((c.partitions, c.linger, c.idempotence), (1, Duration::ZERO, true));
+        assert_eq!(
+            (c.partitions, c.linger, c.idempotence),
+            (1, Duration::ZERO, true)
+        );
         let c = KafkaConfig::from_url(
             "KAFKA://a:1,b?client_id=me&partitions=2&replication=3&linger=2ms&fetch_wait=1s&discovery_interval=100ms&idempotence=false&buffer=7",
         )
         .unwrap();
         assert_eq!(c.servers, ["a:1", "b:9092"]);
-        assert_eq!((c.client_id.as_str(), c.partitions, c.replication), ("me", 2, 3));
+        assert_eq!(
+            (c.client_id.as_str(), c.partitions, c.replication),
+            ("me", 2, 3)
+        );
         assert_eq!(c.linger, Duration::from_millis(2));
         assert_eq!(c.fetch_wait, Duration::from_secs(1));
         assert_eq!(c.discovery_interval, Duration::from_millis(100));
@@ -308,14 +325,20 @@ mod tests {
             .unwrap()
             .with_setting("ssl.key.password", SECRET);
         let text = format!("{c:?} {c:#?}");
-        assert!(!text.contains(SECRET) && text.contains("ssl.key.password"), "{text}");
+        assert!(
+            !text.contains(SECRET) && text.contains("ssl.key.password"),
+            "{text}"
+        );
     }
 
     #[test]
     fn the_applications_config_is_the_base() {
         let mut app = ClientConfig::new();
-        app.set("bootstrap.servers", "app:1").set("socket.keepalive.enable", "true");
-        let c = KafkaConfig::default().with_servers(Vec::<String>::new()).with_client_config(app);
+        app.set("bootstrap.servers", "app:1")
+            .set("socket.keepalive.enable", "true");
+        let c = KafkaConfig::default()
+            .with_servers(Vec::<String>::new())
+            .with_client_config(app);
         c.validate().unwrap();
         let set = c.finish(c.base());
         assert_eq!(set.get("bootstrap.servers"), Some("app:1"));

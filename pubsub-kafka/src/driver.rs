@@ -139,11 +139,17 @@ impl KafkaDriver {
             async move { shared.warm(&producer).await }
         });
         let poller = {
-            let (consumer, inbound, stop) = (shared.consumer.clone(), cx.inbound.clone(), shared.stop.clone());
+            let (consumer, inbound, stop) = (
+                shared.consumer.clone(),
+                cx.inbound.clone(),
+                shared.stop.clone(),
+            );
             std::thread::Builder::new()
                 .name("pubsub-kafka-poll".into())
                 .spawn(move || poll(&consumer, &inbound, &stop))
-                .map_err(|e| Error::new(ErrorKind::Backend, "starting the poll thread").with_source(e))?
+                .map_err(|e| {
+                    Error::new(ErrorKind::Backend, "starting the poll thread").with_source(e)
+                })?
         };
         *shared.poller.lock() = Some(poller);
         health.up();
@@ -157,7 +163,10 @@ impl KafkaDriver {
     }
 }
 
-fn new_producer(config: &KafkaConfig, context: &LinkContext) -> Result<FutureProducer<LinkContext>> {
+fn new_producer(
+    config: &KafkaConfig,
+    context: &LinkContext,
+) -> Result<FutureProducer<LinkContext>> {
     let mut c = config.base();
     let timeout = millis(config.options.publish_timeout).max(1);
     c.set("linger.ms", millis(config.linger).to_string())
@@ -165,7 +174,10 @@ fn new_producer(config: &KafkaConfig, context: &LinkContext) -> Result<FuturePro
         .set("acks", "all")
         .set("message.timeout.ms", timeout.to_string())
         .set("request.timeout.ms", timeout.min(30_000).to_string())
-        .set("message.max.bytes", (config.max_payload() + 64 * 1024).to_string());
+        .set(
+            "message.max.bytes",
+            (config.max_payload() + 64 * 1024).to_string(),
+        );
     config
         .finish(c)
         .create_with_context(context.clone())
@@ -185,9 +197,9 @@ fn rand_u64() -> u64 {
 
 /// Runs a blocking librdkafka call off the runtime.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Backend, "a blocking Kafka call failed").with_source(e))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::new(ErrorKind::Backend, "a blocking Kafka call failed").with_source(e)
+    })?
 }
 
 /// The consumer's poll loop, on a thread of its own: hands every record to the router until
@@ -217,7 +229,8 @@ fn poll(consumer: &Client, inbound: &Inbound<KafkaFilter>, stop: &AtomicBool) {
                 if skipped > 0 {
                     tracing::debug!(topic = %topic.as_str(), skipped, "left out record headers that are not valid portable headers");
                 }
-                let payload = Bytes::copy_from_slice(rdkafka::Message::payload(&record).unwrap_or_default());
+                let payload =
+                    Bytes::copy_from_slice(rdkafka::Message::payload(&record).unwrap_or_default());
                 inbound.deliver(Message::with_headers(topic, payload, headers));
             }
             Some(Err(error)) => tracing::debug!(%error, "Kafka consumer error"),
@@ -243,7 +256,11 @@ impl Shared {
     async fn ensure_topics(&self, names: &[&str]) -> Result<()> {
         let missing: Vec<&str> = {
             let existing = self.existing.lock();
-            names.iter().copied().filter(|n| !existing.contains(*n)).collect()
+            names
+                .iter()
+                .copied()
+                .filter(|n| !existing.contains(*n))
+                .collect()
         };
         if missing.is_empty() {
             return Ok(());
@@ -268,11 +285,8 @@ impl Shared {
                     existing.insert(name);
                 }
                 Err((name, code)) => {
-                    return Err(kafka_error(
-                        "creating a topic",
-                        KafkaError::AdminOp(code),
-                    )
-                    .with_context_topic(&name));
+                    return Err(kafka_error("creating a topic", KafkaError::AdminOp(code))
+                        .with_context_topic(&name));
                 }
             }
         }
@@ -281,11 +295,7 @@ impl Shared {
 
     /// Assigns `topics` (Kafka name, decoded topic, partitions or `None` to look it up) at
     /// their high watermarks (`from_start`: at their beginning).
-    async fn assign(
-        &self,
-        state: &mut Assignment,
-        topics: Vec<Todo>,
-    ) -> Result<()> {
+    async fn assign(&self, state: &mut Assignment, topics: Vec<Todo>) -> Result<()> {
         if topics.is_empty() {
             return Ok(());
         }
@@ -294,7 +304,13 @@ impl Shared {
         let assigned = blocking(move || {
             let mut list = TopicPartitionList::new();
             let mut done = Vec::with_capacity(topics.len());
-            for Todo { name, topic, partitions, from_start } in topics {
+            for Todo {
+                name,
+                topic,
+                partitions,
+                from_start,
+            } in topics
+            {
                 let partitions = match partitions {
                     Some(n) => n,
                     None => {
@@ -337,8 +353,12 @@ impl Shared {
         let consumer = self.consumer.clone();
         let timeout = self.config.options.command_timeout;
         let topics = blocking(move || {
-            raw::all_topics(consumer.client().native_ptr(), timeout)
-                .map_err(|code| kafka_error("reading the cluster's topics", KafkaError::MetadataFetch(code)))
+            raw::all_topics(consumer.client().native_ptr(), timeout).map_err(|code| {
+                kafka_error(
+                    "reading the cluster's topics",
+                    KafkaError::MetadataFetch(code),
+                )
+            })
         })
         .await?;
         let mut known = HashSet::with_capacity(topics.len());
@@ -458,13 +478,19 @@ pub(crate) fn kafka_error(context: &'static str, source: KafkaError) -> Error {
         KafkaError::ClientCreation(_) => ErrorKind::Invalid,
         error => match error.rdkafka_error_code() {
             Some(
-                C::MessageTimedOut | C::RequestTimedOut | C::OperationTimedOut | C::PurgeQueue
+                C::MessageTimedOut
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::PurgeQueue
                 | C::PurgeInflight,
             ) => ErrorKind::Timeout,
             Some(C::MessageSizeTooLarge | C::InvalidTopic) => ErrorKind::Invalid,
             Some(
-                C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed
-                | C::SaslAuthenticationFailed | C::PolicyViolation | C::InvalidConfig,
+                C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::PolicyViolation
+                | C::InvalidConfig,
             ) => ErrorKind::Backend,
             _ => ErrorKind::Connection,
         },
@@ -530,7 +556,11 @@ impl Driver for KafkaDriver {
             Err((error, _)) => {
                 if is_fatal(&error) {
                     s.replace_producer(&producer);
-                    return Err(Error::new(ErrorKind::Connection, "publishing: the producer was fenced and is replaced; retry").with_source(error));
+                    return Err(Error::new(
+                        ErrorKind::Connection,
+                        "publishing: the producer was fenced and is replaced; retry",
+                    )
+                    .with_source(error));
                 }
                 Err(kafka_error("publishing", error))
             }
@@ -562,7 +592,12 @@ impl Driver for KafkaDriver {
             // one discovery would start at its beginning: so does this.
             let from_start = !state.known.contains(name.as_bytes())
                 && state.patterns.iter().any(|p| p.matches(&topic));
-            todo.push(Todo { name: name.clone(), topic, partitions: None, from_start });
+            todo.push(Todo {
+                name: name.clone(),
+                topic,
+                partitions: None,
+                from_start,
+            });
         }
         if !patterns.is_empty() {
             // Every topic that exists now and matches is assigned before subscribe resolves:
@@ -640,7 +675,9 @@ impl Driver for KafkaDriver {
         let timeout = s.config.options.command_timeout;
         let poller = s.poller.lock().take();
         let flushed = blocking(move || {
-            let flushed = producer.flush(timeout).map_err(|e| kafka_error("flushing", e));
+            let flushed = producer
+                .flush(timeout)
+                .map_err(|e| kafka_error("flushing", e));
             if let Some(poller) = poller {
                 let _ = poller.join();
             }

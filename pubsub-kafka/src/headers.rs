@@ -96,7 +96,10 @@ mod tests {
         d.push(b"fine", Some(b"yes"));
         let (headers, skipped) = d.finish();
         assert_eq!(skipped, 3);
-        assert_eq!(headers.iter().collect::<Vec<_>>(), [("null", ""), ("fine", "yes")]);
+        assert_eq!(
+            headers.iter().collect::<Vec<_>>(),
+            [("null", ""), ("fine", "yes")]
+        );
         assert!(encode(&Headers::new()).is_none());
     }
 }

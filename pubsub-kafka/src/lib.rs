@@ -84,5 +84,8 @@ use pubsub_core::{Hub, Result};
 /// Fails with a connection error if the cluster does not answer within the connect timeout.
 pub async fn connect(config: KafkaConfig) -> Result<Hub> {
     config.validate()?;
-    launch(config.options.clone(), move |cx| KafkaDriver::open(config, cx)).await
+    launch(config.options.clone(), move |cx| {
+        KafkaDriver::open(config, cx)
+    })
+    .await
 }

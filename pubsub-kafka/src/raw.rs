@@ -28,7 +28,10 @@ pub(crate) fn topic_name<'a>(message: &'a BorrowedMessage<'_>) -> &'a [u8] {
 
 /// Calls `each(key, value)` for every record header of `message`, in order, with the raw
 /// bytes (`None`: a null value).
-pub(crate) fn for_each_header(message: &BorrowedMessage<'_>, mut each: impl FnMut(&[u8], Option<&[u8]>)) {
+pub(crate) fn for_each_header(
+    message: &BorrowedMessage<'_>,
+    mut each: impl FnMut(&[u8], Option<&[u8]>),
+) {
     // SAFETY: the headers belong to the message and live as long as it; every pointer
     // librdkafka returns is checked for null and read within the sizes it gives.
     unsafe {
@@ -47,7 +50,8 @@ pub(crate) fn for_each_header(message: &BorrowedMessage<'_>, mut each: impl FnMu
                 continue;
             }
             let key = CStr::from_ptr(name).to_bytes();
-            let value = (!value.is_null()).then(|| std::slice::from_raw_parts(value.cast::<u8>(), size));
+            let value =
+                (!value.is_null()).then(|| std::slice::from_raw_parts(value.cast::<u8>(), size));
             each(key, value);
         }
     }

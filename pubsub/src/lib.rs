@@ -11,7 +11,7 @@
 //! | `redis://`, `rediss://` | Redis (fred) | `redis` |
 //! | `nats://`, `tls://` | NATS (async-nats) | `nats` |
 //! | `amqp://`, `amqps://` | RabbitMQ, AMQP 0-9-1 (lapin) | `amqp` |
-//! | `kafka://host:port[,host:port]` | Kafka (planned) | `kafka` |
+//! | `kafka://host:port[,host:port]`, `kafkas://` | Kafka (rdkafka) | `kafka` |
 //!
 //! ```
 //! # async fn demo() -> pubsub::Result<()> {
@@ -45,6 +45,10 @@ pub use pubsub_redis as redis;
 /// The NATS adapter (feature `nats`).
 #[cfg(feature = "nats")]
 pub use pubsub_nats as nats;
+
+/// The Kafka adapter (feature `kafka`).
+#[cfg(feature = "kafka")]
+pub use pubsub_kafka as kafka;
 
 /// The AMQP 0-9-1 adapter for RabbitMQ (feature `amqp`).
 #[cfg(feature = "amqp")]
