@@ -106,7 +106,11 @@ pub async fn overlapping_subscriptions(h: &Harness) {
     tokio::time::sleep(quiet()).await;
     for sub in &mut subs {
         let extra = drain(sub, Duration::ZERO).await;
-        assert!(extra.is_empty(), "{}: a second copy {extra:?}", sub.pattern());
+        assert!(
+            extra.is_empty(),
+            "{}: a second copy {extra:?}",
+            sub.pattern()
+        );
     }
     shut_down(&a).await;
     shut_down(&b).await;
