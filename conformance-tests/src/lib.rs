@@ -20,7 +20,9 @@
 //!
 //! - [`kit`]: connect, subscribe, publish and bounded waits (`next`, `drain`, `take`, …);
 //! - [`proxy::TcpProxy`]: a TCP fault proxy that can cut, restore, freeze and thaw connections;
-//! - [`broker`]: where the test brokers are, and stopping / starting the local Redis;
+//! - [`broker`]: where the test brokers are, stopping / starting the local Redis, and
+//!   starting a Tansu (Kafka) broker of a test's own;
+//! - [`switchboard::Switchboard`]: routes Kafka connections by client id (fault cases on Kafka);
 //! - [`mod@bench`]: the harness of the adapter-versus-raw-client throughput benchmarks.
 #![deny(missing_docs)]
 
@@ -32,6 +34,7 @@ mod harness;
 pub mod kit;
 pub mod proxy;
 pub mod scenarios;
+pub mod switchboard;
 
 pub use harness::{
     idle_timeout, memory_harness, report, run_case, unique_prefix, Capability, Connect,

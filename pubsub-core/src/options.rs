@@ -163,7 +163,7 @@ fn count(key: &str, value: &str) -> Result<usize> {
 }
 
 /// Parses `250ms`, `5s`, `2m`, or a bare number of seconds.
-fn duration(key: &str, value: &str) -> Result<Duration> {
+pub(crate) fn duration(key: &str, value: &str) -> Result<Duration> {
     let bad = || Error::invalid_config(format!("`{key}` takes a duration such as 500ms, 5s or 1m"));
     let (number, unit) = value
         .find(|c: char| !c.is_ascii_digit())

@@ -38,7 +38,7 @@ impl Scheme {
             "redis" | "rediss" => Scheme::Redis,
             "nats" | "tls" => Scheme::Nats,
             "amqp" | "amqps" => Scheme::Amqp,
-            "kafka" => Scheme::Kafka,
+            "kafka" | "kafkas" => Scheme::Kafka,
             // Nothing of the URL is printed: when its `://` comes late (`u:pass@h?x=nats://`),
             // what reads as the scheme holds the password.
             _ => {
@@ -70,8 +70,8 @@ impl Scheme {
 /// ```
 /// # async fn demo() {
 /// use pubsub::ErrorKind;
-/// let err = pubsub::connect("kafka://localhost:9092").await.unwrap_err();
-/// assert_eq!(err.kind(), ErrorKind::Unsupported);
+/// let err = pubsub::connect("unknown://localhost:9092").await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Invalid);
 /// # }
 /// # tokio::runtime::Runtime::new().unwrap().block_on(demo());
 /// ```
@@ -94,11 +94,11 @@ pub async fn connect(url: &str) -> Result<Hub> {
             let config = pubsub_amqp::AmqpConfig::from_url(url)?;
             pubsub_amqp::connect(config).await
         }
-        // No feature would help yet: say so rather than ask for one (the `kafka` feature is
-        // reserved for the adapter).
-        Scheme::Kafka => Err(Error::unsupported(
-            "the kafka:// scheme is planned: the Kafka adapter is not yet available",
-        )),
+        #[cfg(feature = "kafka")]
+        Scheme::Kafka => {
+            let config = pubsub_kafka::KafkaConfig::from_url(url)?;
+            pubsub_kafka::connect(config).await
+        }
         #[allow(unreachable_patterns)]
         other => Err(disabled(url, other)),
     }
@@ -220,7 +220,7 @@ mod tests {
                     "amqp",
                     cfg!(feature = "amqp"),
                 ),
-                ("kafka://localhost:9092", "kafka", false),
+                ("kafka://localhost:9092", "kafka", cfg!(feature = "kafka")),
             ];
             for &(url, feature, enabled) in cases {
                 if enabled {

@@ -11,7 +11,7 @@
 //! | `redis://`, `rediss://` | Redis (fred) | `redis` |
 //! | `nats://`, `tls://` | NATS (async-nats) | `nats` |
 //! | `amqp://`, `amqps://` | RabbitMQ, AMQP 0-9-1 (lapin) | `amqp` |
-//! | `kafka://host:port[,host:port]` | Kafka (planned) | `kafka` |
+//! | `kafka://host:port[,host:port]`, `kafkas://` | Kafka (rdkafka) | `kafka` |
 //!
 //! Credentials go in the URL (`redis://user:password@…`, `nats://token@…`); a lone `x@` is
 //! read as a secret on every backend, never as a user name: the password on Redis, the token
@@ -52,6 +52,10 @@ pub use pubsub_redis as redis;
 /// The NATS adapter (feature `nats`).
 #[cfg(feature = "nats")]
 pub use pubsub_nats as nats;
+
+/// The Kafka adapter (feature `kafka`).
+#[cfg(feature = "kafka")]
+pub use pubsub_kafka as kafka;
 
 /// The AMQP 0-9-1 adapter for RabbitMQ (feature `amqp`).
 #[cfg(feature = "amqp")]

@@ -111,3 +111,38 @@ pub fn amqp(url: String) -> Foreign {
         }
     })
 }
+
+/// A record produced with rdkafka (re-exported by `pubsub-kafka`) to the topic's encoded name,
+/// with Kafka record headers.
+pub fn kafka(bootstrap: String) -> Foreign {
+    Foreign::new(true, move |m: ForeignMessage| {
+        let bootstrap = bootstrap.clone();
+        async move {
+            use pubsub_kafka::rdkafka::message::{Header, OwnedHeaders};
+            use pubsub_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+            use pubsub_kafka::rdkafka::ClientConfig;
+            let topic: pubsub_core::Topic = m.topic.parse()?;
+            let name = pubsub_kafka::encode_topic(&topic)?;
+            let producer: FutureProducer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("linger.ms", "0")
+                .create()
+                .map_err(|e| Error::connection("rdkafka producer", e))?;
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in &m.headers {
+                headers = headers.insert(Header {
+                    key: key.as_str(),
+                    value: Some(value.as_bytes()),
+                });
+            }
+            let record = FutureRecord::<(), [u8]>::to(&name)
+                .payload(m.payload.as_ref())
+                .headers(headers);
+            producer
+                .send(record, std::time::Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| Error::connection("rdkafka produce", e))?;
+            Ok(())
+        }
+    })
+}

@@ -193,6 +193,26 @@ impl ServerUrl {
         Ok(())
     }
 
+    /// Removes the query parameter `key`, if there, and parses its value as a duration
+    /// (`500ms`, `5s`, `1m`, as the [`CommonOptions`](crate::CommonOptions) ones) into `target`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pubsub_core::adapter::ServerUrl;
+    /// let mut url = ServerUrl::parse("kafka://h?linger=5ms", &["kafka"])?;
+    /// let mut linger = Duration::ZERO;
+    /// url.take_duration("linger", &mut linger)?;
+    /// assert_eq!(linger, Duration::from_millis(5));
+    /// assert!(ServerUrl::parse("kafka://h?linger=5", &["kafka"])?.take_duration("linger", &mut linger).is_err());
+    /// # Ok::<(), pubsub_core::Error>(())
+    /// ```
+    pub fn take_duration(&mut self, key: &str, target: &mut std::time::Duration) -> Result<()> {
+        if let Some(value) = self.take_parsed::<String>(key)? {
+            *target = crate::options::duration(key, &value)?;
+        }
+        Ok(())
+    }
+
     /// The only host, or an error saying that this backend takes one.
     pub fn single_host(&self) -> Result<&HostPort> {
         match self.hosts.as_slice() {

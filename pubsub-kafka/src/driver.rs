@@ -1,0 +1,689 @@
+//! [`KafkaDriver`]: the Kafka half of a handle (publishing with delivery reports, topic
+//! creation, the handle's consumer and its assignment); the kit does the rest.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use pubsub_core::adapter::{Context, Driver, Inbound, Tasks, Watchdog};
+use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, Topic};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::millis;
+use crate::health::{Health, LinkContext};
+use crate::name::{decode_topic, encode_topic};
+use crate::{headers, raw, KafkaConfig};
+
+/// A native filter: an exact topic (its Kafka name), or a wildcard pattern served by the
+/// handle's own discovery.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KafkaFilter {
+    /// The partitions of one topic.
+    Topic(Arc<str>),
+    /// Every topic whose decoded name the pattern matches, found by discovery.
+    Pattern(Pattern),
+}
+
+/// The topic the warm-up record goes to: `_` is never in an encoded name, so no pattern
+/// ever sees it.
+const WARMUP_TOPIC: &str = "__pubsub_warmup";
+
+type Client = BaseConsumer<LinkContext>;
+
+/// The Kafka [`Driver`].
+pub(crate) struct KafkaDriver {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: KafkaConfig,
+    /// The record key of every message the handle publishes: one partition per publisher.
+    key: [u8; 8],
+    producer: RwLock<Arc<FutureProducer<LinkContext>>>,
+    consumer: Arc<Client>,
+    admin: AdminClient<LinkContext>,
+    assignment: tokio::sync::Mutex<Assignment>,
+    /// Topics known to exist (created or seen), so that publishing creates each once.
+    existing: Mutex<HashSet<String>>,
+    watchdog: Arc<Watchdog>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+    poller: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What the handle's consumer is assigned, and why.
+#[derive(Debug, Default)]
+struct Assignment {
+    /// The Kafka names of the exact filters.
+    exact: HashSet<Arc<str>>,
+    /// The wildcard filters.
+    patterns: Vec<Pattern>,
+    /// Assigned topics (Kafka name → decoded topic, partitions).
+    assigned: HashMap<Arc<str>, (Topic, i32)>,
+    /// Every topic name seen by the last metadata pass (a name missing from it is new).
+    known: HashSet<Vec<u8>>,
+}
+
+impl Assignment {
+    fn wanted(&self, name: &Arc<str>, topic: &Topic) -> bool {
+        self.exact.contains(name) || self.patterns.iter().any(|p| p.matches(topic))
+    }
+}
+
+impl KafkaDriver {
+    pub(crate) async fn open(config: KafkaConfig, cx: Context<KafkaFilter>) -> Result<KafkaDriver> {
+        let health = Health::new(cx.supervisor.link());
+        let context = LinkContext::new(health.clone());
+        let base = config.base();
+        let consumer: Client = {
+            let mut c = base.clone();
+            c.set("group.id", format!("pubsub-{:016x}", rand_u64()))
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("enable.partition.eof", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("fetch.wait.max.ms", millis(config.fetch_wait).to_string())
+                .set("fetch.error.backoff.ms", "10")
+                .set("allow.auto.create.topics", "false");
+            config
+                .finish(c)
+                .create_with_context(context.clone())
+                .map_err(|e| kafka_error("creating the consumer", e))?
+        };
+        let admin = config
+            .finish(base.clone())
+            .create_with_context(context.clone())
+            .map_err(|e| kafka_error("creating the admin client", e))?;
+        let producer = Arc::new(new_producer(&config, &context)?);
+        let shared = Arc::new(Shared {
+            key: rand_u64().to_be_bytes(),
+            producer: RwLock::new(producer.clone()),
+            consumer: Arc::new(consumer),
+            admin,
+            assignment: tokio::sync::Mutex::new(Assignment::default()),
+            existing: Mutex::new(HashSet::new()),
+            watchdog: Watchdog::start(cx.options.publish_timeout, &cx.tasks),
+            health: health.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            poller: Mutex::new(None),
+            config: KafkaConfig {
+                options: cx.options,
+                ..config
+            },
+        });
+        // The broker must answer before the handle exists.
+        let consumer = shared.consumer.clone();
+        let timeout = shared.config.options.connect_timeout;
+        blocking(move || {
+            consumer
+                .fetch_metadata(None, timeout)
+                .map(drop)
+                .map_err(|e| kafka_error("connecting", e))
+        })
+        .await?;
+        // Warm the producer in the background: connecting stays fast, and a first publish
+        // soon after only waits for what is left of it.
+        cx.tasks.spawn({
+            let shared = shared.clone();
+            async move { shared.warm(&producer).await }
+        });
+        let poller = {
+            let (consumer, inbound, stop) = (
+                shared.consumer.clone(),
+                cx.inbound.clone(),
+                shared.stop.clone(),
+            );
+            std::thread::Builder::new()
+                .name("pubsub-kafka-poll".into())
+                .spawn(move || poll(&consumer, &inbound, &stop))
+                .map_err(|e| {
+                    Error::new(ErrorKind::Backend, "starting the poll thread").with_source(e)
+                })?
+        };
+        *shared.poller.lock() = Some(poller);
+        health.up();
+        cx.tasks.spawn(health.clone().watch(
+            shared.consumer.clone(),
+            shared.config.options.backoff.clone(),
+            shared.config.options.command_timeout,
+        ));
+        cx.tasks.spawn(shared.clone().discover(cx.tasks.clone()));
+        Ok(KafkaDriver { shared })
+    }
+}
+
+fn new_producer(
+    config: &KafkaConfig,
+    context: &LinkContext,
+) -> Result<FutureProducer<LinkContext>> {
+    let mut c = config.base();
+    let timeout = millis(config.options.publish_timeout).max(1);
+    c.set("linger.ms", millis(config.linger).to_string())
+        .set("enable.idempotence", config.idempotence.to_string())
+        .set("acks", "all")
+        .set("message.timeout.ms", timeout.to_string())
+        .set("request.timeout.ms", timeout.min(30_000).to_string())
+        .set(
+            "message.max.bytes",
+            (config.max_payload() + 64 * 1024).to_string(),
+        );
+    config
+        .finish(c)
+        .create_with_context(context.clone())
+        .map_err(|e| kafka_error("creating the producer", e))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// Runs a blocking librdkafka call off the runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::new(ErrorKind::Backend, "a blocking Kafka call failed").with_source(e)
+    })?
+}
+
+/// The consumer's poll loop, on a thread of its own: hands every record to the router until
+/// the handle stops.
+fn poll(consumer: &Client, inbound: &Inbound<KafkaFilter>, stop: &AtomicBool) {
+    let mut topics: HashMap<Vec<u8>, Option<Topic>> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) && !inbound.is_closed() {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(record)) => {
+                let name = raw::topic_name(&record);
+                let topic = match topics.get(name) {
+                    Some(topic) => topic.clone(),
+                    None => {
+                        let topic = decode_topic(name);
+                        topics.insert(name.to_vec(), topic.clone());
+                        topic
+                    }
+                };
+                let Some(topic) = topic else {
+                    inbound.record_lost(1);
+                    continue;
+                };
+                let mut decoder = headers::Decoder::default();
+                raw::for_each_header(&record, |k, v| decoder.push(k, v));
+                let (headers, skipped) = decoder.finish();
+                if skipped > 0 {
+                    tracing::debug!(topic = %topic.as_str(), skipped, "left out record headers that are not valid portable headers");
+                }
+                let payload =
+                    Bytes::copy_from_slice(rdkafka::Message::payload(&record).unwrap_or_default());
+                inbound.deliver(Message::with_headers(topic, payload, headers));
+            }
+            Some(Err(error)) => tracing::debug!(%error, "Kafka consumer error"),
+        }
+    }
+}
+
+impl Shared {
+    /// Sends one record and waits for its report, so that the producer has its id (with
+    /// idempotence the first report takes up to a second) before the first `publish`.
+    async fn warm(&self, producer: &FutureProducer<LinkContext>) {
+        let record = FutureRecord::<[u8], [u8]>::to(WARMUP_TOPIC).payload(&[]);
+        let limit = self.config.options.connect_timeout;
+        match tokio::time::timeout(limit, producer.send(record, limit)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, _))) => tracing::debug!(%error, "the producer's warm-up record failed"),
+            Err(_) => tracing::debug!("the producer's warm-up record had no report in time"),
+        }
+    }
+
+    /// Creates the topics that are not known to exist (with the configured partitions);
+    /// "already exists" is fine.
+    async fn ensure_topics(&self, names: &[&str]) -> Result<()> {
+        let missing: Vec<&str> = {
+            let existing = self.existing.lock();
+            names
+                .iter()
+                .copied()
+                .filter(|n| !existing.contains(*n))
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let new: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|n| {
+                let replication = TopicReplication::Fixed(self.config.replication);
+                NewTopic::new(n, self.config.partitions, replication)
+            })
+            .collect();
+        let timeout = self.config.options.command_timeout;
+        let options = AdminOptions::new().operation_timeout(Some(timeout));
+        let created = tokio::time::timeout(timeout, self.admin.create_topics(&new, &options))
+            .await
+            .map_err(|_| Error::timeout(format!("creating topics: no answer within {timeout:?}")))?
+            .map_err(|e| kafka_error("creating topics", e))?;
+        let mut existing = self.existing.lock();
+        for result in created {
+            match result {
+                Ok(name) | Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    existing.insert(name);
+                }
+                Err((name, code)) => {
+                    return Err(kafka_error("creating a topic", KafkaError::AdminOp(code))
+                        .with_context_topic(&name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Assigns `topics` (Kafka name, decoded topic, partitions or `None` to look it up) at
+    /// their high watermarks (`from_start`: at their beginning).
+    async fn assign(&self, state: &mut Assignment, topics: Vec<Todo>) -> Result<()> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let consumer = self.consumer.clone();
+        let timeout = self.config.options.command_timeout;
+        let assigned = blocking(move || {
+            let mut list = TopicPartitionList::new();
+            let mut done = Vec::with_capacity(topics.len());
+            for Todo {
+                name,
+                topic,
+                partitions,
+                from_start,
+            } in topics
+            {
+                let partitions = match partitions {
+                    Some(n) => n,
+                    None => {
+                        let md = consumer
+                            .fetch_metadata(Some(&name), timeout)
+                            .map_err(|e| kafka_error("reading a topic's metadata", e))?;
+                        let n = md.topics().first().map_or(0, |t| t.partitions().len());
+                        i32::try_from(n).unwrap_or(i32::MAX)
+                    }
+                };
+                for p in 0..partitions {
+                    let offset = if from_start {
+                        Offset::Beginning
+                    } else {
+                        let (_, high) = consumer
+                            .fetch_watermarks(&name, p, timeout)
+                            .map_err(|e| kafka_error("reading a partition's high watermark", e))?;
+                        Offset::Offset(high)
+                    };
+                    list.add_partition_offset(&name, p, offset)
+                        .map_err(|e| kafka_error("assigning", e))?;
+                }
+                done.push((name, topic, partitions));
+            }
+            consumer
+                .incremental_assign(&list)
+                .map_err(|e| kafka_error("assigning partitions", e))?;
+            Ok(done)
+        })
+        .await?;
+        for (name, topic, partitions) in assigned {
+            state.assigned.insert(name, (topic, partitions));
+        }
+        Ok(())
+    }
+
+    /// Every topic in the cluster (blocking call off the runtime), remembered as known;
+    /// returns the ones that were not known before too.
+    async fn metadata(&self, state: &mut Assignment) -> Result<Vec<(raw::TopicInfo, bool)>> {
+        let consumer = self.consumer.clone();
+        let timeout = self.config.options.command_timeout;
+        let topics = blocking(move || {
+            raw::all_topics(consumer.client().native_ptr(), timeout).map_err(|code| {
+                kafka_error(
+                    "reading the cluster's topics",
+                    KafkaError::MetadataFetch(code),
+                )
+            })
+        })
+        .await?;
+        let mut known = HashSet::with_capacity(topics.len());
+        let out = topics
+            .into_iter()
+            .map(|t| {
+                let new = !state.known.contains(&t.name);
+                known.insert(t.name.clone());
+                (t, new)
+            })
+            .collect();
+        state.known = known;
+        Ok(out)
+    }
+
+    /// Looks for topics created since the last pass that a wildcard filter matches, and
+    /// assigns them from their beginning (so their first messages are not lost).
+    async fn discover(self: Arc<Self>, tasks: Tasks) {
+        let mut tick = tokio::time::interval(self.config.discovery_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = tasks.stopped() => return,
+            }
+            let mut state = self.assignment.lock().await;
+            if state.patterns.is_empty() {
+                continue;
+            }
+            let topics = match self.metadata(&mut state).await {
+                Ok(topics) => topics,
+                Err(error) => {
+                    tracing::debug!(%error, "Kafka topic discovery failed; retrying");
+                    continue;
+                }
+            };
+            let found = matching(&state, topics, true);
+            if let Err(error) = self.assign(&mut state, found).await {
+                // They stay unknown-to-us as assigned: forget them as known to retry.
+                tracing::debug!(%error, "assigning discovered topics failed; retrying");
+                state.known.clear();
+            }
+        }
+    }
+
+    /// Replaces the producer after a fatal error (an idempotent producer that the broker
+    /// fenced after a cut stays unusable), unless another publish already did.
+    fn replace_producer(&self, failed: &Arc<FutureProducer<LinkContext>>) {
+        let mut current = self.producer.write();
+        if !Arc::ptr_eq(&current, failed) {
+            return;
+        }
+        match new_producer(&self.config, &LinkContext::new(self.health.clone())) {
+            Ok(producer) => {
+                tracing::info!("replaced the Kafka producer after a fatal error");
+                *current = Arc::new(producer);
+            }
+            Err(error) => tracing::warn!(%error, "could not replace the Kafka producer"),
+        }
+    }
+}
+
+/// A topic to assign.
+struct Todo {
+    name: Arc<str>,
+    topic: Topic,
+    /// Its partition count, or `None` to look it up.
+    partitions: Option<i32>,
+    /// Start at its beginning (a topic created after the patterns matching it were
+    /// subscribed), else at its high watermark.
+    from_start: bool,
+}
+
+/// The topics of `topics` (new ones only, with `only_new`) that are not assigned and that a
+/// pattern of `state` matches, from their beginning.
+fn matching(state: &Assignment, topics: Vec<(raw::TopicInfo, bool)>, only_new: bool) -> Vec<Todo> {
+    topics
+        .into_iter()
+        .filter(|(_, new)| *new || !only_new)
+        .filter_map(|(info, _)| {
+            let topic = decode_topic(&info.name)?;
+            let name: Arc<str> = std::str::from_utf8(&info.name).ok()?.into();
+            let wanted = !state.assigned.contains_key(&name)
+                && state.patterns.iter().any(|p| p.matches(&topic));
+            wanted.then_some(Todo {
+                name,
+                topic,
+                partitions: Some(info.partitions),
+                from_start: true,
+            })
+        })
+        .collect()
+}
+
+/// Whether a publish error leaves the (idempotent) producer unusable.
+fn is_fatal(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            C::Fatal
+                | C::OutOfOrderSequenceNumber
+                | C::InvalidProducerEpoch
+                | C::UnknownProducerId
+                | C::ProducerFenced
+                | C::InvalidProducerIdMapping
+                | C::DuplicateSequenceNumber
+        )
+    )
+}
+
+/// A librdkafka error raised while doing `context`, classified.
+pub(crate) fn kafka_error(context: &'static str, source: KafkaError) -> Error {
+    use RDKafkaErrorCode as C;
+    let kind = match &source {
+        KafkaError::ClientConfig(..) => ErrorKind::Invalid,
+        KafkaError::ClientCreation(_) => ErrorKind::Invalid,
+        error => match error.rdkafka_error_code() {
+            Some(
+                C::MessageTimedOut
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::PurgeQueue
+                | C::PurgeInflight,
+            ) => ErrorKind::Timeout,
+            Some(C::MessageSizeTooLarge | C::InvalidTopic) => ErrorKind::Invalid,
+            Some(
+                C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::PolicyViolation
+                | C::InvalidConfig,
+            ) => ErrorKind::Backend,
+            _ => ErrorKind::Connection,
+        },
+    };
+    Error::new(kind, context).with_source(source)
+}
+
+trait WithTopic {
+    fn with_context_topic(self, name: &str) -> Self;
+}
+
+impl WithTopic for Error {
+    fn with_context_topic(self, name: &str) -> Self {
+        let kind = self.kind();
+        let message = format!("{} ({name})", self.message());
+        match std::error::Error::source(&self) {
+            Some(_) => Error::new(kind, message).with_source(self),
+            None => Error::new(kind, message),
+        }
+    }
+}
+
+impl fmt::Debug for KafkaDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaDriver")
+            .field("servers", &self.shared.config.servers)
+            .field("client_id", &self.shared.config.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Driver for KafkaDriver {
+    type Filter = KafkaFilter;
+
+    const BACKEND: &'static str = "kafka";
+
+    fn max_payload(&self) -> usize {
+        self.shared.config.max_payload()
+    }
+
+    fn native_filter(&self, pattern: &Pattern) -> Result<KafkaFilter> {
+        match pattern.as_topic() {
+            Some(topic) => Ok(KafkaFilter::Topic(encode_topic(&topic)?.into())),
+            None => Ok(KafkaFilter::Pattern(pattern.clone())),
+        }
+    }
+
+    async fn publish(&self, message: Message) -> Result<()> {
+        let s = &self.shared;
+        let name = encode_topic(message.topic())?;
+        s.ensure_topics(&[&name]).await?;
+        let producer = s.producer.read().clone();
+        let mut record = FutureRecord::to(&name)
+            .payload(message.payload().as_ref())
+            .key(&s.key[..]);
+        if let Some(headers) = headers::encode(message.headers()) {
+            record = record.headers(headers);
+        }
+        let queue = Timeout::After(s.config.options.publish_timeout);
+        match s.watchdog.bound(producer.send(record, queue)).await? {
+            Ok(_) => Ok(()),
+            Err((error, _)) => {
+                if is_fatal(&error) {
+                    s.replace_producer(&producer);
+                    return Err(Error::new(
+                        ErrorKind::Connection,
+                        "publishing: the producer was fenced and is replaced; retry",
+                    )
+                    .with_source(error));
+                }
+                Err(kafka_error("publishing", error))
+            }
+        }
+    }
+
+    async fn add_filters(&self, filters: &[KafkaFilter]) -> Result<()> {
+        let s = &self.shared;
+        let mut state = s.assignment.lock().await;
+        let mut exact = Vec::new();
+        let mut patterns = Vec::new();
+        for filter in filters {
+            match filter {
+                KafkaFilter::Topic(name) => exact.push(name.clone()),
+                KafkaFilter::Pattern(p) => patterns.push(p.clone()),
+            }
+        }
+        let names: Vec<&str> = exact.iter().map(|n| &**n).collect();
+        s.ensure_topics(&names).await?;
+        let mut todo: Vec<Todo> = Vec::new();
+        for name in &exact {
+            if state.assigned.contains_key(name) {
+                continue;
+            }
+            let Some(topic) = decode_topic(name.as_bytes()) else {
+                return Err(Error::new(ErrorKind::Invalid, "not an encoded topic name"));
+            };
+            // A topic new since the last discovery pass that a present pattern matches is
+            // one discovery would start at its beginning: so does this.
+            let from_start = !state.known.contains(name.as_bytes())
+                && state.patterns.iter().any(|p| p.matches(&topic));
+            todo.push(Todo {
+                name: name.clone(),
+                topic,
+                partitions: None,
+                from_start,
+            });
+        }
+        if !patterns.is_empty() {
+            // Every topic that exists now and matches is assigned before subscribe resolves:
+            // at its high watermark, unless it is new and a present pattern matches it too.
+            let topics = s.metadata(&mut state).await?;
+            let present = matching(&state, topics.clone(), true);
+            let probe = Assignment {
+                patterns: patterns.clone(),
+                assigned: state.assigned.clone(),
+                ..Assignment::default()
+            };
+            for mut found in matching(&probe, topics, false) {
+                found.from_start = present.iter().any(|p| p.name == found.name);
+                match todo.iter_mut().find(|t| t.name == found.name) {
+                    Some(t) => t.from_start |= found.from_start,
+                    None => todo.push(found),
+                }
+            }
+            for found in present {
+                if !todo.iter().any(|t| t.name == found.name) {
+                    todo.push(found);
+                }
+            }
+        }
+        s.assign(&mut state, todo).await?;
+        state.exact.extend(exact);
+        for p in patterns {
+            if !state.patterns.contains(&p) {
+                state.patterns.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_filters(&self, filters: &[KafkaFilter]) -> Result<()> {
+        let s = &self.shared;
+        let mut state = s.assignment.lock().await;
+        for filter in filters {
+            match filter {
+                KafkaFilter::Topic(name) => {
+                    state.exact.remove(name);
+                }
+                KafkaFilter::Pattern(p) => state.patterns.retain(|q| q != p),
+            }
+        }
+        let unwanted: Vec<Arc<str>> = state
+            .assigned
+            .iter()
+            .filter(|(name, (topic, _))| !state.wanted(name, topic))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if unwanted.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for name in &unwanted {
+            let partitions = state.assigned.get(name).map_or(0, |(_, n)| *n);
+            for p in 0..partitions {
+                list.add_partition(name, p);
+            }
+        }
+        s.consumer
+            .incremental_unassign(&list)
+            .map_err(|e| kafka_error("unassigning partitions", e))?;
+        for name in unwanted {
+            state.assigned.remove(&name);
+        }
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        let s = &self.shared;
+        s.stop.store(true, Ordering::Relaxed);
+        let producer = s.producer.read().clone();
+        let timeout = s.config.options.command_timeout;
+        let poller = s.poller.lock().take();
+        let flushed = blocking(move || {
+            let flushed = producer
+                .flush(timeout)
+                .map_err(|e| kafka_error("flushing", e));
+            if let Some(poller) = poller {
+                let _ = poller.join();
+            }
+            flushed
+        })
+        .await;
+        flushed
+    }
+}

@@ -1,0 +1,135 @@
+//! Kafka-specific cases against the local broker (`PUBSUB_KAFKA_URL`, default Tansu on
+//! 127.0.0.1:9092): foreign records, discovery of topics created after a wildcard subscribe,
+//! hostile topic names through the broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conformance_tests::broker::kafka_url;
+use conformance_tests::kit::{next, publish, subscribe};
+use conformance_tests::unique_prefix;
+use pubsub_core::{PubSub, Token, Topic};
+use pubsub_kafka::rdkafka::message::{Header, OwnedHeaders};
+use pubsub_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use pubsub_kafka::rdkafka::ClientConfig;
+use pubsub_kafka::{encode_topic, KafkaConfig};
+
+async fn handle() -> Arc<dyn PubSub> {
+    let hub = pubsub_kafka::connect(KafkaConfig::from_url(&kafka_url()).expect("url"))
+        .await
+        .expect("connect to the Kafka broker");
+    Arc::new(hub)
+}
+
+fn raw_producer() -> FutureProducer {
+    let servers = KafkaConfig::from_url(&kafka_url())
+        .expect("url")
+        .servers
+        .join(",");
+    ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .expect("raw producer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_records_with_binary_headers_are_delivered_without_them() {
+    let p = unique_prefix("foreign");
+    let ps = handle().await;
+    let t = format!("{p}.in");
+    let mut sub = subscribe(&ps, &t).await;
+    let name = encode_topic(&Topic::new(&t).unwrap()).unwrap();
+    let raw = raw_producer();
+    // A value that is not UTF-8, a key that is not a valid header name, a valid header, and
+    // a record with no headers at all. (rdkafka cannot send a non-UTF-8 key; the decoder's
+    // unit tests feed such keys as raw bytes.)
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "bad:name",
+            value: Some(&b"v"[..]),
+        })
+        .insert(Header {
+            key: "bin",
+            value: Some(&b"\xc3\x28"[..]),
+        })
+        .insert(Header {
+            key: "ok",
+            value: Some(&b"yes"[..]),
+        });
+    let first = FutureRecord::<(), [u8]>::to(&name)
+        .payload(&b"\x00\x01binary"[..])
+        .headers(headers);
+    raw.send(first, Duration::from_secs(5))
+        .await
+        .expect("raw send");
+    let second = FutureRecord::<(), [u8]>::to(&name).payload(&b"plain"[..]);
+    raw.send(second, Duration::from_secs(5))
+        .await
+        .expect("raw send");
+
+    let m = next(&mut sub, "the foreign record").await;
+    assert_eq!(m.payload().as_ref(), b"\x00\x01binary");
+    assert_eq!(m.headers().iter().collect::<Vec<_>>(), [("ok", "yes")]);
+    let m = next(&mut sub, "the record without headers").await;
+    assert_eq!(m.payload().as_ref(), b"plain");
+    assert!(m.headers().is_empty());
+    ps.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_after_a_wildcard_subscribe_is_delivered_from_its_first_message() {
+    let p = unique_prefix("discovery");
+    let (ps, publisher) = (handle().await, handle().await);
+    let mut sub = subscribe(&ps, &format!("{p}.>")).await;
+    for i in 0..3 {
+        let t = format!("{p}.new{i}.x");
+        for j in 0..3 {
+            publish(&publisher, &t, format!("{i}.{j}")).await;
+        }
+    }
+    let mut got: Vec<String> = Vec::new();
+    for _ in 0..9 {
+        got.push(
+            next(&mut sub, "messages of new topics")
+                .await
+                .payload_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    for i in 0..3 {
+        let of_topic: Vec<&String> = got
+            .iter()
+            .filter(|s| s.starts_with(&format!("{i}.")))
+            .collect();
+        assert_eq!(
+            of_topic,
+            [&format!("{i}.0"), &format!("{i}.1"), &format!("{i}.2")],
+            "{got:?}"
+        );
+    }
+    ps.close().await.unwrap();
+    publisher.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_topic_names_round_trip_through_the_broker() {
+    let p = unique_prefix("hostile");
+    let ps = handle().await;
+    let prefix = Token::new(&p).unwrap();
+    for raw in ["_", "-", "a_b", "a-2Db", "ünï ☕", "..", "\u{0}"] {
+        let topic = Topic::from_tokens([prefix.clone(), Token::escape(raw)]).unwrap();
+        let mut sub = ps.subscribe(topic.clone().into()).await.expect("subscribe");
+        publish(&ps, topic.as_str(), raw.as_bytes().to_vec()).await;
+        let m = next(&mut sub, "hostile topic").await;
+        assert_eq!(m.topic(), &topic);
+        assert_eq!(m.payload().as_ref(), raw.as_bytes());
+    }
+    let long = Topic::new(&format!("{p}.{}", "é".repeat(100))).unwrap();
+    let err = ps
+        .publish(pubsub_core::Message::new(long, "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), pubsub_core::ErrorKind::Invalid);
+    ps.close().await.unwrap();
+}
