@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README; called by .ci/run).
-# 1. makes sure every broker the tests need is up (starting it if it is down; fails if it can't);
+# 1. makes sure every broker the tests need is up (starting it if it is down; fails if it can't),
+#    and that the official socket.io client (Node + npm package) the socketio-chat tests drive
+#    is installed;
 # 2. runs every test of the workspace with every backend feature on, conformance suites included;
 # 3. runs the doc tests and the example adapter outside the workspace (whole suite), then the
 #    broker-restart tests alone (they are #[ignore]d in the parallel run), then prints each
@@ -9,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/brokers.sh redis nats amqp
+bash scripts/socketio-client.sh
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast

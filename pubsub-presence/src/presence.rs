@@ -139,7 +139,9 @@ struct Peer {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn random_id() -> String {
@@ -214,7 +216,11 @@ impl Presence {
     pub fn count_tagged(&self, tag: &str) -> usize {
         let state = lock(&self.shared().state);
         usize::from(state.tags.contains(tag))
-            + state.peers.values().filter(|p| p.tags.contains(tag)).count()
+            + state
+                .peers
+                .values()
+                .filter(|p| p.tags.contains(tag))
+                .count()
     }
 
     /// Adds a tag to this node and publishes a heartbeat at once if it was new.
@@ -279,7 +285,11 @@ impl Presence {
         for task in lock(&self.handle.tasks).drain(..) {
             task.abort();
         }
-        let gone: Vec<String> = lock(&shared.state).peers.drain().map(|(id, _)| id).collect();
+        let gone: Vec<String> = lock(&shared.state)
+            .peers
+            .drain()
+            .map(|(id, _)| id)
+            .collect();
         shared.publish_alive();
         for id in gone {
             let _ = shared.events.send(PresenceEvent::Left {

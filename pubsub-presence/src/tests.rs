@@ -79,8 +79,14 @@ async fn a_silent_node_expires_after_its_expiry() {
     let started = Instant::now();
     sees(&a, 1).await;
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(150), "expired too early: {took:?}");
-    assert!(took < Duration::from_millis(1000), "expired too late: {took:?}");
+    assert!(
+        took >= Duration::from_millis(150),
+        "expired too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1000),
+        "expired too late: {took:?}"
+    );
     assert_eq!(
         events.recv().await.unwrap(),
         PresenceEvent::Left {
@@ -98,7 +104,11 @@ async fn the_senders_expiry_is_used() {
     let b = node(&bus, config(1_000, 2_000)).await;
     sees(&a, 2).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(a.alive().len(), 2, "b's 2 s expiry holds between its 1 s heartbeats");
+    assert_eq!(
+        a.alive().len(),
+        2,
+        "b's 2 s expiry holds between its 1 s heartbeats"
+    );
     drop(b);
 }
 
@@ -117,11 +127,15 @@ async fn tags_are_counted_and_changes_travel_at_once() {
         .await
         .unwrap();
     assert_eq!(a.count_tagged("chat"), 2);
-    assert!(matches!(events.recv().await.unwrap(), PresenceEvent::Updated(n) if n.id == b.node_id()));
+    assert!(
+        matches!(events.recv().await.unwrap(), PresenceEvent::Updated(n) if n.id == b.node_id())
+    );
     b.remove_tag("chat");
-    a.wait_until(WAIT, |alive| alive.iter().filter(|n| n.tags.contains("chat")).count() == 1)
-        .await
-        .unwrap();
+    a.wait_until(WAIT, |alive| {
+        alive.iter().filter(|n| n.tags.contains("chat")).count() == 1
+    })
+    .await
+    .unwrap();
     assert_eq!(b.tags().len(), 0);
 }
 
@@ -131,8 +145,16 @@ async fn malformed_heartbeats_are_ignored() {
     let a = node(&bus, config(10_000, 30_000)).await;
     let rogue = bus.connect().await.unwrap();
     let topic: pubsub_core::Topic = "test.presence".parse().unwrap();
-    for junk in [&b"not json"[..], b"{}", br#"{"v":2,"node":"x","kind":"beat","expiry_ms":1}"#, br#"{"v":1,"node":"","kind":"beat","expiry_ms":1}"#] {
-        rogue.publish(Message::new(topic.clone(), junk.to_vec())).await.unwrap();
+    for junk in [
+        &b"not json"[..],
+        b"{}",
+        br#"{"v":2,"node":"x","kind":"beat","expiry_ms":1}"#,
+        br#"{"v":1,"node":"","kind":"beat","expiry_ms":1}"#,
+    ] {
+        rogue
+            .publish(Message::new(topic.clone(), junk.to_vec()))
+            .await
+            .unwrap();
     }
     // A valid one after the junk still counts: the listener survived.
     let b = node(&bus, config(10_000, 30_000)).await;
@@ -144,7 +166,9 @@ async fn malformed_heartbeats_are_ignored() {
 async fn bad_config_is_refused_before_any_io() {
     let bus = MemoryBus::new();
     let ps = Arc::new(bus.connect().await.unwrap());
-    let err = Presence::start(ps.clone(), config(100, 50)).await.unwrap_err();
+    let err = Presence::start(ps.clone(), config(100, 50))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), pubsub_core::ErrorKind::Invalid);
     assert_eq!(ps.stats().subscriptions, 0);
 }
@@ -154,6 +178,8 @@ async fn a_closed_handle_fails_start() {
     let bus = MemoryBus::new();
     let ps = bus.connect().await.unwrap();
     ps.close().await.unwrap();
-    let err = Presence::start(Arc::new(ps), config(100, 300)).await.unwrap_err();
+    let err = Presence::start(Arc::new(ps), config(100, 300))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), pubsub_core::ErrorKind::Closed);
 }

@@ -112,7 +112,9 @@ impl Drop for Inner {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl PubSubDriver {
@@ -185,7 +187,10 @@ impl Driver for PubSubDriver {
         let subscription = self
             .inner
             .ps
-            .subscribe_with(topic.into(), SubscribeOptions::default().with_capacity(size))
+            .subscribe_with(
+                topic.into(),
+                SubscribeOptions::default().with_capacity(size),
+            )
             .await?;
         let (tx, rx) = mpsc::channel(size);
         let task = tokio::spawn(forward(subscription, chan.clone(), tx));
@@ -260,5 +265,120 @@ async fn watch_connection(ps: Arc<dyn PubSub>, node: String) {
         if states.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use pubsub_core::memory::MemoryBus;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    async fn driver(bus: &MemoryBus) -> PubSubDriver {
+        let config = DriverConfig::new("t.sio".parse().unwrap())
+            .unwrap()
+            .with_heartbeat(Duration::from_millis(50), Duration::from_millis(300));
+        PubSubDriver::start(Arc::new(bus.connect().await.unwrap()), config)
+            .await
+            .unwrap()
+    }
+
+    async fn until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !condition().await {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn channels_carry_messages_between_nodes() {
+        let bus = MemoryBus::new();
+        let (a, b) = (driver(&bus).await, driver(&bus).await);
+        for chan in ["socket.io-request#/#", "p-response#/a.b *>#uid#", "#%#"] {
+            let mut stream = b.subscribe(chan.to_string(), 8).await.unwrap();
+            a.publish(chan.to_string(), b"payload".to_vec())
+                .await
+                .unwrap();
+            let (got_chan, data) = tokio::time::timeout(WAIT, stream.next())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got_chan, chan);
+            assert_eq!(data, b"payload");
+        }
+        // A neighbouring channel is not heard.
+        let mut stream = b.subscribe("x#/#".into(), 8).await.unwrap();
+        a.publish("x#/#y#".into(), b"no".to_vec()).await.unwrap();
+        a.publish("x#/#".into(), b"yes".to_vec()).await.unwrap();
+        let (_, data) = stream.next().await.unwrap();
+        assert_eq!(data, b"yes");
+    }
+
+    #[tokio::test]
+    async fn num_serv_counts_alive_subscribed_nodes() {
+        let bus = MemoryBus::new();
+        let (a, b) = (driver(&bus).await, driver(&bus).await);
+        let chan = "socket.io-request#/#";
+        assert_eq!(a.num_serv(chan).await.unwrap(), 0);
+        let _sa = a.subscribe(chan.into(), 8).await.unwrap();
+        assert_eq!(a.num_serv(chan).await.unwrap(), 1);
+        let _sb = b.subscribe(chan.into(), 8).await.unwrap();
+        until("a counts b", async || a.num_serv(chan).await.unwrap() == 2).await;
+        until("b counts a", async || b.num_serv(chan).await.unwrap() == 2).await;
+        b.unsubscribe(chan.into()).await.unwrap();
+        until("a stops counting b after its unsubscribe", async || {
+            a.num_serv(chan).await.unwrap() == 1
+        })
+        .await;
+        let _sb = b.subscribe(chan.into(), 8).await.unwrap();
+        until("a counts b again", async || {
+            a.num_serv(chan).await.unwrap() == 2
+        })
+        .await;
+        // b dies without a word: a stops counting it after the expiry.
+        drop(_sb);
+        drop(b);
+        let started = tokio::time::Instant::now();
+        until("b expires", async || a.num_serv(chan).await.unwrap() == 1).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn bad_channels_are_typed_errors() {
+        let bus = MemoryBus::new();
+        let a = driver(&bus).await;
+        let long = "x".repeat(400);
+        assert_eq!(
+            a.publish(long.clone(), vec![]).await.unwrap_err().kind(),
+            pubsub_core::ErrorKind::Invalid
+        );
+        assert_eq!(
+            a.subscribe(long, 8).await.unwrap_err().kind(),
+            pubsub_core::ErrorKind::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_handle_fails_publish_without_hanging() {
+        let bus = MemoryBus::new();
+        let a = driver(&bus).await;
+        a.pubsub().close().await.unwrap();
+        let err = tokio::time::timeout(WAIT, a.publish("c#".into(), vec![1]))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.kind(), pubsub_core::ErrorKind::Closed);
+    }
+
+    #[test]
+    fn config_rejects_a_root_too_long_for_its_children() {
+        let root = Topic::new(&"r".repeat(252)).unwrap();
+        assert_eq!(
+            DriverConfig::new(root).unwrap_err().kind(),
+            pubsub_core::ErrorKind::Invalid
+        );
     }
 }
