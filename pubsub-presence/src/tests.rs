@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pubsub_core::memory::MemoryBus;
-use pubsub_core::{Message, PubSub};
+use pubsub_core::Message;
 use tokio::time::Instant;
 
 use crate::{LeaveReason, Presence, PresenceConfig, PresenceEvent};

@@ -225,11 +225,8 @@ async fn forward(
     while let Some(delivery) = futures::StreamExt::next(&mut deliveries).await {
         match delivery {
             Delivery::Message(message) => {
-                if tx
-                    .send((chan.clone(), message.payload().to_vec()))
-                    .await
-                    .is_err()
-                {
+                let sent = tx.send((chan.clone(), message.payload().to_vec())).await;
+                if sent.is_err() {
                     return; // the adapter dropped its stream
                 }
             }
@@ -249,7 +246,7 @@ async fn watch_connection(ps: Arc<dyn PubSub>, node: String) {
     let mut states = ps.watch_connection();
     let mut lost = false;
     loop {
-        let state = states.borrow_and_update().clone();
+        let state = *states.borrow_and_update();
         match state {
             ConnectionState::Down { .. } if !lost => {
                 lost = true;
