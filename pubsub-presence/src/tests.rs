@@ -36,7 +36,11 @@ async fn nodes_know_each_other_within_a_round_trip_not_an_interval() {
     let started = Instant::now();
     sees(&a, 2).await;
     sees(&b, 2).await;
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     let ids: Vec<String> = a.alive().into_iter().map(|n| n.id).collect();
     assert_eq!(ids, ["a", "b"]);
     assert!(a.alive()[0].local && !a.alive()[1].local);
@@ -53,7 +57,11 @@ async fn an_announced_leave_is_seen_at_once() {
     let started = Instant::now();
     b.leave().await.unwrap();
     sees(&a, 1).await;
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(
         events.recv().await.unwrap(),
         PresenceEvent::Left {
@@ -84,7 +92,7 @@ async fn a_silent_node_expires_after_its_expiry() {
         "expired too early: {took:?}"
     );
     assert!(
-        took < Duration::from_millis(1000),
+        took < Duration::from_millis(2000),
         "expired too late: {took:?}"
     );
     assert_eq!(

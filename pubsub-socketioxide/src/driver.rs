@@ -340,7 +340,11 @@ mod tests {
         drop(b);
         let started = tokio::time::Instant::now();
         until("b expires", async || a.num_serv(chan).await.unwrap() == 1).await;
-        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ async fn cluster(url: &str) {
     b.kill().await;
     let took = wait_nodes(a.addr, 1, WAIT).await;
     assert!(
-        took < Duration::from_millis(EXPIRY_MS + 800),
+        took < Duration::from_millis(EXPIRY_MS + 1500),
         "the crash was noticed after {took:?} (expiry {EXPIRY_MS} ms)"
     );
     a.wait_log("presence: node expired", WAIT).await;
@@ -70,28 +70,32 @@ async fn broker_cut(url_a: &str, url_b: &str, proxy: TcpProxy) {
         .await;
     assert_eq!(c.received("b1", "message").await["text"], "before");
 
-    // A broadcast under way when the broker link is cut, then another one during the cut: each
-    // is answered (delivered, or an error after the publish timeout), the server does not hang.
+    // A broadcast under way when the broker link is cut is answered (delivered, or an error
+    // after the publish timeout): the server does not hang.
+    let bound = Duration::from_secs(6);
     let during = c
         .emit("a1", "message", json!({"room":"lobby","text":"during"}))
         .await;
     proxy.cut();
-    let cut_one = c
-        .emit("a1", "message", json!({"room":"lobby","text":"cut"}))
-        .await;
-    let bound = Duration::from_secs(6);
     let first = c.ack_within(during, bound).await;
     assert!(
         first.is_some(),
         "the broadcast under way when the link was cut hung"
     );
-    let second = c.ack_within(cut_one, bound).await;
-    let second = second.expect("a broadcast during the cut hung");
+    // Once A knows the link is down, a broadcast fails within the publish timeout. (Before
+    // that, a client library may still accept it into its own buffer.)
+    a.wait_log("broker connection lost", WAIT).await;
+    let cut_one = c
+        .emit("a1", "message", json!({"room":"lobby","text":"cut"}))
+        .await;
+    let second = c
+        .ack_within(cut_one, bound)
+        .await
+        .expect("a broadcast during the cut hung");
     assert!(
         second.get("error").is_some(),
         "a broadcast during the cut claims success: {second}"
     );
-    a.wait_log("broker connection lost", WAIT).await;
 
     // Back: the recovery is logged and the next broadcast is delivered.
     proxy.restore();
