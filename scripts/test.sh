@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README; called by .ci/run).
 # 1. makes sure every broker the tests need is up (starting it if it is down; fails if it can't),
-#    and that headless Chromium is installed (for the gateway's browser test);
+#    that headless Chromium is installed (for the gateway's browser test), and that the
+#    official socket.io client (Node + npm package) the socketio-chat tests drive is installed;
 # 2. runs every test of the workspace with every backend feature on, conformance suites included;
 # 3. runs the doc tests and the example adapter outside the workspace (whole suite), then the
 #    broker-restart tests alone (they are #[ignore]d in the parallel run), then prints each
@@ -11,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 # chromium: the gateway's browser test drives headless Chromium through chromedriver.
 bash scripts/brokers.sh redis nats amqp kafka chromium
+# The official socket.io client (Node + npm package) the socketio-chat tests drive.
+bash scripts/socketio-client.sh
 # The security tests (pubsub/tests/security) start their own redis-server, nats-server and
 # RabbitMQ node on free ports, with certificates made by scripts/tls.sh: check the tools they
 # need up front.
