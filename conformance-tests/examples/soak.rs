@@ -195,8 +195,15 @@ async fn publish(ps: Arc<dyn PubSub>, prefix: String, counters: Arc<Counters>) {
     let mut n = 0u32;
     loop {
         tick.tick().await;
-        let ok = ps.publish(Message::new(stable.clone(), seq(0, n))).await.is_ok();
-        let churned = topic(&format!("{prefix}.churn.{}.t{}", n % SUBSCRIBERS as u32, n % 50));
+        let ok = ps
+            .publish(Message::new(stable.clone(), seq(0, n)))
+            .await
+            .is_ok();
+        let churned = topic(&format!(
+            "{prefix}.churn.{}.t{}",
+            n % SUBSCRIBERS as u32,
+            n % 50
+        ));
         let _ = ps.publish(Message::new(churned, "c")).await;
         counters.published.fetch_add(1, Ordering::Relaxed);
         if !ok {

@@ -137,7 +137,10 @@ fn kafka_bootstrap() -> String {
     let url = kafka_url();
     let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    authority.rsplit_once('@').map_or(authority, |(_, h)| h).to_string()
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_string()
 }
 
 conformance_tests::suite!(kafka_harness);
