@@ -249,7 +249,7 @@ async fn churn(ps: Arc<dyn PubSub>, prefix: String) {
     let mut i = 0u64;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let p = if i % 2 == 0 {
+        let p = if i.is_multiple_of(2) {
             format!("{prefix}.t{}", i % 50)
         } else {
             format!("{prefix}.*")
