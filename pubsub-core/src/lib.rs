@@ -38,7 +38,9 @@ pub use error::{BoxError, Error, ErrorKind, Operation, Result};
 pub use headers::Headers;
 pub use hub::Hub;
 pub use message::{Message, MessageBuilder};
-pub use options::{CommonOptions, Secret, TlsOptions, WithOptions, DEFAULT_BUFFER};
+pub use options::{
+    CommonOptions, Secret, TlsOptions, WithOptions, DEFAULT_BUFFER, DEFAULT_HEARTBEAT,
+};
 pub use pattern::Pattern;
 pub use pubsub::{PubSub, Stats, SubscribeOptions};
 pub use state::ConnectionState;

@@ -109,14 +109,10 @@ async fn two_gateways_on_amqp() {
     two_gateways_talk(&broker::amqp_url()).await;
 }
 
-// Kafka: when the adapter lands (facade feature `kafka`, on by default in this crate), add
-//
-//     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-//     async fn two_gateways_on_kafka() {
-//         two_gateways_talk(&broker::kafka_url()).await;
-//     }
-//
-// and the same line in `outage_*` below with a proxy in front of the Kafka broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_kafka() {
+    two_gateways_talk(&broker::kafka_url()).await;
+}
 
 /// Gateway A reaches the broker at `upstream` through a proxy that is cut and restored: its
 /// WebSocket and SSE subscribers get an outage gap frame, `/healthz` fails while cut, and
@@ -127,8 +123,14 @@ async fn outage_gives_gaps_and_fails_health(
     direct: &str,
 ) {
     let proxy = TcpProxy::start(upstream).await.unwrap();
-    let a = Node::start(&scheme_url(&proxy.local_addr().to_string()), &[]).await;
-    let b = Node::start(direct, &[]).await;
+    outage_through(&proxy, &scheme_url(&proxy.local_addr().to_string()), direct).await;
+}
+
+/// The outage scenario with gateway A on `a_url`, whose connections go through `proxy`, and
+/// gateway B on `b_url`, on the same broker.
+async fn outage_through(proxy: &TcpProxy, a_url: &str, b_url: &str) {
+    let a = Node::start(a_url, &[]).await;
+    let b = Node::start(b_url, &[]).await;
     let room = unique("outage");
     let path = format!("/sub/{room}.>");
     let mut ws = ws_frames(ws_connect(a.addr, &path, &[]).await.unwrap());
@@ -198,4 +200,27 @@ async fn outage_on_amqp() {
         &broker::amqp_url(),
     )
     .await;
+}
+
+/// Kafka clients reconnect to the address the broker advertises, so a proxy in front of the
+/// shared broker would see only the first connection: this test runs a Tansu of its own that
+/// advertises a switchboard, which sends gateway A's connections (by client id) through the
+/// fault proxy and everyone else's straight to the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_on_kafka() {
+    use conformance_tests::broker::Tansu;
+    use conformance_tests::switchboard::Switchboard;
+    let mut switchboard = Switchboard::start(([127, 0, 0, 1], 9).into())
+        .await
+        .unwrap();
+    let tansu = Tansu::start(switchboard.local_addr()).await.unwrap();
+    switchboard.set_default(tansu.addr());
+    let proxy = TcpProxy::start(&tansu.addr().to_string()).await.unwrap();
+    switchboard.route("gateway-a", proxy.local_addr());
+    let a = format!(
+        "kafka://{}?client_id=gateway-a&heartbeat=500ms&{FAST_FAULTS}",
+        proxy.local_addr()
+    );
+    let b = format!("kafka://{}", tansu.addr());
+    outage_through(&proxy, &a, &b).await;
 }

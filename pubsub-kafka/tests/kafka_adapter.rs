@@ -133,3 +133,26 @@ async fn hostile_topic_names_round_trip_through_the_broker() {
     assert_eq!(err.kind(), pubsub_core::ErrorKind::Invalid);
     ps.close().await.unwrap();
 }
+
+/// A bootstrap list whose first broker is unreachable still connects, through the next one
+/// (what a multi-broker cluster's clients rely on while one broker is down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_list_skips_a_dead_broker() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let live = conformance_tests::broker::kafka_url();
+    let live = live.trim_start_matches("kafka://").to_string();
+    let url = format!("kafka://{dead},{live}");
+    let config = pubsub_kafka::KafkaConfig::from_url(&url).expect("a bootstrap list");
+    let ps = pubsub_kafka::connect(config)
+        .await
+        .expect("connect through the second broker");
+    let p = conformance_tests::kit::unique_prefix("bootstrap");
+    let ps: std::sync::Arc<dyn pubsub_core::PubSub> = std::sync::Arc::new(ps);
+    let mut sub = conformance_tests::kit::subscribe(&ps, &format!("{p}.x")).await;
+    conformance_tests::kit::publish(&ps, &format!("{p}.x"), "through the live broker").await;
+    let m = conformance_tests::kit::next(&mut sub, "over a bootstrap list").await;
+    assert_eq!(m.payload().as_ref(), b"through the live broker");
+    ps.close().await.expect("close");
+}

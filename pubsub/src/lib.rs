@@ -42,7 +42,7 @@ pub use pubsub_core::{
     headers, memory, pattern, topic, Backoff, CommonOptions, ConnectionState, Deliveries, Delivery,
     EndReason, Error, ErrorKind, Gap, Headers, Hub, Message, MessageBuilder, Operation, Overflow,
     Pattern, PubSub, Result, Secret, Stats, SubscribeOptions, Subscription, TlsOptions, Token,
-    TokenError, Topic, WithOptions, DEFAULT_BUFFER, MAX_TOPIC_LEN,
+    TokenError, Topic, WithOptions, DEFAULT_BUFFER, DEFAULT_HEARTBEAT, MAX_TOPIC_LEN,
 };
 
 /// The Redis adapter (feature `redis`).
