@@ -44,7 +44,8 @@ pub const DEFAULT_BUFFER: usize = 1024;
 /// | `backoff_initial`, `backoff_max` | reconnect delays | `backoff_max=30s` |
 /// | `heartbeat` | liveness check of an idle connection; `0` turns it off | `heartbeat=1s` |
 ///
-/// Durations are a number with `ms`, `s` or `m` (a bare number is seconds).
+/// Durations are a number with `ms`, `s` or `m` (`heartbeat` also takes a bare number of
+/// seconds).
 ///
 /// ```
 /// use std::time::Duration;
@@ -121,7 +122,14 @@ impl CommonOptions {
                 "max_payload" => count(key, value).map(|v| self.max_payload = Some(v)),
                 "backoff_initial" => duration(key, value).map(|v| self.backoff.initial = v),
                 "backoff_max" => duration(key, value).map(|v| self.backoff.max = v),
-                "heartbeat" => duration(key, value).map(|v| self.heartbeat = v),
+                // A bare number is seconds here (as AMQP's own `heartbeat` parameter was).
+                "heartbeat" => match value.parse::<u64>() {
+                    Ok(seconds) => {
+                        self.heartbeat = Duration::from_secs(seconds);
+                        Ok(())
+                    }
+                    Err(_) => duration(key, value).map(|v| self.heartbeat = v),
+                },
                 _ => return true,
             };
             if let Err(e) = applied {
@@ -162,7 +170,7 @@ fn count(key: &str, value: &str) -> Result<usize> {
         .map_err(|_| Error::invalid_config(format!("`{key}` takes a whole number")))
 }
 
-/// Parses `250ms`, `5s`, `2m`, or a bare number of seconds.
+/// Parses `250ms`, `5s` or `2m` (a unit is required: a bare `5` could mean seconds or ms).
 pub(crate) fn duration(key: &str, value: &str) -> Result<Duration> {
     let bad = || Error::invalid_config(format!("`{key}` takes a duration such as 500ms, 5s or 1m"));
     let (number, unit) = value
@@ -173,7 +181,6 @@ pub(crate) fn duration(key: &str, value: &str) -> Result<Duration> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        "" if !number.is_empty() => Ok(Duration::from_secs(n)),
         _ => Err(bad()),
     }
 }
