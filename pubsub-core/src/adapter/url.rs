@@ -73,6 +73,13 @@ impl ServerUrl {
             let list: Vec<String> = schemes.iter().map(|s| format!("`{s}://`")).collect();
             list.join(" or ")
         };
+        // A URL never holds raw whitespace or control characters (RFC 3986): one that does is
+        // mistyped, and its parts may not be what they seem (a password read as a path).
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::invalid_config(
+                "the URL contains spaces or control characters; percent-encode them",
+            ));
+        }
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
             Error::invalid_config(format!("the URL has no scheme; expected {}", expected()))
         })?;

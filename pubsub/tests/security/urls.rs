@@ -60,7 +60,11 @@ fn check_error(url: &str, error: &Error) {
 fn check_config(url: &str, debug: String) {
     let shown_anyway = ServerUrl::parse(url, &["redis", "rediss", "nats", "tls", "amqp", "amqps"])
         .map(|u| {
-            u.user.as_deref().is_some_and(has_marker) || u.hosts.iter().any(|h| has_marker(&h.host))
+            // A typo can move the secret into a part that is not secret by nature (a user
+            // name, a host, a path such as a vhost); no parser can tell.
+            u.user.as_deref().is_some_and(has_marker)
+                || u.hosts.iter().any(|h| has_marker(&h.host))
+                || has_marker(&u.path)
         })
         .unwrap_or(false);
     if !shown_anyway {
