@@ -34,6 +34,7 @@ use async_trait::async_trait;
 
 pub mod envelope;
 pub use crate::router::PatternTrie;
+pub(crate) use supervisor::OutageListener;
 pub use supervisor::{LinkReporter, Supervisor};
 pub use tasks::Tasks;
 pub use url::{parse_query, HostPort, ServerUrl};

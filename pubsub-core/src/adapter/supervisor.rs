@@ -27,11 +27,10 @@ struct Shared {
     /// Mirrors `state == Up`, for the publish fast path.
     up: AtomicBool,
     restore: Notify,
-    /// Outages (down since, up again) not yet reported as gaps.
-    /// Outages that ended (down since, up again), counted.
+    /// Outages that ended, counted.
     outages: std::sync::atomic::AtomicU64,
-    /// Called for each outage as it ends, before the state says up again.
-    on_outage: std::sync::OnceLock<Hook>,
+    /// Told of each outage as it goes (the handle places its gaps).
+    listener: std::sync::OnceLock<Listener>,
 }
 
 #[derive(Debug, Default)]
@@ -53,14 +52,23 @@ enum LinkState {
     Restoring,
 }
 
-/// What the handle does when an outage ends: `(down since, up again)`.
-pub(crate) type OutageHook = Box<dyn Fn(SystemTime, SystemTime) + Send + Sync>;
+/// What the handle does as an outage goes. Each call is made under the supervisor's lock, in
+/// order, before the state it leads to is published.
+pub(crate) trait OutageListener: Send + Sync {
+    /// The handle was up and lost a link at `since`.
+    fn began(&self, since: SystemTime);
+    /// A lost link is connected again: what it delivers from now on left the broker after
+    /// the cut (its filters may still be being restored).
+    fn link_back(&self);
+    /// Every link is up and restored again at `until`.
+    fn ended(&self, since: SystemTime, until: SystemTime);
+}
 
-struct Hook(OutageHook);
+struct Listener(Box<dyn OutageListener>);
 
-impl std::fmt::Debug for Hook {
+impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hook")
+        f.write_str("OutageListener")
     }
 }
 
@@ -80,7 +88,7 @@ impl Supervisor {
                 up: AtomicBool::new(false),
                 restore: Notify::new(),
                 outages: std::sync::atomic::AtomicU64::new(0),
-                on_outage: std::sync::OnceLock::new(),
+                listener: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -141,11 +149,10 @@ impl Supervisor {
         self.shared.restore.notify_waiters();
     }
 
-    /// Sets what to do when an outage ends (the handle puts a gap in every subscription). It
-    /// runs before the state says up again, so that what arrives after the recovery comes
-    /// after the gap.
-    pub(crate) fn on_outage(&self, hook: OutageHook) {
-        let _ = self.shared.on_outage.set(Hook(hook));
+    /// Sets who is told of outages (the handle, which puts a gap in every subscription where
+    /// messages may be missing). Only the first call counts.
+    pub(crate) fn on_outage(&self, listener: Box<dyn OutageListener>) {
+        let _ = self.shared.listener.set(Listener(listener));
     }
 
     /// Waits until a link asks for its filters to be restored.
@@ -177,7 +184,13 @@ impl Shared {
     fn set(&self, index: usize, state: LinkState) {
         let mut links = self.links.lock();
         if let Some(slot) = links.states.get_mut(index) {
+            let back = *slot == LinkState::Down && state != LinkState::Down;
             *slot = state;
+            if back && links.down_since.is_some() {
+                if let Some(Listener(listener)) = self.listener.get() {
+                    listener.link_back();
+                }
+            }
         }
         self.update(&mut links);
         drop(links);
@@ -204,13 +217,23 @@ impl Shared {
         {
             if let Some(since) = links.down_since.take() {
                 self.outages.fetch_add(1, Ordering::Relaxed);
-                if let Some(Hook(hook)) = self.on_outage.get() {
-                    hook(since, SystemTime::now());
+                if let Some(Listener(listener)) = self.listener.get() {
+                    listener.ended(since, SystemTime::now());
                 }
             }
             ConnectionState::Up
         } else {
-            let since = *links.down_since.get_or_insert_with(SystemTime::now);
+            let since = match links.down_since {
+                Some(since) => since,
+                None => {
+                    let since = SystemTime::now();
+                    links.down_since = Some(since);
+                    if let Some(Listener(listener)) = self.listener.get() {
+                        listener.began(since);
+                    }
+                    since
+                }
+            };
             ConnectionState::Down { since }
         };
         self.up.store(state.is_up(), Ordering::Release);

@@ -7,17 +7,16 @@ mod tests;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::adapter::{Driver, Supervisor, Tasks};
+use crate::adapter::{Driver, OutageListener, Supervisor, Tasks};
 use smallvec::SmallVec;
 
-use crate::delivery::Gap;
 use crate::router::{NewRoute, Presence, Queue, Route, Router, Slot, ORIGIN_HEADER};
 use crate::{
     CommonOptions, ConnectionState, Error, ErrorKind, Message, Operation, Pattern, PubSub, Result,
@@ -104,12 +103,9 @@ pub(crate) fn start<D: Driver>(
         tasks.clone(),
         options.backoff.clone(),
     );
-    // After each outage, a gap in every subscription's stream, where the messages published
+    // In each outage, a gap in every subscription's stream where the messages published
     // meanwhile may be missing.
-    let gaps = router.clone();
-    supervisor.on_outage(Box::new(move |since, until| {
-        gaps.gap_all(Gap::Outage { since, until })
-    }));
+    supervisor.on_outage(Box::new(OutageGaps(router.clone())));
     Hub {
         inner: Arc::new(HubInner {
             driver,
@@ -125,6 +121,23 @@ pub(crate) fn start<D: Driver>(
             next_id: AtomicU64::new(1),
             published: AtomicU64::new(0),
         }),
+    }
+}
+
+/// Puts each outage's gap in every subscription, before the first message from after it.
+struct OutageGaps<F>(Arc<Router<F>>);
+
+impl<F: Eq + std::hash::Hash + Clone + Send + Sync> OutageListener for OutageGaps<F> {
+    fn began(&self, since: SystemTime) {
+        self.0.outage_began(since);
+    }
+
+    fn link_back(&self) {
+        self.0.outage_armed();
+    }
+
+    fn ended(&self, _since: SystemTime, until: SystemTime) {
+        self.0.outage_ended(until);
     }
 }
 

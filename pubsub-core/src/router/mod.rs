@@ -18,6 +18,7 @@ use foldhash::fast::RandomState;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use parking_lot::RwLock;
 use smallvec::SmallVec;
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 pub(crate) use queue::Queue;
 pub use trie::Trie as PatternTrie;
 
-use crate::delivery::{EndReason, Gap};
+use crate::delivery::EndReason;
 use crate::{Error, Message, Pattern};
 
 /// One pattern of a local subscription, as the router sees it. A subscription to several
@@ -114,6 +115,8 @@ pub(crate) struct Routes<F> {
     /// Slots whose filter is present or may be present at the broker.
     pub(crate) active: usize,
     next_filter: u64,
+    /// The outage under way, if any: since when, and whether a link is back.
+    outage: Option<(SystemTime, bool)>,
 }
 
 impl<F: Clone> Routes<F> {
@@ -135,6 +138,7 @@ impl<F> Default for Routes<F> {
             dirty: Vec::new(),
             active: 0,
             next_filter: 0,
+            outage: None,
         }
     }
 }
@@ -197,8 +201,15 @@ impl<F: Eq + Hash + Clone> Router<F> {
             by_id,
             dirty,
             next_filter,
+            outage,
             ..
         } = &mut *r;
+        if let Some((since, armed)) = *outage {
+            queue.outage_began(since);
+            if armed {
+                queue.outage_armed();
+            }
+        }
         let slot = filters.entry(filter.clone()).or_insert_with(|| {
             *next_filter += 1;
             by_id.insert(*next_filter, filter.clone());
@@ -352,19 +363,30 @@ impl<F: Eq + Hash + Clone> Router<F> {
             .fetch_add(count * chosen.len() as u64, Ordering::Relaxed);
     }
 
-    /// Puts `gap` in every subscription's stream.
-    pub(crate) fn gap_all(&self, gap: Gap) {
-        let r = self.routes.read();
-        let mut seen: Vec<&Arc<Queue>> = Vec::new();
-        r.trie.for_each(|route| {
-            if route.shared {
-                if seen.iter().any(|q| Arc::ptr_eq(q, &route.queue)) {
-                    return;
-                }
-                seen.push(&route.queue);
-            }
-            route.queue.push_gap(gap);
-        });
+    /// The handle lost its connection at `since`: marks every subscription (and those
+    /// subscribed before it is up again) so that its outage gap lands where the loss is.
+    pub(crate) fn outage_began(&self, since: SystemTime) {
+        let mut r = self.routes.write();
+        r.outage.get_or_insert((since, false));
+        r.trie.for_each(|route| route.queue.outage_began(since));
+    }
+
+    /// A link came back: in each subscription, the outage gap goes before the next message.
+    pub(crate) fn outage_armed(&self) {
+        let mut r = self.routes.write();
+        if let Some((_, armed)) = &mut r.outage {
+            *armed = true;
+        }
+        r.trie.for_each(|route| route.queue.outage_armed());
+    }
+
+    /// The handle is up again at `until`: every subscription whose gap is not placed yet gets
+    /// it now (and one with several filters gets a second one).
+    pub(crate) fn outage_ended(&self, until: SystemTime) {
+        let mut r = self.routes.write();
+        r.outage = None;
+        r.trie
+            .for_each(|route| route.queue.outage_ended(until, route.shared));
     }
 
     /// This handle's origin, stamped on what it publishes when [`Router::stamps`] says so.

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
@@ -27,6 +28,21 @@ struct State {
     messages: usize,
     waker: Option<Waker>,
     ended: Option<EndReason>,
+    /// Where this queue stands in an outage of its handle, if one is under way.
+    outage: Option<OutageMark>,
+}
+
+/// An outage seen from one queue. The [`Gap::Outage`] goes right before the first message
+/// from after the cut, which can arrive before the handle counts as up again (a link lets
+/// messages through while other filters are still being restored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutageMark {
+    /// The handle is down: a message arriving now left the broker before the cut.
+    Down { since: SystemTime },
+    /// A link is back: the next message is from after the cut, and the gap goes before it.
+    Armed { since: SystemTime },
+    /// The gap is in the buffer, before the first message from after the cut.
+    Placed { since: SystemTime },
 }
 
 impl Queue {
@@ -38,6 +54,7 @@ impl Queue {
                 messages: 0,
                 waker: None,
                 ended: None,
+                outage: None,
             }),
             capacity: capacity.max(1),
             policy,
@@ -50,6 +67,9 @@ impl Queue {
         let mut st = self.state.lock();
         if st.ended.is_some() {
             return false;
+        }
+        if st.outage.is_some() {
+            st.place_outage_gap();
         }
         let mut dropped = false;
         if st.messages >= self.capacity {
@@ -83,6 +103,9 @@ impl Queue {
         if st.ended.is_some() {
             return;
         }
+        if st.outage.is_some() {
+            st.place_outage_gap();
+        }
         match st.buf.back_mut() {
             Some(Delivery::Gap(Gap::Dropped { count: n })) => *n += count,
             _ => st.buf.push_back(Delivery::Gap(Gap::Dropped { count })),
@@ -95,7 +118,47 @@ impl Queue {
         }
     }
 
+    /// The handle lost its connection at `since`: what arrives from now on may have left the
+    /// broker before the cut. Keeps an outage already marked.
+    pub(crate) fn outage_began(&self, since: SystemTime) {
+        let mut st = self.state.lock();
+        st.outage.get_or_insert(OutageMark::Down { since });
+    }
+
+    /// A link came back: the next message is from after the cut, so the outage gap goes
+    /// right before it.
+    pub(crate) fn outage_armed(&self) {
+        let mut st = self.state.lock();
+        if let Some(OutageMark::Down { since }) = st.outage {
+            st.outage = Some(OutageMark::Armed { since });
+        }
+    }
+
+    /// The handle is up again at `until`, every filter restored. The gap goes here unless it
+    /// was placed already; with `again`, it goes here a second time when it was placed
+    /// before: a subscription with several filters can have lost messages of a filter
+    /// restored after the first message of another arrived.
+    pub(crate) fn outage_ended(&self, until: SystemTime, again: bool) {
+        let mut st = self.state.lock();
+        let since = match st.outage.take() {
+            Some(OutageMark::Down { since } | OutageMark::Armed { since }) => since,
+            Some(OutageMark::Placed { since }) if again => since,
+            _ => return,
+        };
+        if st.ended.is_some() {
+            return;
+        }
+        st.buf
+            .push_back(Delivery::Gap(Gap::Outage { since, until }));
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     /// Appends a gap marker (an outage), unless the queue ended.
+    #[cfg(test)]
     pub(crate) fn push_gap(&self, gap: Gap) {
         let mut st = self.state.lock();
         if st.ended.is_some() {
@@ -156,6 +219,17 @@ impl Queue {
 }
 
 impl State {
+    /// Before a message arrives in an outage: puts the gap first when the message is from
+    /// after the cut.
+    fn place_outage_gap(&mut self) {
+        if let Some(OutageMark::Armed { since }) = self.outage {
+            let until = SystemTime::now();
+            self.buf
+                .push_back(Delivery::Gap(Gap::Outage { since, until }));
+            self.outage = Some(OutageMark::Placed { since });
+        }
+    }
+
     fn push_message(&mut self, message: Message) {
         self.buf.push_back(Delivery::Message(message));
         self.messages += 1;
@@ -266,5 +340,65 @@ mod tests {
         });
         assert!(q.push(msg(2)));
         assert_eq!(drain(&q).len(), 3, "gap 1, the outage, 2");
+    }
+
+    #[test]
+    fn the_outage_gap_goes_before_the_first_message_from_after_the_cut() {
+        let q = Queue::new(10, Overflow::DropOldest);
+        let since = std::time::SystemTime::now();
+        q.push(msg(1));
+        q.outage_began(since);
+        // Still on its way when the link fell: from before the cut.
+        q.push(msg(2));
+        q.outage_armed();
+        q.push(msg(5));
+        q.push(msg(6));
+        // Placed already: a single-filter subscription gets no second gap.
+        q.outage_ended(std::time::SystemTime::now(), false);
+        q.push(msg(7));
+        let got = drain(&q);
+        assert_eq!(got[..2], ["1", "2"]);
+        assert!(got[2].starts_with("Outage"), "{got:?}");
+        assert_eq!(got[3..], ["5", "6", "7"]);
+    }
+
+    #[test]
+    fn an_outage_without_messages_puts_its_gap_at_the_end() {
+        let q = Queue::new(10, Overflow::DropOldest);
+        q.outage_began(std::time::SystemTime::now());
+        q.outage_armed();
+        q.outage_ended(std::time::SystemTime::now(), false);
+        q.push(msg(9));
+        let got = drain(&q);
+        assert!(got[0].starts_with("Outage"), "{got:?}");
+        assert_eq!(got[1..], ["9"]);
+        // Over: the next message is plain.
+        q.push(msg(10));
+        assert_eq!(drain(&q), ["10"]);
+    }
+
+    #[test]
+    fn several_filters_get_a_second_gap_when_the_outage_ends() {
+        let q = Queue::new(10, Overflow::DropOldest);
+        q.outage_began(std::time::SystemTime::now());
+        q.outage_armed();
+        q.push(msg(1));
+        q.outage_ended(std::time::SystemTime::now(), true);
+        q.push(msg(2));
+        let got = drain(&q);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[0].starts_with("Outage") && got[2].starts_with("Outage"));
+        assert_eq!((got[1].as_str(), got[3].as_str()), ("1", "2"));
+    }
+
+    #[test]
+    fn a_lost_count_after_the_cut_follows_the_outage_gap() {
+        let q = Queue::new(10, Overflow::DropOldest);
+        q.outage_began(std::time::SystemTime::now());
+        q.outage_armed();
+        q.push_lost(3);
+        let got = drain(&q);
+        assert!(got[0].starts_with("Outage"), "{got:?}");
+        assert_eq!(got[1], "gap 3");
     }
 }
