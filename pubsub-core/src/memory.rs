@@ -184,9 +184,15 @@ impl MemoryLink {
 
     /// Restores a cut connection.
     pub fn restore(&self) {
-        if self.mode.send_replace(Mode::Up) == Mode::Cut {
-            self.reporter.reconnected();
-        }
+        // The handle hears of the reconnect before the first message passes, as it would from
+        // a client library, so that its outage gap goes before that message.
+        self.mode.send_if_modified(|mode| {
+            let was = std::mem::replace(mode, Mode::Up);
+            if was == Mode::Cut {
+                self.reporter.reconnected();
+            }
+            was != Mode::Up
+        });
     }
 
     /// Stops all traffic without closing anything.

@@ -124,7 +124,7 @@ pub(crate) fn start<D: Driver>(
     }
 }
 
-/// Puts each outage's gap in every subscription, before the first message from after it.
+/// Puts each outage's gap in every subscription, next to where messages may be missing.
 struct OutageGaps<F>(Arc<Router<F>>);
 
 impl<F: Eq + std::hash::Hash + Clone + Send + Sync> OutageListener for OutageGaps<F> {
@@ -133,7 +133,7 @@ impl<F: Eq + std::hash::Hash + Clone + Send + Sync> OutageListener for OutageGap
     }
 
     fn link_back(&self) {
-        self.0.outage_armed();
+        self.0.outage_link_back();
     }
 
     fn ended(&self, _since: SystemTime, until: SystemTime) {

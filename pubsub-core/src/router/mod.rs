@@ -115,8 +115,8 @@ pub(crate) struct Routes<F> {
     /// Slots whose filter is present or may be present at the broker.
     pub(crate) active: usize,
     next_filter: u64,
-    /// The outage under way, if any: since when, and whether a link is back.
-    outage: Option<(SystemTime, bool)>,
+    /// Since when the handle is down, if it is.
+    outage: Option<SystemTime>,
 }
 
 impl<F: Clone> Routes<F> {
@@ -204,11 +204,8 @@ impl<F: Eq + Hash + Clone> Router<F> {
             outage,
             ..
         } = &mut *r;
-        if let Some((since, armed)) = *outage {
+        if let Some(since) = *outage {
             queue.outage_began(since);
-            if armed {
-                queue.outage_armed();
-            }
         }
         let slot = filters.entry(filter.clone()).or_insert_with(|| {
             *next_filter += 1;
@@ -367,17 +364,17 @@ impl<F: Eq + Hash + Clone> Router<F> {
     /// subscribed before it is up again) so that its outage gap lands where the loss is.
     pub(crate) fn outage_began(&self, since: SystemTime) {
         let mut r = self.routes.write();
-        r.outage.get_or_insert((since, false));
+        r.outage.get_or_insert(since);
         r.trie.for_each(|route| route.queue.outage_began(since));
     }
 
-    /// A link came back: in each subscription, the outage gap goes before the next message.
-    pub(crate) fn outage_armed(&self) {
-        let mut r = self.routes.write();
-        if let Some((_, armed)) = &mut r.outage {
-            *armed = true;
-        }
-        r.trie.for_each(|route| route.queue.outage_armed());
+    /// A link came back: a subscription that got messages since its gap gets another before
+    /// the next message.
+    pub(crate) fn outage_link_back(&self) {
+        self.routes
+            .read()
+            .trie
+            .for_each(|route| route.queue.outage_link_back());
     }
 
     /// The handle is up again at `until`: every subscription whose gap is not placed yet gets
