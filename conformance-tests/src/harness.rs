@@ -91,6 +91,7 @@ pub trait Link: Send + Sync {
 pub enum Capability {
     /// Surviving a cut, frozen or slow connection (the fault cases: `reconnect`,
     /// `stalled_subscribe`, `removal_is_retried`, `outage_gap`, `repeated_cuts`,
+    /// `gap_under_traffic`,
     /// `outage_operations`, `half_open`, `added_latency`).
     Reconnect,
     /// Thousands of messages published one by one to one topic, all readable back (the cases
@@ -105,9 +106,8 @@ impl Capability {
     pub fn needed_by(case: &str) -> Option<Capability> {
         match case {
             "reconnect" | "stalled_subscribe" | "removal_is_retried" | "outage_gap"
-            | "repeated_cuts" | "outage_operations" | "half_open" | "added_latency" => {
-                Some(Capability::Reconnect)
-            }
+            | "repeated_cuts" | "gap_under_traffic" | "outage_operations" | "half_open"
+            | "added_latency" => Some(Capability::Reconnect),
             "shared_filter_fanin" | "dropped_handle_is_detached" => Some(Capability::LongTopics),
             _ => None,
         }

@@ -76,6 +76,7 @@ macro_rules! with_cases {
             skip_own,
             escaped_topics,
             repeated_cuts,
+            gap_under_traffic,
             outage_operations,
             half_open,
             added_latency,

@@ -1,9 +1,13 @@
 //! More faults: many cuts in a row, operations issued during an outage, a half-open connection,
 //! and a slow network.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use pubsub_core::{ConnectionState, Delivery, Gap, Message, Subscription};
+use pubsub_core::{
+    ConnectionState, Delivery, Gap, Message, PubSub, SubscribeOptions, Subscription,
+};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -93,6 +97,158 @@ pub async fn repeated_cuts(h: &Harness) {
     }
     shut_down(&ps).await;
     shut_down(&healthy).await;
+}
+
+/// Topics [`gap_under_traffic`] publishes to, round robin (each with its own sequence, since
+/// some brokers order per topic only).
+const TRAFFIC_TOPICS: u32 = 8;
+
+/// Cuts the connection while another handle keeps publishing: in every subscription, each
+/// hole in a topic's sequence has an outage gap since that topic's previous message (the
+/// gap stands where the loss is, also when messages flow again before the handle says `Up`),
+/// and every cut leaves at least one gap.
+pub async fn gap_under_traffic(h: &Harness) {
+    const CUTS_UNDER_TRAFFIC: u32 = 2;
+    let p = unique_prefix("gap_traffic");
+    let (ps, link) = connect_cuttable(h).await;
+    let healthy = connect_peer(h, &*link).await;
+    let mut subs = vec![
+        (
+            "exact",
+            subscribe_cap(&ps, &format!("{p}.t0"), 100_000).await,
+        ),
+        (
+            "wildcard",
+            subscribe_cap(&ps, &format!("{p}.>"), 100_000).await,
+        ),
+        (
+            "two patterns",
+            ps.subscribe_all(
+                vec![pattern(&format!("{p}.t1")), pattern(&format!("{p}.*"))],
+                SubscribeOptions::default().with_capacity(100_000),
+            )
+            .await
+            .expect("subscribe to two patterns"),
+        ),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = tokio::spawn(publish_numbered(healthy.clone(), p.clone(), stop.clone()));
+    let mut state = ps.watch_connection();
+    for _ in 0..CUTS_UNDER_TRAFFIC {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        link.cut().await;
+        state_becomes(
+            &mut state,
+            "down after a cut",
+            Duration::from_secs(10),
+            is_down,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        link.restore().await;
+        state_becomes(
+            &mut state,
+            "up again after a restore",
+            Duration::from_secs(30),
+            ConnectionState::is_up,
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let last = publisher.await.expect("the publisher task");
+    for (name, sub) in &mut subs {
+        let all: Vec<u32> = (0..TRAFFIC_TOPICS).collect();
+        let topics: &[u32] = if *name == "exact" { &[0] } else { &all };
+        let gaps = holes_follow_gaps(sub, name, topics, &last).await;
+        assert!(
+            gaps >= CUTS_UNDER_TRAFFIC,
+            "{name}: {gaps} outage gaps for {CUTS_UNDER_TRAFFIC} cuts"
+        );
+    }
+    shut_down(&ps).await;
+    shut_down(&healthy).await;
+}
+
+/// Publishes to `{prefix}.t0` … `t7` in turn until `stop`, numbering each topic's messages
+/// (a number is used once its publish returned `Ok`); returns each topic's last number.
+async fn publish_numbered(ps: Arc<dyn PubSub>, prefix: String, stop: Arc<AtomicBool>) -> Vec<u32> {
+    let mut next = vec![0u32; TRAFFIC_TOPICS as usize];
+    let mut i = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        let k = i % next.len();
+        let message = Message::new(topic(&format!("{prefix}.t{k}")), seq(k as u32, next[k]));
+        if ps.publish(message).await.is_ok() {
+            next[k] += 1;
+        } else {
+            // The publisher's own link may be failing over (clusters): retry the same number.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Each topic's last message, once everything is up: what the reader waits for.
+    for (k, n) in next.iter_mut().enumerate() {
+        let message = || Message::new(topic(&format!("{prefix}.t{k}")), seq(k as u32, *n));
+        let deadline = Instant::now() + idle_timeout(Duration::from_secs(30));
+        while ps.publish(message()).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the healthy handle cannot publish"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    next
+}
+
+/// Reads `sub` until the last number of each of `topics`; checks order per topic and that
+/// each hole has an outage gap since that topic's previous message. Returns the gap count.
+async fn holes_follow_gaps(
+    sub: &mut Subscription,
+    name: &str,
+    topics: &[u32],
+    last: &[u32],
+) -> u32 {
+    let mut expected = vec![0u32; last.len()];
+    let mut gap_since = vec![false; last.len()];
+    let done = |expected: &[u32]| {
+        topics
+            .iter()
+            .all(|&k| expected[k as usize] > last[k as usize])
+    };
+    let mut gaps = 0;
+    while !done(&expected) {
+        match tokio::time::timeout(idle(), sub.recv_delivery()).await {
+            Ok(Some(Delivery::Gap(Gap::Outage { .. }))) => {
+                gaps += 1;
+                gap_since.iter_mut().for_each(|g| *g = true);
+            }
+            Ok(Some(Delivery::Message(m))) => {
+                let (k, n) = unseq(&m);
+                let k = k as usize;
+                assert!(
+                    n >= expected[k],
+                    "{name}: topic t{k} went back from {} to {n}",
+                    expected[k]
+                );
+                assert!(
+                    n == expected[k] || gap_since[k],
+                    "{name}: t{k} messages {}..{n} lost with no gap before the next one",
+                    expected[k]
+                );
+                expected[k] = n + 1;
+                gap_since[k] = false;
+            }
+            Ok(Some(other)) => panic!("{name}: unexpected {other:?}"),
+            Ok(None) => panic!("{name}: the subscription ended"),
+            Err(_) => panic!(
+                "{name}: waiting for the last messages {last:?}, got up to {expected:?}, nothing more within {:?}",
+                idle()
+            ),
+        }
+    }
+    gaps
 }
 
 /// `publish`, `subscribe`, `unsubscribe` and `close` issued while the connection is down each

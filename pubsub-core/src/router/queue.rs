@@ -147,7 +147,8 @@ impl Queue {
         if st.ended.is_some() {
             return;
         }
-        st.buf.push_back(Delivery::Gap(Gap::Outage { since, until }));
+        st.buf
+            .push_back(Delivery::Gap(Gap::Outage { since, until }));
         let waker = st.waker.take();
         drop(st);
         if let Some(w) = waker {
