@@ -27,10 +27,16 @@ pub enum Gap {
     },
     /// The connection to the broker was down from `since` to `until`: what was published in
     /// between may be lost (how much is unknown).
+    ///
+    /// It stands right before the first message that arrived after the loss. When messages
+    /// arrived before the client reported the reconnect (they may have left the broker before
+    /// the cut), another one stands before the first message after the reconnect; a
+    /// subscription to several patterns gets one more when the handle is up again, since its
+    /// filters come back one by one. So every hole has a gap since the message before it.
     Outage {
         /// When the connection was lost.
         since: SystemTime,
-        /// When it was back, with every subscription restored.
+        /// When messages flowed again (or when the handle was up again, if none came first).
         until: SystemTime,
     },
 }
