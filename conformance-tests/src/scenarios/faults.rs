@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::kit::*;
-use crate::Harness;
+use crate::{Harness, Link};
 
 /// How many cuts [`repeated_cuts`] makes.
 const CUTS: u32 = 20;
@@ -32,6 +32,24 @@ async fn state_becomes(
 
 fn is_down(s: &ConnectionState) -> bool {
     matches!(s, ConnectionState::Down { .. })
+}
+
+/// Cuts `link` and waits until the handle whose `state` this is says it is down.
+async fn cut_until_down(link: &dyn Link, state: &mut watch::Receiver<ConnectionState>) {
+    link.cut().await;
+    state_becomes(state, "down after a cut", Duration::from_secs(10), is_down).await;
+}
+
+/// Restores `link` and waits until the handle whose `state` this is says it is up again.
+async fn restore_until_up(link: &dyn Link, state: &mut watch::Receiver<ConnectionState>) {
+    link.restore().await;
+    state_becomes(
+        state,
+        "up again after a restore",
+        Duration::from_secs(30),
+        ConnectionState::is_up,
+    )
+    .await;
 }
 
 /// Reads `sub` after an outage: at least one [`Gap::Outage`], then exactly `want` (as `seq`
@@ -73,22 +91,8 @@ pub async fn repeated_cuts(h: &Harness) {
     let mut wild = subscribe_cap(&ps, &format!("{p}.>"), 10_000).await;
     let mut state = ps.watch_connection();
     for round in 0..CUTS {
-        link.cut().await;
-        state_becomes(
-            &mut state,
-            "down after a cut",
-            Duration::from_secs(10),
-            is_down,
-        )
-        .await;
-        link.restore().await;
-        state_becomes(
-            &mut state,
-            "up again after a restore",
-            Duration::from_secs(30),
-            ConnectionState::is_up,
-        )
-        .await;
+        cut_until_down(&*link, &mut state).await;
+        restore_until_up(&*link, &mut state).await;
         for i in 0..10 {
             publish(&healthy, &t, seq(round, i)).await;
         }
@@ -136,23 +140,9 @@ pub async fn gap_under_traffic(h: &Harness) {
     let mut state = ps.watch_connection();
     for _ in 0..CUTS_UNDER_TRAFFIC {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        link.cut().await;
-        state_becomes(
-            &mut state,
-            "down after a cut",
-            Duration::from_secs(10),
-            is_down,
-        )
-        .await;
+        cut_until_down(&*link, &mut state).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        link.restore().await;
-        state_becomes(
-            &mut state,
-            "up again after a restore",
-            Duration::from_secs(30),
-            ConnectionState::is_up,
-        )
-        .await;
+        restore_until_up(&*link, &mut state).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
@@ -267,14 +257,7 @@ pub async fn outage_operations(h: &Harness) {
     assert_eq!(ps.stats().native_filters, 2);
     let mut state = ps.watch_connection();
 
-    link.cut().await;
-    state_becomes(
-        &mut state,
-        "down after a cut",
-        Duration::from_secs(10),
-        is_down,
-    )
-    .await;
+    cut_until_down(&*link, &mut state).await;
     let bound = idle_timeout(Duration::from_secs(30));
     let published = tokio::time::timeout(bound, ps.publish(Message::new(topic(&kept), "lost")))
         .await
@@ -299,14 +282,7 @@ pub async fn outage_operations(h: &Harness) {
         assert!(e.is_temporary(), "unsubscribe during an outage: {e}");
     }
 
-    link.restore().await;
-    state_becomes(
-        &mut state,
-        "up again after a restore",
-        Duration::from_secs(30),
-        ConnectionState::is_up,
-    )
-    .await;
+    restore_until_up(&*link, &mut state).await;
     let want = 1 + usize::from(new_sub.is_some());
     eventually(
         "exactly the native filters of the live subscriptions after the outage",
@@ -325,14 +301,7 @@ pub async fn outage_operations(h: &Harness) {
     }
     assert_eq!(ps.stats().subscriptions, want);
 
-    link.cut().await;
-    state_becomes(
-        &mut state,
-        "down after a cut",
-        Duration::from_secs(10),
-        is_down,
-    )
-    .await;
+    cut_until_down(&*link, &mut state).await;
     let closed = tokio::time::timeout(bound, ps.close())
         .await
         .expect("close during an outage must end within its deadline");
