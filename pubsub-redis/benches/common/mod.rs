@@ -82,7 +82,8 @@ pub async fn unsubscribe_all(subs: Vec<Subscription>) {
         if chunk.is_empty() {
             return;
         }
-        for done in futures::future::join_all(chunk.into_iter().map(Subscription::unsubscribe)).await
+        for done in
+            futures::future::join_all(chunk.into_iter().map(Subscription::unsubscribe)).await
         {
             done.expect("unsubscribe");
         }
