@@ -461,6 +461,9 @@ mod tests {
         assert_eq!(c.username.as_deref(), Some("alice"));
         assert_eq!(c.password.as_ref().map(Secret::expose), Some("p@ss"));
         assert_eq!(c.database, Some(3));
+        assert_eq!(c.max_globs, DEFAULT_MAX_GLOBS);
+        let c = RedisConfig::from_url("redis://h?max_globs=5").unwrap();
+        assert_eq!(c.max_globs, 5);
 
         let c = RedisConfig::from_url("redis://:only-pass@localhost").unwrap();
         assert_eq!((c.host.as_str(), c.port), ("localhost", 6379));
