@@ -27,6 +27,10 @@ pub const DEFAULT_BROADCAST_CAPACITY: usize = 16 * 1024;
 /// glob (see [`RedisConfig::pattern_depth`]).
 pub const DEFAULT_PATTERN_DEPTH: usize = 2;
 
+/// Default number of `PSUBSCRIBE` globs a handle takes before it widens new ones (see
+/// [`RedisConfig::max_globs`]).
+pub const DEFAULT_MAX_GLOBS: usize = 64;
+
 /// Largest [`RedisConfig::pattern_depth`]: a topic of at most 255 bytes has at most 128 tokens.
 pub const MAX_PATTERN_DEPTH: usize = 128;
 
@@ -84,6 +88,16 @@ pub struct RedisConfig {
     /// the adapter tells which glob a message came through. Depth 0 uses the single glob `*`
     /// (every channel) and one subscriber connection.
     pub pattern_depth: usize,
+    /// How many `PSUBSCRIBE` globs the handle takes before it widens new ones.
+    ///
+    /// Redis tests every glob of every client on every `PUBLISH`, so each glob costs the whole
+    /// server a little on every message. Up to this many, a wildcard pattern gets the glob of
+    /// its first `pattern_depth` literal tokens. Beyond it, a new wildcard pattern shares the
+    /// narrowest glob of its prefix the handle already has (`room.*` for `room.42.>`), or else
+    /// gets the glob of its first token: the handle then holds at most `max_globs` globs plus one
+    /// per distinct first token, and its router filters out what a broader glob brings in
+    /// (see the crate documentation). Exact patterns are channels and never count.
+    pub max_globs: usize,
     /// Payloads as they are, both ways, for interoperation with other Redis clients: `publish`
     /// sends the payload without the envelope (a message with headers is refused with an
     /// `Unsupported` error), and every received payload is delivered as it is, never decoded.
@@ -106,6 +120,7 @@ impl Default for RedisConfig {
             tls: None,
             broadcast_capacity: DEFAULT_BROADCAST_CAPACITY,
             pattern_depth: DEFAULT_PATTERN_DEPTH,
+            max_globs: DEFAULT_MAX_GLOBS,
             raw_payloads: false,
         }
     }
@@ -126,6 +141,8 @@ config_setters!(RedisConfig {
     with_broadcast_capacity(broadcast_capacity: usize),
     /// Sets how many leading literal tokens of a wildcard pattern go into its glob.
     with_pattern_depth(pattern_depth: usize),
+    /// Sets how many globs the handle takes before it widens new ones.
+    with_max_globs(max_globs: usize),
     /// Sends and receives payloads as they are, without the envelope (no headers).
     with_raw_payloads(raw_payloads: bool),
 });
@@ -133,6 +150,7 @@ config_setters!(RedisConfig {
 /// The query parameters of a Redis URL besides the [`CommonOptions`] ones.
 const QUERY_KEYS: &[&str] = &[
     "pattern_depth",
+    "max_globs",
     "broadcast_capacity",
     "raw_payloads",
     "cluster",
@@ -188,6 +206,7 @@ impl RedisConfig {
             ..RedisConfig::default()
         };
         parsed.take_into("pattern_depth", &mut config.pattern_depth)?;
+        parsed.take_into("max_globs", &mut config.max_globs)?;
         parsed.take_into("broadcast_capacity", &mut config.broadcast_capacity)?;
         parsed.take_into("raw_payloads", &mut config.raw_payloads)?;
         let mut cluster = seeds.len() > 1;
@@ -442,6 +461,9 @@ mod tests {
         assert_eq!(c.username.as_deref(), Some("alice"));
         assert_eq!(c.password.as_ref().map(Secret::expose), Some("p@ss"));
         assert_eq!(c.database, Some(3));
+        assert_eq!(c.max_globs, DEFAULT_MAX_GLOBS);
+        let c = RedisConfig::from_url("redis://h?max_globs=5").unwrap();
+        assert_eq!(c.max_globs, 5);
 
         let c = RedisConfig::from_url("redis://:only-pass@localhost").unwrap();
         assert_eq!((c.host.as_str(), c.port), ("localhost", 6379));

@@ -16,7 +16,7 @@ use fred::types::{ClusterHash, ConnectHandle, MessageKind, Value};
 use fred::util::redis_keyslot;
 use parking_lot::Mutex;
 use pubsub_core::adapter::{
-    envelope, tls, Context, Driver, Inbound, LinkReporter, Tasks, Watchdog,
+    envelope, tls, Context, Driver, FiltersInUse, Inbound, LinkReporter, Tasks, Watchdog,
 };
 use pubsub_core::{Error, Message, Pattern, Result, Topic};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::config::HEADER_ALLOWANCE;
 use crate::glob::{self, RedisFilter};
+use crate::plan;
 use crate::RedisConfig;
 
 /// How long `close` waits for each fred client to quit before stopping its task.
@@ -56,6 +57,7 @@ struct Shared {
     command_timeout: Duration,
     heartbeat: Duration,
     pattern_depth: usize,
+    max_globs: usize,
     raw_payloads: bool,
     watchdog: Arc<Watchdog>,
     inbound: Inbound<RedisFilter>,
@@ -125,6 +127,7 @@ impl RedisDriver {
             command_timeout: options.command_timeout,
             heartbeat: options.heartbeat,
             pattern_depth: config.pattern_depth,
+            max_globs: config.max_globs,
             raw_payloads: config.raw_payloads,
             watchdog: Watchdog::start(options.publish_timeout, &cx.tasks),
             inbound: cx.inbound,
@@ -563,6 +566,19 @@ impl Driver for RedisDriver {
 
     fn native_filter(&self, pattern: &Pattern) -> Result<RedisFilter> {
         Ok(glob::native_filter(pattern, self.shared.pattern_depth))
+    }
+
+    fn plan_filter(
+        &self,
+        pattern: &Pattern,
+        in_use: &dyn FiltersInUse<RedisFilter>,
+    ) -> Result<RedisFilter> {
+        let s = &self.shared;
+        Ok(plan::plan(pattern, s.pattern_depth, s.max_globs, in_use))
+    }
+
+    fn is_wildcard(&self, filter: &RedisFilter) -> bool {
+        filter.class().is_some()
     }
 
     async fn publish(&self, message: Message) -> Result<()> {

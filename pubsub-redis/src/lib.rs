@@ -37,6 +37,29 @@
 //! core's matcher decides delivery. The glob uses at most [`RedisConfig::pattern_depth`]
 //! literal tokens (default 2): `room.42.x.>` → `room.42.*`.
 //!
+//! # Glob planning: a bounded number of globs per handle
+//!
+//! Redis finds a channel's subscribers with one hash lookup, but tests every `PSUBSCRIBE`
+//! glob of every client against the channel of every `PUBLISH`: each glob costs the whole
+//! server a little on every message (a raw client holding 4000 globs slows Redis pub/sub to
+//! about a sixth). A broader glob costs the same test, but can bring messages no pattern of the
+//! handle wants, which the router drops. So the handle plans (at subscribe time, from the
+//! filters its subscriptions already use):
+//!
+//! 1. an exact pattern is a channel, never counted;
+//! 2. a wildcard pattern whose glob is in use shares it;
+//! 3. while fewer than [`RedisConfig::max_globs`] globs (default [`DEFAULT_MAX_GLOBS`], 64)
+//!    are in use, it gets its own glob, as in the table above;
+//! 4. beyond that, it shares the narrowest broader glob of its prefix in use (`room.*` for
+//!    `room.42.>`), else gets the glob of its first literal token, which later patterns of that
+//!    group share.
+//!
+//! A handle therefore holds at most `max_globs` globs plus one per distinct first token of its
+//! wildcard patterns (and `*` for patterns starting with a wildcard); it never widens to `*` by
+//! itself, which would bring it every message on the server. A subscription keeps its glob until
+//! it ends: planning never moves or drops a live subscription's glob, so nothing is lost, and the
+//! glob classes below still hold, so each subscription gets each message once.
+//!
 //! # One copy per subscription, although fred does not say which glob matched
 //!
 //! Redis sends one `pmessage` per matching `PSUBSCRIBE` pattern of a connection (plus one
@@ -108,10 +131,11 @@
 mod config;
 mod driver;
 mod glob;
+mod plan;
 
 pub use config::{
-    RedisConfig, DEFAULT_BROADCAST_CAPACITY, DEFAULT_MAX_PAYLOAD, DEFAULT_PATTERN_DEPTH,
-    HEADER_ALLOWANCE, MAX_PATTERN_DEPTH,
+    RedisConfig, DEFAULT_BROADCAST_CAPACITY, DEFAULT_MAX_GLOBS, DEFAULT_MAX_PAYLOAD,
+    DEFAULT_PATTERN_DEPTH, HEADER_ALLOWANCE, MAX_PATTERN_DEPTH,
 };
 use driver::RedisDriver;
 pub use fred;

@@ -645,3 +645,79 @@ async fn survives_a_redis_restart() {
     }
     ps.close().await.unwrap();
 }
+
+/// Publishes `topics` from `publisher`; each subscription must get exactly the topics its
+/// pattern matches, once each, in order.
+async fn expect_exact_delivery(
+    publisher: &Arc<dyn PubSub>,
+    subs: &mut [(String, pubsub_core::Subscription)],
+    topics: &[String],
+) {
+    for (i, t) in topics.iter().enumerate() {
+        publish(publisher, t, vec![i as u8]).await;
+    }
+    for (pattern, sub) in subs.iter_mut() {
+        let wanted: Vec<String> = topics
+            .iter()
+            .filter(|t| {
+                pattern
+                    .parse::<pubsub_core::Pattern>()
+                    .unwrap()
+                    .matches(&t.parse().unwrap())
+            })
+            .cloned()
+            .collect();
+        let mut got = Vec::new();
+        for _ in 0..wanted.len() {
+            got.push(next(sub, pattern).await.topic().as_str().to_string());
+        }
+        assert_eq!(got, wanted, "{pattern}");
+        let extra = drain(sub, IDLE).await;
+        assert!(extra.is_empty(), "{pattern}: extra {extra:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_globs_deliver_exactly_once_across_replanning() {
+    let p = prefix("plan");
+    // One own glob, then new patterns share or widen to the first token's glob.
+    let ps = handle(config().with_pattern_depth(3).with_max_globs(1)).await;
+    let publisher = handle(config()).await;
+    let mut subs = Vec::new();
+    for pattern in [
+        format!("{p}.r1.*"),
+        format!("{p}.r2.*"),
+        format!("{p}.r3.>"),
+        format!("{p}.r1.x"),
+        format!("{p}.*.x"),
+        format!("{p}.r1.>"),
+    ] {
+        let sub = subscribe(&ps, &pattern).await;
+        subs.push((pattern, sub));
+    }
+    // `r1.*` and `r1.>` share their own glob; `r2.*`, `r3.>` and `*.x` the first token's
+    // (unplanned: four globs); `r1.x` is a channel.
+    assert_eq!(ps.stats().native_filters, 3);
+    let topics: Vec<String> = ["r1.x", "r2.x", "r3.y.z", "r4.y", "r1.y.z", "r4.x"]
+        .iter()
+        .map(|t| format!("{p}.{t}"))
+        .collect();
+    expect_exact_delivery(&publisher, &mut subs, &topics).await;
+    // Re-planning: subscriptions leave and come; the others keep receiving everything.
+    let (_, first) = subs.remove(0);
+    first.unsubscribe().await.unwrap();
+    let (_, widened) = subs.remove(0);
+    widened.unsubscribe().await.unwrap();
+    for pattern in [format!("{p}.r5.*"), format!("{p}.r2.*")] {
+        let sub = subscribe(&ps, &pattern).await;
+        subs.push((pattern, sub));
+    }
+    let topics: Vec<String> = ["r1.x", "r2.x", "r3.y.z", "r5.q", "r1.y.z"]
+        .iter()
+        .map(|t| format!("{p}.{t}"))
+        .collect();
+    expect_exact_delivery(&publisher, &mut subs, &topics).await;
+    drop(subs);
+    ps.close().await.unwrap();
+    publisher.close().await.unwrap();
+}

@@ -72,6 +72,32 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
     /// The native filter that serves `pattern` on this broker.
     fn native_filter(&self, pattern: &Pattern) -> Result<Self::Filter>;
 
+    /// The native filter for a new subscription's `pattern`, chosen knowing the filters the
+    /// handle's subscriptions use now (`in_use`). By default [`Driver::native_filter`].
+    ///
+    /// A driver whose broker pays for every wildcard filter on every message can plan here:
+    /// share a broader filter already in use, or choose a broader one when it holds many
+    /// (the core's matcher still decides delivery, so any superset is correct). A
+    /// subscription keeps the filter chosen for it until it ends, so planning never moves a
+    /// live subscription from one filter to another. Concurrent subscribes may plan from the
+    /// same view, so counts seen here can be exceeded by a few.
+    fn plan_filter(
+        &self,
+        pattern: &Pattern,
+        in_use: &dyn FiltersInUse<Self::Filter>,
+    ) -> Result<Self::Filter> {
+        let _ = in_use;
+        self.native_filter(pattern)
+    }
+
+    /// Whether the broker tests `filter` against every message published (a wildcard), where
+    /// other filters are looked up by name; the kit counts those in use for
+    /// [`Driver::plan_filter`] ([`FiltersInUse::wildcards`]). By default `false`.
+    fn is_wildcard(&self, filter: &Self::Filter) -> bool {
+        let _ = filter;
+        false
+    }
+
     /// Sends one message; resolves once the broker accepted it (a confirm or delivery report
     /// where the broker has one; otherwise once written to the connection, in order). Must not
     /// hang: a driver bounds it by the publish timeout. The handle has already waited for the
@@ -94,6 +120,15 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
     /// Flushes what was published and disconnects. Called once, by `close`, after the
     /// handle's background tasks were told to stop.
     async fn close(&self) -> Result<()>;
+}
+
+/// The native filters a handle's subscriptions need, as [`Driver::plan_filter`] sees them.
+pub trait FiltersInUse<F> {
+    /// Whether a subscription of the handle needs `filter`.
+    fn contains(&self, filter: &F) -> bool;
+
+    /// How many of the filters needed are wildcards ([`Driver::is_wildcard`]).
+    fn wildcards(&self) -> usize;
 }
 
 /// Where a driver hands the messages it receives from the broker.

@@ -321,10 +321,14 @@ impl<D: Driver> Core for HubInner<D> {
                 "a subscription needs at least one pattern",
             )));
         }
-        let filters = patterns
-            .iter()
-            .map(|p| self.driver.native_filter(p))
-            .collect::<Result<Vec<_>>>()
+        let filters = self
+            .router
+            .plan(|in_use| {
+                patterns
+                    .iter()
+                    .map(|p| self.driver.plan_filter(p, in_use))
+                    .collect::<Result<Vec<_>>>()
+            })
             .map_err(fail)?;
         let queue = Arc::new(Queue::new(
             options.capacity.unwrap_or(self.options.buffer),
@@ -340,6 +344,7 @@ impl<D: Driver> Core for HubInner<D> {
             let (route, live) = self.router.insert(NewRoute {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 pattern,
+                wildcard: self.driver.is_wildcard(&filter),
                 filter: filter.clone(),
                 queue: queue.clone(),
                 shared,

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 
 use super::*;
-use crate::adapter::{launch, Context, Inbound, LinkReporter};
+use crate::adapter::{launch, Context, FiltersInUse, Inbound, LinkReporter};
 use crate::{Backoff, ErrorKind, WithOptions};
 
 /// A driver that records filter changes, can refuse or stall them, and lets the test inject
@@ -24,6 +24,8 @@ struct Scripted {
     stall: Mutex<HashSet<String>>,
     inbound: Mutex<Option<Inbound<String>>>,
     link: Mutex<Option<LinkReporter>>,
+    /// Plans: beyond this many wildcard filters in use, a new wildcard pattern gets `*`.
+    budget: Mutex<Option<usize>>,
 }
 
 #[derive(Debug)]
@@ -40,6 +42,20 @@ impl Driver for Driven {
 
     fn native_filter(&self, pattern: &Pattern) -> Result<String> {
         Ok(pattern.as_str().replace('>', "*"))
+    }
+
+    fn plan_filter(&self, pattern: &Pattern, in_use: &dyn FiltersInUse<String>) -> Result<String> {
+        let own = self.native_filter(pattern)?;
+        match *self.0.budget.lock() {
+            Some(budget) if self.is_wildcard(&own) && in_use.wildcards() >= budget => {
+                Ok("*".into())
+            }
+            _ => Ok(own),
+        }
+    }
+
+    fn is_wildcard(&self, filter: &String) -> bool {
+        filter.contains('*')
     }
 
     async fn publish(&self, _message: Message) -> Result<()> {
@@ -361,4 +377,38 @@ async fn broker_side_drops_become_gaps_of_the_matching_subscriptions() {
         Some(Delivery::Message(_))
     ));
     assert!(other.is_empty());
+}
+
+#[tokio::test]
+async fn planned_filters_are_shared_and_deliver_once() {
+    let (hub, s) = hub().await;
+    *s.budget.lock() = Some(2);
+    let mut a = hub.subscribe("a.*".parse().unwrap()).await.unwrap();
+    let b = hub.subscribe("b.>".parse().unwrap()).await.unwrap();
+    let exact = hub.subscribe("c.x".parse().unwrap()).await.unwrap();
+    // Two wildcard filters in use (the exact one does not count): the next ones share `*`.
+    let mut c = hub.subscribe("c.*".parse().unwrap()).await.unwrap();
+    let mut d = hub.subscribe("d.>".parse().unwrap()).await.unwrap();
+    assert_eq!(hub.stats().native_filters, 4);
+    let inbound = s.inbound.lock().clone().unwrap();
+    // A copy through each filter that matches: every subscription gets one.
+    inbound.deliver_via(&"a.*".to_string(), msg("a.1"));
+    inbound.deliver_via(&"*".to_string(), msg("a.1"));
+    inbound.deliver_via(&"*".to_string(), msg("c.1"));
+    inbound.deliver_via(&"*".to_string(), msg("d.1.2"));
+    inbound.deliver_via(&"*".to_string(), msg("e.1"));
+    assert_eq!(a.recv().await.unwrap().topic().as_str(), "a.1");
+    assert_eq!(c.recv().await.unwrap().topic().as_str(), "c.1");
+    assert_eq!(d.recv().await.unwrap().topic().as_str(), "d.1.2");
+    assert!(a.is_empty() && b.is_empty() && c.is_empty() && d.is_empty() && exact.is_empty());
+    // The shared filter goes once its last subscription leaves.
+    c.unsubscribe().await.unwrap();
+    assert_eq!(hub.stats().native_filters, 4);
+    d.unsubscribe().await.unwrap();
+    assert_eq!(hub.stats().native_filters, 3);
+    // Under the budget again: a new pattern gets its own filter.
+    b.unsubscribe().await.unwrap();
+    let _e = hub.subscribe("e.*".parse().unwrap()).await.unwrap();
+    assert!(s.log.lock().iter().any(|l| l == "+e.*"));
+    hub.close().await.unwrap();
 }

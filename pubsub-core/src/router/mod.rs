@@ -27,6 +27,7 @@ use tokio::time::Instant;
 pub(crate) use queue::Queue;
 pub use trie::Trie as PatternTrie;
 
+use crate::adapter::FiltersInUse;
 use crate::delivery::EndReason;
 use crate::{Error, Message, Pattern};
 
@@ -67,6 +68,8 @@ pub(crate) struct Slot {
     pub(crate) presence: Presence,
     /// A change of it is under way at the broker.
     pub(crate) busy: bool,
+    /// The broker tests it against every message ([`Driver::is_wildcard`](crate::adapter::Driver::is_wildcard)).
+    pub(crate) wildcard: bool,
     /// It is in [`Routes::dirty`].
     pub(crate) queued: bool,
     /// Failed attempts in a row, and when to try again.
@@ -78,12 +81,13 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn new(id: u64) -> Self {
+    fn new(id: u64, wildcard: bool) -> Self {
         Slot {
             id,
             refs: 0,
             presence: Presence::Absent,
             busy: false,
+            wildcard,
             queued: false,
             failures: 0,
             retry_at: None,
@@ -114,6 +118,8 @@ pub(crate) struct Routes<F> {
     pub(crate) dirty: Vec<F>,
     /// Slots whose filter is present or may be present at the broker.
     pub(crate) active: usize,
+    /// Wildcard filters that routes need.
+    wildcards: usize,
     next_filter: u64,
     /// Since when the handle is down, if it is.
     outage: Option<SystemTime>,
@@ -129,6 +135,16 @@ impl<F: Clone> Routes<F> {
     }
 }
 
+impl<F: Eq + Hash> FiltersInUse<F> for Routes<F> {
+    fn contains(&self, filter: &F) -> bool {
+        self.filters.get(filter).is_some_and(|slot| slot.refs > 0)
+    }
+
+    fn wildcards(&self) -> usize {
+        self.wildcards
+    }
+}
+
 impl<F> Default for Routes<F> {
     fn default() -> Self {
         Routes {
@@ -137,6 +153,7 @@ impl<F> Default for Routes<F> {
             by_id: HashMap::default(),
             dirty: Vec::new(),
             active: 0,
+            wildcards: 0,
             next_filter: 0,
             outage: None,
         }
@@ -177,6 +194,8 @@ pub(crate) struct NewRoute<F> {
     pub(crate) queue: Arc<Queue>,
     pub(crate) shared: bool,
     pub(crate) skip_own: bool,
+    /// The filter is a wildcard ([`Driver::is_wildcard`](crate::adapter::Driver::is_wildcard)).
+    pub(crate) wildcard: bool,
 }
 
 /// The routes one message goes to (inline for typical fan-outs).
@@ -193,6 +212,7 @@ impl<F: Eq + Hash + Clone> Router<F> {
             queue,
             shared,
             skip_own,
+            wildcard,
         } = route;
         let mut r = self.routes.write();
         let Routes {
@@ -200,6 +220,7 @@ impl<F: Eq + Hash + Clone> Router<F> {
             filters,
             by_id,
             dirty,
+            wildcards,
             next_filter,
             outage,
             ..
@@ -210,8 +231,11 @@ impl<F: Eq + Hash + Clone> Router<F> {
         let slot = filters.entry(filter.clone()).or_insert_with(|| {
             *next_filter += 1;
             by_id.insert(*next_filter, filter.clone());
-            Slot::new(*next_filter)
+            Slot::new(*next_filter, wildcard)
         });
+        if slot.refs == 0 && slot.wildcard {
+            *wildcards += 1;
+        }
         slot.refs += 1;
         let live = slot.is_live();
         if !live {
@@ -240,11 +264,19 @@ impl<F: Eq + Hash + Clone> Router<F> {
             self.skip_own.fetch_sub(1, Ordering::Relaxed);
         }
         let filter = r.by_id.get(&route.filter)?.clone();
-        let Routes { filters, dirty, .. } = &mut *r;
+        let Routes {
+            filters,
+            dirty,
+            wildcards,
+            ..
+        } = &mut *r;
         let slot = filters.get_mut(&filter)?;
         slot.refs -= 1;
         if slot.refs > 0 {
             return None;
+        }
+        if slot.wildcard {
+            *wildcards -= 1;
         }
         Routes::mark(dirty, &filter, slot);
         Some(filter)
@@ -253,6 +285,12 @@ impl<F: Eq + Hash + Clone> Router<F> {
     /// Applies `f` to the slot of `filter`, if there is one.
     pub(crate) fn with_slot<T>(&self, filter: &F, f: impl FnOnce(&Slot) -> T) -> Option<T> {
         self.routes.read().filters.get(filter).map(f)
+    }
+
+    /// Runs `plan` with a view of the filters routes need now (for
+    /// [`Driver::plan_filter`](crate::adapter::Driver::plan_filter)).
+    pub(crate) fn plan<T>(&self, plan: impl FnOnce(&dyn FiltersInUse<F>) -> T) -> T {
+        plan(&*self.routes.read())
     }
 
     pub(crate) fn route_count(&self) -> usize {
