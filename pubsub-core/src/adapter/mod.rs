@@ -134,7 +134,7 @@ impl<F: Clone + Eq + Hash> Inbound<F> {
     /// local subscription still gets exactly one copy, however the filters overlap. A message
     /// through a filter the handle does not (or no longer) has is dropped.
     pub fn deliver_via(&self, filter: &F, message: Message) {
-        self.router.deliver(Some(filter), message);
+        self.router.deliver_via(filter, message);
     }
 
     /// Counts messages lost before they reached the router when it is not known to which

@@ -15,6 +15,8 @@ mod trie;
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -75,6 +77,12 @@ pub(crate) struct Slot {
     /// Completed add attempts, and the error of the last one that failed.
     pub(crate) attempts: u64,
     pub(crate) last_error: Option<Error>,
+    /// The routes that need it, by id: where a message that came through it may go.
+    routes: IndexMap<u64, Arc<Route>, FxBuildHasher>,
+    /// How many of them share their queue or skip their own messages (a message through this
+    /// filter then needs every matching route of the handle to decide; see
+    /// [`Router::deliver_via`]).
+    special: usize,
 }
 
 impl Slot {
@@ -89,6 +97,8 @@ impl Slot {
             retry_at: None,
             attempts: 0,
             last_error: None,
+            routes: IndexMap::default(),
+            special: 0,
         }
     }
 
@@ -229,6 +239,8 @@ impl<F: Eq + Hash + Clone> Router<F> {
             skip_own,
         });
         trie.insert(&route.pattern, id, route.clone());
+        slot.routes.insert(id, route.clone());
+        slot.special += usize::from(shared || skip_own);
         if skip_own {
             self.skip_own.fetch_add(1, Ordering::Relaxed);
         }
@@ -245,6 +257,8 @@ impl<F: Eq + Hash + Clone> Router<F> {
         let filter = r.by_id.get(&route.filter)?.clone();
         let Routes { filters, dirty, .. } = &mut *r;
         let slot = filters.get_mut(&filter)?;
+        slot.routes.swap_remove(&route.id);
+        slot.special -= usize::from(route.shared || route.skip_own);
         slot.refs -= 1;
         if slot.refs > 0 {
             return None;
@@ -314,6 +328,43 @@ impl<F: Eq + Hash + Clone> Router<F> {
         }
         if let Some(id) = only {
             chosen.retain(|route| route.filter == id);
+        }
+        self.push_all(&chosen, message);
+    }
+
+    /// Delivers `message`, which came through the native `filter`, to that filter's routes
+    /// whose pattern matches: the slot's own route list, no walk of the trie (a broker that
+    /// sends one copy per matching filter would otherwise walk it once per copy). A route
+    /// that shares its queue or skips its own messages needs the handle's other matching
+    /// routes to decide, so a filter with one takes [`Router::deliver`]'s path.
+    pub(crate) fn deliver_via(&self, filter: &F, message: Message) {
+        if self.is_closed() {
+            return;
+        }
+        let r = self.routes.read();
+        let Some(slot) = r.filters.get(filter) else {
+            return;
+        };
+        if slot.special > 0 {
+            drop(r);
+            return self.deliver(Some(filter), message);
+        }
+        let topic = message.topic().as_str();
+        let mut chosen: Chosen<'_> = SmallVec::new();
+        // Routes of one filter usually share their pattern: match it once.
+        let mut last: Option<(&Pattern, bool)> = None;
+        for route in slot.routes.values() {
+            let hit = match last {
+                Some((pattern, hit)) if *pattern == route.pattern => hit,
+                _ => {
+                    let hit = route.pattern.matches_str(topic);
+                    last = Some((&route.pattern, hit));
+                    hit
+                }
+            };
+            if hit {
+                chosen.push(route);
+            }
         }
         self.push_all(&chosen, message);
     }
