@@ -23,8 +23,11 @@ use pubsub_core::{Message, SubscribeOptions, Topic};
 use pubsub_nats::NatsConfig;
 use tokio::sync::Notify;
 
-/// Messages the publisher sends before it waits for every subscription to catch up.
-const CHUNK: u64 = 512;
+/// Messages the publisher sends before it waits for every subscription to catch up
+/// (`CHUNK`, default 512; a small chunk shows the cost of waking tasks up).
+fn chunk() -> u64 {
+    env("CHUNK", 512).max(1) as u64
+}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -65,6 +68,7 @@ where
     S: futures::Stream<Item = T> + Send + 'static,
     T: AsRef<[u8]>,
 {
+    let chunk = chunk();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut n = 0;
@@ -77,7 +81,7 @@ where
             }
             n += 1;
             progress.received[index].store(n, Ordering::Relaxed);
-            if n.is_multiple_of(CHUNK) || n == count {
+            if n.is_multiple_of(chunk) || n == count {
                 progress.moved.notify_one();
             }
         }
@@ -103,7 +107,7 @@ fn subjects(prefix: &str, subs: usize, distinct: bool) -> (String, Vec<String>) 
 
 async fn run_raw(count: u64, size: usize, subs: usize, distinct: bool) {
     let url = nats_url().split(',').next().unwrap_or_default().to_string();
-    let capacity = usize::try_from(CHUNK).unwrap_or(512) * 2 + 1024;
+    let (chunk, capacity) = (chunk(), 2 * chunk() as usize + 1024);
     let options = || async_nats::ConnectOptions::new().subscription_capacity(capacity);
     let publisher = options().connect(url.as_str()).await.expect("connect");
     let subscriber = options().connect(url.as_str()).await.expect("connect");
@@ -132,14 +136,14 @@ async fn run_raw(count: u64, size: usize, subs: usize, distinct: bool) {
             .publish(subject.clone(), payload.clone())
             .await
             .expect("publish");
-        if seq.is_multiple_of(CHUNK) || seq == count {
+        if seq.is_multiple_of(chunk) || seq == count {
             progress.wait_for(seq).await;
         }
     }
 }
 
 async fn run_adapter(count: u64, size: usize, subs: usize, distinct: bool) {
-    let capacity = usize::try_from(CHUNK).unwrap_or(512) * 2 + 1024;
+    let (chunk, capacity) = (chunk(), 2 * chunk() as usize + 1024);
     let config = NatsConfig::from_url(&nats_url())
         .expect("url")
         .with_subscription_capacity(capacity);
@@ -164,7 +168,7 @@ async fn run_adapter(count: u64, size: usize, subs: usize, distinct: bool) {
     for seq in 1..=count {
         let message = Message::new(topic.clone(), payload.clone());
         publisher.publish(message).await.expect("publish");
-        if seq.is_multiple_of(CHUNK) || seq == count {
+        if seq.is_multiple_of(chunk) || seq == count {
             progress.wait_for(seq).await;
         }
     }

@@ -164,10 +164,21 @@ pub(crate) struct Router<F> {
     skip_own: AtomicUsize,
     /// This handle's origin (random), for [`ORIGIN_HEADER`].
     origin: Box<str>,
+    /// A message through a native filter matches every route of that filter (the driver's
+    /// [`Driver::FILTER_IS_PATTERN`](crate::adapter::Driver::FILTER_IS_PATTERN)).
+    filter_is_pattern: bool,
 }
 
 impl<F> Default for Router<F> {
     fn default() -> Self {
+        Router::new(false)
+    }
+}
+
+impl<F> Router<F> {
+    /// A router; with `filter_is_pattern`, what comes through a native filter is not matched
+    /// against its routes' patterns again.
+    pub(crate) fn new(filter_is_pattern: bool) -> Self {
         Router {
             routes: RwLock::new(Routes::default()),
             closed: AtomicBool::new(false),
@@ -175,6 +186,7 @@ impl<F> Default for Router<F> {
             dropped: AtomicU64::new(0),
             skip_own: AtomicUsize::new(0),
             origin: format!("{:016x}", rand::random::<u64>()).into(),
+            filter_is_pattern,
         }
     }
 }
@@ -348,6 +360,10 @@ impl<F: Eq + Hash + Clone> Router<F> {
         if slot.special > 0 {
             drop(r);
             return self.deliver(Some(filter), message);
+        }
+        if self.filter_is_pattern {
+            let chosen: Chosen<'_> = slot.routes.values().collect();
+            return self.push_all(&chosen, message);
         }
         let topic = message.topic().as_str();
         let mut chosen: Chosen<'_> = SmallVec::new();
