@@ -233,29 +233,29 @@ impl<D: Driver> HubInner<D> {
         gone_is_settled: bool,
         what: &'static str,
     ) -> Result<()> {
-        let deadline = Instant::now() + self.options.command_timeout;
-        let mut outcomes = self.reconciler.outcomes.clone();
+        let deadline = tokio::time::sleep_until(Instant::now() + self.options.command_timeout);
+        tokio::pin!(deadline);
         loop {
-            outcomes.borrow_and_update();
             let state = self
                 .router
-                .with_slot(filter, |slot| match &slot.last_error {
+                .watch_slot(filter, |slot| match &slot.last_error {
                     _ if settled(slot) => Some(Ok(())),
                     Some(error) if slot.attempts > attempts_before && !slot.busy => {
                         Some(Err(error.clone()))
                     }
                     _ => None,
                 });
-            match state {
-                Some(Some(result)) => return result,
+            // Woken by a change of this slot only (not by every change of the handle's).
+            let changed = match state {
+                Some((Some(result), _)) => return result,
                 None if gone_is_settled => return Ok(()),
                 None => return Err(Error::closed()),
-                Some(None) => {}
-            }
+                Some((None, changed)) => changed,
+            };
             tokio::select! {
-                changed = outcomes.changed() => changed.map_err(|_| Error::closed())?,
+                _ = changed => {}
                 _ = self.tasks.stopped() => return Err(Error::closed()),
-                _ = tokio::time::sleep_until(deadline) => return Err(Error::timeout(format!(
+                _ = &mut deadline => return Err(Error::timeout(format!(
                     "{what} within {:?}", self.options.command_timeout
                 ))),
             }

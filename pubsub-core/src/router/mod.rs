@@ -24,6 +24,8 @@ use std::time::SystemTime;
 
 use parking_lot::RwLock;
 use smallvec::SmallVec;
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub(crate) use queue::Queue;
@@ -83,6 +85,9 @@ pub(crate) struct Slot {
     /// filter then needs every matching route of the handle to decide; see
     /// [`Router::deliver_via`]).
     special: usize,
+    /// Wakes whoever waits for this slot to settle ([`Slot::changed`]): only they, so that
+    /// many subscribes waiting at once cost each one wake-up, not one per broker change.
+    changed: Arc<Notify>,
 }
 
 impl Slot {
@@ -99,7 +104,13 @@ impl Slot {
             last_error: None,
             routes: IndexMap::default(),
             special: 0,
+            changed: Arc::default(),
         }
+    }
+
+    /// Tells whoever waits on this slot that its state changed.
+    pub(crate) fn changed(&self) {
+        self.changed.notify_waiters();
     }
 
     /// Whether subscriptions of this filter receive what the broker sends.
@@ -238,6 +249,8 @@ impl<F: Eq + Hash + Clone> Router<F> {
             Slot::new(*next_filter)
         });
         slot.refs += 1;
+        // An unsubscribe waiting for the filter to go is done: it stays.
+        slot.changed();
         let live = slot.is_live();
         if !live {
             Routes::mark(dirty, &filter, slot);
@@ -282,6 +295,19 @@ impl<F: Eq + Hash + Clone> Router<F> {
     /// Applies `f` to the slot of `filter`, if there is one.
     pub(crate) fn with_slot<T>(&self, filter: &F, f: impl FnOnce(&Slot) -> T) -> Option<T> {
         self.routes.read().filters.get(filter).map(f)
+    }
+
+    /// Like [`Router::with_slot`], also returning a future that resolves on the slot's next
+    /// change after this look (see [`Slot::changed`]).
+    pub(crate) fn watch_slot<T>(
+        &self,
+        filter: &F,
+        f: impl FnOnce(&Slot) -> T,
+    ) -> Option<(T, OwnedNotified)> {
+        let r = self.routes.read();
+        let slot = r.filters.get(filter)?;
+        // Made under the lock that every change is made under: no change slips between.
+        Some((f(slot), slot.changed.clone().notified_owned()))
     }
 
     pub(crate) fn route_count(&self) -> usize {
