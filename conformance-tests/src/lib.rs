@@ -23,7 +23,8 @@
 //! - [`broker`]: where the test brokers are, stopping / starting the local Redis, and
 //!   starting a Tansu (Kafka) broker of a test's own;
 //! - [`switchboard::Switchboard`]: routes Kafka connections by client id (fault cases on Kafka);
-//! - [`mod@bench`]: the harness of the adapter-versus-raw-client throughput benchmarks.
+//! - [`mod@bench`]: the harness of the adapter-versus-raw-client throughput benchmarks;
+//! - [`scale`]: the shape of the scale benchmark (many patterns on one handle).
 #![deny(missing_docs)]
 
 pub mod bench;
@@ -33,6 +34,7 @@ pub mod failover;
 mod harness;
 pub mod kit;
 pub mod proxy;
+pub mod scale;
 pub mod scenarios;
 pub mod switchboard;
 

@@ -171,23 +171,26 @@ impl Pattern {
         if !self.wildcard {
             return *self.text == *topic;
         }
-        let mut tokens = topic.split('.');
-        for seg in self.segments() {
+        // Byte by byte, as `split('.')` would cut them, but without its searcher: tokens are
+        // short, and this runs once per delivered copy.
+        let (pattern, topic) = (self.text.as_bytes(), topic.as_bytes());
+        let (mut p, mut t) = (0, 0);
+        while let Some(seg) = next_token(pattern, &mut p) {
             match seg {
-                Segment::Rest => return tokens.next().is_some(),
-                Segment::One => {
-                    if tokens.next().is_none() {
+                b">" => return next_token(topic, &mut t).is_some(),
+                b"*" => {
+                    if next_token(topic, &mut t).is_none() {
                         return false;
                     }
                 }
-                Segment::Literal(l) => {
-                    if tokens.next() != Some(l) {
+                literal => {
+                    if next_token(topic, &mut t) != Some(literal) {
                         return false;
                     }
                 }
             }
         }
-        tokens.next().is_none()
+        next_token(topic, &mut t).is_none()
     }
 
     /// Whether every topic this pattern matches is also matched by `other`: `self` asks for no
@@ -297,6 +300,19 @@ impl AsRef<str> for Pattern {
     fn as_ref(&self) -> &str {
         &self.text
     }
+}
+
+/// The token of `s` starting at `*at` (up to the next `.`), moving `*at` past it; `None` once
+/// the last token was taken. Cuts as `str::split('.')` does.
+fn next_token<'a>(s: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
+    let start = *at;
+    if start > s.len() {
+        return None;
+    }
+    let rest = &s[start..];
+    let len = rest.iter().position(|&b| b == b'.').unwrap_or(rest.len());
+    *at = start + len + 1;
+    Some(&rest[..len])
 }
 
 /// The shared table of (pattern, topic, expected) rows that the core matcher and every backend

@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::task::Poll;
-use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Client, Subject, Subscriber};
@@ -75,6 +74,25 @@ impl NatsDriver {
         })
     }
 
+    /// What async-nats sends for `message`: subject, headers and payload, once the size
+    /// (headers included) is checked against the server's limit.
+    fn prepare(
+        &self,
+        message: &Message,
+    ) -> Result<(Subject, Option<async_nats::HeaderMap>, Bytes)> {
+        let headers = headers::to_nats(message.headers())?;
+        let size = message.payload().len() + headers.as_ref().map_or(0, headers::wire_len);
+        let max = self.options.payload_limit(self.client.max_payload());
+        if size > max {
+            return Err(Error::payload_too_large(size, max));
+        }
+        Ok((
+            subject_of(message.topic()),
+            headers,
+            message.payload().clone(),
+        ))
+    }
+
     fn is_connected(&self) -> bool {
         self.client.connection_state() == State::Connected
     }
@@ -113,6 +131,10 @@ impl Driver for NatsDriver {
 
     const BACKEND: &'static str = "nats";
 
+    /// The filter is the pattern's text, and NATS matches subjects by the portable grammar
+    /// (`convert` lets through only subjects that are portable topics).
+    const FILTER_IS_PATTERN: bool = true;
+
     fn max_payload(&self) -> usize {
         // From the server's INFO, updated by async-nats on every (re)connect.
         self.client.max_payload()
@@ -123,23 +145,43 @@ impl Driver for NatsDriver {
         Ok(pattern.as_str().to_string())
     }
 
-    async fn publish(&self, message: Message) -> Result<()> {
-        let headers = headers::to_nats(message.headers())?;
-        let size = message.payload().len() + headers.as_ref().map_or(0, headers::wire_len);
-        let max = self.options.payload_limit(self.client.max_payload());
-        if size > max {
-            return Err(Error::payload_too_large(size, max));
-        }
-        let subject = subject_of(message.topic());
-        let (payload, timeout) = (message.payload().clone(), self.options.publish_timeout);
-        match headers {
-            None => send(timeout, pin!(self.client.publish(subject, payload))).await,
-            // Boxed: one publish future inline keeps the common future small.
+    fn publish_now(&self, message: Message) -> std::result::Result<Result<()>, Message> {
+        let (subject, headers, payload) = match self.prepare(&message) {
+            Ok(parts) => parts,
+            Err(error) => return Ok(Err(error)),
+        };
+        let sent = match headers {
+            None => pin!(self.client.publish(subject, payload)).now_or_never(),
             Some(headers) => {
                 let publish = self.client.publish_with_headers(subject, headers, payload);
-                send(timeout, Box::pin(publish)).await
+                pin!(publish).now_or_never()
             }
-        }
+        };
+        // Not sent (the client's queue is full): dropping the future took nothing.
+        sent.map(|result| result.map_err(error::publish))
+            .ok_or(message)
+    }
+
+    /// The client's queue was full a moment ago: waits for room, up to the publish timeout.
+    async fn publish(&self, message: Message) -> Result<()> {
+        let message = match self.publish_now(message) {
+            Ok(result) => return result,
+            Err(message) => message,
+        };
+        let (subject, headers, payload) = self.prepare(&message)?;
+        let timeout = self.options.publish_timeout;
+        let sent = match headers {
+            None => {
+                let publish = self.client.publish(subject, payload);
+                tokio::time::timeout(timeout, publish).await
+            }
+            Some(headers) => {
+                let publish = self.client.publish_with_headers(subject, headers, payload);
+                tokio::time::timeout(timeout, publish).await
+            }
+        };
+        sent.map_err(|_| Error::timeout("the client's send queue stayed full"))?
+            .map_err(error::publish)
     }
 
     async fn add_filters(&self, filters: &[String]) -> Result<()> {
@@ -328,21 +370,4 @@ fn subject_of(topic: &Topic) -> Subject {
         *last = Some((topic.clone(), subject.clone()));
         subject
     })
-}
-
-/// Awaits a publish into the client's queue; a timer is set up only when the queue is full.
-async fn send<F>(timeout: Duration, mut send: Pin<F>) -> Result<()>
-where
-    F: std::ops::DerefMut,
-    F::Target: Future<Output = std::result::Result<(), async_nats::PublishError>>,
-{
-    let result = match send.as_mut().now_or_never() {
-        Some(result) => result,
-        // Boxed so that the common path's future stays small (`async_trait` allocates it for
-        // every publish).
-        None => Box::pin(tokio::time::timeout(timeout, send))
-            .await
-            .map_err(|_| Error::timeout("the client's send queue stayed full"))?,
-    };
-    result.map_err(error::publish)
 }

@@ -64,6 +64,13 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
     /// Short backend name, such as `"redis"`.
     const BACKEND: &'static str;
 
+    /// Whether every native filter is exactly one pattern, matched by the broker as the
+    /// portable grammar does: then a message that came through a filter (see
+    /// [`Inbound::deliver_via`]) goes to that filter's subscriptions without the core checking
+    /// its topic against their pattern again. `false` (the default) when a filter may select
+    /// more than its patterns do.
+    const FILTER_IS_PATTERN: bool = false;
+
     /// Largest payload the broker accepts, in bytes (the handle lowers it to
     /// [`CommonOptions::max_payload`](crate::CommonOptions::max_payload) when that is set, and
     /// refuses larger payloads before calling [`Driver::publish`]).
@@ -103,6 +110,15 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
     /// hang: a driver bounds it by the publish timeout. The handle has already waited for the
     /// connection ([`Supervisor::ready`]).
     async fn publish(&self, message: Message) -> Result<()>;
+
+    /// Sends `message` at once when that needs no waiting (a client library's queue with room,
+    /// say), with the same promise as [`Driver::publish`]; gives the message back when it
+    /// would have to wait, and the handle calls [`Driver::publish`] with it. Lets a publish
+    /// that completes at once skip the allocation of an async call. By default it always
+    /// gives the message back.
+    fn publish_now(&self, message: Message) -> std::result::Result<Result<()>, Message> {
+        Err(message)
+    }
 
     /// Asks the broker to deliver what `filters` select; resolves once the broker confirmed,
     /// so that a message published after it is delivered.
@@ -169,7 +185,7 @@ impl<F: Clone + Eq + Hash> Inbound<F> {
     /// local subscription still gets exactly one copy, however the filters overlap. A message
     /// through a filter the handle does not (or no longer) has is dropped.
     pub fn deliver_via(&self, filter: &F, message: Message) {
-        self.router.deliver(Some(filter), message);
+        self.router.deliver_via(filter, message);
     }
 
     /// Counts messages lost before they reached the router when it is not known to which
@@ -228,7 +244,7 @@ where
     };
     tokio::runtime::Handle::try_current().map_err(|_| decorate(Error::no_runtime()))?;
     let options = options.validated().map_err(decorate)?;
-    let router = Arc::new(Router::default());
+    let router = Arc::new(Router::new(D::FILTER_IS_PATTERN));
     let supervisor = Supervisor::new();
     let tasks = Tasks::new();
     let context = Context {

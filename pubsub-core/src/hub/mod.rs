@@ -51,6 +51,8 @@ trait Core: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     fn max_payload(&self) -> usize;
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<()>>;
+    /// Publishes at once when nothing needs waiting for; gives the message back otherwise.
+    fn publish_now(&self, message: Message) -> std::result::Result<Result<()>, Message>;
     async fn subscribe_all(
         self: Arc<Self>,
         patterns: Vec<Pattern>,
@@ -196,6 +198,30 @@ impl<D: Driver> HubInner<D> {
         Ok(())
     }
 
+    /// The common case of a publish, without an async call: the handle is up, no subscription
+    /// asks for its own messages to be skipped, and the driver can send at once. Anything
+    /// else gives the message back for [`HubInner::publish_inner`], which handles every case.
+    fn publish_now(&self, message: Message) -> std::result::Result<Result<()>, Message> {
+        let max = self.options.payload_limit(self.driver.max_payload());
+        if self.is_closed()
+            || !self.supervisor.is_up()
+            || self.router.stamps()
+            || message.payload().len() > max
+        {
+            return Err(message);
+        }
+        let _inflight = Inflight::enter(self);
+        // Checked again after counting in: `close` either sees this publish or it sees `closed`.
+        if self.is_closed() {
+            return Err(message);
+        }
+        let result = self.driver.publish_now(message)?;
+        if result.is_ok() {
+            self.published.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(result.map_err(|e| self.fail(e, Operation::Publish)))
+    }
+
     /// Waits until `settled` holds for the filter's slot (or, with `gone_is_settled`, the slot
     /// is gone), a broker change of it that started after `attempts_before` failed, the
     /// command timeout passed, or the handle closed.
@@ -207,29 +233,29 @@ impl<D: Driver> HubInner<D> {
         gone_is_settled: bool,
         what: &'static str,
     ) -> Result<()> {
-        let deadline = Instant::now() + self.options.command_timeout;
-        let mut outcomes = self.reconciler.outcomes.clone();
+        let deadline = tokio::time::sleep_until(Instant::now() + self.options.command_timeout);
+        tokio::pin!(deadline);
         loop {
-            outcomes.borrow_and_update();
             let state = self
                 .router
-                .with_slot(filter, |slot| match &slot.last_error {
+                .watch_slot(filter, |slot| match &slot.last_error {
                     _ if settled(slot) => Some(Ok(())),
                     Some(error) if slot.attempts > attempts_before && !slot.busy => {
                         Some(Err(error.clone()))
                     }
                     _ => None,
                 });
-            match state {
-                Some(Some(result)) => return result,
+            // Woken by a change of this slot only (not by every change of the handle's).
+            let changed = match state {
+                Some((Some(result), _)) => return result,
                 None if gone_is_settled => return Ok(()),
                 None => return Err(Error::closed()),
-                Some(None) => {}
-            }
+                Some((None, changed)) => changed,
+            };
             tokio::select! {
-                changed = outcomes.changed() => changed.map_err(|_| Error::closed())?,
+                _ = changed => {}
                 _ = self.tasks.stopped() => return Err(Error::closed()),
-                _ = tokio::time::sleep_until(deadline) => return Err(Error::timeout(format!(
+                _ = &mut deadline => return Err(Error::timeout(format!(
                     "{what} within {:?}", self.options.command_timeout
                 ))),
             }
@@ -304,6 +330,10 @@ impl<D: Driver> Core for HubInner<D> {
                 .await
                 .map_err(|e| self.fail(e, Operation::Publish))
         })
+    }
+
+    fn publish_now(&self, message: Message) -> std::result::Result<Result<()>, Message> {
+        HubInner::publish_now(self, message)
     }
 
     async fn subscribe_all(
@@ -477,7 +507,10 @@ impl Hub {
 
     /// See [`PubSub::publish`].
     pub async fn publish(&self, message: Message) -> Result<()> {
-        self.inner.publish(message).await
+        match self.inner.publish_now(message) {
+            Ok(result) => result,
+            Err(message) => self.inner.publish(message).await,
+        }
     }
 
     /// See [`PubSub::subscribe`].
@@ -538,7 +571,10 @@ impl PubSub for Hub {
     }
 
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<()>> {
-        self.inner.publish(message)
+        match self.inner.publish_now(message) {
+            Ok(result) => Box::pin(std::future::ready(result)),
+            Err(message) => self.inner.publish(message),
+        }
     }
 
     fn subscribe_all(

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::adapter::{Driver, Supervisor, Tasks};
@@ -26,7 +26,6 @@ pub(crate) struct Reconciler<D: Driver> {
     tasks: Tasks,
     backoff: Backoff,
     kick: Arc<Notify>,
-    outcomes: watch::Sender<u64>,
     restore: Mutex<RestoreState>,
     /// Filters waiting for a retry, and when the first is due.
     deferred: Mutex<(Option<Instant>, Vec<D::Filter>)>,
@@ -39,11 +38,10 @@ struct RestoreState {
     retry_at: Option<Instant>,
 }
 
-/// What the handle keeps of its reconciler: a way to wake it, and a counter of completed
-/// broker changes to wait on.
+/// What the handle keeps of its reconciler: a way to wake it. (Who waits for a filter's
+/// change waits on its slot: [`Router::watch_slot`](crate::router::Router::watch_slot).)
 pub(crate) struct Handle {
     pub(crate) kick: Arc<Notify>,
-    pub(crate) outcomes: watch::Receiver<u64>,
 }
 
 pub(crate) fn spawn<D: Driver>(
@@ -54,7 +52,6 @@ pub(crate) fn spawn<D: Driver>(
     backoff: Backoff,
 ) -> Handle {
     let kick = Arc::new(Notify::new());
-    let (outcomes, rx) = watch::channel(0);
     let reconciler = Arc::new(Reconciler {
         driver,
         router,
@@ -62,12 +59,11 @@ pub(crate) fn spawn<D: Driver>(
         tasks: tasks.clone(),
         backoff,
         kick: kick.clone(),
-        outcomes,
         restore: Mutex::new(RestoreState::default()),
         deferred: Mutex::new((None, Vec::new())),
     });
     tasks.spawn(reconciler.run());
-    Handle { kick, outcomes: rx }
+    Handle { kick }
 }
 
 impl<D: Driver> Reconciler<D> {
@@ -115,6 +111,7 @@ impl<D: Driver> Reconciler<D> {
                 };
                 slot.queued = false;
                 if slot.is_settled() {
+                    slot.changed();
                     by_id.remove(&slot.id);
                     filters.remove(&filter);
                     continue;
@@ -200,11 +197,11 @@ impl<D: Driver> Reconciler<D> {
                 if was_active != is_active {
                     *active = if is_active { *active + 1 } else { *active - 1 };
                 }
+                slot.changed();
                 // The wanted state may have changed while the broker was busy.
                 Routes::mark(dirty, filter, slot);
             }
         }
-        self.outcomes.send_modify(|n| *n += 1);
         self.kick.notify_one();
     }
 

@@ -15,6 +15,8 @@ mod trie;
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +24,8 @@ use std::time::SystemTime;
 
 use parking_lot::RwLock;
 use smallvec::SmallVec;
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub(crate) use queue::Queue;
@@ -78,6 +82,15 @@ pub(crate) struct Slot {
     /// Completed add attempts, and the error of the last one that failed.
     pub(crate) attempts: u64,
     pub(crate) last_error: Option<Error>,
+    /// The routes that need it, by id: where a message that came through it may go.
+    routes: IndexMap<u64, Arc<Route>, FxBuildHasher>,
+    /// How many of them share their queue or skip their own messages (a message through this
+    /// filter then needs every matching route of the handle to decide; see
+    /// [`Router::deliver_via`]).
+    special: usize,
+    /// Wakes whoever waits for this slot to settle ([`Slot::changed`]): only they, so that
+    /// many subscribes waiting at once cost each one wake-up, not one per broker change.
+    changed: Arc<Notify>,
 }
 
 impl Slot {
@@ -93,7 +106,15 @@ impl Slot {
             retry_at: None,
             attempts: 0,
             last_error: None,
+            routes: IndexMap::default(),
+            special: 0,
+            changed: Arc::default(),
         }
+    }
+
+    /// Tells whoever waits on this slot that its state changed.
+    pub(crate) fn changed(&self) {
+        self.changed.notify_waiters();
     }
 
     /// Whether subscriptions of this filter receive what the broker sends.
@@ -171,10 +192,21 @@ pub(crate) struct Router<F> {
     skip_own: AtomicUsize,
     /// This handle's origin (random), for [`ORIGIN_HEADER`].
     origin: Box<str>,
+    /// A message through a native filter matches every route of that filter (the driver's
+    /// [`Driver::FILTER_IS_PATTERN`](crate::adapter::Driver::FILTER_IS_PATTERN)).
+    filter_is_pattern: bool,
 }
 
 impl<F> Default for Router<F> {
     fn default() -> Self {
+        Router::new(false)
+    }
+}
+
+impl<F> Router<F> {
+    /// A router; with `filter_is_pattern`, what comes through a native filter is not matched
+    /// against its routes' patterns again.
+    pub(crate) fn new(filter_is_pattern: bool) -> Self {
         Router {
             routes: RwLock::new(Routes::default()),
             closed: AtomicBool::new(false),
@@ -182,6 +214,7 @@ impl<F> Default for Router<F> {
             dropped: AtomicU64::new(0),
             skip_own: AtomicUsize::new(0),
             origin: format!("{:016x}", rand::random::<u64>()).into(),
+            filter_is_pattern,
         }
     }
 }
@@ -237,6 +270,8 @@ impl<F: Eq + Hash + Clone> Router<F> {
             *wildcards += 1;
         }
         slot.refs += 1;
+        // An unsubscribe waiting for the filter to go is done: it stays.
+        slot.changed();
         let live = slot.is_live();
         if !live {
             Routes::mark(dirty, &filter, slot);
@@ -250,6 +285,8 @@ impl<F: Eq + Hash + Clone> Router<F> {
             skip_own,
         });
         trie.insert(&route.pattern, id, route.clone());
+        slot.routes.insert(id, route.clone());
+        slot.special += usize::from(shared || skip_own);
         if skip_own {
             self.skip_own.fetch_add(1, Ordering::Relaxed);
         }
@@ -271,6 +308,8 @@ impl<F: Eq + Hash + Clone> Router<F> {
             ..
         } = &mut *r;
         let slot = filters.get_mut(&filter)?;
+        slot.routes.swap_remove(&route.id);
+        slot.special -= usize::from(route.shared || route.skip_own);
         slot.refs -= 1;
         if slot.refs > 0 {
             return None;
@@ -291,6 +330,19 @@ impl<F: Eq + Hash + Clone> Router<F> {
     /// [`Driver::plan_filter`](crate::adapter::Driver::plan_filter)).
     pub(crate) fn plan<T>(&self, plan: impl FnOnce(&dyn FiltersInUse<F>) -> T) -> T {
         plan(&*self.routes.read())
+    }
+
+    /// Like [`Router::with_slot`], also returning a future that resolves on the slot's next
+    /// change after this look (see [`Slot::changed`]).
+    pub(crate) fn watch_slot<T>(
+        &self,
+        filter: &F,
+        f: impl FnOnce(&Slot) -> T,
+    ) -> Option<(T, OwnedNotified)> {
+        let r = self.routes.read();
+        let slot = r.filters.get(filter)?;
+        // Made under the lock that every change is made under: no change slips between.
+        Some((f(slot), slot.changed.clone().notified_owned()))
     }
 
     pub(crate) fn route_count(&self) -> usize {
@@ -349,6 +401,47 @@ impl<F: Eq + Hash + Clone> Router<F> {
         }
         if let Some(id) = only {
             chosen.retain(|route| route.filter == id);
+        }
+        self.push_all(&chosen, message);
+    }
+
+    /// Delivers `message`, which came through the native `filter`, to that filter's routes
+    /// whose pattern matches: the slot's own route list, no walk of the trie (a broker that
+    /// sends one copy per matching filter would otherwise walk it once per copy). A route
+    /// that shares its queue or skips its own messages needs the handle's other matching
+    /// routes to decide, so a filter with one takes [`Router::deliver`]'s path.
+    pub(crate) fn deliver_via(&self, filter: &F, message: Message) {
+        if self.is_closed() {
+            return;
+        }
+        let r = self.routes.read();
+        let Some(slot) = r.filters.get(filter) else {
+            return;
+        };
+        if slot.special > 0 {
+            drop(r);
+            return self.deliver(Some(filter), message);
+        }
+        if self.filter_is_pattern {
+            let chosen: Chosen<'_> = slot.routes.values().collect();
+            return self.push_all(&chosen, message);
+        }
+        let topic = message.topic().as_str();
+        let mut chosen: Chosen<'_> = SmallVec::new();
+        // Routes of one filter usually share their pattern: match it once.
+        let mut last: Option<(&Pattern, bool)> = None;
+        for route in slot.routes.values() {
+            let hit = match last {
+                Some((pattern, hit)) if *pattern == route.pattern => hit,
+                _ => {
+                    let hit = route.pattern.matches_str(topic);
+                    last = Some((&route.pattern, hit));
+                    hit
+                }
+            };
+            if hit {
+                chosen.push(route);
+            }
         }
         self.push_all(&chosen, message);
     }
