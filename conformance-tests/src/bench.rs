@@ -435,8 +435,7 @@ impl Compared {
         vec![
             rate(&self.adapter),
             rate(&self.raw),
-            self.ratio
-                .map_or_else(dash, |r| fmt_ratio(r, self.spread)),
+            self.ratio.map_or_else(dash, |r| fmt_ratio(r, self.spread)),
             lat(&self.adapter),
             lat(&self.raw),
             format!("{}/{}", missing(&self.adapter), missing(&self.raw)),
@@ -652,7 +651,11 @@ mod tests {
         assert!(order.chunks(2).all(|p| p == [Side::Adapter, Side::Raw]));
         assert_eq!(timed.ours_median(), Duration::from_millis(105));
         assert!((timed.ratio() - 200.0 / 105.0).abs() < 1e-9);
-        assert!(timed.ratio_cell().starts_with("1.90× (1.83–"), "{}", timed.ratio_cell());
+        assert!(
+            timed.ratio_cell().starts_with("1.90× (1.83–"),
+            "{}",
+            timed.ratio_cell()
+        );
     }
 
     #[tokio::test]
