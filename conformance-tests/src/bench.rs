@@ -9,6 +9,11 @@
 //! - [`compare`] runs the rounds interleaved (adapter, raw, adapter, raw, …) so both sides see
 //!   the same machine load, and reports the median of each side and the median of the
 //!   per-round ratios ([`Compared`]).
+//! - [`interleave`] and [`interleave_async`] do the same for benches that time a fixed amount of
+//!   work (the core's fan-out, routing, …): [`Timed`] holds both sides' round times, their
+//!   medians, and the median and spread of the per-round speed ratios.
+//! - [`CountingAlloc`], installed as a bench's global allocator, counts allocations, so a
+//!   bench can report allocations per message ([`allocations`]).
 //! - [`Settings::from_env`] reads the knobs every bench shares: `BENCH_QUICK=1` (a smoke run:
 //!   fewer messages), `BENCH_ROUNDS=<n>`, `BENCH_ROWS=0,3` (some rows only) and
 //!   `BENCH_MODE=adapter|raw` (one side only, for profiling).
@@ -377,6 +382,8 @@ pub struct Compared {
     pub raw: Option<Outcome>,
     /// The median of the per-round adapter/raw rate ratios, if both ran.
     pub ratio: Option<f64>,
+    /// The smallest and largest per-round ratio, if both ran.
+    pub spread: Option<(f64, f64)>,
 }
 
 /// Runs `rounds` rounds of `run(side, round)`, interleaved: adapter, raw, adapter, raw, …
@@ -403,6 +410,7 @@ where
     Compared {
         adapter: med(&adapter),
         raw: med(&raw),
+        spread: spread(&ratios),
         ratio: (!ratios.is_empty()).then(|| median(ratios)),
     }
 }
@@ -427,12 +435,132 @@ impl Compared {
         vec![
             rate(&self.adapter),
             rate(&self.raw),
-            self.ratio.map_or_else(dash, |r| format!("{r:.2}×")),
+            self.ratio.map_or_else(dash, |r| fmt_ratio(r, self.spread)),
             lat(&self.adapter),
             lat(&self.raw),
             format!("{}/{}", missing(&self.adapter), missing(&self.raw)),
         ]
     }
+}
+
+/// The smallest and largest of `xs`, if any.
+pub fn spread(xs: &[f64]) -> Option<(f64, f64)> {
+    let min = xs.iter().copied().reduce(f64::min)?;
+    let max = xs.iter().copied().reduce(f64::max)?;
+    Some((min, max))
+}
+
+/// `0.98×`, or `0.98× (0.95–1.01)` with the spread of the rounds.
+pub fn fmt_ratio(ratio: f64, spread: Option<(f64, f64)>) -> String {
+    match spread {
+        Some((lo, hi)) if lo != hi => format!("{ratio:.2}× ({lo:.2}–{hi:.2})"),
+        _ => format!("{ratio:.2}×"),
+    }
+}
+
+/// The round times of both sides of a bench that times a fixed amount of work, from
+/// [`interleave`] or [`interleave_async`].
+#[derive(Debug, Clone, Default)]
+pub struct Timed {
+    /// The side under test, one time per round.
+    pub ours: Vec<Duration>,
+    /// The baseline, one time per round.
+    pub base: Vec<Duration>,
+}
+
+impl Timed {
+    /// The median round time of the side under test.
+    pub fn ours_median(&self) -> Duration {
+        median(self.ours.clone())
+    }
+
+    /// The median round time of the baseline.
+    pub fn base_median(&self) -> Duration {
+        median(self.base.clone())
+    }
+
+    /// Per round, how much faster ours is: baseline time / our time (above 1: ours is faster).
+    pub fn speed_ratios(&self) -> Vec<f64> {
+        self.ours
+            .iter()
+            .zip(&self.base)
+            .map(|(o, b)| b.as_secs_f64() / o.as_secs_f64().max(1e-12))
+            .collect()
+    }
+
+    /// The median of [`Timed::speed_ratios`].
+    pub fn ratio(&self) -> f64 {
+        median(self.speed_ratios())
+    }
+
+    /// `1.03× (0.97–1.08)`: the median speed ratio and its spread over the rounds.
+    pub fn ratio_cell(&self) -> String {
+        fmt_ratio(self.ratio(), spread(&self.speed_ratios()))
+    }
+}
+
+/// Runs `rounds` rounds of `run(side)`, interleaved: ours ([`Side::Adapter`]), baseline
+/// ([`Side::Raw`]), ours, …; each run returns the time its work took.
+pub fn interleave(rounds: usize, mut run: impl FnMut(Side) -> Duration) -> Timed {
+    let mut timed = Timed::default();
+    for _ in 0..rounds.max(1) {
+        timed.ours.push(run(Side::Adapter));
+        timed.base.push(run(Side::Raw));
+    }
+    timed
+}
+
+/// [`interleave`] for async rounds.
+pub async fn interleave_async<F, Fut>(rounds: usize, mut run: F) -> Timed
+where
+    F: FnMut(Side) -> Fut,
+    Fut: Future<Output = Duration>,
+{
+    let mut timed = Timed::default();
+    for _ in 0..rounds.max(1) {
+        timed.ours.push(run(Side::Adapter).await);
+        timed.base.push(run(Side::Raw).await);
+    }
+    timed
+}
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// A global allocator that counts allocations (and reallocations) of every thread, then
+/// hands them to the system allocator. Install it in a bench with
+/// `#[global_allocator] static ALLOC: CountingAlloc = CountingAlloc;` and read [`allocations`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountingAlloc;
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
+}
+
+/// Allocations so far, in every thread (0 unless [`CountingAlloc`] is the global allocator).
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
 }
 
 /// Prints a Markdown table header.
@@ -508,6 +636,28 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_micros(3250)), "3.25 ms");
     }
 
+    #[test]
+    fn interleave_alternates_and_reports_speed_ratios() {
+        let mut order = Vec::new();
+        let mut n = 0u64;
+        let timed = interleave(5, |side| {
+            order.push(side);
+            n += 1;
+            match side {
+                Side::Adapter => Duration::from_millis(100 + n),
+                Side::Raw => Duration::from_millis(200),
+            }
+        });
+        assert!(order.chunks(2).all(|p| p == [Side::Adapter, Side::Raw]));
+        assert_eq!(timed.ours_median(), Duration::from_millis(105));
+        assert!((timed.ratio() - 200.0 / 105.0).abs() < 1e-9);
+        assert!(
+            timed.ratio_cell().starts_with("1.90× (1.83–"),
+            "{}",
+            timed.ratio_cell()
+        );
+    }
+
     #[tokio::test]
     async fn compare_interleaves_and_takes_medians() {
         let settings = Settings {
@@ -535,7 +685,8 @@ mod tests {
         assert!(order.chunks(2).all(|p| p == [Side::Adapter, Side::Raw]));
         assert_eq!(c.adapter.unwrap().rate, 102.0);
         assert_eq!(c.ratio, Some(0.51));
-        assert_eq!(c.cells()[2], "0.51×");
+        assert_eq!(c.spread, Some((0.5, 0.52)));
+        assert_eq!(c.cells()[2], "0.51× (0.50–0.52)");
     }
 }
 

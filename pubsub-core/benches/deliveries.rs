@@ -2,10 +2,13 @@
 //! messages: 1 publisher -> 10 subscriptions on the memory backend, 64 B, read with `recv()`
 //! in one round and with `recv_delivery()` in the next, interleaved.
 //!
-//! Run: `cargo bench -p pubsub-core --bench deliveries`. Prints the median throughput of each
-//! form and their ratio (the aim: the delivery form within 5% of the plain one).
+//! Run: `cargo bench -p pubsub-core --bench deliveries` (`BENCH_ROUNDS=<n>`, default 7).
+//! Prints the median throughput of each form and the median of the per-round ratios with its
+//! spread (the aim: the delivery form within 5% of the plain one).
 
 use std::time::{Duration, Instant};
+
+use conformance_tests::bench::{interleave_async, Settings, Side};
 
 use pubsub_core::memory::MemoryBus;
 use pubsub_core::{Delivery, Message, SubscribeOptions, Topic};
@@ -48,32 +51,36 @@ async fn round(bus: &MemoryBus, msg: &Message, as_deliveries: bool) -> Duration 
     took
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
+    let settings = Settings::from_env(ROUNDS);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
         let bus = MemoryBus::new();
-        let msg = Message::new(Topic::new("bench.deliveries").expect("topic"), vec![7u8; 64]);
-        let (mut plain, mut deliveries) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            plain.push(round(&bus, &msg, false).await);
-            deliveries.push(round(&bus, &msg, true).await);
-        }
-        let rate = |d: Duration| (MESSAGES * SUBSCRIBERS) as f64 / d.as_secs_f64();
-        let (plain, deliveries) = (median(plain), median(deliveries));
-        println!("1 -> {SUBSCRIBERS} subscriptions, {MESSAGES} x 64 B (median of {ROUNDS} interleaved rounds)");
-        println!("  plain messages : {:>12.0} deliveries/s", rate(plain));
-        println!("  deliveries     : {:>12.0} deliveries/s", rate(deliveries));
-        println!(
-            "  ratio deliveries/plain = {:.2}x",
-            plain.as_secs_f64() / deliveries.as_secs_f64()
+        let msg = Message::new(
+            Topic::new("bench.deliveries").expect("topic"),
+            vec![7u8; 64],
         );
+        // The side under test reads deliveries; the baseline reads plain messages.
+        let timed = interleave_async(settings.rounds, |side| {
+            round(&bus, &msg, side == Side::Adapter)
+        })
+        .await;
+        let rate = |d: Duration| (MESSAGES * SUBSCRIBERS) as f64 / d.as_secs_f64();
+        println!(
+            "1 -> {SUBSCRIBERS} subscriptions, {MESSAGES} x 64 B (median of {} interleaved rounds)",
+            settings.rounds
+        );
+        println!(
+            "  plain messages : {:>12.0} deliveries/s",
+            rate(timed.base_median())
+        );
+        println!(
+            "  deliveries     : {:>12.0} deliveries/s",
+            rate(timed.ours_median())
+        );
+        println!("  ratio deliveries/plain = {}", timed.ratio_cell());
     });
 }

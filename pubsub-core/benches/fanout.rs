@@ -1,19 +1,33 @@
 //! Fan-out: 1 publisher → 100 subscriptions, 64-byte payload, memory backend against
 //! `tokio::sync::broadcast` doing the same work (same message type, same receivers, no loss).
 //!
-//! Run: `cargo bench -p pubsub-core --bench fanout`. Prints deliveries per second for both and
-//! the ratio memory / broadcast, measured in the same run (best of several alternating rounds).
+//! Run: `cargo bench -p pubsub-core --bench fanout` (`BENCH_ROUNDS=<n>`, default 7). Rounds
+//! alternate (memory, broadcast, memory, …); prints the median deliveries per second of each,
+//! the median of the per-round ratios memory / broadcast with its spread, and allocations per
+//! published message (a counting global allocator; the payload is shared by all copies).
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+use conformance_tests::bench::{allocations, interleave_async, CountingAlloc, Settings, Side};
 use pubsub_core::memory::MemoryBus;
 use pubsub_core::{Message, SubscribeOptions, Topic};
 
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
 const SUBSCRIBERS: usize = 100;
 const MESSAGES: usize = 20_000;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 
-async fn memory_round(bus: &MemoryBus, msg: &Message) -> Duration {
+/// Allocations per published message in the timed part of the last round of each side.
+#[derive(Default)]
+struct PerMessage {
+    memory: Cell<f64>,
+    broadcast: Cell<f64>,
+}
+
+async fn memory_round(bus: &MemoryBus, msg: &Message, allocs: &Cell<f64>) -> Duration {
     let hub = bus.connect().await.expect("connect");
     let mut receivers = Vec::new();
     for _ in 0..SUBSCRIBERS {
@@ -31,6 +45,7 @@ async fn memory_round(bus: &MemoryBus, msg: &Message) -> Duration {
             sub.dropped()
         }));
     }
+    let before = allocations();
     let start = Instant::now();
     for _ in 0..MESSAGES {
         hub.publish(msg.clone()).await.expect("publish");
@@ -39,11 +54,12 @@ async fn memory_round(bus: &MemoryBus, msg: &Message) -> Duration {
         assert_eq!(r.await.expect("join"), 0, "nothing may be dropped");
     }
     let took = start.elapsed();
+    allocs.set((allocations() - before) as f64 / MESSAGES as f64);
     hub.close().await.expect("close");
     took
 }
 
-async fn broadcast_round(msg: &Message) -> Duration {
+async fn broadcast_round(msg: &Message, allocs: &Cell<f64>) -> Duration {
     let (tx, _) = tokio::sync::broadcast::channel::<Message>(MESSAGES);
     let mut receivers = Vec::new();
     for _ in 0..SUBSCRIBERS {
@@ -52,9 +68,9 @@ async fn broadcast_round(msg: &Message) -> Duration {
             for _ in 0..MESSAGES {
                 rx.recv().await.expect("message");
             }
-            0u64
         }));
     }
+    let before = allocations();
     let start = Instant::now();
     for _ in 0..MESSAGES {
         tx.send(msg.clone()).expect("send");
@@ -62,10 +78,13 @@ async fn broadcast_round(msg: &Message) -> Duration {
     for r in receivers {
         r.await.expect("join");
     }
-    start.elapsed()
+    let took = start.elapsed();
+    allocs.set((allocations() - before) as f64 / MESSAGES as f64);
+    took
 }
 
 fn main() {
+    let settings = Settings::from_env(ROUNDS);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,20 +95,35 @@ fn main() {
             Topic::new("bench.fanout.msg").expect("topic"),
             vec![7u8; 64],
         );
-        let (mut best_mem, mut best_bc) = (Duration::MAX, Duration::MAX);
-        for _ in 0..ROUNDS {
-            best_bc = best_bc.min(broadcast_round(&msg).await);
-            best_mem = best_mem.min(memory_round(&bus, &msg).await);
-        }
+        let per = PerMessage::default();
+        // Warm-up, not counted.
+        memory_round(&bus, &msg, &per.memory).await;
+        broadcast_round(&msg, &per.broadcast).await;
+        let timed = interleave_async(settings.rounds, |side| {
+            let (msg, bus, per) = (&msg, &bus, &per);
+            async move {
+                match side {
+                    Side::Adapter => memory_round(bus, msg, &per.memory).await,
+                    Side::Raw => broadcast_round(msg, &per.broadcast).await,
+                }
+            }
+        })
+        .await;
         let rate = |d: Duration| (MESSAGES * SUBSCRIBERS) as f64 / d.as_secs_f64();
         println!(
-            "fanout 1 -> {SUBSCRIBERS} subs, {MESSAGES} msgs x 64 B (best of {ROUNDS} rounds)"
+            "fanout 1 -> {SUBSCRIBERS} subs, {MESSAGES} msgs x 64 B (median of {} interleaved rounds)",
+            settings.rounds
         );
-        println!("  tokio broadcast : {:>12.0} deliveries/s", rate(best_bc));
-        println!("  memory backend  : {:>12.0} deliveries/s", rate(best_mem));
         println!(
-            "  ratio memory/broadcast = {:.2}x",
-            best_bc.as_secs_f64() / best_mem.as_secs_f64()
+            "  tokio broadcast : {:>12.0} deliveries/s, {:.2} allocations per message",
+            rate(timed.base_median()),
+            per.broadcast.get()
         );
+        println!(
+            "  memory backend  : {:>12.0} deliveries/s, {:.2} allocations per message",
+            rate(timed.ours_median()),
+            per.memory.get()
+        );
+        println!("  ratio memory/broadcast = {}", timed.ratio_cell());
     });
 }

@@ -362,6 +362,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn delivery_is_the_same_while_a_multi_pattern_subscription_lives_and_after() {
+        let handle = MemoryBus::new().connect().await.unwrap();
+        let mut rest = handle.subscribe("x.>".parse().unwrap()).await.unwrap();
+        let mut exact = handle.subscribe("x.y".parse().unwrap()).await.unwrap();
+        // While it lives, the router singles out one route per subscription (two passes).
+        let patterns = vec!["x.>".parse().unwrap(), "x.y".parse().unwrap()];
+        let mut both = handle
+            .subscribe_all(patterns, crate::SubscribeOptions::default())
+            .await
+            .unwrap();
+        let publish = |text: &'static str| {
+            let handle = handle.clone();
+            async move {
+                let m = Message::new("x.y".parse().unwrap(), text);
+                handle.publish(m).await.unwrap();
+            }
+        };
+        publish("1").await;
+        assert_eq!(both.recv().await.unwrap().payload().as_ref(), b"1");
+        drop(both);
+        // Then every matching route takes it in one pass again.
+        publish("2").await;
+        for sub in [&mut rest, &mut exact] {
+            assert_eq!(sub.recv().await.unwrap().payload().as_ref(), b"1");
+            assert_eq!(sub.recv().await.unwrap().payload().as_ref(), b"2");
+        }
+        assert_eq!(handle.stats().delivered, 5);
+    }
+
+    #[tokio::test]
     async fn a_cut_link_is_reported_and_restored() {
         let bus = MemoryBus::new();
         let config = MemoryConfig::default().with_publish_timeout(Duration::from_millis(50));

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use conformance_tests::bench::median;
 use pubsub_core::memory::MemoryBus;
 use pubsub_core::{Message, PubSub, SubscribeOptions, Topic};
 use pubsub_dispatch::{Dispatcher, HandlerError, Json, Route};
@@ -123,11 +124,6 @@ async fn dispatcher(ps: &Arc<dyn PubSub>, batch: &[Message], mode: &str) -> Dura
     let elapsed = start.elapsed();
     d.shutdown(Duration::from_secs(10)).await;
     elapsed
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -12,7 +12,7 @@
 //! Throughput: `SIO_BENCH_N` broadcasts (default 20 000, 100-byte payloads) emitted by 64
 //! concurrent tasks on A; time until the client on B got them all. Latency: `SIO_BENCH_LAT`
 //! broadcasts (default 500) one at a time, each timed from the emit on A to its arrival at the
-//! client on B. Each figure is the median of `SIO_BENCH_ROUNDS` rounds (default 3), the rounds
+//! client on B. Each figure is the median of `SIO_BENCH_ROUNDS` rounds (default 5), the rounds
 //! interleaving the transports; `SIO_BENCH_ONLY=nats` keeps the reference and the transports
 //! whose name contains the text.
 //!
@@ -340,7 +340,7 @@ fn main() {
             "cross-node socket.io broadcast: {} broadcasts of {PAYLOAD} B, {WINDOW} in flight; latency over {} one at a time; median of {} rounds",
             env_usize("SIO_BENCH_N", 20_000),
             env_usize("SIO_BENCH_LAT", 500),
-            env_usize("SIO_BENCH_ROUNDS", 3)
+            env_usize("SIO_BENCH_ROUNDS", 5)
         );
         println!(
             "| {:<44} | {:>10} | {:>8} | {:>9} | {:>9} | {:>8} | {:>6} |",
@@ -352,7 +352,7 @@ fn main() {
         );
         // Rounds interleave the transports, so a busy moment of the machine hits them alike.
         let mut runs: Vec<Vec<Outcome>> = TRANSPORTS.iter().map(|_| Vec::new()).collect();
-        for _ in 0..env_usize("SIO_BENCH_ROUNDS", 3).max(1) {
+        for _ in 0..env_usize("SIO_BENCH_ROUNDS", 5).max(1) {
             for (i, name) in TRANSPORTS.iter().enumerate() {
                 if i == 0 || wants(name) {
                     runs[i].push(run_transport(i, &redis, &nats).await);

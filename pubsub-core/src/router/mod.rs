@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use indexmap::map::Slice;
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 use tokio::sync::futures::OwnedNotified;
@@ -144,6 +145,10 @@ pub(crate) struct Routes<F> {
     next_filter: u64,
     /// Since when the handle is down, if it is.
     outage: Option<SystemTime>,
+    /// Routes that need more than a match to be chosen (of a multi-pattern subscription, or
+    /// skipping this handle's own messages); while there are none, delivery takes every
+    /// matching route in one pass.
+    special: usize,
 }
 
 impl<F: Clone> Routes<F> {
@@ -177,6 +182,7 @@ impl<F> Default for Routes<F> {
             wildcards: 0,
             next_filter: 0,
             outage: None,
+            special: 0,
         }
     }
 }
@@ -256,8 +262,10 @@ impl<F: Eq + Hash + Clone> Router<F> {
             wildcards,
             next_filter,
             outage,
+            special,
             ..
         } = &mut *r;
+        *special += usize::from(shared || skip_own);
         if let Some(since) = *outage {
             queue.outage_began(since);
         }
@@ -297,6 +305,7 @@ impl<F: Eq + Hash + Clone> Router<F> {
     pub(crate) fn remove(&self, route: &Route) -> Option<F> {
         let mut r = self.routes.write();
         r.trie.remove(&route.pattern, route.id)?;
+        r.special -= usize::from(route.shared || route.skip_own);
         if route.skip_own {
             self.skip_own.fetch_sub(1, Ordering::Relaxed);
         }
@@ -390,6 +399,25 @@ impl<F: Eq + Hash + Clone> Router<F> {
             },
             None => None,
         };
+        if r.special == 0 {
+            // Every matching route takes the message: no list of them to build.
+            let mut groups: SmallVec<[&Slice<u64, Arc<Route>>; 8]> = SmallVec::new();
+            r.trie
+                .for_each_match_group(message.topic().as_str(), |group| groups.push(group));
+            let routes = || groups.iter().flat_map(|group| group.values());
+            match only {
+                None => {
+                    let count = groups.iter().map(|group| group.len()).sum();
+                    self.push_each(count, routes(), message);
+                }
+                Some(id) => {
+                    let of_filter = |route: &&Arc<Route>| route.filter == id;
+                    let count = routes().filter(of_filter).count();
+                    self.push_each(count, routes().filter(of_filter), message);
+                }
+            }
+            return;
+        }
         let mut chosen: Chosen<'_> = SmallVec::new();
         let mut special = false;
         r.trie.for_each_match(message.topic().as_str(), |route| {
@@ -402,7 +430,7 @@ impl<F: Eq + Hash + Clone> Router<F> {
         if let Some(id) = only {
             chosen.retain(|route| route.filter == id);
         }
-        self.push_all(&chosen, message);
+        self.push_each(chosen.len(), chosen.iter().copied(), message);
     }
 
     /// Delivers `message`, which came through the native `filter`, to that filter's routes
@@ -423,8 +451,7 @@ impl<F: Eq + Hash + Clone> Router<F> {
             return self.deliver(Some(filter), message);
         }
         if self.filter_is_pattern {
-            let chosen: Chosen<'_> = slot.routes.values().collect();
-            return self.push_all(&chosen, message);
+            return self.push_each(slot.routes.len(), slot.routes.values(), message);
         }
         let topic = message.topic().as_str();
         let mut chosen: Chosen<'_> = SmallVec::new();
@@ -443,7 +470,7 @@ impl<F: Eq + Hash + Clone> Router<F> {
                 chosen.push(route);
             }
         }
-        self.push_all(&chosen, message);
+        self.push_each(chosen.len(), chosen.iter().copied(), message);
     }
 
     /// Among the matching routes: a subscription to several patterns takes the message once,
@@ -527,20 +554,25 @@ impl<F: Eq + Hash + Clone> Router<F> {
         self.skip_own.load(Ordering::Relaxed) > 0
     }
 
-    /// Hands `message` to the routes chosen for it. They are counted as delivered before the
-    /// first push, so whoever receives the message also sees it in
-    /// [`Stats::delivered`](crate::Stats::delivered).
-    fn push_all(&self, routes: &[&Arc<Route>], message: Message) {
-        let Some((last, others)) = routes.split_last() else {
+    /// Hands `message` to the `count` routes chosen for it (the last takes it without a
+    /// clone). They are counted as delivered before the first push, so whoever receives the
+    /// message also sees it in [`Stats::delivered`](crate::Stats::delivered).
+    fn push_each<'a>(
+        &self,
+        count: usize,
+        mut routes: impl Iterator<Item = &'a Arc<Route>>,
+        message: Message,
+    ) {
+        let Some(mut current) = routes.next() else {
             return;
         };
-        self.delivered
-            .fetch_add(routes.len() as u64, Ordering::Relaxed);
-        let mut dropped = others
-            .iter()
-            .filter(|route| route.queue.push(message.clone()))
-            .count();
-        dropped += usize::from(last.queue.push(message));
+        self.delivered.fetch_add(count as u64, Ordering::Relaxed);
+        let mut dropped = 0;
+        for next in routes {
+            dropped += usize::from(current.queue.push(message.clone()));
+            current = next;
+        }
+        dropped += usize::from(current.queue.push(message));
         if dropped > 0 {
             self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         }

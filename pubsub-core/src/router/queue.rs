@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::delivery::{Delivery, EndReason, Gap, Overflow};
 use crate::Message;
@@ -63,8 +63,28 @@ impl Queue {
     }
 
     /// Appends a message; returns true when a message was dropped (or the queue ended) for it.
+    ///
+    /// The usual case (room, no outage, not ended) is inlined into the router's delivery loop;
+    /// the rest is [`Queue::push_unusual`].
+    #[inline]
     pub(crate) fn push(&self, message: Message) -> bool {
         let mut st = self.state.lock();
+        if st.ended.is_some() || st.outage.is_some() || st.messages >= self.capacity {
+            return self.push_unusual(st, message);
+        }
+        st.push_message(message);
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        false
+    }
+
+    /// [`Queue::push`] when the queue ended, is in an outage or is full.
+    #[cold]
+    #[inline(never)]
+    fn push_unusual(&self, mut st: MutexGuard<'_, State>, message: Message) -> bool {
         if st.ended.is_some() {
             return false;
         }
@@ -172,6 +192,7 @@ impl Queue {
     }
 
     /// The next delivery; `Ready(None)` once ended and drained.
+    #[inline]
     pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
         let mut st = self.state.lock();
         if let Some(d) = st.buf.pop_front() {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
+use indexmap::map::Slice;
 use indexmap::IndexMap;
 use rustc_hash::FxHasher;
 
@@ -105,6 +106,16 @@ impl<T> Trie<T> {
     /// Calls `f` once for every value whose pattern matches `topic`, which must be a valid topic
     /// string (see [`Topic`](crate::Topic)); each value is reported at most once.
     pub fn for_each_match<'t>(&'t self, topic: &str, mut f: impl FnMut(&'t T)) {
+        self.for_each_match_group(topic, |group| group.values().for_each(&mut f));
+    }
+
+    /// Calls `f` with each group of values (all those of one pattern) whose pattern matches
+    /// `topic`, as [`Trie::for_each_match`] does value by value; no group is empty.
+    pub(crate) fn for_each_match_group<'t>(
+        &'t self,
+        topic: &str,
+        mut f: impl FnMut(&'t Slice<u64, T>),
+    ) {
         let tokens: smallvec::SmallVec<[&str; 16]> = topic.split('.').collect();
         walk(&self.root, &tokens, &mut f);
     }
@@ -135,12 +146,16 @@ impl<T> Trie<T> {
     }
 }
 
-fn walk<'t, T>(node: &'t Node<T>, tokens: &[&str], f: &mut impl FnMut(&'t T)) {
+fn walk<'t, T>(node: &'t Node<T>, tokens: &[&str], f: &mut impl FnMut(&'t Slice<u64, T>)) {
     let Some((first, rest)) = tokens.split_first() else {
-        node.here.values().for_each(&mut *f);
+        if !node.here.is_empty() {
+            f(node.here.as_slice());
+        }
         return;
     };
-    node.rest.values().for_each(&mut *f);
+    if !node.rest.is_empty() {
+        f(node.rest.as_slice());
+    }
     if let Some(child) = node.literal.get(*first) {
         walk(child, rest, f);
     }
