@@ -61,11 +61,42 @@ mod config;
 mod driver;
 mod error;
 pub mod headers;
+mod permissions;
+
+/// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use async_nats::HeaderMap;
+    use pubsub_core::{Error, Headers};
+
+    pub use crate::permissions::{parse as parse_violation, Violation};
+
+    /// Portable headers for received NATS headers.
+    pub fn headers_from_nats(map: &HeaderMap) -> Headers {
+        crate::headers::from_nats(map)
+    }
+
+    /// NATS headers for portable headers.
+    pub fn headers_to_nats(headers: &Headers) -> Result<Option<HeaderMap>, Error> {
+        crate::headers::to_nats(headers)
+    }
+
+    /// A received header value, decoded.
+    pub fn decode_value(value: &str) -> String {
+        crate::headers::decode_value(value)
+    }
+
+    /// A header value as sent.
+    pub fn encode_value(value: &str) -> String {
+        crate::headers::encode_value(value).into_owned()
+    }
+}
 
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::Event;
+use async_nats::{Event, ServerError};
 use pubsub_core::adapter::{launch, Context, LinkReporter};
 use pubsub_core::{Backoff, Hub, Result};
 
@@ -102,6 +133,8 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
             cx.options.backoff.clone(),
         );
         let events = link.clone();
+        let violations = std::sync::Arc::new(permissions::Violations::default());
+        let reported = violations.clone();
         let mut options = config
             .connect_options()
             .reconnect_delay_callback(move |attempts| reconnect_delay(&backoff, attempts))
@@ -112,7 +145,15 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
                     // async-nats sends its subscriptions again on a new connection before it
                     // reports `Connected`; "reconnected" makes the kit confirm (with one round
                     // trip) that the server has them before the handle counts as up.
-                    Event::Connected => events.reconnected(),
+                    Event::Connected => {
+                        reported.reconnected();
+                        events.reconnected();
+                    }
+                    // Permission violations are the answer to a `SUB` or `PUB`: see
+                    // `permissions`.
+                    Event::ServerError(ServerError::Other(text)) => {
+                        reported.record(&text);
+                    }
                     Event::Disconnected | Event::Closed => events.down(),
                     Event::SlowConsumer(_) => inbound.record_lost(1),
                     _ => {}
@@ -124,7 +165,7 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
         }
         let client = options.connect(servers).await.map_err(error::connect)?;
         report(&link, &client.connection_state());
-        NatsDriver::start(client, cx, true).await
+        NatsDriver::start(client, cx, true, violations).await
     })
     .await
 }
@@ -162,7 +203,8 @@ pub async fn from_client(client: async_nats::Client, config: NatsConfig) -> Resu
                 }
             }
         });
-        NatsDriver::start(client, cx, false).await
+        let violations = std::sync::Arc::default();
+        NatsDriver::start(client, cx, false, violations).await
     })
     .await
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fred::clients::{Client, WithOptions};
+use fred::clients::{Client, Pipeline, WithOptions};
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::config::{
     Config as FredConfig, ConnectionConfig, Options, PerformanceConfig, ReconnectPolicy,
@@ -315,9 +315,9 @@ impl SubConn {
     /// (Un)subscribes `filters` and waits until Redis applied it.
     ///
     /// fred resolves a (un)subscribe as soon as the command is handed to the connection,
-    /// without waiting for Redis's confirmation, so a `PING` follows on the same connection:
-    /// Redis answers commands of one connection in order, so its reply means the change was
-    /// applied. If the connection was re-established meanwhile (fred does not retry a command
+    /// without waiting for Redis's confirmation, so a `PING` follows on the same connection, in
+    /// one pipeline with it ([`confirm`]): Redis answers commands of one connection in order,
+    /// so its reply means the change was applied (or carries Redis's refusal). If the connection was re-established meanwhile (fred does not retry a command
     /// written to a connection that then failed), the sequence is repeated.
     async fn apply(
         &self,
@@ -344,18 +344,21 @@ impl SubConn {
                 .client
                 .with_options(&command_options(remaining, &self.client));
             for chunk in channels.chunks(COMMAND_CHUNK) {
+                let confirmed = Pipeline::from(client.clone());
                 match subscribe {
-                    true => client.subscribe(chunk.to_vec()).await?,
-                    false => client.unsubscribe(chunk.to_vec()).await?,
+                    true => confirmed.subscribe(chunk.to_vec()).await?,
+                    false => confirmed.unsubscribe(chunk.to_vec()).await?,
                 }
+                confirm(confirmed).await?;
             }
             for chunk in globs.chunks(COMMAND_CHUNK) {
+                let confirmed = Pipeline::from(client.clone());
                 match subscribe {
-                    true => client.psubscribe(chunk.to_vec()).await?,
-                    false => client.punsubscribe(chunk.to_vec()).await?,
+                    true => confirmed.psubscribe(chunk.to_vec()).await?,
+                    false => confirmed.punsubscribe(chunk.to_vec()).await?,
                 }
+                confirm(confirmed).await?;
             }
-            client.ping::<()>(None).await?;
             if matches!(reconnects.try_recv(), Err(TryRecvError::Empty)) {
                 return Ok(());
             }
@@ -396,6 +399,20 @@ impl SubConn {
         };
         inbound.deliver_via(&filter, message);
     }
+}
+
+/// Sends the (un)subscription queued in `pipeline` followed by a `PING`, and waits for the
+/// `PING`'s reply.
+///
+/// fred resolves a (un)subscribe without waiting for a reply (Redis confirms it out of band),
+/// so an error reply (an ACL's `NOPERM`) goes to the command queued after it on the
+/// connection. In one pipeline, fred queues the `PING` before it reads any reply, so the
+/// refusal reliably becomes the `PING`'s reply, and this call's error (`NOPERM` → `Auth`).
+/// Sent one by one instead, a refusal that arrives before the `PING` is queued is dropped and
+/// the subscribe resolves `Ok` with nothing subscribed.
+async fn confirm(pipeline: Pipeline<WithOptions<Client>>) -> Result<(), fred::error::Error> {
+    pipeline.ping::<()>(None).await?;
+    pipeline.last::<()>().await
 }
 
 /// Options of a subscriber connection's commands: one attempt within `timeout`; in a cluster,
