@@ -51,9 +51,18 @@
 //! - **`close`** flushes what was published, then drains the connection, after which
 //!   async-nats's tasks end. Closed during an outage, async-nats's connection task ends only
 //!   once it reaches a server again (it reads the drain request then).
-//! - **Errors** are [`pubsub_core::Error`]: refused credentials are `Backend`, I/O and a lost
-//!   connection `Connection`, a handshake over the connect timeout `Timeout`, a bad URL,
-//!   address or certificate file `Invalid`; the async-nats error is the `source`.
+//! - **Subject permissions.** The server refuses a `SUB` or `PUB` the user may not do
+//!   asynchronously (a `-ERR 'Permissions Violation …'` the adapter reads from async-nats's
+//!   event callback). `subscribe` to a refused pattern fails with `Auth` (not temporary) once
+//!   the server has processed the `SUB`; a user without permission on `_INBOX.>` (where each
+//!   handle confirms its subscriptions) gets `Auth` from every `subscribe`, saying so. Core
+//!   NATS does not acknowledge publishes, so the first `publish` to a refused subject
+//!   resolves `Ok` (the refusal is logged at WARN); once the refusal has arrived, later ones
+//!   to that subject fail with `Auth`, until the connection is re-established. A handle on a
+//!   foreign client ([`from_client`]) sees no events, so none of this applies there.
+//! - **Errors** are [`pubsub_core::Error`]: refused credentials and permissions are `Auth`,
+//!   I/O and a lost connection `Connection`, a handshake over the connect timeout `Timeout`,
+//!   a bad URL, address or certificate file `Invalid`; the async-nats error is the `source`.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -67,10 +76,10 @@ mod permissions;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    use async_nats::HeaderMap;
     use pubsub_core::{Error, Headers};
 
     pub use crate::permissions::{parse as parse_violation, Violation};
+    pub use async_nats::{HeaderMap, HeaderName, HeaderValue};
 
     /// Portable headers for received NATS headers.
     pub fn headers_from_nats(map: &HeaderMap) -> Headers {

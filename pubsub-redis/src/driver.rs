@@ -432,7 +432,7 @@ fn command_options(timeout: Duration, client: &Client) -> Options {
 /// The message carried by `payload`: an envelope's headers and payload, or (bytes without the
 /// envelope's magic, from a foreign publisher or a message without headers, and malformed
 /// frames) the bytes as they are, without headers.
-fn unframe(topic: Topic, payload: Bytes) -> Message {
+pub(crate) fn unframe(topic: Topic, payload: Bytes) -> Message {
     if !payload.starts_with(&envelope::MAGIC) {
         return Message::new(topic, payload);
     }
@@ -627,6 +627,30 @@ mod tests {
     use super::*;
     use pubsub_core::ErrorKind;
     use std::error::Error as _;
+
+    proptest::proptest! {
+        /// Any payload: never panics; bytes without the envelope's magic come back as they
+        /// are, and an envelope's headers and payload come back from what `encode` made.
+        #[test]
+        fn unframe_never_panics(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            value in "[^\r\n]{0,8}",
+        ) {
+            let topic = Topic::new("a.b").unwrap();
+            let payload = Bytes::from(raw);
+            let got = unframe(topic.clone(), payload.clone());
+            if !payload.starts_with(&envelope::MAGIC) {
+                proptest::prop_assert_eq!(got.payload(), &payload);
+                proptest::prop_assert!(got.headers().is_empty());
+            }
+            let mut headers = pubsub_core::Headers::new();
+            headers.insert("h", value.as_str()).unwrap();
+            let framed = envelope::encode(&headers, &payload);
+            let got = unframe(topic, framed);
+            proptest::prop_assert_eq!(got.headers(), &headers);
+            proptest::prop_assert_eq!(got.payload(), &payload);
+        }
+    }
 
     #[test]
     fn fred_errors_are_classified_with_their_source() {
