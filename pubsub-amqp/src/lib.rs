@@ -99,6 +99,24 @@ mod config;
 mod driver;
 mod headers;
 
+/// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use lapin::types::FieldTable;
+    use pubsub_core::{Headers, Result};
+
+    /// Portable headers of a received AMQP headers table (ours or a foreign publisher's).
+    pub fn headers_from_table(table: Option<&FieldTable>) -> Headers {
+        crate::headers::decode(table)
+    }
+
+    /// The AMQP headers table for portable headers.
+    pub fn headers_to_table(headers: &Headers) -> Result<Option<FieldTable>> {
+        crate::headers::encode(headers)
+    }
+}
+
 use std::sync::Arc;
 
 pub use config::{AmqpConfig, DEFAULT_MAX_PAYLOAD};

@@ -70,6 +70,42 @@ mod health;
 mod name;
 mod raw;
 
+/// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use pubsub_core::Headers;
+
+    /// Portable headers of raw record headers (key, value or null), and how many were left
+    /// out.
+    pub fn headers_from_raw<'a>(
+        raw: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> (Headers, usize) {
+        let mut decoder = crate::headers::Decoder::default();
+        for (key, value) in raw {
+            decoder.push(key, value);
+        }
+        decoder.finish()
+    }
+
+    /// The raw record headers (key, value) this adapter sends for portable headers.
+    pub fn headers_to_raw(headers: &Headers) -> Vec<(Vec<u8>, Vec<u8>)> {
+        use rdkafka::message::Headers as _;
+        let Some(owned) = crate::headers::encode(headers) else {
+            return Vec::new();
+        };
+        owned
+            .iter()
+            .map(|h| {
+                (
+                    h.key.as_bytes().to_vec(),
+                    h.value.unwrap_or_default().to_vec(),
+                )
+            })
+            .collect()
+    }
+}
+
 pub use config::{KafkaConfig, DEFAULT_MAX_PAYLOAD};
 pub use driver::KafkaFilter;
 pub use name::{decode_topic, encode_topic, MAX_NAME};

@@ -15,9 +15,16 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use pubsub_core::adapter::{Context, Driver, Inbound, Tasks};
-use pubsub_core::{CommonOptions, Error, Message, Pattern, Result, Topic, MAX_TOPIC_LEN};
+use pubsub_core::{
+    CommonOptions, Error, ErrorKind, Message, Pattern, Result, Topic, MAX_TOPIC_LEN,
+};
 
+use crate::permissions::Violations;
 use crate::{error, headers};
+
+/// How many times a subscribe yields to async-nats's event task before it trusts that no
+/// permission violation is pending for its `SUB`s.
+const EVENT_YIELDS: usize = 4;
 
 /// Stops a reader: the reader unsubscribes, then drops the acknowledgement it was sent.
 type Stop = oneshot::Sender<oneshot::Sender<()>>;
@@ -33,6 +40,8 @@ pub(crate) struct NatsDriver {
     owned: bool,
     readers: Mutex<HashMap<String, Stop>>,
     barrier: tokio::sync::Mutex<Option<Barrier>>,
+    /// Permission violations the server reported (none recorded for a foreign client).
+    violations: std::sync::Arc<Violations>,
 }
 
 /// A private subscription that tells when the server has processed everything sent before.
@@ -49,7 +58,12 @@ struct Barrier {
 
 impl NatsDriver {
     /// Wraps a connected client; `owned` when the driver made the connection.
-    pub(crate) async fn start(client: Client, cx: Context<String>, owned: bool) -> Result<Self> {
+    pub(crate) async fn start(
+        client: Client,
+        cx: Context<String>,
+        owned: bool,
+        violations: std::sync::Arc<Violations>,
+    ) -> Result<Self> {
         let mut subject = format!("{}.pubsub-barrier.", client.new_inbox());
         let pad = (MAX_TOPIC_LEN + 1).saturating_sub(subject.len()).max(1);
         subject.extend(std::iter::repeat_n('_', pad));
@@ -71,6 +85,7 @@ impl NatsDriver {
                 subscriber,
                 seq: 0,
             })),
+            violations,
         })
     }
 
@@ -86,6 +101,7 @@ impl NatsDriver {
         if size > max {
             return Err(Error::payload_too_large(size, max));
         }
+        self.violations.check_publish(message.topic().as_str())?;
         Ok((
             subject_of(message.topic()),
             headers,
@@ -98,20 +114,63 @@ impl NatsDriver {
     }
 
     /// Waits until the server has processed everything this connection sent before.
+    ///
+    /// Fails with `Auth` when the server refuses the private subject (the user may not
+    /// subscribe or publish to `_INBOX.>`), instead of waiting for an echo that never comes.
     async fn barrier(&self) -> Result<()> {
         let mut guard = self.barrier.lock().await;
         let barrier = guard.as_mut().ok_or_else(Error::closed)?;
+        let mut violations = self.violations.watch();
+        let refused = || {
+            let subject = barrier.subject.as_str();
+            self.violations
+                .check_subscriptions(0, [subject])
+                .and_then(|()| self.violations.check_publish(subject))
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Auth,
+                        "the NATS server refuses the handle's private subject under _INBOX: \
+                         the user needs permission to publish and subscribe to _INBOX.>",
+                    )
+                    .with_source(e)
+                })
+        };
+        refused()?;
         barrier.seq += 1;
         let token = Bytes::from(barrier.seq.to_string());
         let publish = self.client.publish(barrier.subject.clone(), token.clone());
         publish.await.map_err(error::publish)?;
-        while let Some(echo) = barrier.subscriber.next().await {
-            // Echoes of earlier, timed-out barriers may still be queued: skip them.
-            if echo.payload == token {
-                return Ok(());
+        loop {
+            tokio::select! {
+                echo = barrier.subscriber.next() => match echo {
+                    // Echoes of earlier, timed-out barriers may still be queued: skip them.
+                    Some(echo) if echo.payload == token => return Ok(()),
+                    Some(_) => {}
+                    None => return Err(error::gone()),
+                },
+                changed = violations.changed() => {
+                    refused()?;
+                    if changed.is_err() {
+                        // The connection's event callback is gone: only the echo is left.
+                        violations = tokio::sync::watch::channel(0).1;
+                    }
+                }
             }
         }
-        Err(error::gone())
+    }
+
+    /// `Auth` when the server refused one of the `SUB`s of `filters` (sent after `since`).
+    ///
+    /// The server's refusal precedes the barrier's echo on the connection, but it reaches the
+    /// event callback through async-nats's event task: a few yields let that task catch up.
+    async fn check_refused(&self, since: u64, filters: &[String]) -> Result<()> {
+        for _ in 0..EVENT_YIELDS {
+            self.violations
+                .check_subscriptions(since, filters.iter().map(String::as_str))?;
+            tokio::task::yield_now().await;
+        }
+        self.violations
+            .check_subscriptions(since, filters.iter().map(String::as_str))
     }
 
     /// Runs `work` for at most the command timeout.
@@ -185,6 +244,7 @@ impl Driver for NatsDriver {
     }
 
     async fn add_filters(&self, filters: &[String]) -> Result<()> {
+        let since = self.violations.mark();
         let subscribe = async {
             let mut subscribers = Vec::with_capacity(filters.len());
             for filter in filters {
@@ -192,7 +252,9 @@ impl Driver for NatsDriver {
                 subscribers.push(subscriber.map_err(error::subscribe)?);
             }
             // On failure, dropping the subscribers unsubscribes them.
-            self.barrier().await.map(|()| subscribers)
+            self.barrier().await?;
+            self.check_refused(since, filters).await?;
+            Ok(subscribers)
         };
         let subscribers = self.bounded(subscribe, "the subscriptions").await?;
         let mut readers = self.readers.lock();

@@ -305,6 +305,46 @@ mod tests {
         assert_eq!(names, ["c", "b", "a"]);
     }
 
+    proptest::proptest! {
+        /// Any portable headers come back exactly, in order, through the wire's changes.
+        #[test]
+        fn any_headers_round_trip(
+            pairs in proptest::collection::vec(("[!-9;-~]{1,12}", "[^\r\n]{0,12}"), 0..8),
+        ) {
+            let mut h = Headers::new();
+            for (name, value) in &pairs {
+                h.insert(name.as_str(), value.as_str()).unwrap();
+            }
+            let back = round_trip(&h);
+            proptest::prop_assert_eq!(&back, &h);
+            let names = |h: &Headers| h.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(names(&back), names(&h));
+        }
+
+        /// A foreign header map (any names and values NATS carries, any order header) never
+        /// panics, and gives at most one header per name.
+        #[test]
+        fn foreign_maps_never_panic(
+            entries in proptest::collection::vec(("[!-~]{1,8}", "\\PC{0,16}"), 0..8),
+            order in proptest::option::of("[!-~]{0,24}"),
+        ) {
+            let mut map = HeaderMap::new();
+            for (name, value) in &entries {
+                if let (Ok(n), Ok(v)) = (HeaderName::from_str(name), HeaderValue::from_str(value)) {
+                    map.append(n, v);
+                }
+            }
+            if let Some(order) = order {
+                map.append(ORDER_HEADER, order.as_str());
+            }
+            let h = from_nats(&map);
+            proptest::prop_assert!(h.len() <= entries.len());
+            for v in ["=?UTF-8?Q?", "=?UTF-8?Q?=", "=?UTF-8?Q?=4?="] {
+                let _ = decode_value(v);
+            }
+        }
+    }
+
     #[test]
     fn wire_len_matches_the_layout() {
         let mut map = HeaderMap::new();

@@ -51,9 +51,18 @@
 //! - **`close`** flushes what was published, then drains the connection, after which
 //!   async-nats's tasks end. Closed during an outage, async-nats's connection task ends only
 //!   once it reaches a server again (it reads the drain request then).
-//! - **Errors** are [`pubsub_core::Error`]: refused credentials are `Backend`, I/O and a lost
-//!   connection `Connection`, a handshake over the connect timeout `Timeout`, a bad URL,
-//!   address or certificate file `Invalid`; the async-nats error is the `source`.
+//! - **Subject permissions.** The server refuses a `SUB` or `PUB` the user may not do
+//!   asynchronously (a `-ERR 'Permissions Violation …'` the adapter reads from async-nats's
+//!   event callback). `subscribe` to a refused pattern fails with `Auth` (not temporary) once
+//!   the server has processed the `SUB`; a user without permission on `_INBOX.>` (where each
+//!   handle confirms its subscriptions) gets `Auth` from every `subscribe`, saying so. Core
+//!   NATS does not acknowledge publishes, so the first `publish` to a refused subject
+//!   resolves `Ok` (the refusal is logged at WARN); once the refusal has arrived, later ones
+//!   to that subject fail with `Auth`, until the connection is re-established. A handle on a
+//!   foreign client ([`from_client`]) sees no events, so none of this applies there.
+//! - **Errors** are [`pubsub_core::Error`]: refused credentials and permissions are `Auth`,
+//!   I/O and a lost connection `Connection`, a handshake over the connect timeout `Timeout`,
+//!   a bad URL, address or certificate file `Invalid`; the async-nats error is the `source`.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -61,11 +70,42 @@ mod config;
 mod driver;
 mod error;
 pub mod headers;
+mod permissions;
+
+/// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use pubsub_core::{Error, Headers};
+
+    pub use crate::permissions::{parse as parse_violation, Violation};
+    pub use async_nats::{HeaderMap, HeaderName, HeaderValue};
+
+    /// Portable headers for received NATS headers.
+    pub fn headers_from_nats(map: &HeaderMap) -> Headers {
+        crate::headers::from_nats(map)
+    }
+
+    /// NATS headers for portable headers.
+    pub fn headers_to_nats(headers: &Headers) -> Result<Option<HeaderMap>, Error> {
+        crate::headers::to_nats(headers)
+    }
+
+    /// A received header value, decoded.
+    pub fn decode_value(value: &str) -> String {
+        crate::headers::decode_value(value)
+    }
+
+    /// A header value as sent.
+    pub fn encode_value(value: &str) -> String {
+        crate::headers::encode_value(value).into_owned()
+    }
+}
 
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::Event;
+use async_nats::{Event, ServerError};
 use pubsub_core::adapter::{launch, Context, LinkReporter};
 use pubsub_core::{Backoff, Hub, Result};
 
@@ -102,6 +142,8 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
             cx.options.backoff.clone(),
         );
         let events = link.clone();
+        let violations = std::sync::Arc::new(permissions::Violations::default());
+        let reported = violations.clone();
         let mut options = config
             .connect_options()
             .reconnect_delay_callback(move |attempts| reconnect_delay(&backoff, attempts))
@@ -112,7 +154,15 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
                     // async-nats sends its subscriptions again on a new connection before it
                     // reports `Connected`; "reconnected" makes the kit confirm (with one round
                     // trip) that the server has them before the handle counts as up.
-                    Event::Connected => events.reconnected(),
+                    Event::Connected => {
+                        reported.reconnected();
+                        events.reconnected();
+                    }
+                    // Permission violations are the answer to a `SUB` or `PUB`: see
+                    // `permissions`.
+                    Event::ServerError(ServerError::Other(text)) => {
+                        reported.record(&text);
+                    }
                     Event::Disconnected | Event::Closed => events.down(),
                     Event::SlowConsumer(_) => inbound.record_lost(1),
                     _ => {}
@@ -124,7 +174,7 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
         }
         let client = options.connect(servers).await.map_err(error::connect)?;
         report(&link, &client.connection_state());
-        NatsDriver::start(client, cx, true).await
+        NatsDriver::start(client, cx, true, violations).await
     })
     .await
 }
@@ -162,7 +212,8 @@ pub async fn from_client(client: async_nats::Client, config: NatsConfig) -> Resu
                 }
             }
         });
-        NatsDriver::start(client, cx, false).await
+        let violations = std::sync::Arc::default();
+        NatsDriver::start(client, cx, false, violations).await
     })
     .await
 }

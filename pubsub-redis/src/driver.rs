@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fred::clients::{Client, WithOptions};
+use fred::clients::{Client, Pipeline, WithOptions};
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::config::{
     Config as FredConfig, ConnectionConfig, Options, PerformanceConfig, ReconnectPolicy,
@@ -318,9 +318,9 @@ impl SubConn {
     /// (Un)subscribes `filters` and waits until Redis applied it.
     ///
     /// fred resolves a (un)subscribe as soon as the command is handed to the connection,
-    /// without waiting for Redis's confirmation, so a `PING` follows on the same connection:
-    /// Redis answers commands of one connection in order, so its reply means the change was
-    /// applied. If the connection was re-established meanwhile (fred does not retry a command
+    /// without waiting for Redis's confirmation, so a `PING` follows on the same connection, in
+    /// one pipeline with it ([`confirm`]): Redis answers commands of one connection in order,
+    /// so its reply means the change was applied (or carries Redis's refusal). If the connection was re-established meanwhile (fred does not retry a command
     /// written to a connection that then failed), the sequence is repeated.
     async fn apply(
         &self,
@@ -347,18 +347,21 @@ impl SubConn {
                 .client
                 .with_options(&command_options(remaining, &self.client));
             for chunk in channels.chunks(COMMAND_CHUNK) {
+                let confirmed = Pipeline::from(client.clone());
                 match subscribe {
-                    true => client.subscribe(chunk.to_vec()).await?,
-                    false => client.unsubscribe(chunk.to_vec()).await?,
+                    true => confirmed.subscribe(chunk.to_vec()).await?,
+                    false => confirmed.unsubscribe(chunk.to_vec()).await?,
                 }
+                confirm(confirmed).await?;
             }
             for chunk in globs.chunks(COMMAND_CHUNK) {
+                let confirmed = Pipeline::from(client.clone());
                 match subscribe {
-                    true => client.psubscribe(chunk.to_vec()).await?,
-                    false => client.punsubscribe(chunk.to_vec()).await?,
+                    true => confirmed.psubscribe(chunk.to_vec()).await?,
+                    false => confirmed.punsubscribe(chunk.to_vec()).await?,
                 }
+                confirm(confirmed).await?;
             }
-            client.ping::<()>(None).await?;
             if matches!(reconnects.try_recv(), Err(TryRecvError::Empty)) {
                 return Ok(());
             }
@@ -401,6 +404,20 @@ impl SubConn {
     }
 }
 
+/// Sends the (un)subscription queued in `pipeline` followed by a `PING`, and waits for the
+/// `PING`'s reply.
+///
+/// fred resolves a (un)subscribe without waiting for a reply (Redis confirms it out of band),
+/// so an error reply (an ACL's `NOPERM`) goes to the command queued after it on the
+/// connection. In one pipeline, fred queues the `PING` before it reads any reply, so the
+/// refusal reliably becomes the `PING`'s reply, and this call's error (`NOPERM` → `Auth`).
+/// Sent one by one instead, a refusal that arrives before the `PING` is queued is dropped and
+/// the subscribe resolves `Ok` with nothing subscribed.
+async fn confirm(pipeline: Pipeline<WithOptions<Client>>) -> Result<(), fred::error::Error> {
+    pipeline.ping::<()>(None).await?;
+    pipeline.last::<()>().await
+}
+
 /// Options of a subscriber connection's commands: one attempt within `timeout`; in a cluster,
 /// all sent to the node fred sends this client's (un)subscriptions to (the master of the hash
 /// slot of its id), so that the `PING` after them answers on the same connection.
@@ -418,7 +435,7 @@ fn command_options(timeout: Duration, client: &Client) -> Options {
 /// The message carried by `payload`: an envelope's headers and payload, or (bytes without the
 /// envelope's magic, from a foreign publisher or a message without headers, and malformed
 /// frames) the bytes as they are, without headers.
-fn unframe(topic: Topic, payload: Bytes) -> Message {
+pub(crate) fn unframe(topic: Topic, payload: Bytes) -> Message {
     if !payload.starts_with(&envelope::MAGIC) {
         return Message::new(topic, payload);
     }
@@ -626,6 +643,30 @@ mod tests {
     use super::*;
     use pubsub_core::ErrorKind;
     use std::error::Error as _;
+
+    proptest::proptest! {
+        /// Any payload: never panics; bytes without the envelope's magic come back as they
+        /// are, and an envelope's headers and payload come back from what `encode` made.
+        #[test]
+        fn unframe_never_panics(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            value in "[^\r\n]{0,8}",
+        ) {
+            let topic = Topic::new("a.b").unwrap();
+            let payload = Bytes::from(raw);
+            let got = unframe(topic.clone(), payload.clone());
+            if !payload.starts_with(&envelope::MAGIC) {
+                proptest::prop_assert_eq!(got.payload(), &payload);
+                proptest::prop_assert!(got.headers().is_empty());
+            }
+            let mut headers = pubsub_core::Headers::new();
+            headers.insert("h", value.as_str()).unwrap();
+            let framed = envelope::encode(&headers, &payload);
+            let got = unframe(topic, framed);
+            proptest::prop_assert_eq!(got.headers(), &headers);
+            proptest::prop_assert_eq!(got.payload(), &payload);
+        }
+    }
 
     #[test]
     fn fred_errors_are_classified_with_their_source() {

@@ -90,8 +90,12 @@
 //!
 //! fred resolves a `SUBSCRIBE`/`PSUBSCRIBE` (and the unsubscribes) as soon as it hands the
 //! command to the connection, before Redis confirms it. The adapter follows each batch of them
-//! with a `PING` on the same connection; Redis answers a connection's commands in order, so
-//! `subscribe` resolves only after Redis applied the subscription (and `unsubscribe` likewise).
+//! (up to 256 channels or globs) with a `PING` in the same pipeline; Redis answers a
+//! connection's commands in order, so `subscribe` resolves only after Redis applied the
+//! subscription (and `unsubscribe` likewise). A subscription an ACL refuses (`NOPERM`: the
+//! user's `&` channel patterns do not allow the channel, or, for a wildcard pattern, do not
+//! literally hold the glob the adapter sends, such as `allowed.*` for `allowed.>`) fails with
+//! [`ErrorKind::Auth`](pubsub_core::ErrorKind), as does a publish to a refused channel.
 //!
 //! # Connection loss
 //!
@@ -132,6 +136,28 @@ mod config;
 mod driver;
 mod glob;
 mod plan;
+
+/// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use bytes::Bytes;
+    use pubsub_core::{Message, Topic};
+
+    /// The literal prefix of the glob of `class` through which a `pmessage` on `channel`
+    /// arrived, if a glob of that class can match it.
+    pub fn glob_prefix(channel: &str, class: usize) -> Option<String> {
+        match crate::glob::RedisFilter::glob_of(channel, class)? {
+            crate::glob::RedisFilter::Glob { prefix, .. } => Some(prefix.to_string()),
+            crate::glob::RedisFilter::Channel(_) => None,
+        }
+    }
+
+    /// The message a payload received on `topic` carries (envelope or foreign bytes).
+    pub fn unframe(topic: Topic, payload: Bytes) -> Message {
+        crate::driver::unframe(topic, payload)
+    }
+}
 
 pub use config::{
     RedisConfig, DEFAULT_BROADCAST_CAPACITY, DEFAULT_MAX_GLOBS, DEFAULT_MAX_PAYLOAD,

@@ -11,6 +11,7 @@
 mod auth;
 mod check;
 mod logs;
+mod permissions;
 mod servers;
 mod tls;
 mod urls;

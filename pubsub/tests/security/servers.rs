@@ -70,6 +70,8 @@ pub struct Server {
     /// A log line holding one of these is one connection the server accepted (or refused in
     /// its TLS handshake).
     accepted: &'static [&'static str],
+    /// More directories to remove with it.
+    extra_dirs: Vec<PathBuf>,
 }
 
 impl Server {
@@ -106,11 +108,21 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Removes `dir` too when the server is dropped.
+    fn keep(&mut self, dir: PathBuf) {
+        self.extra_dirs.push(dir);
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        for dir in &self.extra_dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -171,6 +183,7 @@ pub fn redis(listen: Listen<'_>, extra: &[&str]) -> Server {
         dir,
         log,
         accepted: &["Accepted "],
+        extra_dirs: Vec::new(),
     }
     .wait_ready()
 }
@@ -212,8 +225,22 @@ pub fn nats(listen: Listen<'_>, extra: &[&str]) -> Server {
         dir,
         log,
         accepted: &["Client connection created"],
+        extra_dirs: Vec::new(),
     }
     .wait_ready()
+}
+
+/// A `nats-server` on a free port with the configuration file text `conf` (accounts, users,
+/// permissions).
+pub fn nats_with_config(conf: &str) -> Server {
+    let dir = fresh_dir("nats-conf");
+    let path = dir.join("nats.conf");
+    std::fs::write(&path, conf).expect("writing nats.conf");
+    let path = path.to_str().expect("a UTF-8 temporary path").to_string();
+    let mut server = nats(Listen::Plain, &["-c", &path]);
+    // The configuration lives as long as the server.
+    server.keep(dir);
+    server
 }
 
 /// A second RabbitMQ node (its own node name, ports, files and plugin list: nothing shared with
@@ -289,6 +316,7 @@ pub fn rabbitmq_mutual_tls(certs: &Certs) -> Rabbit {
         log: log_dir.join(format!("{node}.log")),
         dir,
         accepted: &["accepting AMQP connection", "TLS server: "],
+        extra_dirs: Vec::new(),
     };
     // Boot takes a few seconds; the port opens once the node is ready.
     let start = Instant::now();

@@ -1,0 +1,171 @@
+//! Users that may connect but not use every topic: a private `nats-server` with subject
+//! permissions and a private `redis-server` with ACL channel permissions. A subscribe the
+//! broker refuses fails with a typed `Auth` error (not temporary) instead of resolving `Ok`
+//! and delivering nothing; so does a publish (on NATS, from the second publish to a denied
+//! subject on: core NATS does not acknowledge publishes); allowed topics keep working.
+
+use std::time::{Duration, Instant};
+
+use pubsub::{ErrorKind, Hub, Message, Pattern};
+
+use crate::check::{connect_url, PROMPT};
+use crate::logs;
+use crate::servers::{self, Listen};
+
+/// Subscribes to `pattern` and expects a prompt, typed, permanent refusal.
+async fn expect_denied_subscribe(ps: &Hub, pattern: &str) {
+    let pattern: Pattern = pattern.parse().unwrap();
+    let start = Instant::now();
+    let result = tokio::time::timeout(PROMPT * 2, ps.subscribe(pattern.clone()))
+        .await
+        .unwrap_or_else(|_| panic!("subscribe to {pattern} hung"));
+    let Err(error) = result else {
+        panic!("subscribed to {pattern}, which the broker refuses");
+    };
+    assert_eq!(error.kind(), ErrorKind::Auth, "{pattern}: {error:?}");
+    assert!(!error.is_temporary(), "{error:?}");
+    assert!(start.elapsed() < PROMPT, "{pattern}: {:?}", start.elapsed());
+}
+
+/// Subscribes to `pattern`, publishes to `topic` and receives it.
+async fn expect_allowed(ps: &Hub, pattern: &str, topic: &str) {
+    let mut sub = ps.subscribe(pattern.parse().unwrap()).await.unwrap();
+    ps.publish(Message::new(topic.parse().unwrap(), "ok"))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .expect("no message within 5 s")
+        .expect("the subscription ended");
+    assert_eq!(got.topic().as_str(), topic);
+}
+
+const NATS_PASSWORD: &str = "Np3-perm-Pw7";
+
+fn nats_conf() -> String {
+    format!(
+        r#"
+authorization {{
+  users = [
+    {{ user: alice, password: "{NATS_PASSWORD}",
+       permissions: {{ publish: ["allowed.>", "_INBOX.>"], subscribe: ["allowed.>", "_INBOX.>"] }} }}
+    {{ user: carol, password: "{NATS_PASSWORD}",
+       permissions: {{ publish: ["allowed.>"], subscribe: ["allowed.>"] }} }}
+  ]
+}}
+"#
+    )
+}
+
+/// A user that may publish and subscribe to `allowed.>` (and `_INBOX.>`, which the handle
+/// uses for its private barrier subject).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_subject_permissions() {
+    logs::capture();
+    let server = servers::nats_with_config(&nats_conf());
+    let url = format!(
+        "nats://alice:{NATS_PASSWORD}@127.0.0.1:{}?command_timeout=3s",
+        server.port
+    );
+    let ps = connect_url(url).await.unwrap();
+    expect_allowed(&ps, "allowed.>", "allowed.a").await;
+    // Several times: the refusal reaches the adapter through async-nats's event task.
+    for i in 0..10 {
+        expect_denied_subscribe(&ps, &format!("denied.{i}")).await;
+    }
+    expect_denied_subscribe(&ps, "denied.>").await;
+    expect_denied_subscribe(&ps, ">").await;
+    expect_allowed(&ps, "allowed.b", "allowed.b").await;
+
+    // Publish: the first one to a denied subject is queued (`Ok`: core NATS has no publish
+    // acknowledgement); once the server's refusal arrived, the next ones fail with `Auth`.
+    let denied = || Message::new("denied.topic".parse().unwrap(), "x");
+    ps.publish(denied()).await.unwrap();
+    let start = Instant::now();
+    let error = loop {
+        match ps.publish(denied()).await {
+            Err(e) => break e,
+            Ok(()) => {
+                assert!(
+                    start.elapsed() < PROMPT,
+                    "publishes to a denied subject keep resolving Ok"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(error.kind(), ErrorKind::Auth, "{error:?}");
+    assert!(!error.is_temporary());
+    expect_allowed(&ps, "allowed.c", "allowed.c").await;
+    ps.close().await.unwrap();
+    logs::assert_never_logged(NATS_PASSWORD);
+}
+
+/// A user without `_INBOX.>`: the handle's private barrier subject is refused, so no
+/// subscription can be confirmed; subscribe says so (`Auth`) instead of timing out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_without_inbox_permission() {
+    logs::capture();
+    let server = servers::nats_with_config(&nats_conf());
+    let url = format!(
+        "nats://carol:{NATS_PASSWORD}@127.0.0.1:{}?command_timeout=3s",
+        server.port
+    );
+    let ps = connect_url(url).await.unwrap();
+    let start = Instant::now();
+    let error = ps
+        .subscribe("allowed.x".parse().unwrap())
+        .await
+        .expect_err("the barrier subject is refused");
+    assert_eq!(error.kind(), ErrorKind::Auth, "{error:?}");
+    assert!(error.to_string().contains("_INBOX"), "{error}");
+    assert!(start.elapsed() < PROMPT, "{:?}", start.elapsed());
+    ps.close().await.unwrap();
+}
+
+/// A Redis ACL user whose channels are `allowed.*` only: `SUBSCRIBE`, `PSUBSCRIBE` and
+/// `PUBLISH` elsewhere fail with `Auth` (Redis `NOPERM`), at once and every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_acl_channel_permissions() {
+    logs::capture();
+    const RIGHT: &str = "Ad4-bob-Pw6";
+    let password = format!(">{RIGHT}");
+    // `&allowed.*` allows the channels it matches, and (as a PSUBSCRIBE pattern, compared
+    // literally) the glob `allowed.*` the adapter sends for `allowed.>` and `allowed.*`.
+    let acl = [
+        "--user",
+        "bob",
+        "on",
+        &password,
+        "~*",
+        "resetchannels",
+        "&allowed.*",
+        "+@all",
+    ];
+    let server = servers::redis(Listen::Plain, &acl);
+    let url = format!(
+        "redis://bob:{RIGHT}@127.0.0.1:{}?command_timeout=2s&publish_timeout=2s",
+        server.port
+    );
+    let ps = connect_url(url).await.unwrap();
+    let start = Instant::now();
+    let error = ps
+        .publish(Message::new("denied.topic".parse().unwrap(), "x"))
+        .await
+        .expect_err("published to a channel the ACL denies");
+    assert_eq!(error.kind(), ErrorKind::Auth, "{error:?}");
+    assert!(!error.is_temporary());
+    assert!(start.elapsed() < PROMPT, "{:?}", start.elapsed());
+
+    expect_allowed(&ps, "allowed.x", "allowed.x").await;
+    // Several times: a refusal used to be lost when it arrived before the confirming PING.
+    for i in 0..10 {
+        expect_denied_subscribe(&ps, &format!("denied.{i}")).await;
+    }
+    expect_denied_subscribe(&ps, "denied.>").await;
+    expect_denied_subscribe(&ps, ">").await;
+    expect_allowed(&ps, "allowed.>", "allowed.y").await;
+    expect_allowed(&ps, "allowed.z", "allowed.z").await;
+    ps.close().await.unwrap();
+    logs::assert_never_logged(RIGHT);
+}
