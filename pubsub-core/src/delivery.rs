@@ -20,7 +20,11 @@ pub enum Delivery {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Gap {
-    /// The buffer was full: exactly `count` messages were dropped here by the overflow policy.
+    /// Messages were dropped here: exactly `count` by the overflow policy when the buffer was
+    /// full, or by the broker for this subscription's topics where it says so. When a client
+    /// library fell behind before its messages were routed (their topics unknown), every
+    /// subscription of the handle gets one with the handle's loss: at most `count` were its
+    /// own.
     Dropped {
         /// How many.
         count: u64,

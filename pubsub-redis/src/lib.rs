@@ -122,7 +122,9 @@
 //! [`CommonOptions`](pubsub_core::CommonOptions)) is checked before any I/O; the driver also refuses an envelope larger than `max_payload +`
 //! [`HEADER_ALLOWANCE`]. fred's broadcast channel of received messages is sized by
 //! [`RedisConfig::broadcast_capacity`]; if the reader task still falls behind, the lost messages
-//! are counted in [`Stats::dropped`](pubsub_core::Stats::dropped) and logged.
+//! are counted in [`Stats::dropped`](pubsub_core::Stats::dropped), logged, and reported to every
+//! subscription of the handle as a [`Gap::Dropped`](pubsub_core::Gap::Dropped) (fred does not
+//! say which topics they were for).
 //!
 //! # Secrets
 //!

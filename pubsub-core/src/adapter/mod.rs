@@ -188,11 +188,12 @@ impl<F: Clone + Eq + Hash> Inbound<F> {
         self.router.deliver_via(filter, message);
     }
 
-    /// Counts messages lost before they reached the router when it is not known to which
-    /// topic (a client library's channel that lagged); they show in
-    /// [`Stats::dropped`](crate::Stats::dropped).
+    /// Reports `count` messages lost before they reached the router, to topics unknown (a
+    /// client library's channel that lagged): every subscription gets a
+    /// [`Gap::Dropped`](crate::Gap::Dropped) of `count` in its stream (at most that many were
+    /// its own), and they show in [`Stats::dropped`](crate::Stats::dropped).
     pub fn record_lost(&self, count: u64) {
-        self.router.record_lost(count);
+        self.router.lost_anywhere(count);
     }
 
     /// Reports that the broker dropped `count` messages published to `topic` (a bounded

@@ -380,6 +380,31 @@ async fn broker_side_drops_become_gaps_of_the_matching_subscriptions() {
 }
 
 #[tokio::test]
+async fn a_client_side_loss_of_unknown_topics_is_a_gap_in_every_subscription() {
+    use crate::{Delivery, Gap, SubscribeOptions};
+    let (hub, s) = hub().await;
+    let one = hub.subscribe("a.*".parse().unwrap()).await.unwrap();
+    let both = hub
+        .subscribe_all(
+            vec!["b.*".parse().unwrap(), "c.*".parse().unwrap()],
+            SubscribeOptions::default(),
+        )
+        .await
+        .unwrap();
+    let inbound = s.inbound.lock().clone().unwrap();
+    inbound.record_lost(5);
+    assert_eq!(hub.stats().dropped, 5);
+    for sub in [one, both] {
+        let mut deliveries = sub.deliveries();
+        assert_eq!(
+            deliveries.next().await,
+            Some(Delivery::Gap(Gap::Dropped { count: 5 })),
+            "one gap per subscription, also with several patterns"
+        );
+    }
+}
+
+#[tokio::test]
 async fn planned_filters_are_shared_and_deliver_once() {
     let (hub, s) = hub().await;
     *s.budget.lock() = Some(2);

@@ -237,6 +237,10 @@ pub(crate) struct NewRoute<F> {
     pub(crate) wildcard: bool,
 }
 
+/// Up to this many routes on one filter, [`Router::deliver_via`] tests each route's pattern;
+/// beyond, it walks the trie (whose cost does not grow with the routes).
+const SCAN_ROUTES: usize = 16;
+
 /// The routes one message goes to (inline for typical fan-outs).
 type Chosen<'a> = SmallVec<[&'a Arc<Route>; 16]>;
 
@@ -381,7 +385,22 @@ impl<F: Eq + Hash + Clone> Router<F> {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn record_lost(&self, count: u64) {
+    /// Counts `count` messages lost before routing, to topics unknown: every subscription
+    /// gets a [`Gap::Dropped`](crate::Gap::Dropped) of `count` (at most that many were its
+    /// own), so the loss is never silent.
+    pub(crate) fn lost_anywhere(&self, count: u64) {
+        let r = self.routes.read();
+        let mut seen: Vec<&Arc<Queue>> = Vec::new();
+        r.trie.for_each(|route| {
+            if route.shared {
+                if seen.iter().any(|q| Arc::ptr_eq(q, &route.queue)) {
+                    return;
+                }
+                seen.push(&route.queue);
+            }
+            route.queue.push_lost(count);
+        });
+        drop(r);
         self.dropped.fetch_add(count, Ordering::Relaxed);
     }
 
@@ -452,6 +471,12 @@ impl<F: Eq + Hash + Clone> Router<F> {
         }
         if self.filter_is_pattern {
             return self.push_each(slot.routes.len(), slot.routes.values(), message);
+        }
+        if slot.routes.len() > SCAN_ROUTES {
+            // Many subscriptions share this filter (thousands of patterns under one Redis
+            // glob): the trie finds the matching ones without testing every pattern.
+            drop(r);
+            return self.deliver(Some(filter), message);
         }
         let topic = message.topic().as_str();
         let mut chosen: Chosen<'_> = SmallVec::new();
