@@ -24,6 +24,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use conformance_tests::bench::{mixed_patterns, pattern_regex};
 use conformance_tests::broker::{nats_url, redis_url};
 use futures::StreamExt;
 use pubsub_core::adapter::{envelope, PatternTrie};
@@ -139,41 +140,13 @@ async fn fanout_broadcast(n: usize) -> usize {
     n
 }
 
-/// The pattern mix of `pubsub-core/benches/routing.rs`: 60% exact, 25% `*`, 15% `>`.
-fn patterns(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            let (tenant, room) = (i % 100, i / 100);
-            match i % 20 {
-                0..=11 => format!("tenant{tenant}.room{room}.msg"),
-                12..=13 => format!("tenant{tenant}.*.msg"),
-                14..=16 => format!("tenant{tenant}.room{room}.*"),
-                17..=18 => format!("tenant{tenant}.room{room}.>"),
-                _ => format!("tenant{tenant}.>"),
-            }
-        })
-        .collect()
-}
-
-fn to_regex(pattern: &str) -> regex::Regex {
-    let body: Vec<String> = pattern
-        .split('.')
-        .map(|t| match t {
-            "*" => "[^.]+".to_string(),
-            ">" => ".+".to_string(),
-            lit => regex::escape(lit),
-        })
-        .collect();
-    regex::Regex::new(&format!("^{}$", body.join(r"\."))).expect("regex")
-}
-
 fn routing(ours: bool, n: usize) -> usize {
     let topics = [
         "tenant7.room3.msg",
         "tenant42.room9.typing",
         "tenant1.nope.x.y",
     ];
-    let pats = patterns(PATTERNS);
+    let pats = mixed_patterns(PATTERNS);
     let mut hits = 0usize;
     if ours {
         let mut trie = PatternTrie::default();
@@ -184,7 +157,7 @@ fn routing(ours: bool, n: usize) -> usize {
             trie.for_each_match(topics[i % topics.len()], |_| hits += 1);
         }
     } else {
-        let regexes: Vec<_> = pats.iter().map(|p| to_regex(p)).collect();
+        let regexes: Vec<_> = pats.iter().map(|p| pattern_regex(p)).collect();
         for i in 0..n {
             let t = topics[i % topics.len()];
             hits += regexes.iter().filter(|r| r.is_match(t)).count();
@@ -251,13 +224,19 @@ async fn receive<S: futures::Stream + Unpin>(mut stream: S, n: usize) -> usize {
 async fn nats_adapter(n: usize) -> usize {
     let config = pubsub_nats::NatsConfig::from_url(&nats_url()).expect("url");
     let hub = pubsub_nats::connect(config).await.expect("connect");
+    adapter_receives(hub, "publish-nats", n).await
+}
+
+/// Subscribes `hub` to a fresh subject, has a child process publish `n` messages to it with
+/// the raw client (`publisher`), and counts what arrives.
+async fn adapter_receives(hub: pubsub_core::Hub, publisher: &str, n: usize) -> usize {
     let subject = subject();
     let options = SubscribeOptions::default().with_capacity(n + 16);
     let sub = hub
         .subscribe_with(subject.parse().expect("pattern"), options)
         .await
         .expect("subscribe");
-    let mut publisher = spawn_publisher("publish-nats", &subject, n);
+    let mut publisher = spawn_publisher(publisher, &subject, n);
     let got = receive(sub, n).await;
     let _ = publisher.wait();
     hub.close().await.expect("close");
@@ -298,17 +277,7 @@ async fn publish_nats(subject: &str, n: usize) -> usize {
 async fn redis_adapter(n: usize) -> usize {
     let config = pubsub_redis::RedisConfig::from_url(&redis_url()).expect("url");
     let hub = pubsub_redis::connect(config).await.expect("connect");
-    let subject = subject();
-    let options = SubscribeOptions::default().with_capacity(n + 16);
-    let sub = hub
-        .subscribe_with(subject.parse().expect("pattern"), options)
-        .await
-        .expect("subscribe");
-    let mut publisher = spawn_publisher("publish-redis", &subject, n);
-    let got = receive(sub, n).await;
-    let _ = publisher.wait();
-    hub.close().await.expect("close");
-    got
+    adapter_receives(hub, "publish-redis", n).await
 }
 
 fn fred_client(capacity: usize) -> pubsub_redis::fred::clients::Client {

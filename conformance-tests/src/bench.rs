@@ -804,3 +804,34 @@ pub async fn throughput_table<A, AF, R, RF>(
         print_row(&[&label[..], &compared.cells()[..]].concat());
     }
 }
+
+/// The pattern mix of the routing benches: `n` patterns over 100 tenants, 60% exact room
+/// topics, 10% `tenant.*.msg`, 15% `tenant.room.*`, 10% `tenant.room.>` and 5% `tenant.>`.
+pub fn mixed_patterns(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let (tenant, room) = (i % 100, i / 100);
+            match i % 20 {
+                0..=11 => format!("tenant{tenant}.room{room}.msg"),
+                12..=13 => format!("tenant{tenant}.*.msg"),
+                14..=16 => format!("tenant{tenant}.room{room}.*"),
+                17..=18 => format!("tenant{tenant}.room{room}.>"),
+                _ => format!("tenant{tenant}.>"),
+            }
+        })
+        .collect()
+}
+
+/// `pattern` compiled as an anchored regex: the naive baseline the routing benches compare
+/// the trie with (every pattern tested against every topic).
+pub fn pattern_regex(pattern: &str) -> regex::Regex {
+    let body: Vec<String> = pattern
+        .split('.')
+        .map(|t| match t {
+            "*" => "[^.]+".to_string(),
+            ">" => ".+".to_string(),
+            lit => regex::escape(lit),
+        })
+        .collect();
+    regex::Regex::new(&format!("^{}$", body.join(r"\."))).expect("a pattern makes a valid regex")
+}

@@ -9,40 +9,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use conformance_tests::bench::{interleave, Settings, Side};
+use conformance_tests::bench::{interleave, mixed_patterns, pattern_regex, Settings, Side};
 
 use pubsub_core::adapter::PatternTrie;
 use pubsub_core::Pattern;
 use regex::Regex;
-
-/// A realistic mix: 60% exact room topics, 25% `*` patterns, 15% `>` patterns.
-fn patterns(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            let tenant = i % 100;
-            let room = i / 100;
-            match i % 20 {
-                0..=11 => format!("tenant{tenant}.room{room}.msg"),
-                12..=13 => format!("tenant{tenant}.*.msg"),
-                14..=16 => format!("tenant{tenant}.room{room}.*"),
-                17..=18 => format!("tenant{tenant}.room{room}.>"),
-                _ => format!("tenant{tenant}.>"),
-            }
-        })
-        .collect()
-}
-
-fn to_regex(pattern: &str) -> Regex {
-    let body: Vec<String> = pattern
-        .split('.')
-        .map(|t| match t {
-            "*" => "[^.]+".to_string(),
-            ">" => ".+".to_string(),
-            lit => regex::escape(lit),
-        })
-        .collect();
-    Regex::new(&format!("^{}$", body.join(r"\."))).expect("regex")
-}
 
 fn main() {
     let topics = [
@@ -56,12 +27,12 @@ fn main() {
         settings.rounds
     );
     for n in [1_000, 10_000, 100_000] {
-        let pats = patterns(n);
+        let pats = mixed_patterns(n);
         let mut trie = PatternTrie::default();
         for (i, p) in pats.iter().enumerate() {
             trie.insert(&Pattern::new(p).expect("pattern"), i as u64, i);
         }
-        let regexes: Vec<Regex> = pats.iter().map(|p| to_regex(p)).collect();
+        let regexes: Vec<Regex> = pats.iter().map(|p| pattern_regex(p)).collect();
 
         // Same answers first.
         for t in topics {
