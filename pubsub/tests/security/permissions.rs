@@ -176,7 +176,7 @@ async fn redis_acl_channel_permissions() {
 
     expect_allowed(&ps, "allowed.x", "allowed.x").await;
     // Several times: a refusal used to be lost when it arrived before the confirming PING.
-    // On a loaded machine about one subscribe in 200 still resolves `Ok` (fred pairs a reply
+    // On a loaded machine about one subscribe in 150 still resolves `Ok` (fred pairs a reply
     // with the wrong command now and then; a known gap, in the README): most must be refused.
     let mut refused = 0;
     for i in 0..10 {
