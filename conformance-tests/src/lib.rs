@@ -40,7 +40,7 @@ pub mod switchboard;
 
 pub use harness::{
     idle_timeout, memory_harness, report, run_case, unique_prefix, Capability, Connect,
-    ConnectCuttable, Foreign, ForeignMessage, Harness, Link,
+    ConnectCuttable, Foreign, ForeignMessage, Harness, Link, LONG_TOPIC_CASES, SHORT_TOPIC,
 };
 
 /// The one list of cases, in the order the suite runs them: each name is a function in

@@ -36,18 +36,30 @@ pub async fn reconnect(h: &Harness) {
     }
     link.restore().await;
 
-    // Probe until the restored handle's subscriptions are live at the broker again.
+    // Probe until every subscription of the restored handle is live at the broker again: on
+    // some backends (Redis) the exact and the wildcard subscription ride different connections,
+    // which come back one by one.
     let deadline = tokio::time::Instant::now() + idle_timeout(Duration::from_secs(30));
-    'recovered: loop {
+    let mut restored = [("exact", &mut exact, false), ("wildcard", &mut wild, false)];
+    while restored.iter().any(|(_, _, seen)| !seen) {
+        let waiting: Vec<&str> = restored
+            .iter()
+            .filter(|(_, _, seen)| !seen)
+            .map(|(name, _, _)| *name)
+            .collect();
         assert!(
             tokio::time::Instant::now() < deadline,
-            "subscriptions were not restored"
+            "subscriptions were not restored: {waiting:?}"
         );
         publish(&healthy, &t, "probe").await;
-        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), exact.recv()).await
-        {
-            if m.payload().as_ref() == b"probe" {
-                break 'recovered;
+        for (_, sub, seen) in restored.iter_mut().filter(|(_, _, seen)| !seen) {
+            while let Ok(Some(m)) =
+                tokio::time::timeout(Duration::from_millis(200), sub.recv()).await
+            {
+                if m.payload().as_ref() == b"probe" {
+                    *seen = true;
+                    break;
+                }
             }
         }
     }
