@@ -82,4 +82,10 @@ pub enum EndReason {
     Unsubscribed,
     /// The buffer overflowed under [`Overflow::Close`]: the reader was too slow.
     Overflow,
+    /// The broker refused one of the subscription's filters after the subscribe resolved, or
+    /// withdrew it: a permission revoked while it was live (a NATS configuration reload), or
+    /// refused when it was restored after a reconnect. Nothing more would arrive; what was
+    /// buffered can still be read, and the handle logs the broker's words. Subscribing again
+    /// fails with [`ErrorKind::Auth`](crate::ErrorKind::Auth) while the refusal stands.
+    Refused,
 }

@@ -159,9 +159,14 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
                         events.reconnected();
                     }
                     // Permission violations are the answer to a `SUB` or `PUB`: see
-                    // `permissions`.
+                    // `permissions`. A refused subscription ends the subscriptions needing it
+                    // (a subscribe still waiting for it fails with `Auth` as well).
                     Event::ServerError(ServerError::Other(text)) => {
-                        reported.record(&text);
+                        if let Some(permissions::Violation::Subscribe(subject)) =
+                            reported.record(&text)
+                        {
+                            inbound.refused(&subject);
+                        }
                     }
                     Event::Disconnected | Event::Closed => events.down(),
                     Event::SlowConsumer(_) => inbound.record_lost(1),

@@ -7,6 +7,10 @@
 //!
 //! - a subscribe checks, once the server has processed its `SUB`s (the barrier), whether any
 //!   of them was refused, and fails with [`ErrorKind::Auth`];
+//! - a refusal of a subscription that is live already (a permission revoked by a server
+//!   configuration reload, or refused when async-nats sends it again on a new connection)
+//!   ends every subscription that needs it with `EndReason::Refused` (through
+//!   `Inbound::refused`), instead of leaving them open and silent;
 //! - the barrier itself fails with `Auth` when its private subject is refused;
 //! - a publish cannot wait for a verdict (core NATS publishes are not acknowledged), so the
 //!   first one to a denied subject resolves `Ok` and the violation is logged; later publishes
@@ -86,32 +90,30 @@ impl Default for Violations {
 }
 
 impl Violations {
-    /// Records what a server error reports, if it is a permission violation; returns whether
-    /// it was one.
-    pub(crate) fn record(&self, text: &str) -> bool {
-        match parse(text) {
-            Some(Violation::Subscribe(subject)) => {
+    /// Records what a server error reports, if it is a permission violation, and returns it.
+    pub(crate) fn record(&self, text: &str) -> Option<Violation> {
+        let violation = parse(text)?;
+        match &violation {
+            Violation::Subscribe(subject) => {
                 tracing::warn!(%subject, "the NATS server refused a subscription (permissions violation)");
                 let mut kept = self.subscriptions.lock();
                 let seq = *self.count.borrow() + 1;
-                kept.push_back((seq, subject));
+                kept.push_back((seq, subject.clone()));
                 if kept.len() > KEPT {
                     kept.pop_front();
                 }
                 drop(kept);
                 self.count.send_replace(seq);
-                true
             }
-            Some(Violation::Publish(subject)) => {
+            Violation::Publish(subject) => {
                 tracing::warn!(%subject, "the NATS server refused a publish (permissions violation); later publishes to this subject fail with Auth");
-                self.publishes.lock().insert(subject);
+                self.publishes.lock().insert(subject.clone());
                 self.any_publish.store(true, Ordering::Release);
                 // A barrier waiting on a refused publish of its own is woken too.
                 self.count.send_modify(|_| {});
-                true
             }
-            None => false,
         }
+        Some(violation)
     }
 
     /// Forgets refused publishes: a new connection may carry new permissions.
@@ -197,8 +199,10 @@ mod tests {
     fn registry() {
         let v = Violations::default();
         let mark = v.mark();
-        assert!(!v.record("Slow Consumer"));
-        assert!(v.record(r#"Permissions Violation for Subscription to "no.>""#));
+        assert_eq!(v.record("Slow Consumer"), None);
+        assert!(v
+            .record(r#"Permissions Violation for Subscription to "no.>""#)
+            .is_some());
         assert!(v.check_subscriptions(mark, ["ok.>"]).is_ok());
         let e = v.check_subscriptions(mark, ["ok.>", "no.>"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Auth);

@@ -203,6 +203,15 @@ impl<F: Clone + Eq + Hash> Inbound<F> {
         self.router.lost(topic.as_str(), count);
     }
 
+    /// Reports that the broker refused or withdrew the native `filter` after it was live or
+    /// while it was restored (a permission revoked): every subscription that needs it ends,
+    /// after what it has buffered, with [`EndReason::Refused`](crate::EndReason::Refused),
+    /// instead of staying open and silent. A refusal of a filter still being added is the
+    /// error of [`Driver::add_filters`] as well; ending its routes then is harmless.
+    pub fn refused(&self, filter: &F) {
+        self.router.end_filter(filter, crate::EndReason::Refused);
+    }
+
     /// True once the handle was closed or dropped.
     pub fn is_closed(&self) -> bool {
         self.router.is_closed()

@@ -437,3 +437,32 @@ async fn planned_filters_are_shared_and_deliver_once() {
     assert!(s.log.lock().iter().any(|l| l == "+e.*"));
     hub.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_filter_the_broker_refuses_later_ends_its_subscriptions() {
+    use crate::EndReason;
+    let (hub, s) = hub().await;
+    // `a.*` and `a.>` share the filter `a.*`; `b.c` has its own.
+    let mut one = hub.subscribe("a.*".parse().unwrap()).await.unwrap();
+    let mut two = hub.subscribe("a.>".parse().unwrap()).await.unwrap();
+    let mut other = hub.subscribe("b.c".parse().unwrap()).await.unwrap();
+    let inbound = s.inbound.lock().clone().unwrap();
+    inbound.deliver_via(&"a.*".to_string(), msg("a.x"));
+    inbound.refused(&"a.*".to_string());
+    for sub in [&mut one, &mut two] {
+        assert_eq!(sub.recv().await.unwrap().topic().as_str(), "a.x");
+        assert_eq!(sub.recv().await, None, "{}", sub.pattern());
+        assert_eq!(sub.end_reason(), Some(EndReason::Refused));
+    }
+    inbound.deliver_via(&"b.c".to_string(), msg("b.c"));
+    assert_eq!(other.recv().await.unwrap().topic().as_str(), "b.c");
+    // The filter is no longer trusted: a new subscription needing it adds it again.
+    let adds = |s: &Scripted| s.log.lock().iter().filter(|l| *l == "+a.*").count();
+    assert_eq!(adds(&s), 1);
+    let _again = hub.subscribe("a.*".parse().unwrap()).await.unwrap();
+    assert_eq!(adds(&s), 2);
+    // Dropping the ended subscriptions leaves the new one's filter in place.
+    drop((one, two));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(hub.stats().native_filters, 2);
+}

@@ -526,6 +526,23 @@ impl<F: Eq + Hash + Clone> Router<F> {
             .for_each(|route| route.queue.close(reason));
     }
 
+    /// Ends (after what is buffered) the stream of every route that needs `filter`, which the
+    /// broker no longer has: the filter counts as unknown at the broker, so a new subscription
+    /// needing it adds it again (and gets the broker's verdict) instead of trusting it, and a
+    /// reconnect does not restore it. It is removed when the ended routes are dropped.
+    pub(crate) fn end_filter(&self, filter: &F, reason: EndReason) {
+        let mut r = self.routes.write();
+        if let Some(slot) = r.filters.get_mut(filter) {
+            for route in slot.routes.values() {
+                route.queue.close(reason);
+            }
+            if slot.presence == Presence::Present {
+                slot.presence = Presence::Unknown;
+            }
+            slot.changed();
+        }
+    }
+
     /// Counts `count` messages to `topic` that the broker dropped, with a gap in the stream of
     /// every subscription whose pattern matches it.
     pub(crate) fn lost(&self, topic: &str, count: u64) {

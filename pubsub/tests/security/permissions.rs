@@ -118,6 +118,60 @@ async fn nats_subject_permissions() {
     logs::assert_never_logged(NATS_PASSWORD);
 }
 
+/// A permission revoked while subscriptions use it (the server's configuration reloaded): the
+/// server drops them with a violation, and every subscription needing the refused filter ends
+/// with `EndReason::Refused` after what it had, instead of staying open and silent; another
+/// subscription of the same handle keeps working, and subscribing again is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_revoked_permission_ends_subscriptions() {
+    logs::capture();
+    let conf = |subscribe: &str| {
+        format!(
+            r#"
+authorization {{
+  users = [
+    {{ user: alice, password: "{NATS_PASSWORD}",
+       permissions: {{ publish: [">"], subscribe: [{subscribe}] }} }}
+  ]
+}}
+"#
+        )
+    };
+    let server = servers::nats_with_config(&conf(r#""allowed.>", "revoked.>", "_INBOX.>""#));
+    let url = format!(
+        "nats://alice:{NATS_PASSWORD}@127.0.0.1:{}?command_timeout=3s",
+        server.port
+    );
+    let ps = connect_url(url).await.unwrap();
+    let mut exact = ps.subscribe("revoked.a".parse().unwrap()).await.unwrap();
+    let mut wildcard = ps.subscribe("revoked.>".parse().unwrap()).await.unwrap();
+    let mut kept = ps.subscribe("allowed.a".parse().unwrap()).await.unwrap();
+    ps.publish(Message::new("revoked.a".parse().unwrap(), "before"))
+        .await
+        .unwrap();
+    for sub in [&mut exact, &mut wildcard] {
+        let got = tokio::time::timeout(PROMPT, sub.recv()).await.unwrap();
+        assert_eq!(got.unwrap().payload().as_ref(), b"before");
+    }
+
+    server.reload_nats_config(&conf(r#""allowed.>", "_INBOX.>""#));
+    for sub in [&mut exact, &mut wildcard] {
+        let end = tokio::time::timeout(PROMPT * 2, sub.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{}: still open after the revocation", sub.pattern()));
+        assert!(end.is_none(), "{}: {end:?}", sub.pattern());
+        assert_eq!(sub.end_reason(), Some(pubsub::EndReason::Refused));
+    }
+    expect_denied_subscribe(&ps, "revoked.a").await;
+    ps.publish(Message::new("allowed.a".parse().unwrap(), "still"))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(PROMPT, kept.recv()).await.unwrap();
+    assert_eq!(got.unwrap().payload().as_ref(), b"still");
+    drop((exact, wildcard));
+    ps.close().await.unwrap();
+}
+
 /// A user without `_INBOX.>`: the handle's private barrier subject is refused, so no
 /// subscription can be confirmed; subscribe says so (`Auth`) instead of timing out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

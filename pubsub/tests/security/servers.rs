@@ -113,6 +113,23 @@ impl Server {
     fn keep(&mut self, dir: PathBuf) {
         self.extra_dirs.push(dir);
     }
+
+    /// Rewrites the configuration file of a server from [`nats_with_config`] and has it
+    /// reload it (`SIGHUP`), as an operator revoking a permission would.
+    pub fn reload_nats_config(&self, conf: &str) {
+        let path = self
+            .extra_dirs
+            .iter()
+            .map(|d| d.join("nats.conf"))
+            .find(|p| p.exists())
+            .expect("a server started by nats_with_config");
+        std::fs::write(&path, conf).expect("writing nats.conf");
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -HUP failed: {status}");
+    }
 }
 
 impl Drop for Server {
