@@ -36,7 +36,14 @@ pub(crate) enum Source {
 }
 
 /// The AMQP [`Driver`]: one connection (or the application's), one confirm-mode channel for
-/// publishing, one channel for the handle's queue, its bindings and its consumer.
+/// publishing, one channel for bindings, and one channel for the handle's queue and its
+/// consumer.
+///
+/// A broker refusal (`ACCESS_REFUSED` for a routing or binding key the user's topic permissions
+/// deny) closes the channel it happened on. Publishes and bindings therefore have channels of
+/// their own, which are replaced after such a refusal, so that it fails that operation only
+/// (with `Auth`) and never takes the consumer down: no reconnect, no outage for the handle's
+/// other subscriptions.
 pub(crate) struct AmqpDriver {
     shared: Arc<Shared>,
 }
@@ -58,8 +65,22 @@ struct Shared {
 /// One connection's channels.
 struct Session {
     connection: Arc<Connection>,
-    publisher: Channel,
+    /// Confirm-mode channel for publishing; replaced when the broker closes it.
+    publisher: RwLock<Channel>,
+    /// Channel for binding and unbinding; replaced when the broker closes it.
+    binder: RwLock<Channel>,
+    /// The queue's channel: its consumer and acknowledgements. When it closes, the session
+    /// is broken and the handle reconnects.
     channel: Channel,
+    /// Serialises channel replacements (several operations may find one channel closed).
+    repairing: tokio::sync::Mutex<()>,
+}
+
+/// A channel of a session that is replaced on its own when the broker closes it.
+#[derive(Debug, Clone, Copy)]
+enum Spare {
+    Publisher,
+    Binder,
 }
 
 impl Session {
@@ -70,16 +91,45 @@ impl Session {
             Source::Own if !self.connection.status().connected() => Ok(()),
             Source::Own => self.connection.close(200, "OK".into()).await,
             Source::App(_) => {
-                let _ = self.publisher.close(200, "OK".into()).await;
+                let publisher = self.publisher.read().clone();
+                let binder = self.binder.read().clone();
+                let _ = publisher.close(200, "OK".into()).await;
+                let _ = binder.close(200, "OK".into()).await;
                 self.channel.close(200, "OK".into()).await
             }
         }
     }
 
+    /// Whether the connection or the consumer's channel is gone: only a reconnect helps.
     fn is_broken(&self) -> bool {
-        !(self.connection.status().connected()
-            && self.publisher.status().connected()
-            && self.channel.status().connected())
+        !(self.connection.status().connected() && self.channel.status().connected())
+    }
+
+    fn spare(&self, which: Spare) -> &RwLock<Channel> {
+        match which {
+            Spare::Publisher => &self.publisher,
+            Spare::Binder => &self.binder,
+        }
+    }
+
+    /// Replaces the `which` channel, if it is still the channel `failed` (its id) an operation
+    /// failed on, while the connection stays up: a refusal closes the channel it happened on
+    /// (the channel may not say so yet when the operation's error arrives).
+    async fn repair(&self, which: Spare, failed: u16) -> lapin::Result<()> {
+        let _one = self.repairing.lock().await;
+        let slot = self.spare(which);
+        if slot.read().id() != failed || !self.connection.status().connected() {
+            return Ok(());
+        }
+        let channel = self.connection.create_channel().await?;
+        if let Spare::Publisher = which {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+        }
+        tracing::debug!(?which, "replaced an AMQP channel the broker closed");
+        *slot.write() = channel;
+        Ok(())
     }
 }
 
@@ -123,9 +173,16 @@ impl Shared {
             .ok_or_else(|| Error::new(ErrorKind::Connection, "not connected to the AMQP broker"))
     }
 
-    /// Wakes the consumer task, which reconnects, if an operation that failed on `session`
-    /// left a channel closed.
-    fn check(&self, session: &Session) {
+    /// After an operation on the `which` channel (id `failed`) of `session` failed: replaces
+    /// that channel, and wakes the consumer task, which reconnects, if the session is
+    /// broken.
+    async fn recover(&self, session: &Session, which: Spare, failed: u16) {
+        let repair = session.repair(which, failed);
+        if let Err(error) = bounded(self.config.options.command_timeout, "reopening", repair).await
+        {
+            tracing::debug!(%error, ?which, "reopening an AMQP channel failed; reconnecting");
+            self.failed.notify_one();
+        }
         if session.is_broken() {
             self.failed.notify_one();
         }
@@ -156,6 +213,7 @@ impl Shared {
             publisher
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
+            let binder = connection.create_channel().await?;
             let channel = connection.create_channel().await?;
             let exchange = ExchangeDeclareOptions {
                 durable: self.config.durable_exchange,
@@ -246,10 +304,10 @@ impl Shared {
                     FieldTable::default(),
                 )
                 .await?;
-            Ok((publisher, channel, consumer, drops))
+            Ok((publisher, binder, channel, consumer, drops))
         };
         // On failure the channels (and our own connection) close as they are dropped.
-        let (publisher, channel, consumer, drops) = bounded(
+        let (publisher, binder, channel, consumer, drops) = bounded(
             self.config.options.command_timeout,
             "setting up the AMQP channels",
             setup,
@@ -259,8 +317,10 @@ impl Shared {
         Ok((
             Arc::new(Session {
                 connection,
-                publisher,
+                publisher: RwLock::new(publisher),
+                binder: RwLock::new(binder),
                 channel,
+                repairing: tokio::sync::Mutex::new(()),
             }),
             consumer,
         ))
@@ -348,9 +408,41 @@ impl Shared {
     }
 
     /// Binds or unbinds every key at once, then waits for the broker's answers.
+    ///
+    /// A refusal closes the binding channel, failing whatever else was under way on it; a
+    /// change that failed because its channel was closed under it (not refused itself) is
+    /// made once more on the new channel (binding and unbinding again are harmless). An unbind
+    /// the user's permissions refuse is done: such a binding cannot exist.
     async fn change(&self, keys: &[ShortString], bind: bool) -> Result<()> {
         let session = self.session()?;
-        let ch = &session.channel;
+        let what = if bind { "binding" } else { "unbinding" };
+        let mut result = Ok(());
+        for attempt in 0..2 {
+            let ch = session.binder.read().clone();
+            result = bounded(
+                self.config.options.command_timeout,
+                what,
+                self.bind_all(&ch, keys, bind),
+            )
+            .await;
+            let Err(error) = &result else {
+                return Ok(());
+            };
+            self.recover(&session, Spare::Binder, ch.id()).await;
+            match error.kind() {
+                ErrorKind::Auth if !bind => {
+                    tracing::debug!(%error, "an unbind was refused: the binding cannot exist");
+                    return Ok(());
+                }
+                ErrorKind::Connection if attempt == 0 && !session.is_broken() => continue,
+                _ => break,
+            }
+        }
+        result
+    }
+
+    /// Binds (or unbinds) every key on `ch` at once.
+    async fn bind_all(&self, ch: &Channel, keys: &[ShortString], bind: bool) -> lapin::Result<()> {
         let all = keys.iter().map(|key| {
             let (q, x, k, args) = (
                 self.queue.clone(),
@@ -368,13 +460,7 @@ impl Shared {
                 }
             }
         });
-        let what = if bind { "binding" } else { "unbinding" };
-        let timeout = self.config.options.command_timeout;
-        let result = bounded(timeout, what, futures::future::try_join_all(all)).await;
-        if result.is_err() {
-            self.check(&session);
-        }
-        result.map(drop)
+        futures::future::try_join_all(all).await.map(drop)
     }
 }
 
@@ -458,11 +544,11 @@ impl Driver for AmqpDriver {
         }
         let session = s.session()?;
         let key = ShortString::from(message.topic().as_str());
+        let publisher = session.publisher.read().clone();
         let send = async {
             let options = BasicPublishOptions::default();
             let payload = message.payload();
-            let confirm = session
-                .publisher
+            let confirm = publisher
                 .basic_publish(s.exchange.clone(), key, options, payload, properties)
                 .await?;
             confirm.await
@@ -470,7 +556,7 @@ impl Driver for AmqpDriver {
         let confirmation = match s.watchdog.bound(send).await? {
             Ok(confirmation) => confirmation,
             Err(error) => {
-                s.check(&session);
+                s.recover(&session, Spare::Publisher, publisher.id()).await;
                 return Err(lapin_error("publishing", error));
             }
         };

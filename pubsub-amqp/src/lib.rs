@@ -65,8 +65,8 @@
 //!
 //! # Connection loss
 //!
-//! When the connection or a channel fails (the consumer stream ends, or an operation finds a
-//! channel closed), the handle reports itself down, closes what is left, and reconnects with
+//! When the connection or the consumer's channel fails (the consumer stream ends, or an
+//! operation finds the connection closed), the handle reports itself down, closes what is left, and reconnects with
 //! the configured [`Backoff`](pubsub_core::Backoff), never giving up while it is open (lapin's
 //! own recovery is not used). It declares the exchange and the same queue again and
 //! resumes consuming; the kit then binds every present filter again before the handle counts
@@ -74,10 +74,20 @@
 //! are lost (delivery is at most once). While down, `publish` waits up to the publish timeout;
 //! an operation that finds the connection gone fails at once with a `Connection` error.
 //!
+//! # Refusals
+//!
+//! A binding or publish the user's permissions refuse (RabbitMQ topic permissions:
+//! `ACCESS_REFUSED`) fails with [`ErrorKind::Auth`](pubsub_core::ErrorKind::Auth). RabbitMQ
+//! closes the channel a refusal happened on, so publishing and binding each have a channel of
+//! their own, replaced after a refusal; the consumer's channel is never touched, and the
+//! handle stays up. Publishes in flight on the publishing channel when a refusal closes it fail
+//! with a temporary `Connection` error; a binding that failed only because its channel closed
+//! under it is made again on the new channel.
+//!
 //! # The application's connection
 //!
 //! [`from_connection`] runs a handle on a lapin connection the application already has: the
-//! handle opens its two channels on it, and `close` closes those channels (which deletes the
+//! handle opens its three channels on it, and `close` closes those channels (which deletes the
 //! handle's queue) but never the connection. Reconnecting that connection is the
 //! application's business: when it fails, the handle reports itself down, operations fail
 //! with `Connection` errors (or time out), and the handle keeps trying, with backoff, to open

@@ -1,8 +1,11 @@
 //! Users that may connect but not use every topic: a private `nats-server` with subject
-//! permissions and a private `redis-server` with ACL channel permissions. A subscribe the
-//! broker refuses fails with a typed `Auth` error (not temporary) instead of resolving `Ok`
-//! and delivering nothing; so does a publish (on NATS, from the second publish to a denied
-//! subject on: core NATS does not acknowledge publishes); allowed topics keep working.
+//! permissions, a private `redis-server` with ACL channel permissions, and a temporary user of
+//! the machine's RabbitMQ with topic permissions. A subscribe the broker refuses fails with a
+//! typed `Auth` error (not temporary) instead of resolving `Ok` and delivering nothing (on
+//! NATS, whose refusals come asynchronously, a subscribe that resolved just before its refusal
+//! arrived ends with `EndReason::Refused` instead); so does a publish (on NATS, from the
+//! second publish to a denied subject on: core NATS does not acknowledge publishes); allowed
+//! topics keep working, and a refusal costs the handle's other subscriptions nothing.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,30 @@ async fn expect_denied_subscribe(ps: &Hub, pattern: &str) {
     assert_eq!(error.kind(), ErrorKind::Auth, "{pattern}: {error:?}");
     assert!(!error.is_temporary(), "{error:?}");
     assert!(start.elapsed() < PROMPT, "{pattern}: {:?}", start.elapsed());
+}
+
+/// Subscribes to `pattern` on NATS, where the refusal comes asynchronously: either the
+/// subscribe fails with `Auth` (the refusal arrived before it resolved, as it nearly always
+/// does), or it resolved just before the refusal arrived and the subscription then ends
+/// promptly with `EndReason::Refused`. Never a live-looking subscription that stays silent.
+async fn expect_refused_subscribe(ps: &Hub, pattern: &str) {
+    let parsed: Pattern = pattern.parse().unwrap();
+    let result = tokio::time::timeout(PROMPT * 2, ps.subscribe(parsed))
+        .await
+        .unwrap_or_else(|_| panic!("subscribe to {pattern} hung"));
+    match result {
+        Err(error) => {
+            assert_eq!(error.kind(), ErrorKind::Auth, "{pattern}: {error:?}");
+            assert!(!error.is_temporary(), "{error:?}");
+        }
+        Ok(mut sub) => {
+            let end = tokio::time::timeout(PROMPT, sub.recv())
+                .await
+                .unwrap_or_else(|_| panic!("subscribed to {pattern}, which the broker refuses"));
+            assert!(end.is_none(), "{pattern}: {end:?}");
+            assert_eq!(sub.end_reason(), Some(pubsub::EndReason::Refused));
+        }
+    }
 }
 
 /// Subscribes to `pattern`: true when it fails promptly with `Auth`, false when it resolves
@@ -88,10 +115,10 @@ async fn nats_subject_permissions() {
     expect_allowed(&ps, "allowed.>", "allowed.a").await;
     // Several times: the refusal reaches the adapter through async-nats's event task.
     for i in 0..10 {
-        expect_denied_subscribe(&ps, &format!("denied.{i}")).await;
+        expect_refused_subscribe(&ps, &format!("denied.{i}")).await;
     }
-    expect_denied_subscribe(&ps, "denied.>").await;
-    expect_denied_subscribe(&ps, ">").await;
+    expect_refused_subscribe(&ps, "denied.>").await;
+    expect_refused_subscribe(&ps, ">").await;
     expect_allowed(&ps, "allowed.b", "allowed.b").await;
 
     // Publish: the first one to a denied subject is queued (`Ok`: core NATS has no publish
@@ -162,7 +189,7 @@ authorization {{
         assert!(end.is_none(), "{}: {end:?}", sub.pattern());
         assert_eq!(sub.end_reason(), Some(pubsub::EndReason::Refused));
     }
-    expect_denied_subscribe(&ps, "revoked.a").await;
+    expect_refused_subscribe(&ps, "revoked.a").await;
     ps.publish(Message::new("allowed.a".parse().unwrap(), "still"))
         .await
         .unwrap();
@@ -246,4 +273,107 @@ async fn redis_acl_channel_permissions() {
     expect_allowed(&ps, "allowed.z", "allowed.z").await;
     ps.close().await.unwrap();
     logs::assert_never_logged(RIGHT);
+}
+
+/// A temporary RabbitMQ user of the machine's broker, deleted when dropped.
+struct RabbitUser(String);
+
+impl RabbitUser {
+    /// A user with full rights on `/` but, on `exchange`, topic permissions for routing keys
+    /// (publish) and binding keys (subscribe) starting with `allowed.` only.
+    fn with_topic_permissions(exchange: &str) -> RabbitUser {
+        let name = format!("pubsub-limited-{}", std::process::id());
+        let user = RabbitUser(name.clone());
+        let ctl = |args: &[&str]| {
+            let out = std::process::Command::new("rabbitmqctl")
+                .args(args)
+                .output()
+                .expect("running rabbitmqctl");
+            assert!(out.status.success(), "rabbitmqctl {args:?}: {out:?}");
+        };
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_user", &name])
+            .output();
+        ctl(&["add_user", &name, RABBIT_PASSWORD]);
+        ctl(&["set_permissions", "-p", "/", &name, ".*", ".*", ".*"]);
+        ctl(&[
+            "set_topic_permissions",
+            "-p",
+            "/",
+            &name,
+            exchange,
+            "^allowed\\.",
+            "^allowed\\.",
+        ]);
+        user
+    }
+}
+
+impl Drop for RabbitUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_user", &self.0])
+            .output();
+    }
+}
+
+const RABBIT_PASSWORD: &str = "Rb7-topic-Pw2";
+
+/// A RabbitMQ user whose topic permissions allow `allowed.*` routing and binding keys only:
+/// subscribing or publishing elsewhere fails with `Auth`, every time, and costs the handle
+/// nothing else: its other subscriptions keep receiving, with no outage (a refusal closes the
+/// AMQP channel it happened on, which must not take the handle's consumer down with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_topic_permissions() {
+    logs::capture();
+    let exchange = format!("pubsub-perm-{}", std::process::id());
+    let user = RabbitUser::with_topic_permissions(&exchange);
+    let url = format!(
+        "amqp://{}:{RABBIT_PASSWORD}@127.0.0.1:5672/%2f?exchange={exchange}&command_timeout=3s",
+        user.0
+    );
+    let ps = connect_url(url).await.unwrap();
+    let mut kept = ps.subscribe("allowed.>".parse().unwrap()).await.unwrap();
+    let mut sent = 0u32;
+    let mut check_kept = |ps: &Hub| {
+        sent += 1;
+        let n = sent;
+        let ps = ps.clone();
+        async move {
+            let payload = format!("kept-{n}");
+            ps.publish(Message::new("allowed.k".parse().unwrap(), payload.clone()))
+                .await
+                .unwrap();
+            payload
+        }
+    };
+    for round in 0..3 {
+        expect_denied_subscribe(&ps, &format!("denied.{round}")).await;
+        expect_denied_subscribe(&ps, "denied.>").await;
+        let error = tokio::time::timeout(
+            PROMPT,
+            ps.publish(Message::new("denied.topic".parse().unwrap(), "x")),
+        )
+        .await
+        .expect("a refused publish hung")
+        .expect_err("published to a refused routing key");
+        assert_eq!(error.kind(), ErrorKind::Auth, "{error:?}");
+        assert!(!error.is_temporary());
+        let payload = check_kept(&ps).await;
+        let got = tokio::time::timeout(PROMPT, kept.recv_delivery())
+            .await
+            .expect("the kept subscription stopped receiving")
+            .expect("the kept subscription ended");
+        match got {
+            pubsub::Delivery::Message(m) => assert_eq!(m.payload().as_ref(), payload.as_bytes()),
+            other => {
+                panic!("round {round}: a refusal disturbed the other subscriptions: {other:?}")
+            }
+        }
+    }
+    assert!(ps.connection_state().is_up());
+    expect_allowed(&ps, "allowed.b", "allowed.b").await;
+    ps.close().await.unwrap();
+    logs::assert_never_logged(RABBIT_PASSWORD);
+    drop(user);
 }
