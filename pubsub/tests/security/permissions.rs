@@ -326,7 +326,9 @@ const RABBIT_PASSWORD: &str = "Rb7-topic-Pw2";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_topic_permissions() {
     logs::capture();
-    let exchange = format!("pubsub-perm-{}", std::process::id());
+    // One name for every run: exchanges are not deleted, and need not be unique (each run has
+    // its own user, and topic permissions are per user).
+    let exchange = "pubsub-permissions-test".to_string();
     let user = RabbitUser::with_topic_permissions(&exchange);
     let url = format!(
         "amqp://{}:{RABBIT_PASSWORD}@127.0.0.1:5672/%2f?exchange={exchange}&command_timeout=3s",
