@@ -8,7 +8,7 @@
 //! | `subscribed` | `patterns` | the subscription is live: everything published from now on and matching arrives |
 //! | `message` | `topic`, `headers` (object), `payload` (UTF-8 text) or `payload_base64` | a message |
 //! | `gap` | `dropped` (count), or `outage_ms`, `since_ms`, `until_ms` (Unix ms) | messages were lost here: resync |
-//! | `closing` | `reason`: `shutdown`, `slow_client`, `backend_closed` | the last frame before the server closes the stream |
+//! | `closing` | `reason`: `shutdown`, `slow_client`, `refused`, `backend_closed` | the last frame before the server closes the stream |
 //!
 //! A binary message frame (`?format=binary` on a WebSocket) is, big-endian:
 //! `u8` topic length, topic, `u16` header count, then per header `u8` name length, name,
@@ -28,6 +28,9 @@ pub enum Closing {
     Shutdown,
     /// The client did not keep up (slow-client policy `disconnect`, or a send timed out).
     SlowClient,
+    /// The broker refused one of the stream's patterns after it was live (a permission
+    /// revoked): [`EndReason::Refused`](pubsub::EndReason::Refused).
+    Refused,
     /// The pub/sub handle was closed.
     BackendClosed,
 }
@@ -38,6 +41,7 @@ impl Closing {
         match self {
             Closing::Shutdown => "shutdown",
             Closing::SlowClient => "slow_client",
+            Closing::Refused => "refused",
             Closing::BackendClosed => "backend_closed",
         }
     }

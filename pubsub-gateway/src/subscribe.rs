@@ -242,6 +242,7 @@ impl Stream {
                         metrics::slow_disconnect();
                         Closing::SlowClient
                     }
+                    Some(EndReason::Refused) => Closing::Refused,
                     _ if self.shutdown.is_cancelled() => Closing::Shutdown,
                     _ => Closing::BackendClosed,
                 }),
