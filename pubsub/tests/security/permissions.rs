@@ -9,24 +9,42 @@
 
 use std::time::{Duration, Instant};
 
-use pubsub::{ErrorKind, Hub, Message, Pattern};
+use pubsub::{ErrorKind, Hub, Message, Pattern, Subscription};
 
 use crate::check::{connect_url, PROMPT};
 use crate::logs;
 use crate::servers::{self, Listen};
 
+/// Subscribes to `pattern`, failing the test if that does not end within twice [`PROMPT`].
+async fn subscribe_within(ps: &Hub, pattern: &str) -> pubsub::Result<Subscription> {
+    let parsed: Pattern = pattern.parse().unwrap();
+    tokio::time::timeout(PROMPT * 2, ps.subscribe(parsed))
+        .await
+        .unwrap_or_else(|_| panic!("subscribe to {pattern} hung"))
+}
+
+/// `error` is the broker's refusal of `what`: `Auth`, not temporary.
+fn assert_refusal(what: &str, error: &pubsub::Error) {
+    assert_eq!(error.kind(), ErrorKind::Auth, "{what}: {error:?}");
+    assert!(!error.is_temporary(), "{error:?}");
+}
+
+/// `sub` ends `within` with nothing more, because the broker refused it (else: `why`).
+async fn expect_ended_refused(sub: &mut Subscription, within: Duration, why: &str) {
+    let end = tokio::time::timeout(within, sub.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{}: {why}", sub.pattern()));
+    assert!(end.is_none(), "{}: {end:?}", sub.pattern());
+    assert_eq!(sub.end_reason(), Some(pubsub::EndReason::Refused));
+}
+
 /// Subscribes to `pattern` and expects a prompt, typed, permanent refusal.
 async fn expect_denied_subscribe(ps: &Hub, pattern: &str) {
-    let pattern: Pattern = pattern.parse().unwrap();
     let start = Instant::now();
-    let result = tokio::time::timeout(PROMPT * 2, ps.subscribe(pattern.clone()))
-        .await
-        .unwrap_or_else(|_| panic!("subscribe to {pattern} hung"));
-    let Err(error) = result else {
+    let Err(error) = subscribe_within(ps, pattern).await else {
         panic!("subscribed to {pattern}, which the broker refuses");
     };
-    assert_eq!(error.kind(), ErrorKind::Auth, "{pattern}: {error:?}");
-    assert!(!error.is_temporary(), "{error:?}");
+    assert_refusal(pattern, &error);
     assert!(start.elapsed() < PROMPT, "{pattern}: {:?}", start.elapsed());
 }
 
@@ -35,21 +53,10 @@ async fn expect_denied_subscribe(ps: &Hub, pattern: &str) {
 /// does), or it resolved just before the refusal arrived and the subscription then ends
 /// promptly with `EndReason::Refused`. Never a live-looking subscription that stays silent.
 async fn expect_refused_subscribe(ps: &Hub, pattern: &str) {
-    let parsed: Pattern = pattern.parse().unwrap();
-    let result = tokio::time::timeout(PROMPT * 2, ps.subscribe(parsed))
-        .await
-        .unwrap_or_else(|_| panic!("subscribe to {pattern} hung"));
-    match result {
-        Err(error) => {
-            assert_eq!(error.kind(), ErrorKind::Auth, "{pattern}: {error:?}");
-            assert!(!error.is_temporary(), "{error:?}");
-        }
+    match subscribe_within(ps, pattern).await {
+        Err(error) => assert_refusal(pattern, &error),
         Ok(mut sub) => {
-            let end = tokio::time::timeout(PROMPT, sub.recv())
-                .await
-                .unwrap_or_else(|_| panic!("subscribed to {pattern}, which the broker refuses"));
-            assert!(end.is_none(), "{pattern}: {end:?}");
-            assert_eq!(sub.end_reason(), Some(pubsub::EndReason::Refused));
+            expect_ended_refused(&mut sub, PROMPT, "subscribed, which the broker refuses").await
         }
     }
 }
@@ -57,15 +64,10 @@ async fn expect_refused_subscribe(ps: &Hub, pattern: &str) {
 /// Subscribes to `pattern`: true when it fails promptly with `Auth`, false when it resolves
 /// `Ok`; anything else fails the test.
 async fn denied_subscribe_refused(ps: &Hub, pattern: &str) -> bool {
-    let pattern: Pattern = pattern.parse().unwrap();
-    let result = tokio::time::timeout(PROMPT * 2, ps.subscribe(pattern.clone()))
-        .await
-        .unwrap_or_else(|_| panic!("subscribe to {pattern} hung"));
-    match result {
+    match subscribe_within(ps, pattern).await {
         Ok(_) => false,
         Err(error) => {
-            assert_eq!(error.kind(), ErrorKind::Auth, "{pattern}: {error:?}");
-            assert!(!error.is_temporary(), "{error:?}");
+            assert_refusal(pattern, &error);
             true
         }
     }
@@ -85,6 +87,15 @@ async fn expect_allowed(ps: &Hub, pattern: &str, topic: &str) {
 }
 
 const NATS_PASSWORD: &str = "Np3-perm-Pw7";
+
+/// A handle of `user` on the private `server`, with a 3 s command timeout.
+async fn nats_user(server: &servers::Server, user: &str) -> Hub {
+    let url = format!(
+        "nats://{user}:{NATS_PASSWORD}@127.0.0.1:{}?command_timeout=3s",
+        server.port
+    );
+    connect_url(url).await.unwrap()
+}
 
 fn nats_conf() -> String {
     format!(
@@ -107,11 +118,7 @@ authorization {{
 async fn nats_subject_permissions() {
     logs::capture();
     let server = servers::nats_with_config(&nats_conf());
-    let url = format!(
-        "nats://alice:{NATS_PASSWORD}@127.0.0.1:{}?command_timeout=3s",
-        server.port
-    );
-    let ps = connect_url(url).await.unwrap();
+    let ps = nats_user(&server, "alice").await;
     expect_allowed(&ps, "allowed.>", "allowed.a").await;
     // Several times: the refusal reaches the adapter through async-nats's event task.
     for i in 0..10 {
@@ -138,8 +145,7 @@ async fn nats_subject_permissions() {
             }
         }
     };
-    assert_eq!(error.kind(), ErrorKind::Auth, "{error:?}");
-    assert!(!error.is_temporary());
+    assert_refusal("publish", &error);
     expect_allowed(&ps, "allowed.c", "allowed.c").await;
     ps.close().await.unwrap();
     logs::assert_never_logged(NATS_PASSWORD);
@@ -165,11 +171,7 @@ authorization {{
         )
     };
     let server = servers::nats_with_config(&conf(r#""allowed.>", "revoked.>", "_INBOX.>""#));
-    let url = format!(
-        "nats://alice:{NATS_PASSWORD}@127.0.0.1:{}?command_timeout=3s",
-        server.port
-    );
-    let ps = connect_url(url).await.unwrap();
+    let ps = nats_user(&server, "alice").await;
     let mut exact = ps.subscribe("revoked.a".parse().unwrap()).await.unwrap();
     let mut wildcard = ps.subscribe("revoked.>".parse().unwrap()).await.unwrap();
     let mut kept = ps.subscribe("allowed.a".parse().unwrap()).await.unwrap();
@@ -183,11 +185,7 @@ authorization {{
 
     server.reload_nats_config(&conf(r#""allowed.>", "_INBOX.>""#));
     for sub in [&mut exact, &mut wildcard] {
-        let end = tokio::time::timeout(PROMPT * 2, sub.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{}: still open after the revocation", sub.pattern()));
-        assert!(end.is_none(), "{}: {end:?}", sub.pattern());
-        assert_eq!(sub.end_reason(), Some(pubsub::EndReason::Refused));
+        expect_ended_refused(sub, PROMPT * 2, "still open after the revocation").await;
     }
     expect_refused_subscribe(&ps, "revoked.a").await;
     ps.publish(Message::new("allowed.a".parse().unwrap(), "still"))
@@ -205,11 +203,7 @@ authorization {{
 async fn nats_without_inbox_permission() {
     logs::capture();
     let server = servers::nats_with_config(&nats_conf());
-    let url = format!(
-        "nats://carol:{NATS_PASSWORD}@127.0.0.1:{}?command_timeout=3s",
-        server.port
-    );
-    let ps = connect_url(url).await.unwrap();
+    let ps = nats_user(&server, "carol").await;
     let start = Instant::now();
     let error = ps
         .subscribe("allowed.x".parse().unwrap())
@@ -251,8 +245,7 @@ async fn redis_acl_channel_permissions() {
         .publish(Message::new("denied.topic".parse().unwrap(), "x"))
         .await
         .expect_err("published to a channel the ACL denies");
-    assert_eq!(error.kind(), ErrorKind::Auth, "{error:?}");
-    assert!(!error.is_temporary());
+    assert_refusal("publish", &error);
     assert!(start.elapsed() < PROMPT, "{:?}", start.elapsed());
 
     expect_allowed(&ps, "allowed.x", "allowed.x").await;
@@ -336,19 +329,6 @@ async fn amqp_topic_permissions() {
     );
     let ps = connect_url(url).await.unwrap();
     let mut kept = ps.subscribe("allowed.>".parse().unwrap()).await.unwrap();
-    let mut sent = 0u32;
-    let mut check_kept = |ps: &Hub| {
-        sent += 1;
-        let n = sent;
-        let ps = ps.clone();
-        async move {
-            let payload = format!("kept-{n}");
-            ps.publish(Message::new("allowed.k".parse().unwrap(), payload.clone()))
-                .await
-                .unwrap();
-            payload
-        }
-    };
     for round in 0..3 {
         expect_denied_subscribe(&ps, &format!("denied.{round}")).await;
         expect_denied_subscribe(&ps, "denied.>").await;
@@ -359,9 +339,11 @@ async fn amqp_topic_permissions() {
         .await
         .expect("a refused publish hung")
         .expect_err("published to a refused routing key");
-        assert_eq!(error.kind(), ErrorKind::Auth, "{error:?}");
-        assert!(!error.is_temporary());
-        let payload = check_kept(&ps).await;
+        assert_refusal("publish", &error);
+        let payload = format!("kept-{round}");
+        ps.publish(Message::new("allowed.k".parse().unwrap(), payload.clone()))
+            .await
+            .unwrap();
         let got = tokio::time::timeout(PROMPT, kept.recv_delivery())
             .await
             .expect("the kept subscription stopped receiving")
