@@ -38,6 +38,8 @@ pub enum HeaderError {
     },
 }
 
+crate::error::invalid_from!(HeaderError => "invalid header");
+
 /// Ordered message headers with unique names.
 ///
 /// A name is 1–255 bytes of visible ASCII (`!`..=`~`) without `:`; a value is UTF-8 without CR

@@ -101,6 +101,8 @@ pub enum PatternError {
     },
 }
 
+crate::error::invalid_from!(PatternError => "invalid pattern");
+
 impl Pattern {
     /// Parses and validates a pattern.
     pub fn new(s: &str) -> Result<Self, PatternError> {

@@ -82,6 +82,8 @@ pub enum TokenError {
     },
 }
 
+crate::error::invalid_from!(TokenError => "invalid token");
+
 impl Token {
     /// Checks `text` as a token.
     pub fn new(text: &str) -> Result<Token, TokenError> {

@@ -54,6 +54,8 @@ pub enum TopicError {
     },
 }
 
+crate::error::invalid_from!(TopicError => "invalid topic");
+
 impl Topic {
     /// Parses and validates a topic.
     pub fn new(s: &str) -> Result<Self, TopicError> {

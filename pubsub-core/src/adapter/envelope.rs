@@ -175,6 +175,8 @@ pub enum EnvelopeError {
     },
 }
 
+crate::error::invalid_from!(EnvelopeError => "invalid envelope frame");
+
 /// Frames `headers` and `payload` for the wire.
 ///
 /// Without headers, and when the payload does not start with [`MAGIC`], this is the payload
