@@ -74,7 +74,7 @@ impl<F: Clone + Eq + Hash> Inbound<F> {
     /// while it was restored (a permission revoked): every subscription that needs it ends,
     /// after what it has buffered, with [`EndReason::Refused`](crate::EndReason::Refused),
     /// instead of staying open and silent. A refusal of a filter still being added is the
-    /// error of [`Driver::add_filters`] as well; ending its routes then is harmless.
+    /// error of [`Driver::add_filters`](crate::adapter::Driver::add_filters) as well; ending its routes then is harmless.
     pub fn refused(&self, filter: &F) {
         self.router.end_filter(filter, EndReason::Refused);
     }

@@ -36,7 +36,7 @@ impl fmt::Display for FrameField {
     }
 }
 
-/// Why bytes that start with [`MAGIC`] are not a valid frame.
+/// Why bytes that start with [`MAGIC`](super::MAGIC) are not a valid frame.
 ///
 /// Every variant says at which byte offset of the frame the problem was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,7 +90,7 @@ pub enum EnvelopeError {
         /// Offset of the name's or value's first byte.
         offset: usize,
     },
-    /// A header name or value breaks the header rules (see [`Headers`]).
+    /// A header name or value breaks the header rules (see [`Headers`](crate::Headers)).
     #[error("header {index} at byte {offset} is invalid: {source}")]
     InvalidHeader {
         /// Index of the header in the frame, from 0.
