@@ -285,23 +285,23 @@ impl fmt::Display for Operation {
     }
 }
 
+/// Converts a validation error of another module into an [`Error`] of kind
+/// [`ErrorKind::Invalid`] whose message starts with `$what`. Invoked beside each error type
+/// (topic, token, pattern, header, envelope frame), so that this module depends on none of them.
 macro_rules! invalid_from {
     ($($ty:ty => $what:literal),* $(,)?) => {$(
-        impl From<$ty> for Error {
+        impl From<$ty> for $crate::Error {
             fn from(error: $ty) -> Self {
-                Error::new(ErrorKind::Invalid, format!(concat!($what, ": {}"), error)).with_source(error)
+                $crate::Error::new(
+                    $crate::ErrorKind::Invalid,
+                    format!(concat!($what, ": {}"), error),
+                )
+                .with_source(error)
             }
         }
     )*};
 }
-
-invalid_from!(
-    crate::topic::TopicError => "invalid topic",
-    crate::token::TokenError => "invalid token",
-    crate::pattern::PatternError => "invalid pattern",
-    crate::headers::HeaderError => "invalid header",
-    crate::adapter::envelope::EnvelopeError => "invalid envelope frame",
-);
+pub(crate) use invalid_from;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,5 @@
 //! [`Pattern`]: what a subscription listens to, and the one exact matcher every backend uses.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::token::{self, Token, TokenFault, MAX_LEN};
@@ -100,6 +98,8 @@ pub enum PatternError {
         offset: usize,
     },
 }
+
+crate::error::invalid_from!(PatternError => "invalid pattern");
 
 impl Pattern {
     /// Parses and validates a pattern.
@@ -270,37 +270,7 @@ impl From<Topic> for Pattern {
     }
 }
 
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl fmt::Debug for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pattern({:?})", &*self.text)
-    }
-}
-
-impl FromStr for Pattern {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Pattern::new(s)?)
-    }
-}
-
-impl TryFrom<&str> for Pattern {
-    type Error = crate::Error;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        Ok(Pattern::new(s)?)
-    }
-}
-
-impl AsRef<str> for Pattern {
-    fn as_ref(&self) -> &str {
-        &self.text
-    }
-}
+crate::token::text_impls!(Pattern, parse);
 
 /// The token of `s` starting at `*at` (up to the next `.`), moving `*at` past it; `None` once
 /// the last token was taken. Cuts as `str::split('.')` does.

@@ -5,13 +5,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::future::BoxFuture;
 use futures::Stream;
 use smallvec::SmallVec;
 
 use crate::delivery::{Delivery, EndReason};
-use crate::hub::Owner;
 use crate::router::{Queue, Route};
 use crate::{Message, Pattern, Result};
+
+/// What a [`Subscription`] needs of its handle to leave (the hub implements it).
+pub(crate) trait Owner: Send + Sync {
+    /// Removes the routes now; broker-side filters are released in the background.
+    fn detach(&self, routes: &[Arc<Route>]);
+    /// Removes the routes and waits until the broker released the filters no other route
+    /// needs.
+    fn unsubscribe<'a>(&'a self, routes: &'a [Arc<Route>]) -> BoxFuture<'a, Result<()>>;
+}
 
 /// The messages matching one or several patterns, as a [`Stream`].
 ///

@@ -1,6 +1,48 @@
 //! The token rules shared by topics and patterns, and [`Token`]: one checked or escaped token.
 
-use std::fmt;
+/// Display (the text), Debug (`Name("text")`) and `AsRef<str>` for a checked text of the
+/// grammar ([`Token`], [`Topic`](crate::Topic), [`Pattern`](crate::Pattern)) through its
+/// `as_str`; with `parse`, also `FromStr` and `TryFrom<&str>` through its `new`, whose error
+/// becomes a [`crate::Error`].
+macro_rules! text_impls {
+    ($ty:ident) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($ty), "({:?})"), self.as_str())
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+    };
+    ($ty:ident, parse) => {
+        $crate::token::text_impls!($ty);
+
+        impl std::str::FromStr for $ty {
+            type Err = $crate::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Ok($ty::new(s)?)
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = $crate::Error;
+            fn try_from(s: &str) -> Result<Self, Self::Error> {
+                Ok($ty::new(s)?)
+            }
+        }
+    };
+}
+pub(crate) use text_impls;
 
 /// Largest topic or pattern, in bytes.
 pub const MAX_LEN: usize = 255;
@@ -82,6 +124,8 @@ pub enum TokenError {
     },
 }
 
+crate::error::invalid_from!(TokenError => "invalid token");
+
 impl Token {
     /// Checks `text` as a token.
     pub fn new(text: &str) -> Result<Token, TokenError> {
@@ -150,27 +194,11 @@ impl Token {
     }
 }
 
-impl fmt::Display for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Token({:?})", &*self.0)
-    }
-}
+text_impls!(Token);
 
 impl AsRef<Token> for Token {
     fn as_ref(&self) -> &Token {
         self
-    }
-}
-
-impl AsRef<str> for Token {
-    fn as_ref(&self) -> &str {
-        &self.0
     }
 }
 

@@ -1,7 +1,5 @@
 //! [`Topic`]: the name a message is published to.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::token::{self, Token, TokenFault, MAX_LEN};
@@ -53,6 +51,8 @@ pub enum TopicError {
         offset: usize,
     },
 }
+
+crate::error::invalid_from!(TopicError => "invalid topic");
 
 impl Topic {
     /// Parses and validates a topic.
@@ -135,43 +135,13 @@ pub(crate) fn validate(s: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
-impl fmt::Display for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Topic({:?})", &*self.0)
-    }
-}
-
-impl FromStr for Topic {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Topic::new(s)?)
-    }
-}
-
-impl TryFrom<&str> for Topic {
-    type Error = crate::Error;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        Ok(Topic::new(s)?)
-    }
-}
+crate::token::text_impls!(Topic, parse);
 
 impl TryFrom<String> for Topic {
     type Error = crate::Error;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         validate(&s)?;
         Ok(Topic(Arc::from(s)))
-    }
-}
-
-impl AsRef<str> for Topic {
-    fn as_ref(&self) -> &str {
-        &self.0
     }
 }
 

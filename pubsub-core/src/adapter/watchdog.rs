@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::adapter::Tasks;
+use super::tasks::Tasks;
 use crate::{Error, Result};
 
 /// Ends any operation that has waited longer than its deadline, whatever the cause (a

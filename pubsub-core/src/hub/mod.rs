@@ -1,5 +1,6 @@
 //! [`Hub`]: the handle every backend returns; the shared half of every adapter.
 
+pub(crate) mod launch;
 mod reconcile;
 #[cfg(test)]
 mod tests;
@@ -14,10 +15,13 @@ use futures::future::BoxFuture;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::adapter::{Driver, OutageListener, Supervisor, Tasks};
 use smallvec::SmallVec;
 
+use crate::adapter::driver::Driver;
+use crate::adapter::supervisor::{OutageListener, Supervisor};
+use crate::adapter::tasks::Tasks;
 use crate::router::{NewRoute, Presence, Queue, Route, Router, Slot, ORIGIN_HEADER};
+use crate::subscription::Owner;
 use crate::{
     CommonOptions, ConnectionState, Error, ErrorKind, Message, Operation, Pattern, PubSub, Result,
     Stats, SubscribeOptions, Subscription,
@@ -62,15 +66,6 @@ trait Core: Send + Sync + 'static {
     fn stats(&self) -> Stats;
     fn supervisor(&self) -> &Supervisor;
     fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
-}
-
-/// What a [`Subscription`] needs of its handle to leave.
-pub(crate) trait Owner: Send + Sync {
-    /// Removes the routes now; broker-side filters are released in the background.
-    fn detach(&self, routes: &[Arc<Route>]);
-    /// Removes the routes and waits until the broker released the filters no other route
-    /// needs.
-    fn unsubscribe<'a>(&'a self, routes: &'a [Arc<Route>]) -> BoxFuture<'a, Result<()>>;
 }
 
 pub(crate) struct HubInner<D: Driver> {

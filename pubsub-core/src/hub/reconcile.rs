@@ -12,7 +12,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::adapter::{Driver, Supervisor, Tasks};
+use crate::adapter::driver::Driver;
+use crate::adapter::supervisor::Supervisor;
+use crate::adapter::tasks::Tasks;
 use crate::router::{Presence, Router, Routes};
 use crate::{Backoff, Error, Operation, Result};
 

@@ -7,8 +7,9 @@
 //! - one [`Slot`] per native filter: how many routes need it and what the broker has (the
 //!   desired state the reconciler works from).
 //!
-//! Drivers see it through [`Inbound`](crate::adapter::Inbound).
+//! Drivers see it through [`Inbound`].
 
+mod inbound;
 mod queue;
 mod trie;
 
@@ -29,10 +30,11 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+pub use inbound::Inbound;
 pub(crate) use queue::Queue;
 pub use trie::Trie as PatternTrie;
 
-use crate::adapter::FiltersInUse;
+use crate::adapter::driver::FiltersInUse;
 use crate::delivery::EndReason;
 use crate::{Error, Message, Pattern};
 
