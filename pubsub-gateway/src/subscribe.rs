@@ -336,12 +336,15 @@ impl Stream {
     }
 }
 
-/// Sends the close `frame` and waits (at most `timeout`) for the client's answer, so that the
-/// client sees a clean close with this code.
+/// How long a closing WebSocket waits for the client's answer to its close frame.
+const CLOSE_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends the close `frame` (within `timeout`) and waits a little for the client's answer, so
+/// that the client sees a clean close with this code.
 async fn close_with(mut socket: WebSocket, frame: CloseFrame, timeout: Duration) {
     if send_within(&mut socket, timeout, WsMessage::Close(Some(frame))).await {
         let answered = async { while let Some(Ok(_)) = socket.recv().await {} };
-        let _ = tokio::time::timeout(timeout, answered).await;
+        let _ = tokio::time::timeout(timeout.min(CLOSE_ANSWER_WAIT), answered).await;
     }
 }
 
