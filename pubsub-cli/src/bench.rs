@@ -19,7 +19,8 @@ use serde_json::json;
 /// Options of `pubsub bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Backend URL.
+    /// Backend URL (default: $PUBSUB_URL).
+    #[arg(env = "PUBSUB_URL")]
     url: String,
     /// Publishing tasks (each with its own handle).
     #[arg(long, default_value_t = 1)]
@@ -41,6 +42,9 @@ pub struct BenchArgs {
     json: bool,
 }
 
+/// The smallest payload: the send time, 8 bytes.
+const MIN_SIZE: usize = 8;
+
 /// What one subscriber saw.
 struct Received {
     messages: u64,
@@ -53,7 +57,14 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.publishers == 0 || args.subscribers == 0 || args.count == 0 {
         return Err("publishers, subscribers and count must be at least 1".into());
     }
-    let size = args.size.max(8);
+    if args.size < MIN_SIZE {
+        return Err(format!(
+            "--size {} is too small: a bench payload is at least {MIN_SIZE} bytes (it starts \
+             with its send time, for the latency)",
+            args.size
+        ));
+    }
+    let size = args.size;
     let run = format!("{}x{}", std::process::id(), rand_suffix());
     let expected = args.count * args.publishers as u64;
     let connect =

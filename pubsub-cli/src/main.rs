@@ -22,13 +22,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Publish a message (the payload argument, or standard input with `-` or none).
+    ///
+    /// The URL may be left out when `PUBSUB_URL` is set: `pubsub pub room.42.msg hello`.
     Pub {
-        /// Backend URL: memory://, redis://host:6379, nats://host:4222, amqp://host:5672.
-        url: String,
-        /// Topic, such as room.42.msg.
-        topic: String,
-        /// Payload; `-` or absent reads standard input.
-        payload: Option<String>,
+        /// `[URL] TOPIC [PAYLOAD]`. URL: memory://, redis://host:6379, nats://host:4222,
+        /// amqp://host:5672, kafka://host:9092 (default: $PUBSUB_URL; the first argument is
+        /// the URL when it has `://`). TOPIC, such as room.42.msg. PAYLOAD: `-` or absent
+        /// reads standard input.
+        #[arg(required = true, num_args = 1..=3, value_name = "[URL] TOPIC [PAYLOAD]")]
+        args: Vec<String>,
         /// A header `name=value` (repeatable).
         #[arg(short = 'H', long = "header", value_name = "NAME=VALUE")]
         headers: Vec<String>,
@@ -40,12 +42,15 @@ enum Command {
         rate: f64,
     },
     /// Print messages matching the patterns, one JSON object per line (or raw payloads).
+    ///
+    /// The first line, `{"type":"subscribed","patterns":[…]}` (on stderr with `--raw`), says
+    /// that every pattern is live: what is published from then on arrives. A script waits for
+    /// it before it publishes. The URL may be left out when `PUBSUB_URL` is set.
     Sub {
-        /// Backend URL.
-        url: String,
-        /// Patterns, such as room.*.msg or room.42.>.
-        #[arg(required = true)]
-        patterns: Vec<String>,
+        /// `[URL] PATTERN…`. URL as for `pub` (default: $PUBSUB_URL); patterns such as
+        /// room.*.msg or room.42.>.
+        #[arg(required = true, value_name = "[URL] PATTERN")]
+        args: Vec<String>,
         /// Print each payload as it is, followed by a newline, instead of JSON.
         #[arg(long)]
         raw: bool,
@@ -59,29 +64,57 @@ enum Command {
     Serve(pubsub_gateway::server::ServeArgs),
 }
 
+/// The environment variable that gives the URL when the command line has none.
+const URL_VARIABLE: &str = "PUBSUB_URL";
+
+/// Splits the URL off `args` (the first argument, when it has `://`), else takes
+/// `$PUBSUB_URL`.
+fn with_url(mut args: Vec<String>) -> Result<(String, Vec<String>), String> {
+    if args.first().is_some_and(|first| first.contains("://")) {
+        let url = args.remove(0);
+        return Ok((url, args));
+    }
+    match std::env::var(URL_VARIABLE) {
+        Ok(url) if !url.is_empty() => Ok((url, args)),
+        _ => Err(format!(
+            "no backend URL: give one first (redis://…, nats://…) or set {URL_VARIABLE}"
+        )),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    pubsub_gateway::server::init_logging_with(match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    });
     let outcome = match cli.command {
         Command::Pub {
-            url,
-            topic,
-            payload,
+            args,
             headers,
             count,
             rate,
-        } => publish(&url, &topic, payload, &headers, count, rate).await,
-        Command::Sub {
-            url,
-            patterns,
-            raw,
-            count,
-        } => subscribe(&url, &patterns, raw, count).await,
+        } => match with_url(args) {
+            Ok((url, mut rest)) => {
+                let payload = (rest.len() > 1).then(|| rest.remove(1));
+                match (rest.first(), rest.len()) {
+                    (Some(topic), 1) => publish(&url, topic, payload, &headers, count, rate).await,
+                    (None, _) => Err("a topic is required".into()),
+                    _ => Err("too many arguments: [URL] TOPIC [PAYLOAD]".into()),
+                }
+            }
+            Err(e) => Err(e),
+        },
+        Command::Sub { args, raw, count } => match with_url(args) {
+            Ok((url, patterns)) if !patterns.is_empty() => {
+                subscribe(&url, &patterns, raw, count).await
+            }
+            Ok(_) => Err("at least one pattern is required".into()),
+            Err(e) => Err(e),
+        },
         Command::Bench(args) => bench::run(args).await,
-        Command::Serve(args) => {
-            pubsub_gateway::server::init_logging();
-            args.run().await.map_err(|e| e.to_string())
-        }
+        Command::Serve(args) => args.run().await.map_err(|e| e.to_string()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,6 +196,16 @@ async fn subscribe(
         .map_err(|e| e.to_string())?;
     let mut deliveries = subscription.deliveries();
     let mut out = tokio::io::stdout();
+    // Every pattern is live now: say so, where gaps are said.
+    let live: Vec<Pattern> = deliveries.subscription().patterns().cloned().collect();
+    let live = pubsub_gateway::frames::subscribed(&live).to_string();
+    if raw {
+        eprintln!("{live}");
+    } else if out.write_all(format!("{live}\n").as_bytes()).await.is_err()
+        || out.flush().await.is_err()
+    {
+        return hub.close().await.map_err(|e| e.to_string());
+    }
     let mut seen = 0u64;
     let stop = pubsub_gateway::shutdown_signal();
     tokio::pin!(stop);

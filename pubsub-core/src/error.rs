@@ -15,7 +15,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Every backend returns this type. Branch on [`Error::kind`]; use [`Error::is_temporary`] to
 /// decide whether a retry can help. The handle fills in [`Error::backend`] and
-/// [`Error::operation`], so they are fields, never hidden in the text.
+/// [`Error::operation`], and a failed connect names the broker's address
+/// ([`Error::endpoint`], `host:port`, never a user or password), so they are fields, never
+/// hidden in the text.
+///
+/// `Display` shows them all, and for a [connection error](ErrorKind::Connection) the chain of
+/// causes too (connection refused? DNS? TLS?):
+/// `redis: connect to 127.0.0.1:6390: connection error: connecting the publisher: IO Error:
+/// Connection refused (os error 111)`.
 ///
 /// ```
 /// use pubsub_core::{ErrorKind, Topic};
@@ -33,6 +40,7 @@ struct Inner {
     kind: ErrorKind,
     backend: Option<&'static str>,
     operation: Option<Operation>,
+    endpoint: Option<Box<str>>,
     message: Cow<'static, str>,
     payload: Option<(usize, usize)>,
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
@@ -93,6 +101,7 @@ impl Error {
                 kind,
                 backend: None,
                 operation: None,
+                endpoint: None,
                 message: message.into(),
                 payload: None,
                 source: None,
@@ -185,6 +194,21 @@ impl Error {
         self
     }
 
+    /// Names the broker address the error happened with (`host:port`, or several separated by
+    /// commas), unless one is named already. It must hold no user name or password.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        if self.inner.endpoint.is_none() {
+            self.inner.endpoint = Some(endpoint.into().into_boxed_str());
+        }
+        self
+    }
+
+    /// The broker address (`host:port`) it happened with, where known: set for a failed
+    /// connect of a handle configured from a URL.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.inner.endpoint.as_deref()
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind
@@ -221,10 +245,27 @@ impl fmt::Display for Error {
         if let Some(backend) = self.inner.backend {
             write!(f, "{backend}: ")?;
         }
-        if let Some(operation) = self.inner.operation {
-            write!(f, "{operation}: ")?;
+        match (self.inner.operation, &self.inner.endpoint) {
+            (Some(operation), Some(endpoint)) => write!(f, "{operation} to {endpoint}: ")?,
+            (Some(operation), None) => write!(f, "{operation}: ")?,
+            (None, Some(endpoint)) => write!(f, "{endpoint}: ")?,
+            (None, None) => {}
         }
-        write!(f, "{}: {}", self.inner.kind, self.inner.message)
+        write!(f, "{}: {}", self.inner.kind, self.inner.message)?;
+        if self.inner.kind == ErrorKind::Connection {
+            // The causes, which say why (refused, DNS, TLS), each once.
+            let mut shown = self.inner.message.to_string();
+            let mut cause = std::error::Error::source(self);
+            while let Some(error) = cause {
+                let text = error.to_string();
+                if !text.is_empty() && !shown.contains(&text) {
+                    write!(f, ": {text}")?;
+                    shown.push_str(&text);
+                }
+                cause = error.source();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -237,6 +278,9 @@ impl fmt::Debug for Error {
         }
         if let Some(operation) = self.inner.operation {
             d.field("operation", &operation);
+        }
+        if let Some(endpoint) = &self.inner.endpoint {
+            d.field("endpoint", endpoint);
         }
         d.field("message", &self.inner.message);
         if let Some(source) = &self.inner.source {
@@ -321,12 +365,31 @@ mod tests {
         assert!(e.is_temporary());
         assert_eq!(
             e.to_string(),
-            "redis: publish: connection error: lost the connection"
+            "redis: publish: connection error: lost the connection: reset by peer"
         );
         assert!(e.source().unwrap().to_string().contains("reset by peer"));
         let copy = e.clone();
         assert_eq!(copy.to_string(), e.to_string());
         assert!(copy.source().is_some());
+    }
+
+    #[test]
+    fn endpoint_and_causes_are_shown() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = Error::connection("connecting", io)
+            .with_operation(Operation::Connect)
+            .with_backend("redis")
+            .with_endpoint("127.0.0.1:6390")
+            .with_endpoint("ignored:1");
+        assert_eq!(e.endpoint(), Some("127.0.0.1:6390"));
+        assert_eq!(
+            e.to_string(),
+            "redis: connect to 127.0.0.1:6390: connection error: connecting: connection refused"
+        );
+        assert!(format!("{e:?}").contains("127.0.0.1:6390"));
+        // Other kinds keep their message alone.
+        let e = Error::backend("refused", "NOPERM").with_endpoint("h:1");
+        assert_eq!(e.to_string(), "h:1: backend error: refused");
     }
 
     #[test]

@@ -11,8 +11,22 @@ use crate::error::HandlerError;
 use crate::extract::FromIncoming;
 use crate::meta::Incoming;
 
-/// An async function that handles one message: `async fn(A1, …, An) -> Result<(), E>` where
-/// each argument is a [`FromIncoming`] extractor (0 to 4 of them) and `E: Into<HandlerError>`.
+/// An async function that handles one message: `async fn(A1, …, An) -> Result<(), HandlerError>`
+/// where each argument is a [`FromIncoming`] extractor (0 to 4 of them).
+///
+/// The error type is [`HandlerError`] itself, so that a closure's `?` converts any error
+/// (`HandlerError` takes every `std::error::Error`) and its `Ok(())` needs no annotation:
+///
+/// ```
+/// use pubsub_dispatch::{Raw, Route};
+/// let route = Route::new("numbers.>", |Raw(bytes): Raw| async move {
+///     let text = std::str::from_utf8(&bytes)?;
+///     let n: u64 = text.trim().parse()?;
+///     println!("{n}");
+///     Ok(())
+/// });
+/// # let _ = route;
+/// ```
 ///
 /// ```
 /// use pubsub_dispatch::{Event, HandlerError, Meta, Raw};
@@ -37,11 +51,12 @@ pub trait Handler<Args>: Clone + Send + Sync + 'static {
 
 macro_rules! impl_handler {
     ($($arg:ident),*) => {
-        impl<F, Fut, E, $($arg,)*> Handler<($($arg,)*)> for F
+        impl<F, Fut, $($arg,)*> Handler<($($arg,)*)> for F
         where
             F: Fn($($arg),*) -> Fut + Clone + Send + Sync + 'static,
-            Fut: Future<Output = Result<(), E>> + Send + 'static,
-            E: Into<HandlerError> + 'static,
+            // One error type, not any `E: Into<HandlerError>`: a closure's `Ok(())` and `?`
+            // then infer it (E0282/E0283 otherwise).
+            Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
             $($arg: FromIncoming + Send + 'static,)*
         {
             #[allow(non_snake_case, unused_variables)]
@@ -52,8 +67,7 @@ macro_rules! impl_handler {
                         Err(e) => return Box::pin(std::future::ready(Err(e))),
                     };
                 )*
-                let future = (self)($($arg),*);
-                Box::pin(async move { future.await.map_err(Into::into) })
+                Box::pin((self)($($arg),*))
             }
         }
     };

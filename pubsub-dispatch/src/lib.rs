@@ -10,7 +10,12 @@
 //! - **Retries** with the shared [`Backoff`], then a **dead-letter topic** (`dlq.<topic>` by
 //!   default) with the error, attempt count and original topic in the headers of
 //!   [`dead_letter`]. A payload that cannot be decoded goes there at once. A panicking handler
-//!   is caught, counted and treated as a failure; the dispatcher keeps serving.
+//!   is caught, counted, logged once as a structured `error` event (`the handler panicked`,
+//!   with `route`, `attempt` and `panic` fields) and treated as a failure; the dispatcher keeps
+//!   serving. The dispatcher installs no panic hook: Rust's default hook still prints the
+//!   panic to stderr. An application that wants only the structured line sets its own hook
+//!   once at start, e.g. `std::panic::set_hook(Box::new(|_| {}))`, or one that logs with
+//!   `tracing`.
 //! - **CloudEvents 1.0** binary mode: [`Publisher`] stamps `ce-id`, `ce-type`, `ce-source`,
 //!   `ce-time`, `ce-specversion` and `content-type`; [`Meta`] reads them.
 //! - **Trace context**: `traceparent`/`tracestate` (W3C) written by the [`Publisher`] and
@@ -30,7 +35,7 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use pubsub_core::PubSub;
-//! use pubsub_dispatch::{Dispatcher, Event, HandlerError, Meta, Publisher, Retry, Route};
+//! use pubsub_dispatch::{Dispatcher, Event, HandlerError, Meta, Publisher, Raw, Retry, Route};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct OrderCreated { id: u64, total_cents: u64 }
@@ -52,6 +57,12 @@
 //!     .retry(Retry::attempts(3))
 //!     .route(Route::new("orders.*.created", on_created).ordered(4))
 //!     .route(Route::new("dlq.orders.>", on_dead_letter).name("dead-letters"))
+//!     // A closure works as well; `?` converts any error into a `HandlerError`.
+//!     .route(Route::new("orders.*.note", |Raw(bytes): Raw| async move {
+//!         let note = std::str::from_utf8(&bytes)?;
+//!         println!("note: {note}");
+//!         Ok(())
+//!     }))
 //!     .start()
 //!     .await?;
 //!

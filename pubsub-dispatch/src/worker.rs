@@ -393,7 +393,13 @@ pub(crate) async fn process(rt: &RouteRuntime, service: &mut RouteService, messa
                 *service = rt.service.clone();
                 rt.inst.metrics.panics.increment(1);
                 bump(&rt.inst.counters.panics);
-                HandlerError::panic(panic_text(&*payload))
+                let text = panic_text(&*payload);
+                // One structured line (the process's panic hook, if it prints, is the
+                // application's: see the crate docs).
+                span.in_scope(|| {
+                    tracing::error!(route = %rt.name, attempt = meta.attempt(), panic = %text, "the handler panicked")
+                });
+                HandlerError::panic(text)
             }
         };
         rt.inst.metrics.failed(error.kind()).increment(1);

@@ -200,6 +200,16 @@ impl Authenticator {
     }
 }
 
+/// Who a refusal names: `the token `NAME`` for a token (its configured name or the JWT's
+/// `sub`, never the token itself), `a request without a token (the anonymous grant)` for none.
+pub(crate) fn who(identity: &Identity, token_given: bool) -> String {
+    if token_given {
+        format!("the token `{}`", identity.name)
+    } else {
+        "a request without a token (the anonymous grant)".to_string()
+    }
+}
+
 /// The bearer token of a request, from the `Authorization` header, the `token` query parameter
 /// or (for WebSockets) a `bearer.TOKEN` subprotocol. A malformed `Authorization` header is 401.
 pub fn bearer_token<'a>(

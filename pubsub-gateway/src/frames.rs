@@ -36,6 +36,18 @@ pub enum Closing {
 }
 
 impl Closing {
+    /// The WebSocket close code that follows the `closing` frame: 1001 (going away) on
+    /// shutdown, 4008 for a slow client, 4403 when the broker refused the subscription, 1011
+    /// when the pub/sub handle closed.
+    pub fn close_code(self) -> u16 {
+        match self {
+            Closing::Shutdown => 1001,
+            Closing::SlowClient => 4008,
+            Closing::Refused => 4403,
+            Closing::BackendClosed => 1011,
+        }
+    }
+
     /// The `reason` of the `closing` frame.
     pub fn as_str(self) -> &'static str {
         match self {

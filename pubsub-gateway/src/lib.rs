@@ -121,6 +121,7 @@ impl Gateway {
         metrics: Option<PrometheusHandle>,
     ) -> Result<Gateway, GatewayError> {
         config.validate()?;
+        metrics::describe();
         if config.auth.is_open() {
             tracing::warn!("no tokens configured: anyone may publish and subscribe to anything");
         }

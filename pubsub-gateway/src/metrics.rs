@@ -3,7 +3,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `pubsub_gateway_connections` | gauge: open WebSocket and SSE streams | `transport` (`ws`, `sse`) |
-//! | `pubsub_gateway_connections_total` | counter: streams opened | `transport` |
+//! | `pubsub_gateway_connections_opened_total` | counter: streams opened | `transport` |
 //! | `pubsub_gateway_messages_in_total` | counter: messages published with `POST /pub` | |
 //! | `pubsub_gateway_publish_errors_total` | counter: refused or failed publishes | `code` |
 //! | `pubsub_gateway_messages_out_total` | counter: messages sent to subscribers | `transport` |
@@ -11,6 +11,9 @@
 //! | `pubsub_gateway_dropped_total` | counter: messages dropped for slow clients | |
 //! | `pubsub_gateway_slow_disconnects_total` | counter: clients disconnected for being slow | |
 //! | `pubsub_gateway_backend_up` | gauge: 1 while the backend connection is up, else 0 | |
+//!
+//! Every metric has `# HELP` and `# TYPE` lines, and no name is another's with `_total`
+//! added (OpenMetrics reads a counter `x_total` as the family `x`).
 //!
 //! A gateway records into the process's global `metrics` recorder. [`install`] sets up a
 //! Prometheus recorder once per process and returns its handle; an application that has its
@@ -36,6 +39,44 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// Gives every metric its `# HELP` line (the recorder writes `# TYPE`). Idempotent.
+pub(crate) fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(
+        "pubsub_gateway_connections",
+        "Open WebSocket and SSE streams."
+    );
+    describe_counter!(
+        "pubsub_gateway_connections_opened_total",
+        "WebSocket and SSE streams opened."
+    );
+    describe_counter!(
+        "pubsub_gateway_messages_in_total",
+        "Messages published with POST /pub."
+    );
+    describe_counter!(
+        "pubsub_gateway_publish_errors_total",
+        "Refused or failed publishes, by error code."
+    );
+    describe_counter!(
+        "pubsub_gateway_messages_out_total",
+        "Messages sent to subscribers."
+    );
+    describe_counter!("pubsub_gateway_gaps_total", "Gap frames sent.");
+    describe_counter!(
+        "pubsub_gateway_dropped_total",
+        "Messages dropped for slow clients."
+    );
+    describe_counter!(
+        "pubsub_gateway_slow_disconnects_total",
+        "Clients disconnected for being slow."
+    );
+    describe_gauge!(
+        "pubsub_gateway_backend_up",
+        "1 while the backend connection is up, else 0."
+    );
+}
+
 /// A transport of a subscriber stream, as a label.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Transport {
@@ -59,7 +100,7 @@ impl OpenStream {
     pub(crate) fn new(transport: Transport) -> OpenStream {
         metrics::gauge!("pubsub_gateway_connections", "transport" => transport.label())
             .increment(1.0);
-        metrics::counter!("pubsub_gateway_connections_total", "transport" => transport.label())
+        metrics::counter!("pubsub_gateway_connections_opened_total", "transport" => transport.label())
             .increment(1);
         OpenStream(transport)
     }

@@ -51,11 +51,12 @@ async fn accept(
     let query_token = query_param(query, "token")?;
     let token = bearer_token(headers, query_token.as_deref())?;
     let identity = gateway.auth.identify(token)?;
+    let who = crate::auth::who(&identity, token.is_some());
     let topic = Topic::new(topic)
         .map_err(|e| ApiError::bad_request("bad_topic", format!("topic `{topic}`: {e}")))?;
     if !identity.grant.may_publish(&topic) {
         return Err(ApiError::forbidden(format!(
-            "this token may not publish to `{topic}`"
+            "{who} may not publish to `{topic}`"
         )));
     }
     let max = gateway.limits.max_payload;

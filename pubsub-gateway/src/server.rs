@@ -58,12 +58,20 @@ impl ServeArgs {
 }
 
 /// Logs to stderr: `RUST_LOG` filters (default `info`); `PUBSUB_LOG_FORMAT=json` gives one
-/// JSON object per line.
+/// JSON object per line. Colours only when stderr is a terminal (not in a file or a pipe).
 pub fn init_logging() {
+    init_logging_with("info");
+}
+
+/// Like [`init_logging`], with `default_filter` when `RUST_LOG` is not set (the `pubsub`
+/// command logs `warn` and above for `pub`, `sub` and `bench`).
+pub fn init_logging_with(default_filter: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let json = std::env::var("PUBSUB_LOG_FORMAT").is_ok_and(|v| v == "json");
     let _ = if json {

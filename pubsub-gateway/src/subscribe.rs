@@ -8,20 +8,26 @@
 //! matching more than one arrives once. The path takes one pattern; a comma is a valid topic
 //! character, so there is no comma-separated form.
 //!
-//! Everything is checked before the stream opens, so a refusal is an HTTP status with a JSON
-//! body (see [`ApiError`]); the first frame of an open stream is `subscribed`, sent once the
-//! subscription is live at the broker.
+//! Everything is checked before the stream opens. A refused SSE request is an HTTP status
+//! with a JSON body (see [`ApiError`]). A refused WebSocket request is accepted and closed at
+//! once with close code `4000 + status` (4400, 4401, 4403, 4429, 4502, 4503) and the reason
+//! `code: message` (at most 123 bytes), since a browser cannot read the body of a refused
+//! upgrade. The first frame of an open stream is `subscribed`, sent once the subscription is
+//! live at the broker.
+//!
+//! A WebSocket closes with a close handshake: a client's close is answered with the same
+//! code; the gateway's own close says why ([`Closing::close_code`]): 1001 on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{header, Request};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use pubsub::{Deliveries, Delivery, EndReason, Overflow, Pattern, SubscribeOptions};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -65,20 +71,6 @@ async fn open(
     request: Request<Body>,
 ) -> Response {
     let (mut parts, _body) = request.into_parts();
-    let checked = match check(&gateway, path_pattern, &parts) {
-        Ok(checked) => checked,
-        Err(error) => {
-            tracing::debug!(%error, "subscription refused");
-            return error.into_response();
-        }
-    };
-    let permit = match gateway
-        .connections
-        .acquire(&checked.identity, gateway.limits.max_connections_per_token)
-    {
-        Ok(permit) => permit,
-        Err(error) => return error.into_response(),
-    };
     let is_websocket = parts
         .headers
         .get(header::UPGRADE)
@@ -86,11 +78,29 @@ async fn open(
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let upgrade = if is_websocket {
         match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(upgrade) => Some(upgrade),
+            Ok(upgrade) => Some(upgrade.protocols([SUBPROTOCOL])),
             Err(rejection) => return rejection.into_response(),
         }
     } else {
         None
+    };
+    let refuse = |error: ApiError, upgrade: Option<WebSocketUpgrade>| match upgrade {
+        Some(upgrade) => refuse_websocket(upgrade, error),
+        None => error.into_response(),
+    };
+    let checked = match check(&gateway, path_pattern, &parts) {
+        Ok(checked) => checked,
+        Err(error) => {
+            tracing::debug!(%error, "subscription refused");
+            return refuse(error, upgrade);
+        }
+    };
+    let permit = match gateway
+        .connections
+        .acquire(&checked.identity, gateway.limits.max_connections_per_token)
+    {
+        Ok(permit) => permit,
+        Err(error) => return refuse(error, upgrade),
     };
     if checked.binary && upgrade.is_none() {
         return ApiError::bad_request("bad_request", "format=binary is for WebSockets only")
@@ -111,7 +121,7 @@ async fn open(
         Ok(subscription) => subscription,
         Err(error) => {
             tracing::warn!(%error, "subscribe failed");
-            return ApiError::from_pubsub(&error).into_response();
+            return refuse(ApiError::from_pubsub(&error), upgrade);
         }
     };
     tracing::debug!(identity = %checked.identity, patterns = ?checked.patterns, websocket = upgrade.is_some(), "subscribed");
@@ -125,7 +135,6 @@ async fn open(
         Some(upgrade) => {
             let send_timeout = gateway.limits.send_timeout;
             upgrade
-                .protocols([SUBPROTOCOL])
                 .max_message_size(MAX_CLIENT_FRAME)
                 .max_frame_size(MAX_CLIENT_FRAME)
                 // Clients send next to nothing: a small read buffer (the default is 128 KiB
@@ -173,6 +182,7 @@ fn check(
     }
     let token = bearer_token(&parts.headers, token.as_deref())?;
     let identity = gateway.auth.identify(token)?;
+    let who = crate::auth::who(&identity, token.is_some());
     let mut patterns: Vec<Pattern> = Vec::with_capacity(texts.len());
     for text in &texts {
         let pattern = Pattern::new(text)
@@ -196,7 +206,7 @@ fn check(
     }
     if let Some(outside) = patterns.iter().find(|p| !identity.grant.may_subscribe(p)) {
         return Err(ApiError::forbidden(format!(
-            "this token may not subscribe to `{outside}`"
+            "{who} may not subscribe to `{outside}`"
         )));
     }
     Ok(Checked {
@@ -260,7 +270,14 @@ impl Stream {
             let next = tokio::select! {
                 next = self.next() => next,
                 frame = socket.recv() => match frame {
-                    Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(WsMessage::Close(frame))) => {
+                        // The close handshake: the library queued the echo of the client's
+                        // close frame (same code); closing flushes it.
+                        tracing::debug!(code = frame.as_ref().map(|f| f.code), "the client closed the WebSocket");
+                        let _ = tokio::time::timeout(send_timeout, SinkExt::close(&mut socket)).await;
+                        return;
+                    }
+                    Some(Err(_)) | None => return,
                     Some(Ok(_)) => continue, // pings are answered by the library; other frames are ignored
                 },
             };
@@ -276,8 +293,11 @@ impl Stream {
                 Next::Close(reason) => {
                     let last = frames::closing(reason).to_string();
                     if send_within(&mut socket, send_timeout, WsMessage::Text(last.into())).await {
-                        let _ =
-                            send_within(&mut socket, send_timeout, WsMessage::Close(None)).await;
+                        let frame = CloseFrame {
+                            code: reason.close_code(),
+                            reason: reason.as_str().into(),
+                        };
+                        close_with(socket, frame, send_timeout).await;
                     }
                     return;
                 }
@@ -314,6 +334,41 @@ impl Stream {
             .insert("x-accel-buffering", header::HeaderValue::from_static("no"));
         response
     }
+}
+
+/// How long a closing WebSocket waits for the client's answer to its close frame.
+const CLOSE_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends the close `frame` (within `timeout`) and waits a little for the client's answer, so
+/// that the client sees a clean close with this code.
+async fn close_with(mut socket: WebSocket, frame: CloseFrame, timeout: Duration) {
+    if send_within(&mut socket, timeout, WsMessage::Close(Some(frame))).await {
+        let answered = async { while let Some(Ok(_)) = socket.recv().await {} };
+        let _ = tokio::time::timeout(timeout.min(CLOSE_ANSWER_WAIT), answered).await;
+    }
+}
+
+/// A refused WebSocket request: accepted, then closed with `4000 + status` and the reason, which
+/// a browser can read (it cannot read the body of a refused upgrade).
+fn refuse_websocket(upgrade: WebSocketUpgrade, error: ApiError) -> Response {
+    let code = 4000 + error.status().as_u16();
+    let mut reason = format!("{}: {}", error.code(), error.message());
+    // A close reason holds at most 123 bytes.
+    if reason.len() > 123 {
+        let mut end = 120;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push_str("...");
+    }
+    upgrade.on_upgrade(move |socket| async move {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        close_with(socket, frame, Duration::from_secs(5)).await;
+    })
 }
 
 /// Sends `frame`; false when the socket failed or the client did not take it within `timeout`

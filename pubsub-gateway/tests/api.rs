@@ -239,9 +239,15 @@ async fn auth_refusals_and_grants() {
     );
     ws.expect_payload("hi").await;
     by_protocol.expect_payload("hi").await;
-    let refused = ws_connect(addr, "/sub/room.>?token=front-token", &[]).await;
-    assert!(
-        refused.is_err(),
+    // A WebSocket outside the grant is accepted, then closed with 4403 and the reason.
+    let refused = ws_connect(addr, "/sub/room.>?token=front-token", &[])
+        .await
+        .unwrap();
+    let mut refused = ws_frames(refused);
+    let (close, before) = refused.expect("close", |f| f["ws"] == "close").await;
+    assert!(before.is_empty(), "{before:?}");
+    assert_eq!(
+        close["code"], 4403,
         "a WebSocket outside the grant must be refused"
     );
 }

@@ -1,7 +1,8 @@
 //! A real browser: headless Chromium (driven through chromedriver's WebDriver API) opens a
 //! page served by gateway A (`tests/browser/index.html`), subscribes over WebSocket and over
 //! SSE with a token, receives what is posted to gateway B, and sees a gap frame after A's
-//! link to Redis is cut and restored.
+//! link to Redis is cut and restored; then the close codes it sees (its own close answered
+//! with 1000, a refused subscribe as 4403 with the reason, 1001 when the gateway shuts down).
 //!
 //! Needs `chromium` and `chromedriver` (`scripts/brokers.sh chromium` installs them; the test
 //! fails, never skips, without them) and Redis.
@@ -133,6 +134,13 @@ impl Browser {
         }
     }
 
+    /// Runs `script` in the page with a `done(value)` callback as its last argument; returns
+    /// the value it gave.
+    async fn run_async(&self, script: &str, args: Value) -> Value {
+        self.command("execute/async", json!({ "script": script, "args": args }))
+            .await
+    }
+
     async fn quit(mut self) {
         let _ = http()
             .delete(format!("{}/session/{}", self.base, self.session))
@@ -218,6 +226,53 @@ async fn chromium_subscribes_over_websocket_and_sse() {
             f["payload"] == "after the outage"
         })
         .await;
+
+    // Close codes as the browser sees them: its own close(1000) answered with 1000 (not
+    // 1006), a subscribe outside the grant closed with 4403 and the reason.
+    let codes = browser
+        .run_async(
+            r#"const [pattern, done] = arguments;
+            const open = (p) => new WebSocket(`ws://${location.host}/sub/${encodeURIComponent(p)}`,
+                                             ["pubsub", "bearer.browser-token"]);
+            const seen = {};
+            const finish = () => { if ("mine" in seen && "refused" in seen) done(seen); };
+            const mine = open(pattern);
+            mine.onmessage = () => mine.close(1000, "bye");
+            mine.onclose = (e) => { seen.mine = e.code; finish(); };
+            const refused = open("elsewhere.x");
+            refused.onclose = (e) => { seen.refused = e.code; seen.reason = e.reason; finish(); };"#,
+            json!([pattern]),
+        )
+        .await;
+    assert_eq!(codes["mine"], 1000, "{codes}");
+    assert_eq!(codes["refused"], 4403, "{codes}");
+    assert_eq!(
+        codes["reason"], "forbidden: the token `browser` may not subscribe to `elsewhere.x`",
+        "{codes}"
+    );
+    // The page's stream sees 1001 when gateway A shuts down.
+    browser
+        .run_async(
+            "const done = arguments[0]; ws.addEventListener('close', (e) => { window.closeCode = e.code; }); done(true);",
+            json!([]),
+        )
+        .await;
+    a.terminate().await.await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let code = browser
+            .command(
+                "execute/sync",
+                json!({ "script": "return window.closeCode || 0;", "args": [] }),
+            )
+            .await;
+        if code != 0 {
+            assert_eq!(code, 1001, "the close code on shutdown");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no close on shutdown");
+        sleep(Duration::from_millis(100)).await;
+    }
     browser.quit().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -83,6 +83,7 @@ impl Assignment {
 
 impl KafkaDriver {
     pub(crate) async fn open(config: KafkaConfig, cx: Context<KafkaFilter>) -> Result<KafkaDriver> {
+        reachable(&config.servers, cx.options.connect_timeout).await?;
         let health = Health::new(cx.supervisor.link());
         let context = LinkContext::new(health.clone());
         let base = config.base();
@@ -471,6 +472,33 @@ fn is_fatal(error: &KafkaError) -> bool {
 }
 
 /// A librdkafka error raised while doing `context`, classified.
+/// Ok once one of `servers` accepts a TCP connection within `limit`; else, at once, a
+/// connection error whose source says why (refused, DNS, unreachable). librdkafka alone
+/// would retry until the connect timeout and then only say that all brokers are down.
+async fn reachable(servers: &[String], limit: std::time::Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut why = None;
+    for server in servers {
+        let connect = tokio::net::TcpStream::connect(server.as_str());
+        match tokio::time::timeout_at(deadline, connect).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) => why = Some(error),
+            Err(_) => {
+                why = Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {limit:?}"),
+                ));
+                break;
+            }
+        }
+    }
+    let why = why.unwrap_or_else(|| std::io::Error::other("no bootstrap server configured"));
+    Err(Error::connection(
+        "no bootstrap server accepts a connection",
+        why,
+    ))
+}
+
 pub(crate) fn kafka_error(context: &'static str, source: KafkaError) -> Error {
     use RDKafkaErrorCode as C;
     let kind = match &source {

@@ -8,13 +8,14 @@ use std::time::Duration;
 use pubsub_core::{
     ConnectionState, Delivery, Error, Gap, Message, PubSub, Result, SubscribeOptions, Topic,
 };
-use pubsub_presence::{Presence, PresenceConfig};
+use pubsub_presence::{Presence, PresenceConfig, PresenceEvent};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::channel::ChannelMap;
+use crate::in_flight::InFlight;
 
 /// Settings of a [`PubSubDriver`].
 ///
@@ -83,7 +84,9 @@ fn child(root: &Topic, name: &str) -> Result<Topic> {
 ///   [`ChannelMap`] (escaped, never concatenated).
 /// - `num_serv` (how many servers answer a request) comes from [`Presence`]: the alive nodes
 ///   subscribed to the channel. A node that dies stops being counted after the presence expiry,
-///   so requests stop waiting for it.
+///   so later requests do not wait for it; requests already waiting for its answer are
+///   released then (they return with what the other nodes answered: an empty answer is given
+///   in the forgotten node's name), instead of waiting out the adapter's request timeout.
 /// - Losses are logged: a subscription's dropped messages and connection outages appear as
 ///   warnings with the channel; connection loss and recovery of the handle are logged.
 ///
@@ -99,12 +102,18 @@ struct Inner {
     map: ChannelMap,
     presence: Presence,
     subscriptions: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Where each channel's messages go to the adapter (to hand it answers in a forgotten
+    /// node's name).
+    streams: Arc<Mutex<HashMap<String, mpsc::Sender<ChanItem>>>>,
+    in_flight: Arc<InFlight>,
     watcher: JoinHandle<()>,
+    releaser: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.watcher.abort();
+        self.releaser.abort();
         for (_, task) in lock(&self.subscriptions).drain() {
             task.abort();
         }
@@ -123,13 +132,23 @@ impl PubSubDriver {
         let map = ChannelMap::new(child(&config.root, "ch")?);
         let presence = Presence::start(ps.clone(), config.presence.clone()).await?;
         let watcher = tokio::spawn(watch_connection(ps.clone(), presence.node_id().to_string()));
+        let streams = Arc::new(Mutex::new(HashMap::new()));
+        let in_flight = Arc::new(InFlight::default());
+        let releaser = tokio::spawn(release_on_leave(
+            presence.clone(),
+            in_flight.clone(),
+            streams.clone(),
+        ));
         Ok(PubSubDriver {
             inner: Arc::new(Inner {
                 map,
                 ps,
                 presence,
                 subscriptions: Mutex::new(HashMap::new()),
+                streams,
+                in_flight,
                 watcher,
+                releaser,
             }),
         })
     }
@@ -178,6 +197,10 @@ impl Driver for PubSubDriver {
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<()> {
         let topic = self.inner.map.topic(&chan)?;
+        if chan.contains("-request#") {
+            let alive = self.inner.presence.alive();
+            self.inner.in_flight.requested(&chan, &val, &alive);
+        }
         self.inner.ps.publish(Message::new(topic, val)).await
     }
 
@@ -193,7 +216,11 @@ impl Driver for PubSubDriver {
             )
             .await?;
         let (tx, rx) = mpsc::channel(size);
-        let task = tokio::spawn(forward(subscription, chan.clone(), tx));
+        let answers = chan
+            .contains("-response#")
+            .then(|| self.inner.in_flight.clone());
+        lock(&self.inner.streams).insert(chan.clone(), tx.clone());
+        let task = tokio::spawn(forward(subscription, chan.clone(), tx, answers));
         if let Some(old) = lock(&self.inner.subscriptions).insert(chan.clone(), task) {
             old.abort();
         }
@@ -205,6 +232,7 @@ impl Driver for PubSubDriver {
         if let Some(task) = lock(&self.inner.subscriptions).remove(&chan) {
             task.abort();
         }
+        lock(&self.inner.streams).remove(&chan);
         self.inner.presence.remove_tag(&chan);
         Ok(())
     }
@@ -215,16 +243,21 @@ impl Driver for PubSubDriver {
     }
 }
 
-/// Hands one subscription's messages to the adapter's stream, logging every loss.
+/// Hands one subscription's messages to the adapter's stream, logging every loss; notes the
+/// answers on a response channel (`answers`).
 async fn forward(
     subscription: pubsub_core::Subscription,
     chan: String,
     tx: mpsc::Sender<ChanItem>,
+    answers: Option<Arc<InFlight>>,
 ) {
     let mut deliveries = subscription.deliveries();
     while let Some(delivery) = futures::StreamExt::next(&mut deliveries).await {
         match delivery {
             Delivery::Message(message) => {
+                if let Some(in_flight) = &answers {
+                    in_flight.answered(message.payload());
+                }
                 let sent = tx.send((chan.clone(), message.payload().to_vec())).await;
                 if sent.is_err() {
                     return; // the adapter dropped its stream
@@ -237,6 +270,31 @@ async fn forward(
                 tracing::warn!(%chan, ?gap, "socket.io channel: messages may be lost (broker outage)");
             }
             _ => {}
+        }
+    }
+}
+
+/// When presence forgets a node, hands the adapter an empty answer in its name for every
+/// request still waiting for it (see [`InFlight`]).
+async fn release_on_leave(
+    presence: Presence,
+    in_flight: Arc<InFlight>,
+    streams: Arc<Mutex<HashMap<String, mpsc::Sender<ChanItem>>>>,
+) {
+    let mut events = presence.events();
+    loop {
+        let id = match events.recv().await {
+            Ok(PresenceEvent::Left { id, .. }) => id,
+            Ok(_) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        for (chan, answer) in in_flight.forgotten(&id) {
+            let tx = lock(&streams).get(&chan).cloned();
+            if let Some(tx) = tx {
+                tracing::debug!(node = %id, %chan, "socket.io adapter: answering for a forgotten node");
+                let _ = tx.try_send((chan, answer));
+            }
         }
     }
 }

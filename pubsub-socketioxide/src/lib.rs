@@ -48,6 +48,7 @@
 
 mod channel;
 mod driver;
+mod in_flight;
 
 pub use channel::ChannelMap;
 pub use driver::{DriverConfig, PubSubDriver};

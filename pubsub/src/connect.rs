@@ -65,7 +65,9 @@ impl Scheme {
 /// Connects to the backend named by `url` and returns a shareable handle.
 ///
 /// A scheme whose Cargo feature is off gives an [`ErrorKind::Unsupported`](crate::ErrorKind)
-/// error naming the feature. Errors never repeat a password from the URL.
+/// error naming the feature. Errors never repeat a password from the URL; a failed connect
+/// names where it went ([`Error::endpoint`], `host:port`) and, in its `Display`, why
+/// (`redis: connect to 127.0.0.1:6390: connection error: …: Connection refused (os error 111)`).
 ///
 /// ```
 /// # async fn demo() {
@@ -82,25 +84,45 @@ pub async fn connect(url: &str) -> Result<Hub> {
         #[cfg(feature = "redis")]
         Scheme::Redis => {
             let config = pubsub_redis::RedisConfig::from_url(url)?;
-            pubsub_redis::connect(config).await
+            pubsub_redis::connect(config)
+                .await
+                .map_err(|e| at_endpoint(e, url, &["redis", "rediss"], 6379))
         }
         #[cfg(feature = "nats")]
         Scheme::Nats => {
             let config = pubsub_nats::NatsConfig::from_url(url)?;
-            pubsub_nats::connect(config).await
+            pubsub_nats::connect(config)
+                .await
+                .map_err(|e| at_endpoint(e, url, &["nats", "tls"], 4222))
         }
         #[cfg(feature = "amqp")]
         Scheme::Amqp => {
             let config = pubsub_amqp::AmqpConfig::from_url(url)?;
-            pubsub_amqp::connect(config).await
+            pubsub_amqp::connect(config)
+                .await
+                .map_err(|e| at_endpoint(e, url, &["amqp", "amqps"], 5672))
         }
         #[cfg(feature = "kafka")]
         Scheme::Kafka => {
             let config = pubsub_kafka::KafkaConfig::from_url(url)?;
-            pubsub_kafka::connect(config).await
+            pubsub_kafka::connect(config)
+                .await
+                .map_err(|e| at_endpoint(e, url, &["kafka", "kafkas"], 9092))
         }
         #[allow(unreachable_patterns)]
         other => Err(disabled(url, other)),
+    }
+}
+
+/// Names where a failed connect went: the URL's hosts, never its user info.
+#[allow(dead_code)] // unused when no broker feature is on
+fn at_endpoint(error: Error, url: &str, schemes: &[&str], default_port: u16) -> Error {
+    if error.operation() != Some(pubsub_core::Operation::Connect) {
+        return error;
+    }
+    match pubsub_core::adapter::ServerUrl::parse(url, schemes) {
+        Ok(parsed) => error.with_endpoint(parsed.endpoint(default_port)),
+        Err(_) => error,
     }
 }
 

@@ -217,8 +217,12 @@ impl Shared {
         {
             if let Some(since) = links.down_since.take() {
                 self.outages.fetch_add(1, Ordering::Relaxed);
+                let until = SystemTime::now();
+                let outage = until.duration_since(since).unwrap_or_default();
+                let outage_ms = u64::try_from(outage.as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(outage_ms, "reconnected");
                 if let Some(Listener(listener)) = self.listener.get() {
-                    listener.ended(since, SystemTime::now());
+                    listener.ended(since, until);
                 }
             }
             ConnectionState::Up
@@ -285,6 +289,40 @@ mod tests {
         later.down();
         later.up();
         assert_eq!(sup.shared.outages.load(Ordering::Relaxed), 1);
+    }
+
+    /// An outage that ends is logged once, at info, as `reconnected` with its length.
+    #[test]
+    fn the_end_of_an_outage_is_logged() {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<parking_lot::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let sup = Supervisor::new();
+            let link = sup.link();
+            link.up(); // the first connection: no outage
+            link.down();
+            link.up();
+        });
+        let text = String::from_utf8(lines.0.lock().clone()).unwrap();
+        let reconnected: Vec<&str> = text.lines().filter(|l| l.contains("reconnected")).collect();
+        assert_eq!(reconnected.len(), 1, "{text}");
+        assert!(reconnected[0].contains("INFO"), "{text}");
+        assert!(reconnected[0].contains("outage_ms="), "{text}");
     }
 
     #[tokio::test]

@@ -67,6 +67,20 @@ pub struct ServerUrl {
 }
 
 impl ServerUrl {
+    /// Its hosts as `host:port` (with `default_port` where none is given), separated by
+    /// commas: where a connect went, for [`Error::with_endpoint`]. Never the user or password.
+    ///
+    /// ```
+    /// use pubsub_core::adapter::ServerUrl;
+    /// let url = ServerUrl::parse("nats://u:pw@a,b:4223", &["nats"])?;
+    /// assert_eq!(url.endpoint(4222), "a:4222,b:4223");
+    /// # Ok::<(), pubsub_core::Error>(())
+    /// ```
+    pub fn endpoint(&self, default_port: u16) -> String {
+        let addresses: Vec<String> = self.hosts.iter().map(|h| h.address(default_port)).collect();
+        addresses.join(",")
+    }
+
     /// Parses `url`, whose scheme must be one of `schemes` (lowercase).
     pub fn parse(url: &str, schemes: &[&str]) -> Result<ServerUrl> {
         let expected = || {

@@ -190,7 +190,11 @@ pub fn ws_frames(ws: Ws) -> Subscriber {
         match frame {
             Ok(WsMessage::Text(text)) => Some(serde_json::from_str(text.as_str()).unwrap()),
             Ok(WsMessage::Binary(bytes)) => Some(serde_json::json!({ "binary": bytes.to_vec() })),
-            Ok(WsMessage::Close(_)) => Some(serde_json::json!({ "ws": "close" })),
+            Ok(WsMessage::Close(frame)) => Some(serde_json::json!({
+                "ws": "close",
+                "code": frame.as_ref().map(|f| u16::from(f.code)),
+                "reason": frame.as_ref().map(|f| f.reason.to_string()),
+            })),
             Ok(_) => None,
             Err(e) => Some(serde_json::json!({ "ws": "error", "error": e.to_string() })),
         }
