@@ -12,15 +12,11 @@
 //!
 //! The harness (rounds interleaved adapter / raw, medians, the table, `BENCH_QUICK=1` for a
 //! smoke run, `BENCH_ROWS`, `BENCH_ROUNDS`, `BENCH_MODE=adapter|raw`) is
-//! `conformance_tests::bench`.
+//! `pubsub_bench`.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use conformance_tests::bench::{
-    self, adapter_run, publish_pipelined, stamp, Outcome, Row, Settings,
-};
-use conformance_tests::broker::amqp_url;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use pubsub_amqp::lapin::options::{
@@ -30,6 +26,9 @@ use pubsub_amqp::lapin::options::{
 use pubsub_amqp::lapin::types::{AMQPValue, FieldTable};
 use pubsub_amqp::lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use pubsub_amqp::AmqpConfig;
+use pubsub_bench::{publish_pipelined, stamp, Outcome, Row, Settings};
+use pubsub_test_support::broker::amqp_url;
+use pubsub_test_support::throughput::adapter_run;
 
 /// Publishes in flight.
 const WINDOW: usize = 128;
@@ -166,7 +165,7 @@ fn main() {
     let settings = Settings::from_env(ROUNDS);
     let rows = settings.grid();
     let title = format!("RabbitMQ, 1 publisher ({WINDOW} confirmed publishes in flight), adapter and raw lapin interleaved");
-    bench::main(bench::throughput_table(
+    pubsub_bench::main(pubsub_bench::throughput_table(
         &settings,
         &title,
         &rows,

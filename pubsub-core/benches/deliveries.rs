@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use conformance_tests::bench::{interleave_async, Settings, Side};
+use pubsub_bench::{interleave_async, Settings, Side};
 
 use pubsub_core::memory::MemoryBus;
 use pubsub_core::{Delivery, Message, SubscribeOptions, Topic};

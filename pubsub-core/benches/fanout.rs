@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use conformance_tests::bench::{allocations, interleave_async, CountingAlloc, Settings, Side};
+use pubsub_bench::{allocations, interleave_async, CountingAlloc, Settings, Side};
 use pubsub_core::memory::MemoryBus;
 use pubsub_core::{Message, SubscribeOptions, Topic};
 

@@ -13,18 +13,15 @@
 //!
 //! The harness (rounds interleaved adapter / raw, medians, the table, `BENCH_QUICK=1` for a
 //! smoke run, `BENCH_ROWS`, `BENCH_ROUNDS`, `BENCH_MODE=adapter|raw`) is
-//! `conformance_tests::bench`.
+//! `pubsub_bench`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use conformance_tests::bench::{
-    self, adapter_run, publish_pipelined, stamp, Outcome, Row, Settings,
-};
-use conformance_tests::broker::kafka_url;
 use futures::channel::mpsc;
+use pubsub_bench::{publish_pipelined, stamp, Outcome, Row, Settings};
 use pubsub_core::Topic;
 use pubsub_kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use pubsub_kafka::rdkafka::client::DefaultClientContext;
@@ -32,6 +29,8 @@ use pubsub_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use pubsub_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use pubsub_kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use pubsub_kafka::{encode_topic, KafkaConfig};
+use pubsub_test_support::broker::kafka_url;
+use pubsub_test_support::throughput::adapter_run;
 
 /// Publishes in flight.
 const WINDOW: usize = 128;
@@ -73,7 +72,7 @@ async fn run_raw(row: Row, topic: &str) -> Outcome {
     let _ = producer.send(warm, Duration::from_secs(5)).await;
     let consumer: Arc<BaseConsumer> = Arc::new(
         base()
-            .set("group.id", bench::run_id("raw-group"))
+            .set("group.id", pubsub_bench::run_id("raw-group"))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "10")
@@ -144,7 +143,7 @@ fn main() {
     let title = format!(
         "Kafka (Tansu), 1 publisher ({WINDOW} publishes in flight, idempotent, acks=all, linger.ms=0, fetch.wait.max.ms=10), adapter and raw rdkafka interleaved"
     );
-    bench::main(bench::throughput_table(
+    pubsub_bench::main(pubsub_bench::throughput_table(
         &settings,
         &title,
         &rows,

@@ -10,19 +10,18 @@
 //!
 //! The harness (rounds interleaved adapter / raw, medians, the table, `BENCH_QUICK=1` for a
 //! smoke run, `BENCH_ROWS`, `BENCH_ROUNDS`, `BENCH_MODE=adapter|raw`) is
-//! `conformance_tests::bench`; `BENCH_PUBLISH_ONLY=1` measures the publish path alone.
+//! `pubsub_bench`; `BENCH_PUBLISH_ONLY=1` measures the publish path alone.
 
 use std::sync::Arc;
 
-use conformance_tests::bench::{
-    self, adapter_run, publish_pipelined, stamp, Outcome, Row, Settings,
-};
-use conformance_tests::broker::redis_url;
+use pubsub_bench::{publish_pipelined, stamp, Outcome, Row, Settings};
 use pubsub_redis::fred::clients::Client;
 use pubsub_redis::fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use pubsub_redis::fred::types::config::{Config, ConnectionConfig, PerformanceConfig, TcpConfig};
 use pubsub_redis::fred::types::Value;
 use pubsub_redis::RedisConfig;
+use pubsub_test_support::broker::redis_url;
+use pubsub_test_support::throughput::adapter_run;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Publishes in flight.
@@ -105,7 +104,7 @@ fn main() {
         rows.iter_mut().for_each(|row| row.subs = 0);
     }
     let title = format!("Redis pub/sub, 1 publisher ({WINDOW} publishes in flight), adapter and raw fred interleaved");
-    bench::main(bench::throughput_table(
+    pubsub_bench::main(pubsub_bench::throughput_table(
         &settings,
         &title,
         &rows,

@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use conformance_tests::broker;
-use conformance_tests::proxy::TcpProxy;
 use futures::{SinkExt, StreamExt};
+use pubsub_test_support::broker;
+use pubsub_test_support::proxy::TcpProxy;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -1,7 +1,12 @@
-//! The harness of the adapters' throughput benchmarks (`cargo bench -p pubsub-redis`,
-//! `cargo bench -p pubsub-nats`): each compares the adapter with its raw client library doing
-//! the same work, and keeps only the broker-specific code (connecting, subscribing,
-//! publishing with the raw client) and its rows.
+//! The bench harness of the workspace (a dev-dependency only, never published): the core's
+//! benches (`cargo bench -p pubsub-core`) and the adapters' throughput benchmarks
+//! (`cargo bench -p pubsub-redis`, …) share it. An adapter bench compares the adapter with its
+//! raw client library doing the same work, and keeps only the broker-specific code
+//! (connecting, subscribing, publishing with the raw client) and its rows.
+//!
+//! The crate knows nothing of `pubsub-core`, so that the core's own benches can use it without
+//! a dependency cycle; the adapter's side of a throughput row (`adapter_run`, which needs a
+//! `pubsub_core::Hub`) lives in `pubsub-test-support`.
 //!
 //! - Payloads carry their send time ([`stamp`]); each receiving subscription is a task that
 //!   records the latency of every copy ([`Receivers`]), and a run ends in an [`Outcome`]: the
@@ -17,6 +22,7 @@
 //! - [`Settings::from_env`] reads the knobs every bench shares: `BENCH_QUICK=1` (a smoke run:
 //!   fewer messages), `BENCH_ROUNDS=<n>`, `BENCH_ROWS=0,3` (some rows only) and
 //!   `BENCH_MODE=adapter|raw` (one side only, for profiling).
+#![deny(missing_docs)]
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -707,33 +713,6 @@ impl Row {
     pub fn receivers(&self) -> Receivers {
         Receivers::new(self.count, self.subs, self.size, usize::MAX)
     }
-}
-
-/// The adapter's side of a row: `row.subs` subscriptions to `topic` on `ps` (with buffers big
-/// enough for the whole run), `row.count` stamped messages published with `window` in flight;
-/// closes `ps` at the end.
-pub async fn adapter_run(ps: pubsub_core::Hub, row: Row, topic: &str, window: usize) -> Outcome {
-    use pubsub_core::{Message, SubscribeOptions, Topic};
-    let ps = Arc::new(ps);
-    let topic: Topic = topic.parse().expect("topic");
-    let mut receivers = row.receivers();
-    for _ in 0..row.subs {
-        let options = SubscribeOptions::default().with_capacity(row.count + 16);
-        let sub = ps
-            .subscribe_with(topic.clone().into(), options)
-            .await
-            .expect("subscribe");
-        receivers.spawn(sub.map(|m| m.payload().clone()));
-    }
-    let (started, published) = publish_pipelined(row.count, window, |seq| {
-        let m = Message::new(topic.clone(), stamp(seq, row.size));
-        let ps = ps.clone();
-        async move { ps.publish(m).await }
-    })
-    .await;
-    let outcome = receivers.finish(started, published).await;
-    ps.close().await.expect("close");
-    outcome
 }
 
 impl Settings {
