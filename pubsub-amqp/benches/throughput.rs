@@ -28,7 +28,7 @@ use pubsub_amqp::lapin::{BasicProperties, Connection, ConnectionProperties, Exch
 use pubsub_amqp::AmqpConfig;
 use pubsub_bench::{publish_pipelined, stamp, Outcome, Row, Settings};
 use pubsub_test_support::broker::amqp_url;
-use pubsub_test_support::throughput::adapter_run;
+use pubsub_test_support::throughput::connect_and_run;
 
 /// Publishes in flight.
 const WINDOW: usize = 128;
@@ -38,15 +38,20 @@ const ROUNDS: usize = 7;
 const PREFETCH: u16 = 1000;
 const MAX_LENGTH: i64 = 100_000;
 
-async fn run_adapter(row: Row, topic: &str) -> Outcome {
+async fn run_adapter(row: Row, topic: String) -> Outcome {
     let config = AmqpConfig::from_url(&amqp_url()).expect("valid URL");
-    let ps = pubsub_amqp::connect(config)
-        .await
-        .expect("RabbitMQ must be reachable");
-    adapter_run(ps, row, topic, WINDOW).await
+    connect_and_run(
+        pubsub_amqp::connect(config),
+        "RabbitMQ",
+        row,
+        &topic,
+        WINDOW,
+    )
+    .await
 }
 
-async fn run_raw(row: Row, topic: &str) -> Outcome {
+async fn run_raw(row: Row, topic: String) -> Outcome {
+    let topic = topic.as_str();
     let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
         .await
         .expect("RabbitMQ must be reachable");
@@ -169,7 +174,7 @@ fn main() {
         &settings,
         &title,
         &rows,
-        |row, topic| async move { run_adapter(row, &topic).await },
-        |row, topic| async move { run_raw(row, &topic).await },
+        run_adapter,
+        run_raw,
     ));
 }

@@ -30,19 +30,16 @@ use pubsub_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use pubsub_kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use pubsub_kafka::{encode_topic, KafkaConfig};
 use pubsub_test_support::broker::kafka_url;
-use pubsub_test_support::throughput::adapter_run;
+use pubsub_test_support::throughput::connect_and_run;
 
 /// Publishes in flight.
 const WINDOW: usize = 128;
 /// Rounds per row (each runs the adapter and raw rdkafka once).
 const ROUNDS: usize = 5;
 
-async fn run_adapter(row: Row, topic: &str) -> Outcome {
+async fn run_adapter(row: Row, topic: String) -> Outcome {
     let config = KafkaConfig::from_url(&kafka_url()).expect("valid URL");
-    let ps = pubsub_kafka::connect(config)
-        .await
-        .expect("Kafka must be reachable");
-    adapter_run(ps, row, topic, WINDOW).await
+    connect_and_run(pubsub_kafka::connect(config), "Kafka", row, &topic, WINDOW).await
 }
 
 fn base() -> ClientConfig {
@@ -53,7 +50,8 @@ fn base() -> ClientConfig {
     c
 }
 
-async fn run_raw(row: Row, topic: &str) -> Outcome {
+async fn run_raw(row: Row, topic: String) -> Outcome {
+    let topic = topic.as_str();
     let name = encode_topic(&topic.parse::<Topic>().expect("topic")).expect("name");
     let admin: AdminClient<DefaultClientContext> = base().create().expect("admin");
     let new = NewTopic::new(&name, 1, TopicReplication::Fixed(1));
@@ -147,7 +145,7 @@ fn main() {
         &settings,
         &title,
         &rows,
-        |row, topic| async move { run_adapter(row, &topic).await },
-        |row, topic| async move { run_raw(row, &topic).await },
+        run_adapter,
+        run_raw,
     ));
 }

@@ -21,7 +21,7 @@ use pubsub_redis::fred::types::config::{Config, ConnectionConfig, PerformanceCon
 use pubsub_redis::fred::types::Value;
 use pubsub_redis::RedisConfig;
 use pubsub_test_support::broker::redis_url;
-use pubsub_test_support::throughput::adapter_run;
+use pubsub_test_support::throughput::connect_and_run;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Publishes in flight.
@@ -29,12 +29,9 @@ const WINDOW: usize = 128;
 /// Rounds per row (each runs the adapter and raw fred once).
 const ROUNDS: usize = 7;
 
-async fn run_adapter(row: Row, topic: &str) -> Outcome {
+async fn run_adapter(row: Row, topic: String) -> Outcome {
     let config = RedisConfig::from_url(&redis_url()).expect("valid URL");
-    let ps = pubsub_redis::connect(config)
-        .await
-        .expect("Redis must be reachable");
-    adapter_run(ps, row, topic, WINDOW).await
+    connect_and_run(pubsub_redis::connect(config), "Redis", row, &topic, WINDOW).await
 }
 
 fn raw_client(capacity: usize) -> Client {
@@ -54,7 +51,8 @@ fn raw_client(capacity: usize) -> Client {
     Client::new(config, Some(perf), Some(conn), None)
 }
 
-async fn run_raw(row: Row, topic: &str) -> Outcome {
+async fn run_raw(row: Row, topic: String) -> Outcome {
+    let topic = topic.as_str();
     let publisher = raw_client(64);
     let subscriber = raw_client(pubsub_redis::DEFAULT_BROADCAST_CAPACITY);
     let pub_task = publisher.init().await.expect("Redis must be reachable");
@@ -108,7 +106,7 @@ fn main() {
         &settings,
         &title,
         &rows,
-        |row, topic| async move { run_adapter(row, &topic).await },
-        |row, topic| async move { run_raw(row, &topic).await },
+        run_adapter,
+        run_raw,
     ));
 }

@@ -1,6 +1,7 @@
 //! The adapter's side of a throughput bench row (`pubsub_bench::throughput_table` runs the
 //! rows): it needs a `pubsub_core::Hub`, which the bench harness itself does not know.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -31,4 +32,19 @@ pub async fn adapter_run(ps: pubsub_core::Hub, row: Row, topic: &str, window: us
     let outcome = receivers.finish(started, published).await;
     ps.close().await.expect("close");
     outcome
+}
+
+/// The adapter's side of a row on the handle `connect` opens: [`adapter_run`] with `window`
+/// publishes in flight. Panics when `broker` (its name, for the message) cannot be reached.
+pub async fn connect_and_run(
+    connect: impl Future<Output = pubsub_core::Result<pubsub_core::Hub>>,
+    broker: &str,
+    row: Row,
+    topic: &str,
+    window: usize,
+) -> Outcome {
+    let ps = connect
+        .await
+        .unwrap_or_else(|e| panic!("{broker} must be reachable: {e}"));
+    adapter_run(ps, row, topic, window).await
 }
