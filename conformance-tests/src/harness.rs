@@ -8,8 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use pubsub_core::memory::{MemoryBus, MemoryConfig, MemoryLink};
-use pubsub_core::{PubSub, Result, WithOptions};
+use pubsub_core::{PubSub, Result};
 
+use pubsub_test_support::kit::FaultedDeadlines;
 use pubsub_test_support::proxy::TcpProxy;
 
 /// Connects a new handle (a new connection) to the backend under test.
@@ -308,10 +309,7 @@ pub fn memory_harness() -> Harness {
             Ok(Arc::new(hub) as Arc<dyn PubSub>)
         },
         || async {
-            let config = MemoryConfig::default()
-                .with_publish_timeout(Duration::from_millis(500))
-                .with_heartbeat(crate::kit::fast_heartbeat())
-                .with_command_timeout(Duration::from_secs(2));
+            let config = MemoryConfig::default().with_faulted_deadlines();
             let (hub, link) = MemoryBus::global().connect_with(config).await?;
             Ok((
                 Arc::new(hub) as Arc<dyn PubSub>,

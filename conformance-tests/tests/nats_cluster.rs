@@ -7,11 +7,11 @@
 //! its own and kills the node a subscribed handle is connected to while messages flow.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use conformance_tests::cluster::NatsCluster;
 use conformance_tests::failover::node_failure;
 use conformance_tests::kit::fast_backoff;
+use conformance_tests::kit::FaultedDeadlines;
 use conformance_tests::Harness;
 use pubsub_core::{PubSub, WithOptions};
 use pubsub_nats::NatsConfig;
@@ -45,9 +45,7 @@ fn nats_cluster_harness() -> Harness {
                 config = config
                     .with_servers([format!("nats://{addr}")])
                     .with_discovered_servers(false)
-                    .with_publish_timeout(Duration::from_millis(500))
-                    .with_heartbeat(conformance_tests::kit::fast_heartbeat())
-                    .with_command_timeout(Duration::from_secs(2))
+                    .with_faulted_deadlines()
                     .with_backoff(fast_backoff());
             }
             pubsub_nats::connect(config).await

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use pubsub_core::{
     Backoff, ErrorKind, Message, Pattern, PubSub, SubscribeOptions, Subscription, Topic,
+    WithOptions,
 };
 
 pub use crate::names::{idle_timeout, unique_prefix};
@@ -240,3 +241,16 @@ pub fn unseq(m: &Message) -> (u32, u32) {
     let b = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
     (a, b)
 }
+
+/// The deadlines of a handle a test faults, on any backend's configuration.
+pub trait FaultedDeadlines: WithOptions {
+    /// Publish timeout 500 ms, [`fast_heartbeat`], command timeout 2 s (add [`fast_backoff`]
+    /// where the backend reconnects with a backoff).
+    fn with_faulted_deadlines(self) -> Self {
+        self.with_publish_timeout(Duration::from_millis(500))
+            .with_heartbeat(fast_heartbeat())
+            .with_command_timeout(Duration::from_secs(2))
+    }
+}
+
+impl<C: WithOptions> FaultedDeadlines for C {}
