@@ -6,10 +6,7 @@
 //! proxy (no server discovered from the cluster), so every reconnect goes through it too.
 
 use conformance_tests::broker::{nats_addr, nats_url};
-use conformance_tests::kit::fast_backoff;
-use conformance_tests::kit::FaultedDeadlines;
 use conformance_tests::Harness;
-use pubsub_core::WithOptions;
 use pubsub_nats::NatsConfig;
 
 mod support;
@@ -18,11 +15,7 @@ fn nats_harness() -> Harness {
     Harness::proxied("nats", nats_addr(), |proxy| async move {
         let mut config = NatsConfig::from_url(&nats_url())?;
         if let Some(addr) = proxy {
-            config = config
-                .with_servers([format!("nats://{addr}")])
-                .with_discovered_servers(false)
-                .with_faulted_deadlines()
-                .with_backoff(fast_backoff());
+            config = support::nats_through_proxy(config, addr);
         }
         pubsub_nats::connect(config).await
     })

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use conformance_tests::cluster::NatsCluster;
 use conformance_tests::failover::node_failure;
 use conformance_tests::kit::fast_backoff;
-use conformance_tests::kit::FaultedDeadlines;
 use conformance_tests::Harness;
 use pubsub_core::{PubSub, WithOptions};
 use pubsub_nats::NatsConfig;
@@ -42,11 +41,7 @@ fn nats_cluster_harness() -> Harness {
             // exercised by `foreign_publisher` and `node_kill_failover`.
             let mut config = NatsConfig::from_url(&url)?.with_servers([format!("nats://{first}")]);
             if let Some(addr) = proxy {
-                config = config
-                    .with_servers([format!("nats://{addr}")])
-                    .with_discovered_servers(false)
-                    .with_faulted_deadlines()
-                    .with_backoff(fast_backoff());
+                config = support::nats_through_proxy(config, addr);
             }
             pubsub_nats::connect(config).await
         }

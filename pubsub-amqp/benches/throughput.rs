@@ -17,7 +17,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use pubsub_amqp::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -26,7 +25,7 @@ use pubsub_amqp::lapin::options::{
 use pubsub_amqp::lapin::types::{AMQPValue, FieldTable};
 use pubsub_amqp::lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use pubsub_amqp::AmqpConfig;
-use pubsub_bench::{publish_pipelined, stamp, Outcome, Row, Settings};
+use pubsub_bench::{publish_pipelined, stamp, Outcome, Row};
 use pubsub_test_support::broker::amqp_url;
 use pubsub_test_support::throughput::connect_and_run;
 
@@ -107,12 +106,7 @@ async fn run_raw(row: Row, topic: String) -> Outcome {
         .await
         .expect("consume");
     let mut receivers = row.receivers();
-    let mut senders = Vec::new();
-    for _ in 0..row.subs {
-        let (tx, rx) = mpsc::unbounded::<Bytes>();
-        senders.push(tx);
-        receivers.spawn(rx);
-    }
+    let senders = receivers.spawn_channels(row.subs);
     // The reader: fan out, and ack in batches as the adapter does.
     let reader = tokio::spawn(async move {
         let (mut last, mut unacked) = (0, 0);
@@ -167,14 +161,6 @@ async fn run_raw(row: Row, topic: String) -> Outcome {
 }
 
 fn main() {
-    let settings = Settings::from_env(ROUNDS);
-    let rows = settings.grid();
     let title = format!("RabbitMQ, 1 publisher ({WINDOW} confirmed publishes in flight), adapter and raw lapin interleaved");
-    pubsub_bench::main(pubsub_bench::throughput_table(
-        &settings,
-        &title,
-        &rows,
-        run_adapter,
-        run_raw,
-    ));
+    pubsub_bench::throughput_main(ROUNDS, &title, run_adapter, run_raw);
 }

@@ -294,6 +294,21 @@ impl Receivers {
         }));
     }
 
+    /// Starts the receivers of `subs` subscriptions fed by channels: for a raw client whose one
+    /// consumer fans every payload out itself, one sender per subscription.
+    pub fn spawn_channels(
+        &mut self,
+        subs: usize,
+    ) -> Vec<futures::channel::mpsc::UnboundedSender<Bytes>> {
+        (0..subs)
+            .map(|_| {
+                let (tx, rx) = futures::channel::mpsc::unbounded::<Bytes>();
+                self.spawn(rx);
+                tx
+            })
+            .collect()
+    }
+
     /// Waits until the slowest subscription is at most the window behind message `sent`.
     pub async fn wait_window(&self, sent: u64) {
         loop {
@@ -782,6 +797,21 @@ pub async fn throughput_table<A, AF, R, RF>(
         ];
         print_row(&[&label[..], &compared.cells()[..]].concat());
     }
+}
+
+/// The `main` of an adapter throughput bench: [`Settings::from_env`] with `rounds` by default,
+/// the usual [`Settings::grid`], and the [`throughput_table`] of `adapter` and `raw` under
+/// `title`, on the bench runtime ([`main`]).
+pub fn throughput_main<A, AF, R, RF>(rounds: usize, title: &str, adapter: A, raw: R)
+where
+    A: Fn(Row, String) -> AF,
+    AF: Future<Output = Outcome>,
+    R: Fn(Row, String) -> RF,
+    RF: Future<Output = Outcome>,
+{
+    let settings = Settings::from_env(rounds);
+    let rows = settings.grid();
+    main(throughput_table(&settings, title, &rows, adapter, raw));
 }
 
 /// The pattern mix of the routing benches: `n` patterns over 100 tenants, 60% exact room

@@ -20,8 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::channel::mpsc;
-use pubsub_bench::{publish_pipelined, stamp, Outcome, Row, Settings};
+use pubsub_bench::{publish_pipelined, stamp, Outcome, Row};
 use pubsub_core::Topic;
 use pubsub_kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use pubsub_kafka::rdkafka::client::DefaultClientContext;
@@ -92,12 +91,7 @@ async fn run_raw(row: Row, topic: String) -> Outcome {
     consumer.incremental_assign(&list).expect("assign");
 
     let mut receivers = row.receivers();
-    let mut senders = Vec::new();
-    for _ in 0..row.subs {
-        let (tx, rx) = mpsc::unbounded::<Bytes>();
-        senders.push(tx);
-        receivers.spawn(rx);
-    }
+    let senders = receivers.spawn_channels(row.subs);
     let stop = Arc::new(AtomicBool::new(false));
     let poller = {
         let (consumer, stop) = (consumer.clone(), stop.clone());
@@ -136,16 +130,8 @@ async fn run_raw(row: Row, topic: String) -> Outcome {
 }
 
 fn main() {
-    let settings = Settings::from_env(ROUNDS);
-    let rows = settings.grid();
     let title = format!(
         "Kafka (Tansu), 1 publisher ({WINDOW} publishes in flight, idempotent, acks=all, linger.ms=0, fetch.wait.max.ms=10), adapter and raw rdkafka interleaved"
     );
-    pubsub_bench::main(pubsub_bench::throughput_table(
-        &settings,
-        &title,
-        &rows,
-        run_adapter,
-        run_raw,
-    ));
+    pubsub_bench::throughput_main(ROUNDS, &title, run_adapter, run_raw);
 }
