@@ -24,12 +24,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use conformance_tests::bench::{mixed_patterns, pattern_regex};
-use conformance_tests::broker::{nats_url, redis_url};
 use futures::StreamExt;
+use pubsub_bench::{mixed_patterns, pattern_regex};
 use pubsub_core::adapter::{envelope, PatternTrie};
 use pubsub_core::memory::MemoryBus;
 use pubsub_core::{Headers, Message, Pattern, SubscribeOptions, Topic};
+use pubsub_test_support::broker::{nats_url, redis_url};
 
 /// Subscriptions of the fan-out scenario.
 const SUBSCRIBERS: usize = 100;

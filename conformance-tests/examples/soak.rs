@@ -20,12 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance_tests::broker::{amqp_addr, amqp_url, nats_addr, nats_url, redis_addr, redis_url};
-use conformance_tests::kit::{fast_backoff, fast_heartbeat, pattern, seq, topic, unseq};
-use conformance_tests::proxy::TcpProxy;
 use futures::FutureExt;
 use pubsub_core::memory::{MemoryBus, MemoryConfig, MemoryLink};
 use pubsub_core::{Delivery, Message, PubSub, Result, SubscribeOptions, WithOptions};
+use pubsub_test_support::broker::{
+    amqp_addr, amqp_url, nats_addr, nats_url, redis_addr, redis_url,
+};
+use pubsub_test_support::kit::{fast_backoff, fast_heartbeat, pattern, seq, topic, unseq};
+use pubsub_test_support::proxy::TcpProxy;
 use tokio::time::Instant;
 
 const SUBSCRIBERS: usize = 4;
@@ -69,7 +71,7 @@ async fn main() -> Result<()> {
     let minutes: u64 = args.get(2).and_then(|m| m.parse().ok()).unwrap_or(1);
     let (publisher, subscribers, cut) = connect(&backend).await?;
     let counters = Arc::new(Counters::default());
-    let prefix = conformance_tests::unique_prefix("soak");
+    let prefix = pubsub_test_support::unique_prefix("soak");
     let stable = format!("{prefix}.stable");
 
     for (i, ps) in subscribers.iter().enumerate() {

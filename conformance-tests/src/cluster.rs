@@ -81,12 +81,88 @@ async fn signal(child: &Child, sig: &str) {
     assert!(status.success(), "kill {sig} {pid}: {status}");
 }
 
-/// One `nats-server` of a [`NatsCluster`].
-struct NatsNode {
-    port: u16,
-    route_port: u16,
-    monitor_port: u16,
-    process: Option<Child>,
+/// The node processes of a local cluster and the directory of their files: what a NATS cluster
+/// and a Redis Cluster share. Every node has a client port chosen free at the start; the
+/// processes are killed and the directory removed on drop.
+struct Nodes {
+    dir: PathBuf,
+    /// The server binary (for messages).
+    program: &'static str,
+    ports: Vec<u16>,
+    processes: Vec<Option<Child>>,
+}
+
+impl Nodes {
+    fn new(kind: &str, program: &'static str, count: usize) -> Nodes {
+        Nodes {
+            dir: cluster_dir(kind),
+            program,
+            ports: (0..count).map(|_| free_port()).collect(),
+            processes: (0..count).map(|_| None).collect(),
+        }
+    }
+
+    /// Runs `command` as node `i` (no stdio; killed on drop).
+    fn run(&mut self, i: usize, mut command: Command) {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {} (is it installed?): {e}", self.program));
+        self.processes[i] = Some(child);
+    }
+
+    /// Waits until node `i` accepts connections.
+    async fn wait_open(&self, i: usize) {
+        wait_open(self.program, self.ports[i]).await;
+    }
+
+    /// Whether node `i` runs.
+    fn runs(&self, i: usize) -> bool {
+        self.processes[i].is_some()
+    }
+
+    /// `scheme://127.0.0.1:p1,127.0.0.1:p2,…`: every node.
+    fn url(&self, scheme: &str) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("{scheme}://{}", hosts.join(","))
+    }
+
+    /// Kills node `i` (SIGKILL).
+    async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.processes[i].take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Sends `sig` (`-STOP`, `-CONT`) to node `i`, if it runs.
+    async fn signal(&self, i: usize, sig: &str) {
+        if let Some(child) = &self.processes[i] {
+            signal(child, sig).await;
+        }
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in self.processes.iter_mut().flatten() {
+            // A frozen node ignores SIGTERM but not SIGKILL.
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The other ports of a `nats-server` of a [`NatsCluster`].
+struct NatsPorts {
+    route: u16,
+    monitor: u16,
 }
 
 /// A NATS cluster of `nats-server` processes on loopback, fully meshed by routes.
@@ -101,28 +177,26 @@ struct NatsNode {
 /// # }
 /// ```
 pub struct NatsCluster {
-    dir: PathBuf,
-    nodes: Vec<NatsNode>,
+    nodes: Nodes,
+    ports: Vec<NatsPorts>,
 }
 
 impl NatsCluster {
     /// Starts `size` nodes and waits until every node has a route to every other.
     pub async fn start(size: usize) -> NatsCluster {
-        let dir = cluster_dir("nats_cluster");
-        let nodes = (0..size)
-            .map(|_| NatsNode {
-                port: free_port(),
-                route_port: free_port(),
-                monitor_port: free_port(),
-                process: None,
+        let nodes = Nodes::new("nats_cluster", "nats-server", size);
+        let ports = (0..size)
+            .map(|_| NatsPorts {
+                route: free_port(),
+                monitor: free_port(),
             })
             .collect();
-        let mut cluster = NatsCluster { dir, nodes };
+        let mut cluster = NatsCluster { nodes, ports };
         for i in 0..size {
             cluster.spawn(i);
         }
         for i in 0..size {
-            wait_open("nats-server", cluster.nodes[i].port).await;
+            cluster.nodes.wait_open(i).await;
         }
         cluster.wait_meshed().await;
         cluster
@@ -130,41 +204,35 @@ impl NatsCluster {
 
     fn spawn(&mut self, i: usize) {
         let routes: Vec<String> = self
-            .nodes
+            .ports
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .map(|(_, n)| format!("nats://127.0.0.1:{}", n.route_port))
+            .map(|(_, p)| format!("nats://127.0.0.1:{}", p.route))
             .collect();
-        let node = &self.nodes[i];
-        let log = self.dir.join(format!("nats-{}.log", node.port));
-        let child = Command::new(nats_server())
-            .args(["-a", "127.0.0.1", "-p", &node.port.to_string()])
-            .args(["-m", &node.monitor_port.to_string()])
+        let (port, ports) = (self.nodes.ports[i], &self.ports[i]);
+        let log = self.nodes.dir.join(format!("nats-{port}.log"));
+        let mut command = Command::new(nats_server());
+        command
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &ports.monitor.to_string()])
             .args(["--cluster_name", "pubsub-test"])
-            .args([
-                "--cluster",
-                &format!("nats://127.0.0.1:{}", node.route_port),
-            ])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", ports.route)])
             .args(["--routes", &routes.join(",")])
             .args(["-n", &format!("node{i}")])
             .arg("-l")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting nats-server (is it installed?)");
-        self.nodes[i].process = Some(child);
+            .arg(&log);
+        self.nodes.run(i, command);
     }
 
     /// Waits until every running node has a route to every other running node.
     async fn wait_meshed(&self) {
-        let running: Vec<&NatsNode> = self.nodes.iter().filter(|n| n.process.is_some()).collect();
+        let running: Vec<usize> = (0..self.ports.len())
+            .filter(|i| self.nodes.runs(*i))
+            .collect();
         let want = running.len().saturating_sub(1);
-        for node in running {
-            let port = node.monitor_port;
+        for i in running {
+            let port = self.ports[i].monitor;
             wait_until("the NATS cluster's routes", START_WAIT, || async move {
                 http_get(port, "/routez")
                     .await
@@ -176,27 +244,22 @@ impl NatsCluster {
 
     /// `nats://127.0.0.1:p1,127.0.0.1:p2,…`: every node, as a client URL.
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        format!("nats://{}", hosts.join(","))
+        self.nodes.url("nats")
     }
 
     /// The client URL of node `i` alone.
     pub fn node_url(&self, i: usize) -> String {
-        format!("nats://127.0.0.1:{}", self.nodes[i].port)
+        format!("nats://127.0.0.1:{}", self.nodes.ports[i])
     }
 
     /// The node where a client with connection name `name` is connected, if any.
     pub async fn node_of(&self, name: &str) -> Option<usize> {
         let needle = format!("\"name\": \"{name}\"");
-        for (i, node) in self.nodes.iter().enumerate() {
-            if node.process.is_none() {
+        for (i, ports) in self.ports.iter().enumerate() {
+            if !self.nodes.runs(i) {
                 continue;
             }
-            if let Some(body) = http_get(node.monitor_port, "/connz").await {
+            if let Some(body) = http_get(ports.monitor, "/connz").await {
                 if body.contains(&needle) {
                     return Some(i);
                 }
@@ -207,28 +270,15 @@ impl NatsCluster {
 
     /// Kills node `i` (SIGKILL: no goodbye to its clients or routes).
     pub async fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.nodes[i].process.take() {
-            let _ = child.kill().await;
-        }
+        self.nodes.kill(i).await;
     }
 
     /// Starts node `i` again (after [`NatsCluster::kill`]) and waits until the cluster is
     /// whole.
     pub async fn restart(&mut self, i: usize) {
         self.spawn(i);
-        wait_open("nats-server", self.nodes[i].port).await;
+        self.nodes.wait_open(i).await;
         self.wait_meshed().await;
-    }
-}
-
-impl Drop for NatsCluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(child) = node.process.as_mut() {
-                let _ = child.start_kill();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -273,17 +323,10 @@ fn json_number(body: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// One `redis-server` of a [`RedisCluster`].
-struct RedisNode {
-    port: u16,
-    process: Option<Child>,
-}
-
 /// A Redis Cluster on loopback: `masters` masters with `replicas` replicas each, a short
 /// `cluster-node-timeout` (1 s) so that a replica takes over quickly when its master dies.
 pub struct RedisCluster {
-    dir: PathBuf,
-    nodes: Vec<RedisNode>,
+    nodes: Nodes,
 }
 
 /// `cluster-node-timeout` of a test cluster, in milliseconds.
@@ -292,25 +335,21 @@ pub const REDIS_NODE_TIMEOUT_MS: u64 = 1000;
 impl RedisCluster {
     /// Starts the nodes, creates the cluster and waits until every node says it is ok.
     pub async fn start(masters: usize, replicas: usize) -> RedisCluster {
-        let dir = cluster_dir("redis_cluster");
         let count = masters * (1 + replicas);
-        let nodes = (0..count)
-            .map(|_| RedisNode {
-                port: free_port(),
-                process: None,
-            })
-            .collect();
-        let mut cluster = RedisCluster { dir, nodes };
+        let mut cluster = RedisCluster {
+            nodes: Nodes::new("redis_cluster", "redis-server", count),
+        };
         for i in 0..count {
             cluster.spawn(i);
         }
         for i in 0..count {
-            wait_open("redis-server", cluster.nodes[i].port).await;
+            cluster.nodes.wait_open(i).await;
         }
         let addrs: Vec<String> = cluster
             .nodes
+            .ports
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|port| format!("127.0.0.1:{port}"))
             .collect();
         let output = Command::new("redis-cli")
             .arg("--cluster")
@@ -332,10 +371,11 @@ impl RedisCluster {
     }
 
     fn spawn(&mut self, i: usize) {
-        let port = self.nodes[i].port.to_string();
-        let dir = self.dir.join(&port);
+        let port = self.nodes.ports[i].to_string();
+        let dir = self.nodes.dir.join(&port);
         std::fs::create_dir_all(&dir).expect("creating a Redis node's directory");
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &port, "--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes"])
             .args(["--cluster-node-timeout", &REDIS_NODE_TIMEOUT_MS.to_string()])
@@ -344,20 +384,16 @@ impl RedisCluster {
             .arg("--dir")
             .arg(&dir)
             .arg("--logfile")
-            .arg(dir.join("redis.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting redis-server (is it installed?)");
-        self.nodes[i].process = Some(child);
+            .arg(dir.join("redis.log"));
+        self.nodes.run(i, command);
     }
 
     /// Waits until every running node reports `cluster_state:ok` and every slot served.
     async fn wait_ok(&self) {
-        for node in self.nodes.iter().filter(|n| n.process.is_some()) {
-            let port = node.port;
+        for (i, &port) in self.nodes.ports.iter().enumerate() {
+            if !self.nodes.runs(i) {
+                continue;
+            }
             wait_until("the Redis Cluster's state", START_WAIT, || async move {
                 redis_cli(port, &["cluster", "info"])
                     .await
@@ -371,22 +407,17 @@ impl RedisCluster {
 
     /// `redis://127.0.0.1:p1,127.0.0.1:p2,…`: every node, as seeds of a cluster URL.
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        format!("redis://{}", hosts.join(","))
+        self.nodes.url("redis")
     }
 
     /// The running node that holds a connection subscribed to something (`sub` or `psub`
     /// above 0 in `CLIENT LIST`), if any: in a test where one handle subscribes, its node.
     pub async fn node_with_subscriber(&self) -> Option<usize> {
-        for (i, node) in self.nodes.iter().enumerate() {
-            if node.process.is_none() {
+        for (i, &port) in self.nodes.ports.iter().enumerate() {
+            if !self.nodes.runs(i) {
                 continue;
             }
-            let Some(list) = redis_cli(node.port, &["client", "list"]).await else {
+            let Some(list) = redis_cli(port, &["client", "list"]).await else {
                 continue;
             };
             let subscribed = list.lines().any(|line| {
@@ -403,55 +434,37 @@ impl RedisCluster {
 
     /// Whether node `i` is a master now.
     pub async fn is_master(&self, i: usize) -> bool {
-        redis_cli(self.nodes[i].port, &["role"])
+        redis_cli(self.nodes.ports[i], &["role"])
             .await
             .is_some_and(|role| role.starts_with("master"))
     }
 
     /// Kills node `i` (SIGKILL).
     pub async fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.nodes[i].process.take() {
-            let _ = child.kill().await;
-        }
+        self.nodes.kill(i).await;
     }
 
     /// Stops node `i` without closing anything (SIGSTOP): its sockets stay open, silent.
     pub async fn freeze(&self, i: usize) {
-        if let Some(child) = &self.nodes[i].process {
-            signal(child, "-STOP").await;
-        }
+        self.nodes.signal(i, "-STOP").await;
     }
 
     /// Lets node `i` run again after [`RedisCluster::freeze`].
     pub async fn thaw(&self, i: usize) {
-        if let Some(child) = &self.nodes[i].process {
-            signal(child, "-CONT").await;
-        }
+        self.nodes.signal(i, "-CONT").await;
     }
 
     /// Starts node `i` again (it rejoins from its cluster file, as a replica if its replica
     /// took over) and waits until the cluster is ok.
     pub async fn restart(&mut self, i: usize) {
         self.spawn(i);
-        wait_open("redis-server", self.nodes[i].port).await;
+        self.nodes.wait_open(i).await;
         self.wait_ok().await;
     }
 
     /// Waits until the cluster serves every slot again (after a failover).
     pub async fn wait_healthy(&self) {
         self.wait_ok().await;
-    }
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(child) = node.process.as_mut() {
-                // A frozen node ignores SIGTERM but not SIGKILL.
-                let _ = child.start_kill();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -482,8 +495,8 @@ impl NodeControl for RedisCluster {
         if let Some(node) = self.node_with_subscriber().await {
             return node;
         }
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].process.is_some() && self.is_master(i).await {
+        for i in 0..self.nodes.ports.len() {
+            if self.nodes.runs(i) && self.is_master(i).await {
                 return i;
             }
         }

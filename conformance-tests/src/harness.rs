@@ -2,16 +2,16 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use pubsub_core::memory::{MemoryBus, MemoryConfig, MemoryLink};
-use pubsub_core::{PubSub, Result, WithOptions};
+use pubsub_core::{PubSub, Result};
 
-use crate::proxy::TcpProxy;
+use pubsub_test_support::kit::FaultedDeadlines;
+use pubsub_test_support::proxy::TcpProxy;
 
 /// Connects a new handle (a new connection) to the backend under test.
 pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn PubSub>>> + Send + Sync>;
@@ -269,34 +269,6 @@ pub fn report(harness: &Harness, cases: &[&str]) {
     }
 }
 
-/// `base` scaled by `PUBSUB_TEST_TIME_SCALE` (a float, default 1) for slow machines.
-pub fn idle_timeout(base: Duration) -> Duration {
-    let scale = std::env::var("PUBSUB_TEST_TIME_SCALE")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .unwrap_or(1.0);
-    base.mul_f64(scale)
-}
-
-/// A fresh topic prefix (one token) for one case: never the same twice, in this process or
-/// across reruns.
-pub fn unique_prefix(case: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let clean: String = case
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    format!(
-        "t_{clean}_{}_{nanos:x}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// Implements [`Link`] for a type with inherent `cut`, `restore`, `freeze` and `thaw` methods.
 macro_rules! link_by_inherent_methods {
     ($t:ty $(, $($extra:tt)*)?) => {
@@ -337,10 +309,7 @@ pub fn memory_harness() -> Harness {
             Ok(Arc::new(hub) as Arc<dyn PubSub>)
         },
         || async {
-            let config = MemoryConfig::default()
-                .with_publish_timeout(Duration::from_millis(500))
-                .with_heartbeat(crate::kit::fast_heartbeat())
-                .with_command_timeout(Duration::from_secs(2));
+            let config = MemoryConfig::default().with_faulted_deadlines();
             let (hub, link) = MemoryBus::global().connect_with(config).await?;
             Ok((
                 Arc::new(hub) as Arc<dyn PubSub>,

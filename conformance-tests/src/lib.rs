@@ -15,33 +15,31 @@
 //! the `PUBSUB_TEST_TIME_SCALE` environment variable ([`idle_timeout`]). The list of cases lives
 //! in one place (`with_cases!` in this file): [`CASES`] and [`suite!`] both expand it.
 //!
-//! The crate is also the test kit of every adapter's own tests and benchmarks (as a
-//! dev-dependency):
+//! The suite builds on the workspace's test support (`pubsub-test-support`), and re-exports
+//! what its scenarios use, for backends outside the workspace:
 //!
-//! - [`kit`]: connect, subscribe, publish and bounded waits (`next`, `drain`, `take`, …);
+//! - [`kit`]: connect through a [`Harness`], subscribe, publish and bounded waits (`next`,
+//!   `drain`, `take`, …);
 //! - [`proxy::TcpProxy`]: a TCP fault proxy that can cut, restore, freeze and thaw connections;
 //! - [`broker`]: where the test brokers are, stopping / starting the local Redis, and
 //!   starting a Tansu (Kafka) broker of a test's own;
-//! - [`switchboard::Switchboard`]: routes Kafka connections by client id (fault cases on Kafka);
-//! - [`mod@bench`]: the harness of the adapter-versus-raw-client throughput benchmarks;
-//! - [`scale`]: the shape of the scale benchmark (many patterns on one handle).
+//! - [`switchboard::Switchboard`]: routes Kafka connections by client id (fault cases on Kafka).
+//!
+//! An adapter's own tests and benches use `pubsub-test-support` and `pubsub-bench` directly,
+//! never this crate (which sits above the adapters).
 #![deny(missing_docs)]
 
-pub mod bench;
-pub mod broker;
 pub mod cluster;
 pub mod failover;
 mod harness;
 pub mod kit;
-pub mod proxy;
-pub mod scale;
 pub mod scenarios;
-pub mod switchboard;
 
 pub use harness::{
-    idle_timeout, memory_harness, report, run_case, unique_prefix, Capability, Connect,
-    ConnectCuttable, Foreign, ForeignMessage, Harness, Link, LONG_TOPIC_CASES, SHORT_TOPIC,
+    memory_harness, report, run_case, Capability, Connect, ConnectCuttable, Foreign,
+    ForeignMessage, Harness, Link, LONG_TOPIC_CASES, SHORT_TOPIC,
 };
+pub use pubsub_test_support::{broker, idle_timeout, proxy, switchboard, unique_prefix};
 
 /// The one list of cases, in the order the suite runs them: each name is a function in
 /// [`scenarios`]. Adding a case is adding its name here (and writing the function).

@@ -5,10 +5,9 @@
 //! skip). The fault cases go through a fault proxy (`conformance_tests::proxy::TcpProxy`) that
 //! they cut or freeze; that handle dials only the proxy, so every reconnect goes through it too.
 
-use std::time::Duration;
-
 use conformance_tests::broker::{amqp_addr, amqp_url};
 use conformance_tests::kit::fast_backoff;
+use conformance_tests::kit::FaultedDeadlines;
 use conformance_tests::Harness;
 use pubsub_amqp::AmqpConfig;
 use pubsub_core::WithOptions;
@@ -21,9 +20,7 @@ fn amqp_harness() -> Harness {
         if let Some(addr) = proxy {
             config = config
                 .with_server(addr.ip().to_string(), addr.port())
-                .with_publish_timeout(Duration::from_millis(500))
-                .with_heartbeat(conformance_tests::kit::fast_heartbeat())
-                .with_command_timeout(Duration::from_secs(2))
+                .with_faulted_deadlines()
                 .with_backoff(fast_backoff());
         }
         pubsub_amqp::connect(config).await

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conformance_tests::broker::{kafka_url, Tansu};
-use conformance_tests::kit::fast_backoff;
+use conformance_tests::kit::{fast_backoff, FaultedDeadlines};
 use conformance_tests::proxy::TcpProxy;
 use conformance_tests::switchboard::Switchboard;
 use conformance_tests::{Capability, Harness, Link};
@@ -108,9 +108,7 @@ fn kafka_harness() -> Harness {
                 let config = KafkaConfig::from_url(&kafka_url())?
                     .with_servers([proxy.local_addr().to_string()])
                     .with_client_id(client_id)
-                    .with_publish_timeout(Duration::from_millis(500))
-                    .with_heartbeat(conformance_tests::kit::fast_heartbeat())
-                    .with_command_timeout(Duration::from_secs(2))
+                    .with_faulted_deadlines()
                     .with_backoff(fast_backoff());
                 let handle = pubsub_kafka::connect(config).await?;
                 let link = FaultLink {

@@ -5,12 +5,8 @@
 //! (`conformance_tests::proxy::TcpProxy`) that they cut or freeze; that handle dials only the
 //! proxy (no server discovered from the cluster), so every reconnect goes through it too.
 
-use std::time::Duration;
-
 use conformance_tests::broker::{nats_addr, nats_url};
-use conformance_tests::kit::fast_backoff;
 use conformance_tests::Harness;
-use pubsub_core::WithOptions;
 use pubsub_nats::NatsConfig;
 
 mod support;
@@ -19,13 +15,7 @@ fn nats_harness() -> Harness {
     Harness::proxied("nats", nats_addr(), |proxy| async move {
         let mut config = NatsConfig::from_url(&nats_url())?;
         if let Some(addr) = proxy {
-            config = config
-                .with_servers([format!("nats://{addr}")])
-                .with_discovered_servers(false)
-                .with_publish_timeout(Duration::from_millis(500))
-                .with_heartbeat(conformance_tests::kit::fast_heartbeat())
-                .with_command_timeout(Duration::from_secs(2))
-                .with_backoff(fast_backoff());
+            config = support::nats_through_proxy(config, addr);
         }
         pubsub_nats::connect(config).await
     })

@@ -7,7 +7,6 @@
 //! its own and kills the node a subscribed handle is connected to while messages flow.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use conformance_tests::cluster::NatsCluster;
 use conformance_tests::failover::node_failure;
@@ -42,13 +41,7 @@ fn nats_cluster_harness() -> Harness {
             // exercised by `foreign_publisher` and `node_kill_failover`.
             let mut config = NatsConfig::from_url(&url)?.with_servers([format!("nats://{first}")]);
             if let Some(addr) = proxy {
-                config = config
-                    .with_servers([format!("nats://{addr}")])
-                    .with_discovered_servers(false)
-                    .with_publish_timeout(Duration::from_millis(500))
-                    .with_heartbeat(conformance_tests::kit::fast_heartbeat())
-                    .with_command_timeout(Duration::from_secs(2))
-                    .with_backoff(fast_backoff());
+                config = support::nats_through_proxy(config, addr);
             }
             pubsub_nats::connect(config).await
         }

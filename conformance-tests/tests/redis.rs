@@ -4,11 +4,9 @@
 //! skip). The `reconnect` and `stalled_subscribe` cases go through a fault proxy
 //! (`conformance_tests::proxy::TcpProxy`) that they cut or freeze.
 
-use std::time::Duration;
-
 use conformance_tests::broker::{redis_addr, redis_url};
+use conformance_tests::kit::FaultedDeadlines;
 use conformance_tests::Harness;
-use pubsub_core::WithOptions;
 use pubsub_redis::RedisConfig;
 
 mod support;
@@ -19,9 +17,7 @@ fn redis_harness() -> Harness {
         if let Some(addr) = proxy {
             config = config
                 .with_server(addr.ip().to_string(), addr.port())
-                .with_publish_timeout(Duration::from_millis(500))
-                .with_heartbeat(conformance_tests::kit::fast_heartbeat())
-                .with_command_timeout(Duration::from_secs(2));
+                .with_faulted_deadlines();
         }
         pubsub_redis::connect(config).await
     })

@@ -9,11 +9,11 @@
 //! `master_kill_failover` kills that master while messages flow.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use conformance_tests::cluster::RedisCluster;
 use conformance_tests::failover::{node_failure, NodeControl, NodeLink};
 use conformance_tests::kit::fast_backoff;
+use conformance_tests::kit::FaultedDeadlines;
 use conformance_tests::{Connect, Harness, Link};
 use pubsub_core::{PubSub, Result, WithOptions};
 use pubsub_redis::RedisConfig;
@@ -29,11 +29,7 @@ fn cluster_url() -> String {
 async fn connect(url: String, faulted: bool) -> Result<Arc<dyn PubSub>> {
     let mut config = RedisConfig::from_url(&url)?;
     if faulted {
-        config = config
-            .with_publish_timeout(Duration::from_millis(500))
-            .with_heartbeat(conformance_tests::kit::fast_heartbeat())
-            .with_command_timeout(Duration::from_secs(2))
-            .with_backoff(fast_backoff());
+        config = config.with_faulted_deadlines().with_backoff(fast_backoff());
     }
     Ok(Arc::new(pubsub_redis::connect(config).await?))
 }

@@ -12,16 +12,11 @@
 //!
 //! The harness (rounds interleaved adapter / raw, medians, the table, `BENCH_QUICK=1` for a
 //! smoke run, `BENCH_ROWS`, `BENCH_ROUNDS`, `BENCH_MODE=adapter|raw`) is
-//! `conformance_tests::bench`.
+//! `pubsub_bench`.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use conformance_tests::bench::{
-    self, adapter_run, publish_pipelined, stamp, Outcome, Row, Settings,
-};
-use conformance_tests::broker::amqp_url;
-use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use pubsub_amqp::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -30,6 +25,9 @@ use pubsub_amqp::lapin::options::{
 use pubsub_amqp::lapin::types::{AMQPValue, FieldTable};
 use pubsub_amqp::lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use pubsub_amqp::AmqpConfig;
+use pubsub_bench::{publish_pipelined, stamp, Outcome, Row};
+use pubsub_test_support::broker::amqp_url;
+use pubsub_test_support::throughput::connect_and_run;
 
 /// Publishes in flight.
 const WINDOW: usize = 128;
@@ -39,15 +37,20 @@ const ROUNDS: usize = 7;
 const PREFETCH: u16 = 1000;
 const MAX_LENGTH: i64 = 100_000;
 
-async fn run_adapter(row: Row, topic: &str) -> Outcome {
+async fn run_adapter(row: Row, topic: String) -> Outcome {
     let config = AmqpConfig::from_url(&amqp_url()).expect("valid URL");
-    let ps = pubsub_amqp::connect(config)
-        .await
-        .expect("RabbitMQ must be reachable");
-    adapter_run(ps, row, topic, WINDOW).await
+    connect_and_run(
+        pubsub_amqp::connect(config),
+        "RabbitMQ",
+        row,
+        &topic,
+        WINDOW,
+    )
+    .await
 }
 
-async fn run_raw(row: Row, topic: &str) -> Outcome {
+async fn run_raw(row: Row, topic: String) -> Outcome {
+    let topic = topic.as_str();
     let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
         .await
         .expect("RabbitMQ must be reachable");
@@ -103,12 +106,7 @@ async fn run_raw(row: Row, topic: &str) -> Outcome {
         .await
         .expect("consume");
     let mut receivers = row.receivers();
-    let mut senders = Vec::new();
-    for _ in 0..row.subs {
-        let (tx, rx) = mpsc::unbounded::<Bytes>();
-        senders.push(tx);
-        receivers.spawn(rx);
-    }
+    let senders = receivers.spawn_channels(row.subs);
     // The reader: fan out, and ack in batches as the adapter does.
     let reader = tokio::spawn(async move {
         let (mut last, mut unacked) = (0, 0);
@@ -163,14 +161,6 @@ async fn run_raw(row: Row, topic: &str) -> Outcome {
 }
 
 fn main() {
-    let settings = Settings::from_env(ROUNDS);
-    let rows = settings.grid();
     let title = format!("RabbitMQ, 1 publisher ({WINDOW} confirmed publishes in flight), adapter and raw lapin interleaved");
-    bench::main(bench::throughput_table(
-        &settings,
-        &title,
-        &rows,
-        |row, topic| async move { run_adapter(row, &topic).await },
-        |row, topic| async move { run_raw(row, &topic).await },
-    ));
+    pubsub_bench::throughput_main(ROUNDS, &title, run_adapter, run_raw);
 }

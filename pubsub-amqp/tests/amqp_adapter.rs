@@ -4,12 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance_tests::broker::{amqp_addr, amqp_url};
-use conformance_tests::kit::{
-    drain, eventually, next, next_payload, publish, seq, shared, subscribe, subscribe_cap,
-    unique_prefix, unseq,
-};
-use conformance_tests::proxy::TcpProxy;
 use futures::StreamExt;
 use pubsub_amqp::lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
@@ -18,6 +12,12 @@ use pubsub_amqp::lapin::types::{AMQPValue, FieldArray, FieldTable};
 use pubsub_amqp::lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pubsub_amqp::{AmqpConfig, HEADERS_KEY};
 use pubsub_core::{ConnectionState, Message, PubSub, WithOptions};
+use pubsub_test_support::broker::{amqp_addr, amqp_url};
+use pubsub_test_support::kit::{
+    drain, eventually, next, next_payload, publish, seq, shared, subscribe, subscribe_cap,
+    unique_prefix, unseq,
+};
+use pubsub_test_support::proxy::TcpProxy;
 
 const QUIET: Duration = Duration::from_millis(500);
 

@@ -6,12 +6,14 @@
 //! Prints the median throughput of each form and the median of the per-round ratios with its
 //! spread (the aim: the delivery form within 5% of the plain one).
 
-use std::time::{Duration, Instant};
+mod common;
 
-use conformance_tests::bench::{interleave_async, Settings, Side};
+use std::time::Duration;
+
+use pubsub_bench::{interleave_async, Settings, Side};
 
 use pubsub_core::memory::MemoryBus;
-use pubsub_core::{Delivery, Message, SubscribeOptions, Topic};
+use pubsub_core::{Delivery, Message};
 
 const SUBSCRIBERS: usize = 10;
 const MESSAGES: usize = 200_000;
@@ -19,50 +21,29 @@ const ROUNDS: usize = 7;
 
 async fn round(bus: &MemoryBus, msg: &Message, as_deliveries: bool) -> Duration {
     let hub = bus.connect().await.expect("connect");
-    let mut readers = Vec::new();
-    for _ in 0..SUBSCRIBERS {
-        let options = SubscribeOptions::default().with_capacity(MESSAGES);
-        let mut sub = hub
-            .subscribe_with(msg.topic().clone().into(), options)
-            .await
-            .expect("subscribe");
-        readers.push(tokio::spawn(async move {
-            for _ in 0..MESSAGES {
-                if as_deliveries {
-                    match sub.recv_delivery().await {
-                        Some(Delivery::Message(_)) => {}
-                        other => panic!("unexpected {other:?}"),
-                    }
-                } else {
-                    sub.recv().await.expect("message");
+    let readers = common::readers(&hub, msg, SUBSCRIBERS, MESSAGES, |mut sub| async move {
+        for _ in 0..MESSAGES {
+            if as_deliveries {
+                match sub.recv_delivery().await {
+                    Some(Delivery::Message(_)) => {}
+                    other => panic!("unexpected {other:?}"),
                 }
+            } else {
+                sub.recv().await.expect("message");
             }
-        }));
-    }
-    let start = Instant::now();
-    for _ in 0..MESSAGES {
-        hub.publish(msg.clone()).await.expect("publish");
-    }
-    for r in readers {
-        r.await.expect("reader");
-    }
-    let took = start.elapsed();
+        }
+    })
+    .await;
+    let took = common::publish_and_join(&hub, msg, MESSAGES, readers).await;
     hub.close().await.expect("close");
     took
 }
 
 fn main() {
     let settings = Settings::from_env(ROUNDS);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    pubsub_bench::runtime().block_on(async {
         let bus = MemoryBus::new();
-        let msg = Message::new(
-            Topic::new("bench.deliveries").expect("topic"),
-            vec![7u8; 64],
-        );
+        let msg = common::message("bench.deliveries");
         // The side under test reads deliveries; the baseline reads plain messages.
         let timed = interleave_async(settings.rounds, |side| {
             round(&bus, &msg, side == Side::Adapter)

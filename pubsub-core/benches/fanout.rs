@@ -6,12 +6,14 @@
 //! the median of the per-round ratios memory / broadcast with its spread, and allocations per
 //! published message (a counting global allocator; the payload is shared by all copies).
 
+mod common;
+
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use conformance_tests::bench::{allocations, interleave_async, CountingAlloc, Settings, Side};
+use pubsub_bench::{allocations, interleave_async, CountingAlloc, Settings, Side};
 use pubsub_core::memory::MemoryBus;
-use pubsub_core::{Message, SubscribeOptions, Topic};
+use pubsub_core::Message;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -29,31 +31,15 @@ struct PerMessage {
 
 async fn memory_round(bus: &MemoryBus, msg: &Message, allocs: &Cell<f64>) -> Duration {
     let hub = bus.connect().await.expect("connect");
-    let mut receivers = Vec::new();
-    for _ in 0..SUBSCRIBERS {
-        let mut sub = hub
-            .subscribe_with(
-                msg.topic().clone().into(),
-                SubscribeOptions::default().with_capacity(MESSAGES),
-            )
-            .await
-            .expect("subscribe");
-        receivers.push(tokio::spawn(async move {
-            for _ in 0..MESSAGES {
-                sub.recv().await.expect("message");
-            }
-            sub.dropped()
-        }));
-    }
+    let readers = common::readers(&hub, msg, SUBSCRIBERS, MESSAGES, |mut sub| async move {
+        for _ in 0..MESSAGES {
+            sub.recv().await.expect("message");
+        }
+        assert_eq!(sub.dropped(), 0, "nothing may be dropped");
+    })
+    .await;
     let before = allocations();
-    let start = Instant::now();
-    for _ in 0..MESSAGES {
-        hub.publish(msg.clone()).await.expect("publish");
-    }
-    for r in receivers {
-        assert_eq!(r.await.expect("join"), 0, "nothing may be dropped");
-    }
-    let took = start.elapsed();
+    let took = common::publish_and_join(&hub, msg, MESSAGES, readers).await;
     allocs.set((allocations() - before) as f64 / MESSAGES as f64);
     hub.close().await.expect("close");
     took
@@ -85,16 +71,9 @@ async fn broadcast_round(msg: &Message, allocs: &Cell<f64>) -> Duration {
 
 fn main() {
     let settings = Settings::from_env(ROUNDS);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    pubsub_bench::runtime().block_on(async {
         let bus = MemoryBus::new();
-        let msg = Message::new(
-            Topic::new("bench.fanout.msg").expect("topic"),
-            vec![7u8; 64],
-        );
+        let msg = common::message("bench.fanout.msg");
         let per = PerMessage::default();
         // Warm-up, not counted.
         memory_round(&bus, &msg, &per.memory).await;

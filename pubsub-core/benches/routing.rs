@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use conformance_tests::bench::{interleave, mixed_patterns, pattern_regex, Settings, Side};
+use pubsub_bench::{interleave, mixed_patterns, pattern_regex, Settings, Side};
 
 use pubsub_core::adapter::PatternTrie;
 use pubsub_core::Pattern;

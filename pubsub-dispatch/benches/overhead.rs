@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conformance_tests::bench::median;
+use pubsub_bench::median;
 use pubsub_core::memory::MemoryBus;
 use pubsub_core::{Message, PubSub, SubscribeOptions, Topic};
 use pubsub_dispatch::{Dispatcher, HandlerError, Json, Route};

@@ -3,7 +3,7 @@
 mod common;
 
 fn backend() -> common::Backend {
-    common::Backend::new("amqp", conformance_tests::broker::amqp_url())
+    common::Backend::new("amqp", pubsub_test_support::broker::amqp_url())
 }
 
 dispatch_suite!(backend);

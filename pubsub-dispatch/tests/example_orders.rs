@@ -6,7 +6,7 @@ mod orders;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_example_runs_on_memory() {
-    let bus = conformance_tests::unique_prefix("orders_example");
+    let bus = pubsub_test_support::unique_prefix("orders_example");
     let summary = orders::run(&format!("memory://{bus}"))
         .await
         .expect("the example runs");

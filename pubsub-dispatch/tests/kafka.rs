@@ -3,7 +3,7 @@
 mod common;
 
 fn backend() -> common::Backend {
-    common::Backend::new("kafka", conformance_tests::broker::kafka_url())
+    common::Backend::new("kafka", pubsub_test_support::broker::kafka_url())
 }
 
 dispatch_suite!(backend);

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, fast_retry, order, recv, topic, Order};
-use conformance_tests::kit::{next, subscribe};
 use futures::future::BoxFuture;
 use pubsub_core::{
     Backoff, ConnectionState, Error, ErrorKind, Message, Pattern, PubSub, Stats, SubscribeOptions,
@@ -21,6 +20,7 @@ use pubsub_dispatch::{
     dead_letter, DeadLetter, DedupLayer, Dispatcher, Event, HandlerError, Meta, Publisher, Route,
     TimeoutLayer,
 };
+use pubsub_test_support::kit::{next, subscribe};
 use tokio::sync::{mpsc, watch};
 
 /// A handle whose publishes to `dlq.…` always fail (a broker refusing the dead-letter topic).
@@ -75,7 +75,7 @@ impl PubSub for RefusesDeadLetters {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_dead_letter_publish_is_reported() {
     let b = Backend::memory();
-    let p = conformance_tests::unique_prefix("dlq_fail");
+    let p = pubsub_test_support::unique_prefix("dlq_fail");
     let wrapped = Arc::new(RefusesDeadLetters {
         inner: b.connect().await,
         refused: AtomicU32::new(0),
@@ -142,7 +142,7 @@ async fn failing_dead_letter_publish_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedup_and_timeout_middleware() {
     let b = Backend::memory();
-    let p = conformance_tests::unique_prefix("middleware");
+    let p = pubsub_test_support::unique_prefix("middleware");
     let ps = b.connect().await;
     let mut dlq = subscribe(&ps, &format!("dlq.{p}.>")).await;
     let dedup = DedupLayer::new(100);
@@ -204,7 +204,7 @@ async fn dedup_and_timeout_middleware() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatcher_wide_layer() {
     let b = Backend::memory();
-    let p = conformance_tests::unique_prefix("global_layer");
+    let p = pubsub_test_support::unique_prefix("global_layer");
     let ps = b.connect().await;
     let mut dlq = subscribe(&ps, &format!("dlq.{p}.>")).await;
     let d = Dispatcher::builder(ps.clone())
@@ -217,7 +217,7 @@ async fn dispatcher_wide_layer() {
         .start()
         .await
         .expect("start");
-    conformance_tests::kit::publish(&ps, &format!("{p}.a"), "x").await;
+    pubsub_test_support::kit::publish(&ps, &format!("{p}.a"), "x").await;
     let dead = next(&mut dlq, "timed out by the global layer").await;
     assert_eq!(dead.headers().get(dead_letter::DLQ_REASON), Some("timeout"));
     assert_eq!(
@@ -263,7 +263,7 @@ fn metrics_are_recorded() {
     metrics::with_local_recorder(&recorder, || {
         rt.block_on(async {
             let ps = Backend::memory().connect().await;
-            let p = conformance_tests::unique_prefix("metrics");
+            let p = pubsub_test_support::unique_prefix("metrics");
             let mut dlq = subscribe(&ps, &format!("dlq.{p}.>")).await;
             let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
             let d = Dispatcher::builder(ps.clone())

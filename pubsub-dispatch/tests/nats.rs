@@ -3,7 +3,7 @@
 mod common;
 
 fn backend() -> common::Backend {
-    common::Backend::new("nats", conformance_tests::broker::nats_url())
+    common::Backend::new("nats", pubsub_test_support::broker::nats_url())
 }
 
 dispatch_suite!(backend);

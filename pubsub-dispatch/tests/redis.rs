@@ -3,7 +3,7 @@
 mod common;
 
 fn backend() -> common::Backend {
-    common::Backend::new("redis", conformance_tests::broker::redis_url())
+    common::Backend::new("redis", pubsub_test_support::broker::redis_url())
 }
 
 dispatch_suite!(backend);

@@ -211,30 +211,8 @@ pub async fn run(
     gateway.serve(listener, signal).await
 }
 
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
+/// Completes on Ctrl-C or, on Unix, SIGTERM (the facade's, shared with the examples).
+pub use pubsub::shutdown_signal;
 
 async fn healthz(State(gateway): State<Arc<Shared>>) -> Response {
     let state = gateway.pubsub.connection_state();

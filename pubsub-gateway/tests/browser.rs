@@ -14,8 +14,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use conformance_tests::broker;
-use conformance_tests::proxy::TcpProxy;
+use pubsub_test_support::broker;
+use pubsub_test_support::proxy::TcpProxy;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 use tokio::time::{sleep, Instant};

@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use conformance_tests::broker;
-use conformance_tests::proxy::TcpProxy;
+use pubsub_test_support::broker;
+use pubsub_test_support::proxy::TcpProxy;
 
 /// Gateways A and B on `url`: WebSocket and SSE subscribers on A get what is posted to B, with
 /// headers; several patterns are one subscription; SIGTERM closes streams with a final frame.
@@ -208,8 +208,8 @@ async fn outage_on_amqp() {
 /// fault proxy and everyone else's straight to the broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_on_kafka() {
-    use conformance_tests::broker::Tansu;
-    use conformance_tests::switchboard::Switchboard;
+    use pubsub_test_support::broker::Tansu;
+    use pubsub_test_support::switchboard::Switchboard;
     let mut switchboard = Switchboard::start(([127, 0, 0, 1], 9).into())
         .await
         .unwrap();

@@ -13,18 +13,14 @@
 //!
 //! The harness (rounds interleaved adapter / raw, medians, the table, `BENCH_QUICK=1` for a
 //! smoke run, `BENCH_ROWS`, `BENCH_ROUNDS`, `BENCH_MODE=adapter|raw`) is
-//! `conformance_tests::bench`.
+//! `pubsub_bench`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use conformance_tests::bench::{
-    self, adapter_run, publish_pipelined, stamp, Outcome, Row, Settings,
-};
-use conformance_tests::broker::kafka_url;
-use futures::channel::mpsc;
+use pubsub_bench::{publish_pipelined, stamp, Outcome, Row};
 use pubsub_core::Topic;
 use pubsub_kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use pubsub_kafka::rdkafka::client::DefaultClientContext;
@@ -32,18 +28,17 @@ use pubsub_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use pubsub_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use pubsub_kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use pubsub_kafka::{encode_topic, KafkaConfig};
+use pubsub_test_support::broker::kafka_url;
+use pubsub_test_support::throughput::connect_and_run;
 
 /// Publishes in flight.
 const WINDOW: usize = 128;
 /// Rounds per row (each runs the adapter and raw rdkafka once).
 const ROUNDS: usize = 5;
 
-async fn run_adapter(row: Row, topic: &str) -> Outcome {
+async fn run_adapter(row: Row, topic: String) -> Outcome {
     let config = KafkaConfig::from_url(&kafka_url()).expect("valid URL");
-    let ps = pubsub_kafka::connect(config)
-        .await
-        .expect("Kafka must be reachable");
-    adapter_run(ps, row, topic, WINDOW).await
+    connect_and_run(pubsub_kafka::connect(config), "Kafka", row, &topic, WINDOW).await
 }
 
 fn base() -> ClientConfig {
@@ -54,7 +49,8 @@ fn base() -> ClientConfig {
     c
 }
 
-async fn run_raw(row: Row, topic: &str) -> Outcome {
+async fn run_raw(row: Row, topic: String) -> Outcome {
+    let topic = topic.as_str();
     let name = encode_topic(&topic.parse::<Topic>().expect("topic")).expect("name");
     let admin: AdminClient<DefaultClientContext> = base().create().expect("admin");
     let new = NewTopic::new(&name, 1, TopicReplication::Fixed(1));
@@ -73,7 +69,7 @@ async fn run_raw(row: Row, topic: &str) -> Outcome {
     let _ = producer.send(warm, Duration::from_secs(5)).await;
     let consumer: Arc<BaseConsumer> = Arc::new(
         base()
-            .set("group.id", bench::run_id("raw-group"))
+            .set("group.id", pubsub_bench::run_id("raw-group"))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "10")
@@ -95,12 +91,7 @@ async fn run_raw(row: Row, topic: &str) -> Outcome {
     consumer.incremental_assign(&list).expect("assign");
 
     let mut receivers = row.receivers();
-    let mut senders = Vec::new();
-    for _ in 0..row.subs {
-        let (tx, rx) = mpsc::unbounded::<Bytes>();
-        senders.push(tx);
-        receivers.spawn(rx);
-    }
+    let senders = receivers.spawn_channels(row.subs);
     let stop = Arc::new(AtomicBool::new(false));
     let poller = {
         let (consumer, stop) = (consumer.clone(), stop.clone());
@@ -139,16 +130,8 @@ async fn run_raw(row: Row, topic: &str) -> Outcome {
 }
 
 fn main() {
-    let settings = Settings::from_env(ROUNDS);
-    let rows = settings.grid();
     let title = format!(
         "Kafka (Tansu), 1 publisher ({WINDOW} publishes in flight, idempotent, acks=all, linger.ms=0, fetch.wait.max.ms=10), adapter and raw rdkafka interleaved"
     );
-    bench::main(bench::throughput_table(
-        &settings,
-        &title,
-        &rows,
-        |row, topic| async move { run_adapter(row, &topic).await },
-        |row, topic| async move { run_raw(row, &topic).await },
-    ));
+    pubsub_bench::throughput_main(ROUNDS, &title, run_adapter, run_raw);
 }

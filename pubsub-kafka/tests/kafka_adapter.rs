@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance_tests::broker::kafka_url;
-use conformance_tests::kit::{next, publish, subscribe};
-use conformance_tests::unique_prefix;
 use pubsub_core::{PubSub, Token, Topic};
 use pubsub_kafka::rdkafka::message::{Header, OwnedHeaders};
 use pubsub_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use pubsub_kafka::rdkafka::ClientConfig;
 use pubsub_kafka::{encode_topic, KafkaConfig};
+use pubsub_test_support::broker::kafka_url;
+use pubsub_test_support::kit::{next, publish, subscribe};
+use pubsub_test_support::unique_prefix;
 
 async fn handle() -> Arc<dyn PubSub> {
     let hub = pubsub_kafka::connect(KafkaConfig::from_url(&kafka_url()).expect("url"))
@@ -141,18 +141,18 @@ async fn a_bootstrap_list_skips_a_dead_broker() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port");
-    let live = conformance_tests::broker::kafka_url();
+    let live = pubsub_test_support::broker::kafka_url();
     let live = live.trim_start_matches("kafka://").to_string();
     let url = format!("kafka://{dead},{live}");
     let config = pubsub_kafka::KafkaConfig::from_url(&url).expect("a bootstrap list");
     let ps = pubsub_kafka::connect(config)
         .await
         .expect("connect through the second broker");
-    let p = conformance_tests::kit::unique_prefix("bootstrap");
+    let p = pubsub_test_support::kit::unique_prefix("bootstrap");
     let ps: std::sync::Arc<dyn pubsub_core::PubSub> = std::sync::Arc::new(ps);
-    let mut sub = conformance_tests::kit::subscribe(&ps, &format!("{p}.x")).await;
-    conformance_tests::kit::publish(&ps, &format!("{p}.x"), "through the live broker").await;
-    let m = conformance_tests::kit::next(&mut sub, "over a bootstrap list").await;
+    let mut sub = pubsub_test_support::kit::subscribe(&ps, &format!("{p}.x")).await;
+    pubsub_test_support::kit::publish(&ps, &format!("{p}.x"), "through the live broker").await;
+    let m = pubsub_test_support::kit::next(&mut sub, "over a bootstrap list").await;
     assert_eq!(m.payload().as_ref(), b"through the live broker");
     ps.close().await.expect("close");
 }

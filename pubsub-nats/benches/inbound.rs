@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use conformance_tests::broker::nats_url;
 use futures::StreamExt;
 use pubsub_core::{Message, SubscribeOptions, Topic};
 use pubsub_nats::NatsConfig;
+use pubsub_test_support::broker::nats_url;
 use tokio::sync::Notify;
 
 /// Messages the publisher sends before it waits for every subscription to catch up

@@ -1,5 +1,5 @@
 //! Scale: `n` distinct patterns on one handle, memory and NATS (`SCALE_BACKENDS=memory`, `=nats`
-//! for one). The shape is `conformance_tests::scale`, for other backends' benches too. For each backend and each `n` (`SCALE_N`, default 10000,100000):
+//! for one). The shape is `pubsub_test_support::scale`, for other backends' benches too. For each backend and each `n` (`SCALE_N`, default 10000,100000):
 //!
 //! - **subscribe** / **unsubscribe**: the time until the broker confirmed all `n`, every
 //!   subscribe (unsubscribe) issued at once; cost is linear when the time per pattern stays
@@ -12,11 +12,11 @@
 
 use std::time::Duration;
 
-use conformance_tests::bench::median;
-use conformance_tests::broker::nats_url;
-use conformance_tests::scale::{publish_rate, receiver, subscribe_many, unsubscribe_all};
+use pubsub_bench::median;
 use pubsub_core::memory::MemoryBus;
 use pubsub_core::{Hub, Topic};
+use pubsub_test_support::broker::nats_url;
+use pubsub_test_support::scale::{publish_rate, receiver, subscribe_many, unsubscribe_all};
 
 /// Messages per publish round (memory: ten times as many).
 const PUBLISHED: usize = 20_000;
@@ -109,7 +109,7 @@ fn main() {
     println!();
     println!("| backend | n | subscribe n | unsubscribe n | per pattern (sub / unsub) | publish with n present |");
     println!("|---|---:|---:|---:|---:|---:|");
-    conformance_tests::bench::runtime().block_on(async {
+    pubsub_bench::runtime().block_on(async {
         for backend in backends.split(',') {
             run(backend.trim(), &sizes, rounds).await;
         }

@@ -18,17 +18,17 @@
 //!
 //! The harness (rounds interleaved adapter / raw, medians, the table, `BENCH_QUICK=1` for a
 //! smoke run, `BENCH_ROWS`, `BENCH_ROUNDS`, `BENCH_MODE=adapter|raw`) is
-//! `conformance_tests::bench`.
+//! `pubsub_bench`.
 
 use bytes::Bytes;
-use conformance_tests::bench::{
-    self, compare, fmt_size, print_header, print_row, publish_paced, stamp, Compared, Outcome,
-    Receivers, Settings, Side, COMPARED_COLUMNS,
-};
-use conformance_tests::broker::nats_url;
 use futures::StreamExt;
+use pubsub_bench::{
+    compare, fmt_size, print_header, print_row, publish_paced, stamp, Compared, Outcome, Receivers,
+    Settings, Side, COMPARED_COLUMNS,
+};
 use pubsub_core::{Message, SubscribeOptions, Topic};
 use pubsub_nats::NatsConfig;
+use pubsub_test_support::broker::nats_url;
 
 /// Bytes the publisher may have in flight (sent, not yet received by every subscription):
 /// enough to keep the pipeline full, far below the server's per-connection pending limit
@@ -144,7 +144,7 @@ async fn adapter_round(round: &str, row: Row) -> Outcome {
 /// Both sides of one row, interleaved round by round.
 async fn compare_row(settings: &Settings, r: usize, kind: &str, row: Row) -> Compared {
     compare(settings, |side, round| {
-        let id = bench::run_id(&format!("r{r}{kind}x{round}"));
+        let id = pubsub_bench::run_id(&format!("r{r}{kind}x{round}"));
         async move {
             match side {
                 Side::Adapter => adapter_round(&format!("{id}.ad"), row).await,
@@ -191,7 +191,7 @@ fn main() {
     columns.extend(COMPARED_COLUMNS.map(String::from));
     columns.extend(extra);
     print_header(&columns);
-    bench::main(async {
+    pubsub_bench::main(async {
         for (r, row) in rows.iter().enumerate() {
             if !settings.runs_row(r) {
                 continue;

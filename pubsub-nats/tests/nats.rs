@@ -6,15 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance_tests::broker::{nats_addr, nats_url};
-use conformance_tests::kit::{
-    assert_closed, expect_silence, fast_backoff, msg, next, next_payload, publish, receive, shared,
-    subscribe, subscribe_cap, tasks_settle, unique_prefix,
-};
-use conformance_tests::proxy::TcpProxy;
 use futures::StreamExt;
 use pubsub_core::{ErrorKind, Headers, Message, PubSub, Subscription, WithOptions};
 use pubsub_nats::NatsConfig;
+use pubsub_test_support::broker::{nats_addr, nats_url};
+use pubsub_test_support::kit::{
+    assert_closed, expect_silence, fast_backoff, msg, next, next_payload, publish, receive, shared,
+    subscribe, subscribe_cap, tasks_settle, unique_prefix,
+};
+use pubsub_test_support::proxy::TcpProxy;
 
 fn config() -> NatsConfig {
     NatsConfig::from_url(&nats_url()).expect("PUBSUB_NATS_URL parses")
@@ -236,13 +236,13 @@ async fn a_stalled_subscription_never_makes_a_slow_consumer() {
     // Nothing was lost before the router (async-nats reports no slow consumer). The router
     // counts a drop just after the push, so allow it a moment.
     let dropped = stalled.dropped();
-    conformance_tests::kit::eventually(
+    pubsub_test_support::kit::eventually(
         "the handle counts the drops",
         Duration::from_secs(2),
         || ps.stats().dropped == dropped,
     )
     .await;
-    let kept = conformance_tests::kit::drain(&mut stalled, Duration::ZERO).await;
+    let kept = pubsub_test_support::kit::drain(&mut stalled, Duration::ZERO).await;
     assert_eq!(
         kept.len(),
         1024,
@@ -375,23 +375,23 @@ async fn reconnects_after_a_cut_and_keeps_subscriptions() {
 /// server: the dropped driver flushes async-nats's write buffer before letting go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_survive_a_handle_dropped_without_close() {
-    let p = conformance_tests::kit::unique_prefix("dropped_publisher");
+    let p = pubsub_test_support::kit::unique_prefix("dropped_publisher");
     let watcher = handle().await;
-    let mut sub = conformance_tests::kit::subscribe(&watcher, &format!("{p}.>")).await;
+    let mut sub = pubsub_test_support::kit::subscribe(&watcher, &format!("{p}.>")).await;
     for round in 0..20u32 {
         let publisher = handle().await;
         for i in 0..50u32 {
-            conformance_tests::kit::publish(
+            pubsub_test_support::kit::publish(
                 &publisher,
                 &format!("{p}.r"),
-                conformance_tests::kit::seq(round, i),
+                pubsub_test_support::kit::seq(round, i),
             )
             .await;
         }
         drop(publisher);
         for i in 0..50u32 {
-            let m = conformance_tests::kit::next(&mut sub, "a message of a dropped handle").await;
-            assert_eq!(conformance_tests::kit::unseq(&m), (round, i));
+            let m = pubsub_test_support::kit::next(&mut sub, "a message of a dropped handle").await;
+            assert_eq!(pubsub_test_support::kit::unseq(&m), (round, i));
         }
     }
     watcher.close().await.expect("close");

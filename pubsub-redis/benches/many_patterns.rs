@@ -17,9 +17,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use conformance_tests::bench::{self, compare, publish_pipelined, Outcome, Settings, Side};
-use conformance_tests::kit::receive;
+use pubsub_bench::{compare, publish_pipelined, Outcome, Settings, Side};
 use pubsub_core::{Message, SubscribeOptions, Topic};
+use pubsub_test_support::kit::receive;
 
 const PATTERNS: usize = 10_000;
 const ROUNDS: usize = 5;
@@ -67,7 +67,7 @@ async fn round(round: usize, others: usize, count: usize) -> (Outcome, usize) {
 fn main() {
     let settings = Settings::from_env(ROUNDS);
     let count = settings.count(50_000, 10);
-    bench::main(async {
+    pubsub_bench::main(async {
         let globs = std::cell::Cell::new(0);
         let compared = compare(&settings, |side, r| {
             let others = match side {

@@ -6,16 +6,16 @@
 //!
 //! Run: `cargo bench -p pubsub-redis --bench shared_filter` (Redis at `PUBSUB_REDIS_URL`,
 //! default `redis://127.0.0.1:6379`); `BENCH_QUICK=1` for a smoke run. The rounds, medians
-//! and settings are `conformance_tests::bench`'s (the side under test is the handle with 4000
+//! and settings are `pubsub_bench`'s (the side under test is the handle with 4000
 //! patterns, the baseline the one with a single pattern).
 
 use std::time::{Duration, Instant};
 
-use conformance_tests::bench::{self, compare, Outcome, Settings, Side};
-use conformance_tests::broker::redis_url;
-use conformance_tests::kit::receive;
+use pubsub_bench::{compare, Outcome, Settings, Side};
 use pubsub_core::{Hub, Message, SubscribeOptions, Topic};
 use pubsub_redis::RedisConfig;
+use pubsub_test_support::broker::redis_url;
+use pubsub_test_support::kit::receive;
 
 const PATTERNS: usize = 4000;
 const ROUNDS: usize = 5;
@@ -72,7 +72,7 @@ async fn round(round: usize, others: usize, count: usize) -> Outcome {
 fn main() {
     let settings = Settings::from_env(ROUNDS);
     let count = settings.count(50_000, 10);
-    bench::main(async {
+    pubsub_bench::main(async {
         let compared = compare(&settings, |side, r| async move {
             let others = match side {
                 Side::Adapter => PATTERNS - 1,

@@ -14,7 +14,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use conformance_tests::bench::{self, median, Settings};
+use pubsub_bench::{median, Settings};
 
 const ROUNDS: usize = 5;
 
@@ -41,7 +41,7 @@ fn main() {
         true => (1_000, 10_000),
         false => (10_000, 100_000),
     };
-    bench::main(async {
+    pubsub_bench::main(async {
         let mut rows: Vec<(usize, Vec<Duration>, Vec<Duration>, usize)> =
             vec![(small, vec![], vec![], 0), (large, vec![], vec![], 0)];
         for r in 0..settings.rounds {

@@ -10,19 +10,18 @@
 //!
 //! The harness (rounds interleaved adapter / raw, medians, the table, `BENCH_QUICK=1` for a
 //! smoke run, `BENCH_ROWS`, `BENCH_ROUNDS`, `BENCH_MODE=adapter|raw`) is
-//! `conformance_tests::bench`; `BENCH_PUBLISH_ONLY=1` measures the publish path alone.
+//! `pubsub_bench`; `BENCH_PUBLISH_ONLY=1` measures the publish path alone.
 
 use std::sync::Arc;
 
-use conformance_tests::bench::{
-    self, adapter_run, publish_pipelined, stamp, Outcome, Row, Settings,
-};
-use conformance_tests::broker::redis_url;
+use pubsub_bench::{publish_pipelined, stamp, Outcome, Row, Settings};
 use pubsub_redis::fred::clients::Client;
 use pubsub_redis::fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use pubsub_redis::fred::types::config::{Config, ConnectionConfig, PerformanceConfig, TcpConfig};
 use pubsub_redis::fred::types::Value;
 use pubsub_redis::RedisConfig;
+use pubsub_test_support::broker::redis_url;
+use pubsub_test_support::throughput::connect_and_run;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Publishes in flight.
@@ -30,12 +29,9 @@ const WINDOW: usize = 128;
 /// Rounds per row (each runs the adapter and raw fred once).
 const ROUNDS: usize = 7;
 
-async fn run_adapter(row: Row, topic: &str) -> Outcome {
+async fn run_adapter(row: Row, topic: String) -> Outcome {
     let config = RedisConfig::from_url(&redis_url()).expect("valid URL");
-    let ps = pubsub_redis::connect(config)
-        .await
-        .expect("Redis must be reachable");
-    adapter_run(ps, row, topic, WINDOW).await
+    connect_and_run(pubsub_redis::connect(config), "Redis", row, &topic, WINDOW).await
 }
 
 fn raw_client(capacity: usize) -> Client {
@@ -55,7 +51,8 @@ fn raw_client(capacity: usize) -> Client {
     Client::new(config, Some(perf), Some(conn), None)
 }
 
-async fn run_raw(row: Row, topic: &str) -> Outcome {
+async fn run_raw(row: Row, topic: String) -> Outcome {
+    let topic = topic.as_str();
     let publisher = raw_client(64);
     let subscriber = raw_client(pubsub_redis::DEFAULT_BROADCAST_CAPACITY);
     let pub_task = publisher.init().await.expect("Redis must be reachable");
@@ -105,11 +102,11 @@ fn main() {
         rows.iter_mut().for_each(|row| row.subs = 0);
     }
     let title = format!("Redis pub/sub, 1 publisher ({WINDOW} publishes in flight), adapter and raw fred interleaved");
-    bench::main(bench::throughput_table(
+    pubsub_bench::main(pubsub_bench::throughput_table(
         &settings,
         &title,
         &rows,
-        |row, topic| async move { run_adapter(row, &topic).await },
-        |row, topic| async move { run_raw(row, &topic).await },
+        run_adapter,
+        run_raw,
     ));
 }

@@ -5,18 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use conformance_tests::broker::{
-    redis_addr, redis_port, redis_url, start_local_redis, stop_local_redis,
-};
-use conformance_tests::kit::{
-    assert_closed, drain, msg, next, next_payload, next_within, publish, shared, subscribe,
-    subscribe_cap, tasks_settle, unique_prefix,
-};
-use conformance_tests::proxy::TcpProxy;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use pubsub_core::adapter::envelope;
 use pubsub_core::{ErrorKind, Message, PubSub, WithOptions};
 use pubsub_redis::{fred, RedisConfig};
+use pubsub_test_support::broker::{
+    redis_addr, redis_port, redis_url, start_local_redis, stop_local_redis,
+};
+use pubsub_test_support::kit::{
+    assert_closed, drain, msg, next, next_payload, next_within, publish, shared, subscribe,
+    subscribe_cap, tasks_settle, unique_prefix,
+};
+use pubsub_test_support::proxy::TcpProxy;
 
 const IDLE: Duration = Duration::from_millis(300);
 
@@ -297,7 +297,7 @@ async fn unsubscribe_removes_the_native_filters() {
     let channels: Vec<String> = raw.pubsub_channels(format!("{p}*")).await.unwrap();
     assert!(channels.is_empty(), "{channels:?}");
     drop(w);
-    conformance_tests::kit::eventually("the glob is removed", Duration::from_secs(1), || {
+    pubsub_test_support::kit::eventually("the glob is removed", Duration::from_secs(1), || {
         ps.stats().native_filters == 0
     })
     .await;
@@ -576,7 +576,7 @@ async fn a_lagging_reader_counts_lost_messages() {
         let stats = ps.stats();
         stats.delivered + stats.dropped >= n
     };
-    conformance_tests::kit::eventually(
+    pubsub_test_support::kit::eventually(
         "every message accounted for",
         Duration::from_secs(10),
         accounted,

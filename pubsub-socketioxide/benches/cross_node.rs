@@ -332,8 +332,8 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let redis = conformance_tests::broker::redis_url();
-        let nats = conformance_tests::broker::nats_url();
+        let redis = pubsub_test_support::broker::redis_url();
+        let nats = pubsub_test_support::broker::nats_url();
         let only = std::env::var("SIO_BENCH_ONLY").unwrap_or_default();
         let wants = |name: &str| only.is_empty() || name.contains(&only);
         println!(

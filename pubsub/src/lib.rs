@@ -36,6 +36,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod connect;
+mod signal;
 
 pub use connect::{connect, Scheme};
 pub use pubsub_core::{
@@ -44,6 +45,7 @@ pub use pubsub_core::{
     Pattern, PubSub, Result, Secret, Stats, SubscribeOptions, Subscription, TlsOptions, Token,
     TokenError, Topic, WithOptions, DEFAULT_BUFFER, DEFAULT_HEARTBEAT, MAX_TOPIC_LEN,
 };
+pub use signal::shutdown_signal;
 
 /// The Redis adapter (feature `redis`).
 #[cfg(feature = "redis")]

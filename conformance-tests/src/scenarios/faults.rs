@@ -8,49 +8,14 @@ use std::time::Duration;
 use pubsub_core::{
     ConnectionState, Delivery, Gap, Message, PubSub, SubscribeOptions, Subscription,
 };
-use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::outage::{cut_until_down, is_down, restore_until_up, state_becomes};
 use crate::kit::*;
-use crate::{Harness, Link};
+use crate::Harness;
 
 /// How many cuts [`repeated_cuts`] makes.
 const CUTS: u32 = 20;
-
-/// Waits (at most `limit`, scaled) until the handle's state satisfies `want`.
-async fn state_becomes(
-    state: &mut watch::Receiver<ConnectionState>,
-    what: &str,
-    limit: Duration,
-    want: impl FnMut(&ConnectionState) -> bool,
-) {
-    tokio::time::timeout(idle_timeout(limit), state.wait_for(want))
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not within {limit:?}"))
-        .expect("the connection state is gone");
-}
-
-fn is_down(s: &ConnectionState) -> bool {
-    matches!(s, ConnectionState::Down { .. })
-}
-
-/// Cuts `link` and waits until the handle whose `state` this is says it is down.
-async fn cut_until_down(link: &dyn Link, state: &mut watch::Receiver<ConnectionState>) {
-    link.cut().await;
-    state_becomes(state, "down after a cut", Duration::from_secs(10), is_down).await;
-}
-
-/// Restores `link` and waits until the handle whose `state` this is says it is up again.
-async fn restore_until_up(link: &dyn Link, state: &mut watch::Receiver<ConnectionState>) {
-    link.restore().await;
-    state_becomes(
-        state,
-        "up again after a restore",
-        Duration::from_secs(30),
-        ConnectionState::is_up,
-    )
-    .await;
-}
 
 /// Reads `sub` after an outage: at least one [`Gap::Outage`], then exactly `want` (as `seq`
 /// payloads of `round`), in order, and no other gap.

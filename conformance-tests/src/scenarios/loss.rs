@@ -11,6 +11,7 @@ use pubsub_core::{
     Subscription, Token, Topic,
 };
 
+use super::outage::{cut_until_down, restore_until_up};
 use crate::kit::*;
 use crate::Harness;
 
@@ -106,19 +107,8 @@ pub async fn outage_gap(h: &Harness) {
         other => panic!("expected the first message before any cut, got {other:?}"),
     }
 
-    link.cut().await;
-    tokio::time::timeout(
-        idle(),
-        state.wait_for(|s| matches!(s, ConnectionState::Down { .. })),
-    )
-    .await
-    .expect("the state goes down after a cut")
-    .expect("state");
-    link.restore().await;
-    tokio::time::timeout(idle(), state.wait_for(ConnectionState::is_up))
-        .await
-        .expect("the state is up again after the link came back")
-        .expect("state");
+    cut_until_down(&*link, &mut state).await;
+    restore_until_up(&*link, &mut state).await;
 
     publish(&healthy, &t, seq(0, 1)).await;
     let mut deliveries = sub.deliveries();

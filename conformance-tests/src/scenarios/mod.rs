@@ -7,6 +7,7 @@ mod faults;
 mod input;
 mod lifecycle;
 mod loss;
+mod outage;
 mod reconnect;
 mod wildcards;
 

@@ -1,9 +1,11 @@
-//! Foreign publishers: each broker's own client library, publishing as another program on the
-//! same broker would (for the `foreign_publisher` case). Shared by the test targets.
+//! Shared by the test targets: foreign publishers (each broker's own client library,
+//! publishing as another program on the same broker would, for the `foreign_publisher` case),
+//! and the NATS configuration of a handle behind the fault proxy.
 #![allow(dead_code)]
 
+use conformance_tests::kit::{fast_backoff, FaultedDeadlines};
 use conformance_tests::{Foreign, ForeignMessage};
-use pubsub_core::Error;
+use pubsub_core::{Error, WithOptions};
 
 /// A raw `PUBLISH` with fred (payload only: Redis has no headers); `cluster` picks fred's
 /// cluster client with these seeds.
@@ -145,4 +147,17 @@ pub fn kafka(bootstrap: String) -> Foreign {
             Ok(())
         }
     })
+}
+
+/// `config` dialling only the fault proxy at `proxy` (no server learnt from the cluster, so
+/// every reconnect goes through the proxy too), with the deadlines of a faulted handle.
+pub fn nats_through_proxy(
+    config: pubsub_nats::NatsConfig,
+    proxy: std::net::SocketAddr,
+) -> pubsub_nats::NatsConfig {
+    config
+        .with_servers([format!("nats://{proxy}")])
+        .with_discovered_servers(false)
+        .with_faulted_deadlines()
+        .with_backoff(fast_backoff())
 }

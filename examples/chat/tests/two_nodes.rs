@@ -6,111 +6,46 @@
 //! logs.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use conformance_tests::broker;
-use conformance_tests::proxy::TcpProxy;
 use futures::{SinkExt, StreamExt};
+use pubsub_test_support::broker;
+use pubsub_test_support::process::{self, free_port, unique, Logging, Server};
+use pubsub_test_support::proxy::TcpProxy;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
-use tokio::time::{sleep, timeout, Instant};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Every wait of these tests is bounded by this (or a shorter) deadline.
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A name no other run of these tests uses.
-fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{}-{nanos}", std::process::id())
-}
-
-async fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
-
-/// `GET path` on `addr`: the status code and the body, or `None` if the server is not there.
-async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let request = async {
-        let mut stream = TcpStream::connect(addr).await.ok()?;
-        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(head.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let status = response.split(' ').nth(1)?.parse().ok()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())?;
-        Some((status, body))
-    };
-    timeout(Duration::from_secs(3), request)
-        .await
-        .ok()
-        .flatten()
-}
-
 /// Polls `/healthz` until it answers `status`.
 async fn wait_health(addr: SocketAddr, status: u16, what: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let answer = http_get(addr, "/healthz").await;
-        if let Some((code, body)) = &answer {
-            if *code == status {
-                return body.clone();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: /healthz on {addr} did not answer {status} within {WAIT:?} (last: {answer:?})"
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+    process::wait_health(addr, status, what, WAIT).await
 }
+
+/// How the chat processes log: `CHAT_TEST_LOG` is their log filter (and shows their logs).
+const LOGGING: Logging = Logging {
+    variable: "CHAT_TEST_LOG",
+    default_filter: "warn",
+};
 
 /// One `chat` process; killed when dropped.
 struct Node {
     addr: SocketAddr,
-    child: Child,
+    server: Server,
 }
 
 impl Node {
     async fn start(url: &str) -> Node {
         let addr = free_port().await;
-        let log = std::env::var("CHAT_TEST_LOG").ok();
-        let child = Command::new(env!("CARGO_BIN_EXE_chat"))
-            .args(["--url", url, "--listen", &addr.to_string()])
-            .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(if log.is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut node = Node { addr, child };
-        let deadline = Instant::now() + WAIT;
-        while !matches!(http_get(addr, "/healthz").await, Some((200, _))) {
-            if let Some(status) = node.child.try_wait().unwrap() {
-                panic!("chat on {addr} exited before it was ready: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chat on {addr} not ready in {WAIT:?}"
-            );
-            sleep(Duration::from_millis(50)).await;
-        }
-        node
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chat"));
+        command.args(["--url", url, "--listen", &addr.to_string()]);
+        let server = Server::start("chat", command, addr, LOGGING, WAIT).await;
+        Node { addr, server }
     }
 
     async fn client(&self, user: &str) -> Client {
@@ -123,22 +58,12 @@ impl Node {
     }
 
     /// SIGTERM, then the process must close its sockets and exit 0.
-    async fn terminate(mut self, clients: Vec<Client>) {
-        let pid = self.child.id().unwrap().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
+    async fn terminate(self, clients: Vec<Client>) {
+        self.server.sigterm().await;
         for mut client in clients {
             client.expect_closed().await;
         }
-        let exit = timeout(WAIT, self.child.wait())
-            .await
-            .expect("chat did not exit after SIGTERM")
-            .unwrap();
-        assert!(exit.success(), "chat exit status after SIGTERM: {exit}");
+        self.server.exits_cleanly(WAIT).await;
     }
 }
 

@@ -67,31 +67,6 @@ fn parse_args() -> Result<Option<Args>, String> {
     }))
 }
 
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -139,7 +114,7 @@ async fn main() -> ExitCode {
     let closing = node.clone();
     let served = axum::serve(listener, node.router.clone())
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            pubsub::shutdown_signal().await;
             tracing::info!("shutting down");
             closing.shutdown().await;
         })

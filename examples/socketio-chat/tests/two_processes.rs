@@ -11,8 +11,8 @@ mod support;
 
 use std::time::Duration;
 
-use conformance_tests::broker;
-use conformance_tests::proxy::TcpProxy;
+use pubsub_test_support::broker;
+use pubsub_test_support::proxy::TcpProxy;
 use serde_json::json;
 use support::*;
 

@@ -2,7 +2,7 @@
 //! by [`dispatch_suite!`] (one `#[tokio::test]` per scenario, so each shows by name).
 //!
 //! Every scenario works under a fresh topic prefix, waits on events (channels) rather than
-//! sleeps, and bounds every wait (`conformance_tests::kit::idle`, scaled by
+//! sleeps, and bounds every wait (`pubsub_test_support::kit::idle`, scaled by
 //! `PUBSUB_TEST_TIME_SCALE`).
 #![allow(dead_code)]
 
@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance_tests::kit::{idle, next, next_within, quiet, subscribe, unique_prefix};
 use pubsub_core::{Backoff, Gap, Message, PubSub, Topic};
 use pubsub_dispatch::{
     dead_letter, Dispatcher, Event, HandlerError, Meta, Publisher, Raw, Retry, Route,
 };
+use pubsub_test_support::kit::{idle, next, next_within, quiet, subscribe, unique_prefix};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 

@@ -3,13 +3,14 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+pub use pubsub_test_support::process::{free_port, unique};
+use pubsub_test_support::process::{Logging, Server};
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::net::TcpStream;
+use tokio::process::Command;
 use tokio::time::{sleep, timeout, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -17,20 +18,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Every wait of these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(15);
-
-/// A name no other run of these tests uses (one topic token).
-pub fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{}-{nanos}", std::process::id())
-}
-
-pub async fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -87,10 +74,16 @@ pub async fn publish(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// How the gateway processes log: `GATEWAY_TEST_LOG=info` shows their logs.
+const LOGGING: Logging = Logging {
+    variable: "GATEWAY_TEST_LOG",
+    default_filter: "warn",
+};
+
 /// One `pubsub-gateway` process; killed when dropped.
 pub struct Node {
     pub addr: SocketAddr,
-    child: Child,
+    server: Server,
 }
 
 impl Node {
@@ -102,56 +95,20 @@ impl Node {
     /// Like [`Node::start`], with extra command-line arguments.
     pub async fn start_with(backend: &str, env: &[(&str, &str)], args: &[&str]) -> Node {
         let addr = free_port().await;
-        let log = std::env::var("GATEWAY_TEST_LOG").ok();
         let mut command = Command::new(env!("CARGO_BIN_EXE_pubsub-gateway"));
         command
             .args(["--backend", backend, "--listen", &addr.to_string()])
             .args(args)
-            .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
             .env_remove("PUBSUB_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(if log.is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let child = command.spawn().unwrap();
-        let mut node = Node { addr, child };
-        let deadline = Instant::now() + WAIT;
-        while !matches!(health(addr).await, Some((200, _))) {
-            if let Some(status) = node.child.try_wait().unwrap() {
-                panic!("gateway on {addr} exited before it was ready: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway on {addr} not ready in {WAIT:?}"
-            );
-            sleep(Duration::from_millis(50)).await;
-        }
-        node
+            .envs(env.iter().copied());
+        let server = Server::start("gateway", command, addr, LOGGING, WAIT).await;
+        Node { addr, server }
     }
 
     /// SIGTERM; the process must exit 0 within [`WAIT`].
-    pub async fn terminate(mut self) -> impl std::future::Future<Output = ()> {
-        let pid = self.child.id().unwrap().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
-        async move {
-            let exit = timeout(WAIT, self.child.wait())
-                .await
-                .expect("gateway did not exit after SIGTERM")
-                .unwrap();
-            assert!(exit.success(), "gateway exit status after SIGTERM: {exit}");
-        }
+    pub async fn terminate(self) -> impl std::future::Future<Output = ()> {
+        self.server.sigterm().await;
+        self.server.exits_cleanly(WAIT)
     }
 }
 

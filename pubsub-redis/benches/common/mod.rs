@@ -42,7 +42,7 @@ pub fn max_globs() -> usize {
 
 /// A handle on the bench's Redis with the glob budget of [`max_globs`].
 pub async fn connect() -> Hub {
-    let url = conformance_tests::broker::redis_url();
+    let url = pubsub_test_support::broker::redis_url();
     let config = RedisConfig::from_url(&url)
         .expect("PUBSUB_REDIS_URL")
         .with_max_globs(max_globs());
@@ -54,7 +54,7 @@ pub async fn server_globs() -> usize {
     use pubsub_redis::fred::clients::Client;
     use pubsub_redis::fred::interfaces::{ClientLike, PubsubInterface};
     use pubsub_redis::fred::types::config::Config;
-    let url = conformance_tests::broker::redis_url();
+    let url = pubsub_test_support::broker::redis_url();
     let client = Client::new(Config::from_url(&url).expect("URL"), None, None, None);
     let task = client.init().await.expect("Redis");
     let n: usize = client.pubsub_numpat().await.expect("PUBSUB NUMPAT");

@@ -6,12 +6,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+pub use pubsub_test_support::process::{free_port, http_get, unique};
+use pubsub_test_support::process::{Logging, Server};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, Instant};
@@ -29,20 +29,6 @@ pub const EXPIRY_MS: u64 = 1000;
 /// the expiry, so a test can tell "stopped waiting because the node expired" from "timed out".
 pub const REQUEST_TIMEOUT_MS: u64 = 15_000;
 
-/// A name no other run of these tests uses.
-pub fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{}-{nanos}", std::process::id())
-}
-
-pub async fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
-
 fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js")
 }
@@ -58,26 +44,6 @@ fn install_client() {
         status.success(),
         "scripts/socketio-client.sh failed: the socket.io client is needed"
     );
-}
-
-/// `GET path` on `addr`: the status code and the body, or `None` if the server is not there.
-pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let request = async {
-        let mut stream = TcpStream::connect(addr).await.ok()?;
-        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(head.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let status = response.split(' ').nth(1)?.parse().ok()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())?;
-        Some((status, body))
-    };
-    timeout(Duration::from_secs(3), request)
-        .await
-        .ok()
-        .flatten()
 }
 
 /// `/healthz` of a chat node as JSON, if it answered 200.
@@ -267,19 +233,24 @@ impl Clients {
     }
 }
 
+/// How the chat processes log: `SIO_TEST_LOG` is their log filter (and shows their logs).
+const LOGGING: Logging = Logging {
+    variable: "SIO_TEST_LOG",
+    default_filter: "info",
+};
+
 /// One `socketio-chat` process; killed when dropped. Its stderr lines are kept.
 pub struct Node {
     pub addr: SocketAddr,
     pub name: String,
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    server: Server,
 }
 
 impl Node {
     pub async fn start(name: &str, url: &str, root: &str) -> Node {
         let addr = free_port().await;
-        let filter = std::env::var("SIO_TEST_LOG").unwrap_or_else(|_| "info".into());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_socketio-chat"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_socketio-chat"));
+        command
             .args([
                 "--url",
                 url,
@@ -292,93 +263,32 @@ impl Node {
             ])
             .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
             .args(["--expiry-ms", &EXPIRY_MS.to_string()])
-            .args(["--request-timeout-ms", &REQUEST_TIMEOUT_MS.to_string()])
-            .env("RUST_LOG", filter)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let lines = log.clone();
-        let echo = std::env::var("SIO_TEST_LOG").is_ok();
-        let tag = name.to_string();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if echo {
-                    eprintln!("[{tag}] {line}");
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let mut node = Node {
+            .args(["--request-timeout-ms", &REQUEST_TIMEOUT_MS.to_string()]);
+        let server = Server::start(name, command, addr, LOGGING, WAIT).await;
+        Node {
             addr,
             name: name.to_string(),
-            child,
-            log,
-        };
-        let deadline = Instant::now() + WAIT;
-        while health(addr).await.is_none() {
-            if let Some(status) = node.child.try_wait().unwrap() {
-                panic!(
-                    "socketio-chat {name} exited before it was ready: {status}\n{}",
-                    node.log().join("\n")
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} on {addr} not ready in {WAIT:?}"
-            );
-            sleep(Duration::from_millis(50)).await;
+            server,
         }
-        node
     }
 
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.server.log()
     }
 
     /// Waits until a stderr line contains `text`.
     pub async fn wait_log(&self, text: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.log().iter().any(|l| l.contains(text)) {
-            assert!(
-                Instant::now() < deadline,
-                "{}: no log line with {text:?} within {within:?}:\n{}",
-                self.name,
-                self.log().join("\n")
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
+        self.server.wait_log(text, within).await;
     }
 
     /// SIGKILL: a crash, nothing announced.
-    pub async fn kill(mut self) {
-        self.child.kill().await.unwrap();
+    pub async fn kill(self) {
+        self.server.kill().await;
     }
 
     /// SIGTERM: the node announces its departure and exits 0.
-    pub async fn terminate(mut self) {
-        let pid = self.child.id().unwrap().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
-        let exit = timeout(WAIT, self.child.wait())
-            .await
-            .expect("socketio-chat did not exit after SIGTERM")
-            .unwrap();
-        assert!(
-            exit.success(),
-            "exit status after SIGTERM: {exit}\n{}",
-            self.log().join("\n")
-        );
+    pub async fn terminate(self) {
+        self.server.terminate(WAIT).await;
     }
 }
 

@@ -197,7 +197,6 @@ impl Drop for TcpProxy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Link;
 
     async fn echo_server() -> SocketAddr {
         let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -245,7 +244,7 @@ mod tests {
         let (proxy, mut c) = proxied_echo().await;
         assert_eq!(proxy.connections(), 1);
 
-        Link::cut(&proxy).await;
+        proxy.cut();
         let mut buf = [0u8; 4];
         let n = c.read(&mut buf).await.unwrap_or(0);
         assert_eq!(n, 0, "a cut connection is closed");
@@ -257,7 +256,7 @@ mod tests {
         );
         settle(&proxy, 0).await;
 
-        Link::restore(&proxy).await;
+        proxy.restore();
         let mut e = TcpStream::connect(proxy.local_addr()).await.unwrap();
         echoes(&mut e, b"pong").await;
         drop(e);
@@ -268,14 +267,14 @@ mod tests {
     async fn freezes_silently_and_thaws() {
         let (proxy, mut c) = proxied_echo().await;
 
-        Link::freeze(&proxy).await;
+        proxy.freeze();
         c.write_all(b"held").await.unwrap();
         let mut buf = [0u8; 4];
         let read = tokio::time::timeout(Duration::from_millis(200), c.read_exact(&mut buf)).await;
         assert!(read.is_err(), "nothing is relayed while frozen");
         assert_eq!(proxy.connections(), 1, "a frozen connection stays open");
 
-        Link::thaw(&proxy).await;
+        proxy.thaw();
         tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut buf))
             .await
             .expect("held bytes arrive after the thaw")

@@ -1,7 +1,12 @@
-//! The harness of the adapters' throughput benchmarks (`cargo bench -p pubsub-redis`,
-//! `cargo bench -p pubsub-nats`): each compares the adapter with its raw client library doing
-//! the same work, and keeps only the broker-specific code (connecting, subscribing,
-//! publishing with the raw client) and its rows.
+//! The bench harness of the workspace (a dev-dependency only, never published): the core's
+//! benches (`cargo bench -p pubsub-core`) and the adapters' throughput benchmarks
+//! (`cargo bench -p pubsub-redis`, …) share it. An adapter bench compares the adapter with its
+//! raw client library doing the same work, and keeps only the broker-specific code
+//! (connecting, subscribing, publishing with the raw client) and its rows.
+//!
+//! The crate knows nothing of `pubsub-core`, so that the core's own benches can use it without
+//! a dependency cycle; the adapter's side of a throughput row (`adapter_run`, which needs a
+//! `pubsub_core::Hub`) lives in `pubsub-test-support`.
 //!
 //! - Payloads carry their send time ([`stamp`]); each receiving subscription is a task that
 //!   records the latency of every copy ([`Receivers`]), and a run ends in an [`Outcome`]: the
@@ -17,6 +22,7 @@
 //! - [`Settings::from_env`] reads the knobs every bench shares: `BENCH_QUICK=1` (a smoke run:
 //!   fewer messages), `BENCH_ROUNDS=<n>`, `BENCH_ROWS=0,3` (some rows only) and
 //!   `BENCH_MODE=adapter|raw` (one side only, for profiling).
+#![deny(missing_docs)]
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -286,6 +292,21 @@ impl Receivers {
             }
             got
         }));
+    }
+
+    /// Starts the receivers of `subs` subscriptions fed by channels: for a raw client whose one
+    /// consumer fans every payload out itself, one sender per subscription.
+    pub fn spawn_channels(
+        &mut self,
+        subs: usize,
+    ) -> Vec<futures::channel::mpsc::UnboundedSender<Bytes>> {
+        (0..subs)
+            .map(|_| {
+                let (tx, rx) = futures::channel::mpsc::unbounded::<Bytes>();
+                self.spawn(rx);
+                tx
+            })
+            .collect()
     }
 
     /// Waits until the slowest subscription is at most the window behind message `sent`.
@@ -709,33 +730,6 @@ impl Row {
     }
 }
 
-/// The adapter's side of a row: `row.subs` subscriptions to `topic` on `ps` (with buffers big
-/// enough for the whole run), `row.count` stamped messages published with `window` in flight;
-/// closes `ps` at the end.
-pub async fn adapter_run(ps: pubsub_core::Hub, row: Row, topic: &str, window: usize) -> Outcome {
-    use pubsub_core::{Message, SubscribeOptions, Topic};
-    let ps = Arc::new(ps);
-    let topic: Topic = topic.parse().expect("topic");
-    let mut receivers = row.receivers();
-    for _ in 0..row.subs {
-        let options = SubscribeOptions::default().with_capacity(row.count + 16);
-        let sub = ps
-            .subscribe_with(topic.clone().into(), options)
-            .await
-            .expect("subscribe");
-        receivers.spawn(sub.map(|m| m.payload().clone()));
-    }
-    let (started, published) = publish_pipelined(row.count, window, |seq| {
-        let m = Message::new(topic.clone(), stamp(seq, row.size));
-        let ps = ps.clone();
-        async move { ps.publish(m).await }
-    })
-    .await;
-    let outcome = receivers.finish(started, published).await;
-    ps.close().await.expect("close");
-    outcome
-}
-
 impl Settings {
     /// The usual grid of an adapter bench: 1 and 10 subscriptions, 64 B (50 000 messages) and
     /// 4 KiB (20 000), a tenth of that in a smoke run.
@@ -803,6 +797,21 @@ pub async fn throughput_table<A, AF, R, RF>(
         ];
         print_row(&[&label[..], &compared.cells()[..]].concat());
     }
+}
+
+/// The `main` of an adapter throughput bench: [`Settings::from_env`] with `rounds` by default,
+/// the usual [`Settings::grid`], and the [`throughput_table`] of `adapter` and `raw` under
+/// `title`, on the bench runtime ([`main`]).
+pub fn throughput_main<A, AF, R, RF>(rounds: usize, title: &str, adapter: A, raw: R)
+where
+    A: Fn(Row, String) -> AF,
+    AF: Future<Output = Outcome>,
+    R: Fn(Row, String) -> RF,
+    RF: Future<Output = Outcome>,
+{
+    let settings = Settings::from_env(rounds);
+    let rows = settings.grid();
+    main(throughput_table(&settings, title, &rows, adapter, raw));
 }
 
 /// The pattern mix of the routing benches: `n` patterns over 100 tenants, 60% exact room
