@@ -14,12 +14,11 @@ use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use pubsub_core::adapter::{Context, Driver, Inbound, Tasks};
+use pubsub_core::adapter::{Context, Driver, Inbound, Refusals, Tasks};
 use pubsub_core::{
     CommonOptions, Error, ErrorKind, Message, Pattern, Result, Topic, MAX_TOPIC_LEN,
 };
 
-use crate::permissions::Violations;
 use crate::{error, headers};
 
 /// How many times a subscribe yields to async-nats's event task before it trusts that no
@@ -43,7 +42,7 @@ pub(crate) struct NatsDriver {
     readers: Mutex<HashMap<String, Stop>>,
     barrier: tokio::sync::Mutex<Option<Barrier>>,
     /// Permission violations the server reported (none recorded for a foreign client).
-    violations: std::sync::Arc<Violations>,
+    violations: std::sync::Arc<Refusals>,
 }
 
 /// A private subscription that tells when the server has processed everything sent before.
@@ -64,7 +63,7 @@ impl NatsDriver {
         client: Client,
         cx: Context<String>,
         owned: bool,
-        violations: std::sync::Arc<Violations>,
+        violations: std::sync::Arc<Refusals>,
     ) -> Result<Self> {
         let mut subject = format!("{}.pubsub-barrier.", client.new_inbox());
         let pad = (MAX_TOPIC_LEN + 1).saturating_sub(subject.len()).max(1);

@@ -106,7 +106,7 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Event, ServerError};
-use pubsub_core::adapter::{launch, Context, LinkReporter};
+use pubsub_core::adapter::{launch, Context, LinkReporter, Refusals};
 use pubsub_core::{Backoff, Hub, Result};
 
 pub use config::{Credentials, NatsConfig, DEFAULT_PORT, DEFAULT_SUBSCRIPTION_CAPACITY};
@@ -142,7 +142,7 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
             cx.options.backoff.clone(),
         );
         let events = link.clone();
-        let violations = std::sync::Arc::new(permissions::Violations::default());
+        let violations = std::sync::Arc::new(Refusals::new(permissions::BROKER));
         let reported = violations.clone();
         let mut options = config
             .connect_options()
@@ -163,7 +163,7 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
                     // (a subscribe still waiting for it fails with `Auth` as well).
                     Event::ServerError(ServerError::Other(text)) => {
                         if let Some(permissions::Violation::Subscribe(subject)) =
-                            reported.record(&text)
+                            permissions::record(&reported, &text)
                         {
                             inbound.refused(&subject);
                         }
@@ -217,7 +217,7 @@ pub async fn from_client(client: async_nats::Client, config: NatsConfig) -> Resu
                 }
             }
         });
-        let violations = std::sync::Arc::default();
+        let violations = std::sync::Arc::new(Refusals::new(permissions::BROKER));
         NatsDriver::start(client, cx, false, violations).await
     })
     .await

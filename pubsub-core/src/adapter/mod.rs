@@ -18,6 +18,9 @@
 //! See `docs/ARCHITECTURE.md` in the repository for a walk through writing an adapter, with
 //! the memory backend (`pubsub_core::memory`) as the worked example.
 
+pub mod headerless;
+mod reader;
+mod refusals;
 mod supervisor;
 mod tasks;
 #[cfg(feature = "tls")]
@@ -34,6 +37,8 @@ use async_trait::async_trait;
 
 pub mod envelope;
 pub use crate::router::PatternTrie;
+pub use reader::drain_broadcast;
+pub use refusals::Refusals;
 pub(crate) use supervisor::OutageListener;
 pub use supervisor::{LinkReporter, Supervisor};
 pub use tasks::Tasks;
