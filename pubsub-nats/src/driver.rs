@@ -1,20 +1,16 @@
 //! [`NatsDriver`]: subjects, `SUB`/`UNSUB`, publish and close, translated to async-nats.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::task::Poll;
 
 use async_nats::connection::State;
 use async_nats::{Client, Subject, Subscriber};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use parking_lot::Mutex;
-use tokio::sync::oneshot;
 
-use pubsub_core::adapter::{Context, Driver, Inbound, Refusals, Tasks};
+use pubsub_core::adapter::{Context, Driver, FilterReaders, Inbound, Refusals, Tasks};
 use pubsub_core::{
     CommonOptions, Error, ErrorKind, Message, Pattern, Result, Topic, MAX_TOPIC_LEN,
 };
@@ -27,9 +23,6 @@ use crate::{error, headers};
 /// loaded cores).
 const EVENT_YIELDS: usize = 64;
 
-/// Stops a reader: the reader unsubscribes, then drops the acknowledgement it was sent.
-type Stop = oneshot::Sender<oneshot::Sender<()>>;
-
 /// The NATS [`Driver`]: one async-nats client connection per handle; a native filter is a
 /// subject (with NATS's own `*` and `>`), one NATS subscription each.
 pub(crate) struct NatsDriver {
@@ -39,7 +32,7 @@ pub(crate) struct NatsDriver {
     options: CommonOptions,
     /// Whether the driver made the connection (and so drains it on close).
     owned: bool,
-    readers: Mutex<HashMap<String, Stop>>,
+    readers: FilterReaders<String>,
     barrier: tokio::sync::Mutex<Option<Barrier>>,
     /// Permission violations the server reported (none recorded for a foreign client).
     violations: std::sync::Arc<Refusals>,
@@ -80,7 +73,7 @@ impl NatsDriver {
             tasks: cx.tasks,
             options: cx.options,
             owned,
-            readers: Mutex::new(HashMap::new()),
+            readers: FilterReaders::default(),
             barrier: tokio::sync::Mutex::new(Some(Barrier {
                 subject,
                 subscriber,
@@ -258,31 +251,29 @@ impl Driver for NatsDriver {
             Ok(subscribers)
         };
         let subscribers = self.bounded(subscribe, "the subscriptions").await?;
-        let mut readers = self.readers.lock();
         for (filter, subscriber) in filters.iter().zip(subscribers) {
-            let (stop, stopped) = oneshot::channel();
-            let inbound = self.inbound.clone();
-            self.tasks
-                .spawn(read(subscriber, filter.clone(), inbound, stopped));
-            // A reader this replaces (not expected) stops when its `Stop` is dropped.
-            readers.insert(filter.clone(), stop);
+            let (inbound, via) = (self.inbound.clone(), filter.clone());
+            let mut last_topic = None;
+            let route = move |message| {
+                if let Some(message) = convert(message, &mut last_topic) {
+                    inbound.deliver_via(&via, message);
+                }
+            };
+            let named = filter.clone();
+            let unsubscribe = |mut subscriber: Subscriber| async move {
+                if let Err(error) = subscriber.unsubscribe().await {
+                    tracing::debug!(filter = named, %error, "UNSUB not sent (connection closed)");
+                }
+            };
+            (self.readers).start(&self.tasks, filter.clone(), subscriber, route, unsubscribe);
         }
         Ok(())
     }
 
     async fn remove_filters(&self, filters: &[String]) -> Result<()> {
-        let stops: Vec<Stop> = {
-            let mut readers = self.readers.lock();
-            filters.iter().filter_map(|f| readers.remove(f)).collect()
-        };
+        let stopped = self.readers.stop(filters);
         let unsubscribe = async {
-            futures::future::join_all(stops.into_iter().map(|stop| async move {
-                let (ack, done) = oneshot::channel();
-                if stop.send(ack).is_ok() {
-                    let _ = done.await;
-                }
-            }))
-            .await;
+            stopped.await;
             // While disconnected the server has forgotten them already, and async-nats will
             // not restore them.
             match self.is_connected() {
@@ -346,44 +337,9 @@ impl fmt::Debug for NatsDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsDriver")
             .field("state", &self.client.connection_state())
-            .field("native_subscriptions", &self.readers.lock().len())
+            .field("native_subscriptions", &self.readers.len())
             .field("owned_connection", &self.owned)
             .finish()
-    }
-}
-
-/// Moves one NATS subscription's messages to the handle until told to stop, then
-/// unsubscribes. Each wake-up drains what the subscription has buffered (up to tokio's
-/// cooperative budget) before looking for a stop request again.
-async fn read(
-    mut subscriber: Subscriber,
-    filter: String,
-    inbound: Inbound<String>,
-    mut stop: oneshot::Receiver<oneshot::Sender<()>>,
-) {
-    let mut last_topic: Option<Topic> = None;
-    let stopped = std::future::poll_fn(|cx| {
-        // A stop request, or the driver let go of this reader.
-        if let Poll::Ready(ack) = stop.poll_unpin(cx) {
-            return Poll::Ready(Some(ack.ok()));
-        }
-        loop {
-            match subscriber.poll_next_unpin(cx) {
-                Poll::Ready(Some(message)) => {
-                    if let Some(message) = convert(message, &mut last_topic) {
-                        inbound.deliver_via(&filter, message);
-                    }
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    })
-    .await;
-    if let Some(_ack) = stopped {
-        if let Err(error) = subscriber.unsubscribe().await {
-            tracing::debug!(filter, %error, "UNSUB not sent (connection closed)");
-        }
     }
 }
 

@@ -18,6 +18,7 @@
 //! See `docs/ARCHITECTURE.md` in the repository for a walk through writing an adapter, with
 //! the memory backend (`pubsub_core::memory`) as the worked example.
 
+mod filter_readers;
 pub mod headerless;
 mod reader;
 mod refusals;
@@ -37,6 +38,7 @@ use async_trait::async_trait;
 
 pub mod envelope;
 pub use crate::router::PatternTrie;
+pub use filter_readers::FilterReaders;
 pub use reader::drain_broadcast;
 pub use refusals::Refusals;
 pub(crate) use supervisor::OutageListener;
