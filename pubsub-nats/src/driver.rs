@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
-use pubsub_core::adapter::{Context, Driver, FilterReaders, Inbound, Refusals, Tasks};
+use pubsub_core::adapter::{Context, Driver, FilterReaders, Inbound, Refusals, Tasks, TopicMemo};
 use pubsub_core::{
     CommonOptions, Error, ErrorKind, Message, Pattern, Result, Topic, MAX_TOPIC_LEN,
 };
@@ -153,20 +153,6 @@ impl NatsDriver {
         }
     }
 
-    /// `Auth` when the server refused one of the `SUB`s of `filters` (sent after `since`).
-    ///
-    /// The server's refusal precedes the barrier's echo on the connection, but it reaches the
-    /// event callback through async-nats's event task: a few yields let that task catch up.
-    async fn check_refused(&self, since: u64, filters: &[String]) -> Result<()> {
-        for _ in 0..EVENT_YIELDS {
-            self.violations
-                .check_subscriptions(since, filters.iter().map(String::as_str))?;
-            tokio::task::yield_now().await;
-        }
-        self.violations
-            .check_subscriptions(since, filters.iter().map(String::as_str))
-    }
-
     /// Runs `work` for at most the command timeout.
     async fn bounded<T>(&self, work: impl Future<Output = Result<T>>, what: &str) -> Result<T> {
         let timeout = self.options.command_timeout;
@@ -247,15 +233,17 @@ impl Driver for NatsDriver {
             }
             // On failure, dropping the subscribers unsubscribes them.
             self.barrier().await?;
-            self.check_refused(since, filters).await?;
+            (self.violations)
+                .check_subscriptions_settled(since, filters, EVENT_YIELDS)
+                .await?;
             Ok(subscribers)
         };
         let subscribers = self.bounded(subscribe, "the subscriptions").await?;
         for (filter, subscriber) in filters.iter().zip(subscribers) {
             let (inbound, via) = (self.inbound.clone(), filter.clone());
-            let mut last_topic = None;
+            let mut topics = TopicMemo::default();
             let route = move |message| {
-                if let Some(message) = convert(message, &mut last_topic) {
+                if let Some(message) = convert(message, &mut topics) {
                     inbound.deliver_via(&via, message);
                 }
             };
@@ -344,17 +332,9 @@ impl fmt::Debug for NatsDriver {
 }
 
 /// The portable message for a NATS message, or `None` when its subject is not a portable
-/// topic (another client may publish `a.b*c`; no portable pattern could match it).
-fn convert(message: async_nats::Message, last_topic: &mut Option<Topic>) -> Option<Message> {
-    let subject = message.subject.as_str();
-    let topic = match last_topic {
-        Some(topic) if topic.as_str() == subject => topic.clone(),
-        _ => {
-            let topic = Topic::new(subject).ok()?;
-            *last_topic = Some(topic.clone());
-            topic
-        }
-    };
+/// topic.
+fn convert(message: async_nats::Message, topics: &mut TopicMemo) -> Option<Message> {
+    let topic = topics.topic(message.subject.as_str())?;
     let headers = message.headers.as_ref().map(headers::from_nats);
     Some(Message::with_headers(
         topic,

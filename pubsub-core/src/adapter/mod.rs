@@ -20,12 +20,14 @@
 
 mod filter_readers;
 pub mod headerless;
+mod polled_state;
 mod reader;
 mod refusals;
 mod supervisor;
 mod tasks;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod topic_memo;
 mod url;
 mod watchdog;
 
@@ -39,11 +41,13 @@ use async_trait::async_trait;
 pub mod envelope;
 pub use crate::router::PatternTrie;
 pub use filter_readers::FilterReaders;
+pub use polled_state::watch_polled;
 pub use reader::drain_broadcast;
 pub use refusals::Refusals;
 pub(crate) use supervisor::OutageListener;
 pub use supervisor::{LinkReporter, Supervisor};
 pub use tasks::Tasks;
+pub use topic_memo::TopicMemo;
 pub use url::{parse_query, HostPort, ServerUrl};
 pub use watchdog::Watchdog;
 

@@ -114,6 +114,23 @@ impl Refusals {
         Ok(())
     }
 
+    /// [`Refusals::check_subscriptions`], after letting the task that records refusals catch
+    /// up: the broker's refusal came before its confirmation of the subscriptions, but may
+    /// still be on its way to [`Refusals::subscription_refused`] through another task (the
+    /// client library's event task). Checks, yields, `yields` times, then checks once more.
+    pub async fn check_subscriptions_settled(
+        &self,
+        since: u64,
+        subjects: &[String],
+        yields: usize,
+    ) -> Result<()> {
+        for _ in 0..yields {
+            self.check_subscriptions(since, subjects.iter().map(String::as_str))?;
+            tokio::task::yield_now().await;
+        }
+        self.check_subscriptions(since, subjects.iter().map(String::as_str))
+    }
+
     /// `Auth` when a publish to `subject` was refused before (since the last reconnect).
     pub fn check_publish(&self, subject: &str) -> Result<()> {
         if !self.any_publish.load(Ordering::Acquire) || !self.publishes.lock().contains(subject) {
@@ -161,6 +178,18 @@ mod tests {
         assert!(v.check_subscriptions(0, ["s0"]).is_ok(), "the oldest went");
         let last = format!("s{}", KEPT + 9);
         assert!(v.check_subscriptions(0, [last.as_str()]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_recorded_by_another_task_is_found_after_yields() {
+        let v = std::sync::Arc::new(Refusals::new("test broker"));
+        let since = v.mark();
+        let recorder = v.clone();
+        tokio::spawn(async move { recorder.subscription_refused("late") });
+        let subjects = ["late".to_string()];
+        let e = v.check_subscriptions_settled(since, &subjects, 64).await;
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::Auth);
+        assert!(v.check_subscriptions_settled(since, &[], 2).await.is_ok());
     }
 
     #[tokio::test]
