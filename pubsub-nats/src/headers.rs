@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
+use pubsub_core::adapter::push_hex_escape;
 use pubsub_core::{Error, ErrorKind, Headers};
 
 /// Name of the header that carries the order of a message's headers (sent only with two or
@@ -132,20 +133,13 @@ pub(crate) fn encode_value(value: &str) -> std::borrow::Cow<'_, str> {
     for &b in value.as_bytes() {
         match b {
             b' ' => out.push('_'),
-            b'=' | b'?' | b'_' => push_hex(&mut out, b),
+            b'=' | b'?' | b'_' => push_hex_escape(&mut out, '=', b),
             0x21..=0x7e => out.push(char::from(b)),
-            _ => push_hex(&mut out, b),
+            _ => push_hex_escape(&mut out, '=', b),
         }
     }
     out.push_str(ENCODED_SUFFIX);
     out.into()
-}
-
-fn push_hex(out: &mut String, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.push('=');
-    out.push(char::from(HEX[usize::from(b >> 4)]));
-    out.push(char::from(HEX[usize::from(b & 0xf)]));
 }
 
 /// `value` as received: decoded when it is exactly one well-formed encoded word whose content

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub mod envelope;
+pub use crate::escape::{push_hex_escape, upper_hex_digit, HOSTILE_TEXTS};
 pub use crate::router::PatternTrie;
 pub use filter_readers::FilterReaders;
 pub use polled_state::watch_polled;
