@@ -18,6 +18,7 @@
 //! See `docs/ARCHITECTURE.md` in the repository for a walk through writing an adapter, with
 //! the memory backend (`pubsub_core::memory`) as the worked example.
 
+pub mod encoded_word;
 mod filter_readers;
 pub mod headerless;
 mod polled_state;
