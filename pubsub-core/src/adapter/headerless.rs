@@ -1,5 +1,5 @@
 //! Messages for a broker without headers: each message travels as one payload, in the
-//! [`envelope`](super::envelope) or (raw payloads, for interoperation with other clients of the
+//! [`envelope`] or (raw payloads, for interoperation with other clients of the
 //! broker) as its payload alone.
 
 use bytes::Bytes;

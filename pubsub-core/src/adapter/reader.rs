@@ -59,7 +59,7 @@ pub async fn drain_broadcast<T, F, R>(
 mod tests {
     use super::*;
     use crate::adapter::{launch, Driver};
-    use crate::{CommonOptions, Delivery, Gap, Message, Pattern, PubSub, Result, Topic};
+    use crate::{CommonOptions, Delivery, Gap, Message, Pattern, Result, Topic};
     use async_trait::async_trait;
     use tokio::sync::broadcast;
 
