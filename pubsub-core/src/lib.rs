@@ -19,6 +19,7 @@ pub mod adapter;
 mod backoff;
 mod delivery;
 mod error;
+mod escape;
 pub mod headers;
 mod hub;
 pub mod memory;

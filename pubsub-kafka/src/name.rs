@@ -4,12 +4,11 @@
 //! written `-HH` (two upper-case hex digits). `_` is never emitted: Kafka treats `.` and `_` as
 //! colliding in metric names and refuses topics that differ only there.
 
+use pubsub_core::adapter::{push_hex_escape, upper_hex_digit};
 use pubsub_core::{Error, ErrorKind, Result, Topic};
 
 /// Longest topic name Kafka accepts.
 pub const MAX_NAME: usize = 249;
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// The Kafka topic name of `topic`, or an `Invalid` error when it is longer than
 /// [`MAX_NAME`] characters once encoded.
@@ -42,9 +41,7 @@ fn encode(topic: &str) -> String {
         if b.is_ascii_alphanumeric() || b == b'.' {
             out.push(char::from(b));
         } else {
-            out.push('-');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
+            push_hex_escape(&mut out, '-', b);
         }
     }
     out
@@ -68,8 +65,8 @@ pub fn decode_topic(name: &[u8]) -> Option<Topic> {
             bytes.push(b);
             i += 1;
         } else if b == b'-' && i + 2 < name.len() {
-            let hi = hex(name[i + 1])?;
-            let lo = hex(name[i + 2])?;
+            let hi = upper_hex_digit(name[i + 1])?;
+            let lo = upper_hex_digit(name[i + 2])?;
             let decoded = hi << 4 | lo;
             // Canonical only: a byte that would stand as itself must not be escaped.
             if decoded.is_ascii_alphanumeric() || decoded == b'.' {
@@ -85,18 +82,11 @@ pub fn decode_topic(name: &[u8]) -> Option<Topic> {
     Topic::new(&text).ok()
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use pubsub_core::adapter::HOSTILE_TEXTS;
     use pubsub_core::Token;
 
     fn legal(name: &str) -> bool {
@@ -109,22 +99,8 @@ mod tests {
 
     #[test]
     fn hostile_topics_round_trip() {
-        for raw in [
-            "*",
-            ">",
-            ".",
-            "a.b",
-            "x y",
-            "",
-            "%41",
-            "\u{0}\u{7}\n",
-            "ünï ☕",
-            "#",
-            "_",
-            "-",
-            "a_b",
-            "A-1",
-        ] {
+        let more = ["_", "-", "a_b", "A-1"];
+        for &raw in HOSTILE_TEXTS.iter().chain(&more) {
             let topic = Topic::from_tokens([Token::new("p").unwrap(), Token::escape(raw)]).unwrap();
             let name = encode_topic(&topic).unwrap();
             assert!(legal(&name), "{name}");

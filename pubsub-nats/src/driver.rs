@@ -1,25 +1,20 @@
 //! [`NatsDriver`]: subjects, `SUB`/`UNSUB`, publish and close, translated to async-nats.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::task::Poll;
 
 use async_nats::connection::State;
 use async_nats::{Client, Subject, Subscriber};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use parking_lot::Mutex;
-use tokio::sync::oneshot;
 
-use pubsub_core::adapter::{Context, Driver, Inbound, Tasks};
+use pubsub_core::adapter::{Context, Driver, FilterReaders, Inbound, Refusals, Tasks, TopicMemo};
 use pubsub_core::{
     CommonOptions, Error, ErrorKind, Message, Pattern, Result, Topic, MAX_TOPIC_LEN,
 };
 
-use crate::permissions::Violations;
 use crate::{error, headers};
 
 /// How many times a subscribe yields to async-nats's event task before it trusts that no
@@ -27,9 +22,6 @@ use crate::{error, headers};
 /// idle runtime; on a busy one each lets the event task's turn come (4 were not enough on two
 /// loaded cores).
 const EVENT_YIELDS: usize = 64;
-
-/// Stops a reader: the reader unsubscribes, then drops the acknowledgement it was sent.
-type Stop = oneshot::Sender<oneshot::Sender<()>>;
 
 /// The NATS [`Driver`]: one async-nats client connection per handle; a native filter is a
 /// subject (with NATS's own `*` and `>`), one NATS subscription each.
@@ -40,10 +32,10 @@ pub(crate) struct NatsDriver {
     options: CommonOptions,
     /// Whether the driver made the connection (and so drains it on close).
     owned: bool,
-    readers: Mutex<HashMap<String, Stop>>,
+    readers: FilterReaders<String>,
     barrier: tokio::sync::Mutex<Option<Barrier>>,
     /// Permission violations the server reported (none recorded for a foreign client).
-    violations: std::sync::Arc<Violations>,
+    violations: std::sync::Arc<Refusals>,
 }
 
 /// A private subscription that tells when the server has processed everything sent before.
@@ -64,7 +56,7 @@ impl NatsDriver {
         client: Client,
         cx: Context<String>,
         owned: bool,
-        violations: std::sync::Arc<Violations>,
+        violations: std::sync::Arc<Refusals>,
     ) -> Result<Self> {
         let mut subject = format!("{}.pubsub-barrier.", client.new_inbox());
         let pad = (MAX_TOPIC_LEN + 1).saturating_sub(subject.len()).max(1);
@@ -81,7 +73,7 @@ impl NatsDriver {
             tasks: cx.tasks,
             options: cx.options,
             owned,
-            readers: Mutex::new(HashMap::new()),
+            readers: FilterReaders::default(),
             barrier: tokio::sync::Mutex::new(Some(Barrier {
                 subject,
                 subscriber,
@@ -159,20 +151,6 @@ impl NatsDriver {
                 }
             }
         }
-    }
-
-    /// `Auth` when the server refused one of the `SUB`s of `filters` (sent after `since`).
-    ///
-    /// The server's refusal precedes the barrier's echo on the connection, but it reaches the
-    /// event callback through async-nats's event task: a few yields let that task catch up.
-    async fn check_refused(&self, since: u64, filters: &[String]) -> Result<()> {
-        for _ in 0..EVENT_YIELDS {
-            self.violations
-                .check_subscriptions(since, filters.iter().map(String::as_str))?;
-            tokio::task::yield_now().await;
-        }
-        self.violations
-            .check_subscriptions(since, filters.iter().map(String::as_str))
     }
 
     /// Runs `work` for at most the command timeout.
@@ -255,35 +233,35 @@ impl Driver for NatsDriver {
             }
             // On failure, dropping the subscribers unsubscribes them.
             self.barrier().await?;
-            self.check_refused(since, filters).await?;
+            (self.violations)
+                .check_subscriptions_settled(since, filters, EVENT_YIELDS)
+                .await?;
             Ok(subscribers)
         };
         let subscribers = self.bounded(subscribe, "the subscriptions").await?;
-        let mut readers = self.readers.lock();
         for (filter, subscriber) in filters.iter().zip(subscribers) {
-            let (stop, stopped) = oneshot::channel();
-            let inbound = self.inbound.clone();
-            self.tasks
-                .spawn(read(subscriber, filter.clone(), inbound, stopped));
-            // A reader this replaces (not expected) stops when its `Stop` is dropped.
-            readers.insert(filter.clone(), stop);
+            let (inbound, via) = (self.inbound.clone(), filter.clone());
+            let mut topics = TopicMemo::default();
+            let route = move |message| {
+                if let Some(message) = convert(message, &mut topics) {
+                    inbound.deliver_via(&via, message);
+                }
+            };
+            let named = filter.clone();
+            let unsubscribe = |mut subscriber: Subscriber| async move {
+                if let Err(error) = subscriber.unsubscribe().await {
+                    tracing::debug!(filter = named, %error, "UNSUB not sent (connection closed)");
+                }
+            };
+            (self.readers).start(&self.tasks, filter.clone(), subscriber, route, unsubscribe);
         }
         Ok(())
     }
 
     async fn remove_filters(&self, filters: &[String]) -> Result<()> {
-        let stops: Vec<Stop> = {
-            let mut readers = self.readers.lock();
-            filters.iter().filter_map(|f| readers.remove(f)).collect()
-        };
+        let stopped = self.readers.stop(filters);
         let unsubscribe = async {
-            futures::future::join_all(stops.into_iter().map(|stop| async move {
-                let (ack, done) = oneshot::channel();
-                if stop.send(ack).is_ok() {
-                    let _ = done.await;
-                }
-            }))
-            .await;
+            stopped.await;
             // While disconnected the server has forgotten them already, and async-nats will
             // not restore them.
             match self.is_connected() {
@@ -347,59 +325,16 @@ impl fmt::Debug for NatsDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsDriver")
             .field("state", &self.client.connection_state())
-            .field("native_subscriptions", &self.readers.lock().len())
+            .field("native_subscriptions", &self.readers.len())
             .field("owned_connection", &self.owned)
             .finish()
     }
 }
 
-/// Moves one NATS subscription's messages to the handle until told to stop, then
-/// unsubscribes. Each wake-up drains what the subscription has buffered (up to tokio's
-/// cooperative budget) before looking for a stop request again.
-async fn read(
-    mut subscriber: Subscriber,
-    filter: String,
-    inbound: Inbound<String>,
-    mut stop: oneshot::Receiver<oneshot::Sender<()>>,
-) {
-    let mut last_topic: Option<Topic> = None;
-    let stopped = std::future::poll_fn(|cx| {
-        // A stop request, or the driver let go of this reader.
-        if let Poll::Ready(ack) = stop.poll_unpin(cx) {
-            return Poll::Ready(Some(ack.ok()));
-        }
-        loop {
-            match subscriber.poll_next_unpin(cx) {
-                Poll::Ready(Some(message)) => {
-                    if let Some(message) = convert(message, &mut last_topic) {
-                        inbound.deliver_via(&filter, message);
-                    }
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    })
-    .await;
-    if let Some(_ack) = stopped {
-        if let Err(error) = subscriber.unsubscribe().await {
-            tracing::debug!(filter, %error, "UNSUB not sent (connection closed)");
-        }
-    }
-}
-
 /// The portable message for a NATS message, or `None` when its subject is not a portable
-/// topic (another client may publish `a.b*c`; no portable pattern could match it).
-fn convert(message: async_nats::Message, last_topic: &mut Option<Topic>) -> Option<Message> {
-    let subject = message.subject.as_str();
-    let topic = match last_topic {
-        Some(topic) if topic.as_str() == subject => topic.clone(),
-        _ => {
-            let topic = Topic::new(subject).ok()?;
-            *last_topic = Some(topic.clone());
-            topic
-        }
-    };
+/// topic.
+fn convert(message: async_nats::Message, topics: &mut TopicMemo) -> Option<Message> {
+    let topic = topics.topic(message.subject.as_str())?;
     let headers = message.headers.as_ref().map(headers::from_nats);
     Some(Message::with_headers(
         topic,

@@ -106,7 +106,7 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Event, ServerError};
-use pubsub_core::adapter::{launch, Context, LinkReporter};
+use pubsub_core::adapter::{launch, watch_polled, Context, LinkReporter, Refusals};
 use pubsub_core::{Backoff, Hub, Result};
 
 pub use config::{Credentials, NatsConfig, DEFAULT_PORT, DEFAULT_SUBSCRIPTION_CAPACITY};
@@ -142,7 +142,7 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
             cx.options.backoff.clone(),
         );
         let events = link.clone();
-        let violations = std::sync::Arc::new(permissions::Violations::default());
+        let violations = std::sync::Arc::new(Refusals::new(permissions::BROKER));
         let reported = violations.clone();
         let mut options = config
             .connect_options()
@@ -163,7 +163,7 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
                     // (a subscribe still waiting for it fails with `Auth` as well).
                     Event::ServerError(ServerError::Other(text)) => {
                         if let Some(permissions::Violation::Subscribe(subject)) =
-                            reported.record(&text)
+                            permissions::record(&reported, &text)
                         {
                             inbound.refused(&subject);
                         }
@@ -203,21 +203,10 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
 /// ```
 pub async fn from_client(client: async_nats::Client, config: NatsConfig) -> Result<Hub> {
     launch(config.options, |cx: Context<String>| async move {
-        let link = cx.supervisor.link();
         let watched = client.clone();
-        let mut last = watched.connection_state();
-        report(&link, &last);
-        cx.tasks.spawn(async move {
-            loop {
-                tokio::time::sleep(STATE_POLL).await;
-                let state = watched.connection_state();
-                if state != last {
-                    report(&link, &state);
-                    last = state;
-                }
-            }
-        });
-        let violations = std::sync::Arc::default();
+        let read = move || watched.connection_state();
+        watch_polled(&cx.tasks, cx.supervisor.link(), STATE_POLL, read, report);
+        let violations = std::sync::Arc::new(Refusals::new(permissions::BROKER));
         NatsDriver::start(client, cx, false, violations).await
     })
     .await

@@ -3,10 +3,10 @@
 //! A `SUB` or `PUB` that the user's permissions deny gets no reply of its own: the server
 //! answers with `-ERR 'Permissions Violation for Subscription to "<subject>"'` (or `for Publish
 //! to`), which async-nats hands to the connection's event callback as a server error. The
-//! callback records it here ([`Violations::record`]); the driver reads it:
+//! callback records it in the kit's [`Refusals`] ([`record`]); the driver reads it:
 //!
 //! - a subscribe checks, once the server has processed its `SUB`s (the barrier), whether any
-//!   of them was refused, and fails with [`ErrorKind::Auth`];
+//!   of them was refused, and fails with `ErrorKind::Auth`;
 //! - a refusal of a subscription that is live already (a permission revoked by a server
 //!   configuration reload, or refused when async-nats sends it again on a new connection)
 //!   ends every subscription that needs it with `EndReason::Refused` (through
@@ -17,15 +17,10 @@
 //!   to that subject fail with `Auth` until the connection is re-established (permissions may
 //!   have changed then).
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use pubsub_core::adapter::Refusals;
 
-use parking_lot::Mutex;
-use pubsub_core::{Error, ErrorKind};
-use tokio::sync::watch;
-
-/// Refused subscriptions kept for subscribes in progress to find (the oldest go first).
-const KEPT: usize = 256;
+/// Who refuses, as errors and logs name it.
+pub(crate) const BROKER: &str = "NATS server";
 
 /// What the server refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,111 +60,22 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
         .then(|| &text[prefix.len()..])
 }
 
-/// The violations of one connection, shared by its event callback and its driver.
-#[derive(Debug)]
-pub(crate) struct Violations {
-    /// Refused subscriptions, numbered in arrival order.
-    subscriptions: Mutex<VecDeque<(u64, String)>>,
-    /// How many subscription violations arrived so far; watched by barriers.
-    count: watch::Sender<u64>,
-    /// Subjects publishes were refused for, since the last (re)connect.
-    publishes: Mutex<HashSet<String>>,
-    /// Whether `publishes` is non-empty (checked without the lock on every publish).
-    any_publish: AtomicBool,
-}
-
-impl Default for Violations {
-    fn default() -> Self {
-        Violations {
-            subscriptions: Mutex::new(VecDeque::new()),
-            count: watch::Sender::new(0),
-            publishes: Mutex::new(HashSet::new()),
-            any_publish: AtomicBool::new(false),
-        }
+/// Records what a server error reports in `refusals`, if it is a permission violation, and
+/// returns it.
+pub(crate) fn record(refusals: &Refusals, text: &str) -> Option<Violation> {
+    let violation = parse(text)?;
+    match &violation {
+        Violation::Subscribe(subject) => refusals.subscription_refused(subject),
+        Violation::Publish(subject) => refusals.publish_refused(subject),
     }
-}
-
-impl Violations {
-    /// Records what a server error reports, if it is a permission violation, and returns it.
-    pub(crate) fn record(&self, text: &str) -> Option<Violation> {
-        let violation = parse(text)?;
-        match &violation {
-            Violation::Subscribe(subject) => {
-                tracing::warn!(%subject, "the NATS server refused a subscription (permissions violation)");
-                let mut kept = self.subscriptions.lock();
-                let seq = *self.count.borrow() + 1;
-                kept.push_back((seq, subject.clone()));
-                if kept.len() > KEPT {
-                    kept.pop_front();
-                }
-                drop(kept);
-                self.count.send_replace(seq);
-            }
-            Violation::Publish(subject) => {
-                tracing::warn!(%subject, "the NATS server refused a publish (permissions violation); later publishes to this subject fail with Auth");
-                self.publishes.lock().insert(subject.clone());
-                self.any_publish.store(true, Ordering::Release);
-                // A barrier waiting on a refused publish of its own is woken too.
-                self.count.send_modify(|_| {});
-            }
-        }
-        Some(violation)
-    }
-
-    /// Forgets refused publishes: a new connection may carry new permissions.
-    pub(crate) fn reconnected(&self) {
-        if self.any_publish.swap(false, Ordering::AcqRel) {
-            self.publishes.lock().clear();
-        }
-    }
-
-    /// The number of subscription violations so far: a subscribe notes it before its `SUB`s.
-    pub(crate) fn mark(&self) -> u64 {
-        *self.count.borrow()
-    }
-
-    /// A watch that changes on every violation (for a barrier to wake on).
-    pub(crate) fn watch(&self) -> watch::Receiver<u64> {
-        self.count.subscribe()
-    }
-
-    /// `Auth` when a subscription to one of `subjects` was refused after `mark`.
-    pub(crate) fn check_subscriptions<'a>(
-        &self,
-        since: u64,
-        subjects: impl IntoIterator<Item = &'a str>,
-    ) -> Result<(), Error> {
-        let kept = self.subscriptions.lock();
-        if kept.back().is_none_or(|(seq, _)| *seq <= since) {
-            return Ok(());
-        }
-        for subject in subjects {
-            if kept.iter().any(|(seq, s)| *seq > since && s == subject) {
-                return Err(Error::new(
-                    ErrorKind::Auth,
-                    format!("the NATS server refused the subscription to {subject:?} (permissions violation)"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// `Auth` when a publish to `subject` was refused before (since the last reconnect).
-    pub(crate) fn check_publish(&self, subject: &str) -> Result<(), Error> {
-        if !self.any_publish.load(Ordering::Acquire) || !self.publishes.lock().contains(subject) {
-            return Ok(());
-        }
-        Err(Error::new(
-            ErrorKind::Auth,
-            format!("the NATS server refused publishing to {subject:?} (permissions violation)"),
-        ))
-    }
+    Some(violation)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use pubsub_core::ErrorKind;
 
     #[test]
     fn server_texts() {
@@ -196,24 +102,22 @@ mod tests {
     }
 
     #[test]
-    fn registry() {
-        let v = Violations::default();
-        let mark = v.mark();
-        assert_eq!(v.record("Slow Consumer"), None);
-        assert!(v
-            .record(r#"Permissions Violation for Subscription to "no.>""#)
-            .is_some());
-        assert!(v.check_subscriptions(mark, ["ok.>"]).is_ok());
-        let e = v.check_subscriptions(mark, ["ok.>", "no.>"]).unwrap_err();
+    fn records_what_it_parses() {
+        let refusals = Refusals::new(BROKER);
+        let mark = refusals.mark();
+        assert_eq!(record(&refusals, "Slow Consumer"), None);
+        assert!(record(
+            &refusals,
+            r#"Permissions Violation for Subscription to "no.>""#
+        )
+        .is_some());
+        let e = refusals.check_subscriptions(mark, ["no.>"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Auth);
-        assert!(!e.is_temporary());
-        assert!(v.check_subscriptions(v.mark(), ["no.>"]).is_ok());
-        assert!(v.check_publish("p").is_ok());
-        v.record(r#"Permissions Violation for Publish to "p""#);
-        assert_eq!(v.check_publish("p").unwrap_err().kind(), ErrorKind::Auth);
-        assert!(v.check_publish("q").is_ok());
-        v.reconnected();
-        assert!(v.check_publish("p").is_ok());
+        record(&refusals, r#"Permissions Violation for Publish to "p""#);
+        assert_eq!(
+            refusals.check_publish("p").unwrap_err().kind(),
+            ErrorKind::Auth
+        );
     }
 
     proptest! {

@@ -16,7 +16,8 @@ use fred::types::{ClusterHash, ConnectHandle, MessageKind, Value};
 use fred::util::redis_keyslot;
 use parking_lot::Mutex;
 use pubsub_core::adapter::{
-    envelope, tls, Context, Driver, FiltersInUse, Inbound, LinkReporter, Tasks, Watchdog,
+    drain_broadcast, headerless, tls, Context, Driver, FiltersInUse, Inbound, LinkReporter, Tasks,
+    Watchdog,
 };
 use pubsub_core::{Error, Message, Pattern, Result, Topic};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -33,9 +34,6 @@ const QUIT_WAIT: Duration = Duration::from_secs(3);
 
 /// Capacity of the publisher client's broadcast channels (it receives no messages).
 pub(crate) const PUBLISHER_CAPACITY: usize = 64;
-
-/// Most messages the reader handles in a row before yielding to the scheduler.
-const DRAIN_BATCH: usize = 256;
 
 /// Channels or globs in one SUBSCRIBE / PSUBSCRIBE command.
 const COMMAND_CHUNK: usize = 256;
@@ -231,8 +229,13 @@ impl Shared {
             client,
             ops: tokio::sync::Mutex::new(()),
         });
-        self.tasks
-            .spawn(read_messages(sub.clone(), self.inbound.clone(), messages));
+        let reader = sub.clone();
+        self.tasks.spawn(drain_broadcast(
+            messages,
+            self.inbound.clone(),
+            "fred's broadcast channel (broadcast_capacity)",
+            move |inbound, message| reader.route(inbound, message),
+        ));
         self.spawn_heartbeat(sub.client.clone());
         let label = self.label.clone();
         self.tasks
@@ -396,11 +399,10 @@ impl SubConn {
             return;
         };
         let filter = filter.unwrap_or_else(|| RedisFilter::Channel(topic.clone()));
-        let message = match self.raw_payloads {
-            true => Message::new(topic, payload),
-            false => unframe(topic, payload),
-        };
-        inbound.deliver_via(&filter, message);
+        inbound.deliver_via(
+            &filter,
+            headerless::from_payload(topic, payload, self.raw_payloads),
+        );
     }
 }
 
@@ -430,50 +432,6 @@ fn command_options(timeout: Duration, client: &Client) -> Options {
             .then(|| ClusterHash::Custom(redis_keyslot(client.id().as_bytes()))),
         ..Options::default()
     }
-}
-
-/// The message carried by `payload`: an envelope's headers and payload, or (bytes without the
-/// envelope's magic, from a foreign publisher or a message without headers, and malformed
-/// frames) the bytes as they are, without headers.
-pub(crate) fn unframe(topic: Topic, payload: Bytes) -> Message {
-    if !payload.starts_with(&envelope::MAGIC) {
-        return Message::new(topic, payload);
-    }
-    let decoded = envelope::decode_lossy(payload);
-    Message::with_headers(topic, decoded.payload, decoded.headers)
-}
-
-/// Reads fred's broadcast channel of one subscriber connection and feeds the router.
-async fn read_messages(
-    sub: Arc<SubConn>,
-    inbound: Inbound<RedisFilter>,
-    mut messages: broadcast::Receiver<fred::types::Message>,
-) {
-    loop {
-        match messages.recv().await {
-            Ok(message) => sub.route(&inbound, message),
-            Err(RecvError::Lagged(lost)) => lagged(&inbound, lost),
-            Err(RecvError::Closed) => return,
-        }
-        // Handle what is already there without going back to the scheduler, up to a bound.
-        for _ in 0..DRAIN_BATCH {
-            match messages.try_recv() {
-                Ok(message) => sub.route(&inbound, message),
-                Err(TryRecvError::Lagged(lost)) => lagged(&inbound, lost),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => return,
-            }
-        }
-    }
-}
-
-fn lagged(inbound: &Inbound<RedisFilter>, lost: u64) {
-    tracing::warn!(
-        lost,
-        "the Redis reader fell behind fred's broadcast channel and lost messages; \
-         consider a larger broadcast capacity"
-    );
-    inbound.record_lost(lost);
 }
 
 /// Reports one client's connection events: down when it is lost; up when it is back (for a
@@ -600,21 +558,8 @@ impl Driver for RedisDriver {
 
     async fn publish(&self, message: Message) -> Result<()> {
         let s = &self.shared;
-        let frame = if s.raw_payloads {
-            if !message.headers().is_empty() {
-                return Err(Error::unsupported(
-                    "headers need the envelope, and this handle sends raw payloads",
-                ));
-            }
-            message.payload().clone()
-        } else {
-            let size = envelope::encoded_len(message.headers(), message.payload().len());
-            let max = s.max_payload.saturating_add(HEADER_ALLOWANCE);
-            if size > max {
-                return Err(Error::payload_too_large(size, max));
-            }
-            envelope::encode(message.headers(), message.payload())
-        };
+        let max_frame = s.max_payload.saturating_add(HEADER_ALLOWANCE);
+        let frame = headerless::to_payload(&message, s.raw_payloads, max_frame)?;
         let send = s
             .publish_client
             .publish::<(), _, _>(message.topic().as_str(), frame);
@@ -643,30 +588,6 @@ mod tests {
     use super::*;
     use pubsub_core::ErrorKind;
     use std::error::Error as _;
-
-    proptest::proptest! {
-        /// Any payload: never panics; bytes without the envelope's magic come back as they
-        /// are, and an envelope's headers and payload come back from what `encode` made.
-        #[test]
-        fn unframe_never_panics(
-            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
-            value in "[^\r\n]{0,8}",
-        ) {
-            let topic = Topic::new("a.b").unwrap();
-            let payload = Bytes::from(raw);
-            let got = unframe(topic.clone(), payload.clone());
-            if !payload.starts_with(&envelope::MAGIC) {
-                proptest::prop_assert_eq!(got.payload(), &payload);
-                proptest::prop_assert!(got.headers().is_empty());
-            }
-            let mut headers = pubsub_core::Headers::new();
-            headers.insert("h", value.as_str()).unwrap();
-            let framed = envelope::encode(&headers, &payload);
-            let got = unframe(topic, framed);
-            proptest::prop_assert_eq!(got.headers(), &headers);
-            proptest::prop_assert_eq!(got.payload(), &payload);
-        }
-    }
 
     #[test]
     fn fred_errors_are_classified_with_their_source() {

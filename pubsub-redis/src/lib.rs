@@ -157,7 +157,7 @@ pub mod fuzzing {
 
     /// The message a payload received on `topic` carries (envelope or foreign bytes).
     pub fn unframe(topic: Topic, payload: Bytes) -> Message {
-        crate::driver::unframe(topic, payload)
+        pubsub_core::adapter::headerless::from_payload(topic, payload, false)
     }
 }
 

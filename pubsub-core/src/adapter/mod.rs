@@ -19,19 +19,32 @@
 //! the memory backend (`pubsub_core::memory`) as the worked example.
 
 pub(crate) mod driver;
+pub mod encoded_word;
+mod filter_readers;
+pub mod headerless;
+mod polled_state;
+mod reader;
+mod refusals;
 pub(crate) mod supervisor;
 pub(crate) mod tasks;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod topic_memo;
 mod url;
 mod watchdog;
 
 pub mod envelope;
+pub use crate::escape::{push_hex_escape, upper_hex_digit, HOSTILE_TEXTS};
 pub use crate::hub::launch::{launch, Context};
 pub use crate::router::{Inbound, PatternTrie};
 pub use driver::{Driver, FiltersInUse};
+pub use filter_readers::FilterReaders;
+pub use polled_state::watch_polled;
+pub use reader::drain_broadcast;
+pub use refusals::Refusals;
 pub use supervisor::{LinkReporter, Supervisor};
 pub use tasks::Tasks;
+pub use topic_memo::TopicMemo;
 pub use url::{parse_query, HostPort, ServerUrl};
 pub use watchdog::Watchdog;
 
