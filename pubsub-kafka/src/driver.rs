@@ -23,6 +23,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::millis;
 use crate::health::{Health, LinkContext};
 use crate::name::{decode_topic, encode_topic};
+use crate::topics::Topics;
 use crate::{headers, raw, KafkaConfig};
 
 /// A native filter: an exact topic (its Kafka name), or a wildcard pattern served by the
@@ -54,8 +55,8 @@ struct Shared {
     consumer: Arc<Client>,
     admin: AdminClient<LinkContext>,
     assignment: tokio::sync::Mutex<Assignment>,
-    /// Topics known to exist (created or seen), so that publishing creates each once.
-    existing: Mutex<HashSet<String>>,
+    /// Topics known to exist and the creations under way, so that each is created once.
+    topics: Topics,
     watchdog: Arc<Watchdog>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
@@ -112,7 +113,7 @@ impl KafkaDriver {
             consumer: Arc::new(consumer),
             admin,
             assignment: tokio::sync::Mutex::new(Assignment::default()),
-            existing: Mutex::new(HashSet::new()),
+            topics: Topics::default(),
             watchdog: Watchdog::start(cx.options.publish_timeout, &cx.tasks),
             health: health.clone(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -252,45 +253,43 @@ impl Shared {
     }
 
     /// Creates the topics that are not known to exist (with the configured partitions);
-    /// "already exists" is fine.
-    async fn ensure_topics(&self, names: &[&str]) -> Result<()> {
-        let missing: Vec<&str> = {
-            let existing = self.existing.lock();
-            names
-                .iter()
-                .copied()
-                .filter(|n| !existing.contains(*n))
-                .collect()
-        };
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let new: Vec<NewTopic<'_>> = missing
-            .iter()
-            .map(|n| {
-                let replication = TopicReplication::Fixed(self.config.replication);
-                NewTopic::new(n, self.config.partitions, replication)
+    /// "already exists" is fine. Concurrent callers needing the same new topic share one
+    /// creation request.
+    async fn ensure_topics(self: &Arc<Self>, names: &[&str]) -> Result<()> {
+        let this = self.clone();
+        self.topics
+            .ensure(names, move |missing| async move {
+                let new: Vec<NewTopic<'_>> = missing
+                    .iter()
+                    .map(|n| {
+                        let replication = TopicReplication::Fixed(this.config.replication);
+                        NewTopic::new(n, this.config.partitions, replication)
+                    })
+                    .collect();
+                let timeout = this.config.options.command_timeout;
+                let options = AdminOptions::new().operation_timeout(Some(timeout));
+                let created =
+                    tokio::time::timeout(timeout, this.admin.create_topics(&new, &options))
+                        .await
+                        .map_err(|_| {
+                            Error::timeout(format!("creating topics: no answer within {timeout:?}"))
+                        })?
+                        .map_err(|e| kafka_error("creating topics", e))?;
+                Ok(created
+                    .into_iter()
+                    .map(|result| match result {
+                        Ok(name) | Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                            (name, Ok(()))
+                        }
+                        Err((name, code)) => {
+                            let e = kafka_error("creating a topic", KafkaError::AdminOp(code))
+                                .with_context_topic(&name);
+                            (name, Err(e))
+                        }
+                    })
+                    .collect())
             })
-            .collect();
-        let timeout = self.config.options.command_timeout;
-        let options = AdminOptions::new().operation_timeout(Some(timeout));
-        let created = tokio::time::timeout(timeout, self.admin.create_topics(&new, &options))
             .await
-            .map_err(|_| Error::timeout(format!("creating topics: no answer within {timeout:?}")))?
-            .map_err(|e| kafka_error("creating topics", e))?;
-        let mut existing = self.existing.lock();
-        for result in created {
-            match result {
-                Ok(name) | Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    existing.insert(name);
-                }
-                Err((name, code)) => {
-                    return Err(kafka_error("creating a topic", KafkaError::AdminOp(code))
-                        .with_context_topic(&name));
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Assigns `topics` (Kafka name, decoded topic, partitions or `None` to look it up) at

@@ -69,6 +69,7 @@ mod headers;
 mod health;
 mod name;
 mod raw;
+mod topics;
 
 /// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
 #[cfg(feature = "fuzzing")]

@@ -112,6 +112,43 @@ async fn a_topic_created_after_a_wildcard_subscribe_is_delivered_from_its_first_
     publisher.close().await.unwrap();
 }
 
+/// A fresh handle publishing 10 000 messages at once to a topic that does not exist yet
+/// creates it once (they used to send one creation request each, and fail with
+/// `OperationTimedOut`); every publish succeeds and every message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_to_a_new_topic_share_one_creation() {
+    const COUNT: usize = 10_000;
+    let p = unique_prefix("create");
+    let subscriber = handle().await;
+    let mut sub =
+        conformance_tests::kit::subscribe_cap(&subscriber, &format!("{p}.>"), COUNT + 16).await;
+    let publisher = handle().await;
+    let topic: Topic = format!("{p}.new").parse().unwrap();
+    let publishes = (0..COUNT).map(|i| {
+        let message = pubsub_core::Message::new(topic.clone(), i.to_string());
+        publisher.publish(message)
+    });
+    let results = futures::future::join_all(publishes).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {COUNT} publishes failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let mut seen = vec![false; COUNT];
+    for _ in 0..COUNT {
+        let m = next(&mut sub, "the burst to a new topic").await;
+        let i: usize = m.payload_str().unwrap().parse().unwrap();
+        assert!(
+            !std::mem::replace(&mut seen[i], true),
+            "message {i} arrived twice"
+        );
+    }
+    publisher.close().await.unwrap();
+    subscriber.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_topic_names_round_trip_through_the_broker() {
     let p = unique_prefix("hostile");
