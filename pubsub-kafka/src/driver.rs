@@ -22,6 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::millis;
 use crate::health::{Health, LinkContext};
+use crate::log_end::log_end;
 use crate::name::{decode_topic, encode_topic};
 use crate::topics::Topics;
 use crate::{headers, raw, KafkaConfig};
@@ -53,6 +54,8 @@ struct Shared {
     key: [u8; 8],
     producer: RwLock<Arc<FutureProducer<LinkContext>>>,
     consumer: Arc<Client>,
+    /// The consumer that checks where a partition's log ends ([`log_end`]), made on first use.
+    probe: Mutex<Option<Arc<Client>>>,
     admin: AdminClient<LinkContext>,
     assignment: tokio::sync::Mutex<Assignment>,
     /// Topics known to exist and the creations under way, so that each is created once.
@@ -87,21 +90,7 @@ impl KafkaDriver {
         let health = Health::new(cx.supervisor.link());
         let context = LinkContext::new(health.clone());
         let base = config.base();
-        let consumer: Client = {
-            let mut c = base.clone();
-            c.set("group.id", format!("pubsub-{:016x}", rand_u64()))
-                .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false")
-                .set("enable.partition.eof", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("fetch.wait.max.ms", millis(config.fetch_wait).to_string())
-                .set("fetch.error.backoff.ms", "10")
-                .set("allow.auto.create.topics", "false");
-            config
-                .finish(c)
-                .create_with_context(context.clone())
-                .map_err(|e| kafka_error("creating the consumer", e))?
-        };
+        let consumer = new_consumer(&config, &context)?;
         let admin = config
             .finish(base.clone())
             .create_with_context(context.clone())
@@ -111,6 +100,7 @@ impl KafkaDriver {
             key: rand_u64().to_be_bytes(),
             producer: RwLock::new(producer.clone()),
             consumer: Arc::new(consumer),
+            probe: Mutex::new(None),
             admin,
             assignment: tokio::sync::Mutex::new(Assignment::default()),
             topics: Topics::default(),
@@ -162,6 +152,23 @@ impl KafkaDriver {
         cx.tasks.spawn(shared.clone().discover(cx.tasks.clone()));
         Ok(KafkaDriver { shared })
     }
+}
+
+/// A consumer with a group id of its own that never commits, assigned by hand.
+fn new_consumer(config: &KafkaConfig, context: &LinkContext) -> Result<Client> {
+    let mut c = config.base();
+    c.set("group.id", format!("pubsub-{:016x}", rand_u64()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", millis(config.fetch_wait).to_string())
+        .set("fetch.error.backoff.ms", "10")
+        .set("allow.auto.create.topics", "false");
+    config
+        .finish(c)
+        .create_with_context(context.clone())
+        .map_err(|e| kafka_error("creating the consumer", e))
 }
 
 fn new_producer(
@@ -299,6 +306,11 @@ impl Shared {
             return Ok(());
         }
         let consumer = self.consumer.clone();
+        let probe = if topics.iter().all(|t| t.from_start) {
+            None
+        } else {
+            Some(self.probe()?)
+        };
         let timeout = self.config.options.command_timeout;
         let assigned = blocking(move || {
             let mut list = TopicPartitionList::new();
@@ -321,13 +333,11 @@ impl Shared {
                     }
                 };
                 for p in 0..partitions {
-                    let offset = if from_start {
-                        Offset::Beginning
-                    } else {
-                        let (_, high) = consumer
-                            .fetch_watermarks(&name, p, timeout)
-                            .map_err(|e| kafka_error("reading a partition's high watermark", e))?;
-                        Offset::Offset(high)
+                    let offset = match &probe {
+                        Some(probe) if !from_start => {
+                            Offset::Offset(log_end(probe, &name, p, timeout, timeout)?)
+                        }
+                        _ => Offset::Beginning,
                     };
                     list.add_partition_offset(&name, p, offset)
                         .map_err(|e| kafka_error("assigning", e))?;
@@ -344,6 +354,20 @@ impl Shared {
             state.assigned.insert(name, (topic, partitions));
         }
         Ok(())
+    }
+
+    /// The consumer that checks where a partition's log ends, made on first use.
+    fn probe(&self) -> Result<Arc<Client>> {
+        let mut probe = self.probe.lock();
+        if let Some(probe) = probe.as_ref() {
+            return Ok(probe.clone());
+        }
+        let made = Arc::new(new_consumer(
+            &self.config,
+            &LinkContext::new(self.health.clone()),
+        )?);
+        *probe = Some(made.clone());
+        Ok(made)
     }
 
     /// Every topic in the cluster (blocking call off the runtime), remembered as known;

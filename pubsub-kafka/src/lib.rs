@@ -67,6 +67,7 @@ mod config;
 mod driver;
 mod headers;
 mod health;
+mod log_end;
 mod name;
 mod raw;
 mod topics;
