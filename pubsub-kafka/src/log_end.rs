@@ -52,6 +52,7 @@ pub(crate) fn log_end<C: ConsumerContext>(
                 end = end.max(m.offset() + 1);
                 found = true;
             }
+            Some(_) => {}
             None if found => break,
             None => {}
         }
