@@ -12,6 +12,9 @@ use pubsub_core::Result;
 /// One creation request for a batch of names, awaited by everyone who needs one of them.
 type Creation = Shared<BoxFuture<'static, Result<()>>>;
 
+/// The broker's answer to a creation request: for each name, whether it exists now.
+pub(crate) type Answers = Result<Vec<(String, Result<()>)>>;
+
 /// The topics a handle knows to exist, and the creations under way.
 #[derive(Default)]
 pub(crate) struct Topics {
@@ -32,7 +35,7 @@ impl Topics {
     pub(crate) async fn ensure<F, Fut>(&self, names: &[&str], create: F) -> Result<()>
     where
         F: FnOnce(Vec<String>) -> Fut,
-        Fut: Future<Output = Result<Vec<(String, Result<()>)>>> + Send + 'static,
+        Fut: Future<Output = Answers> + Send + 'static,
     {
         let waits: Vec<Creation> = {
             let mut state = self.state.lock();
@@ -68,7 +71,7 @@ impl Topics {
 /// and forgets the creation, whoever polled it to the end.
 fn settle<Fut>(state: Arc<Mutex<State>>, names: Vec<String>, create: Fut) -> Creation
 where
-    Fut: Future<Output = Result<Vec<(String, Result<()>)>>> + Send + 'static,
+    Fut: Future<Output = Answers> + Send + 'static,
 {
     async move {
         let answers = create.await;
@@ -104,7 +107,7 @@ mod tests {
     fn counted(
         calls: &Arc<AtomicUsize>,
         fail: bool,
-    ) -> impl FnOnce(Vec<String>) -> BoxFuture<'static, Result<Vec<(String, Result<()>)>>> {
+    ) -> impl FnOnce(Vec<String>) -> BoxFuture<'static, Answers> {
         let calls = calls.clone();
         move |names| {
             calls.fetch_add(1, Ordering::SeqCst);
