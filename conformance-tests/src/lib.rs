@@ -52,6 +52,7 @@ macro_rules! with_cases {
         $crate::$then! { $($args)* ;
             round_trip,
             subscribe_readiness,
+            no_earlier_messages,
             wildcard_table,
             overlapping_subscriptions,
             isolation,

@@ -22,7 +22,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::millis;
 use crate::health::{Health, LinkContext};
+use crate::log_end::log_end;
 use crate::name::{decode_topic, encode_topic};
+use crate::topics::Topics;
 use crate::{headers, raw, KafkaConfig};
 
 /// A native filter: an exact topic (its Kafka name), or a wildcard pattern served by the
@@ -52,10 +54,12 @@ struct Shared {
     key: [u8; 8],
     producer: RwLock<Arc<FutureProducer<LinkContext>>>,
     consumer: Arc<Client>,
+    /// The consumer that checks where a partition's log ends ([`log_end`]), made on first use.
+    probe: Mutex<Option<Arc<Client>>>,
     admin: AdminClient<LinkContext>,
     assignment: tokio::sync::Mutex<Assignment>,
-    /// Topics known to exist (created or seen), so that publishing creates each once.
-    existing: Mutex<HashSet<String>>,
+    /// Topics known to exist and the creations under way, so that each is created once.
+    topics: Topics,
     watchdog: Arc<Watchdog>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
@@ -87,21 +91,7 @@ impl KafkaDriver {
         let health = Health::new(cx.supervisor.link());
         let context = LinkContext::new(health.clone());
         let base = config.base();
-        let consumer: Client = {
-            let mut c = base.clone();
-            c.set("group.id", format!("pubsub-{:016x}", rand_u64()))
-                .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false")
-                .set("enable.partition.eof", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("fetch.wait.max.ms", millis(config.fetch_wait).to_string())
-                .set("fetch.error.backoff.ms", "10")
-                .set("allow.auto.create.topics", "false");
-            config
-                .finish(c)
-                .create_with_context(context.clone())
-                .map_err(|e| kafka_error("creating the consumer", e))?
-        };
+        let consumer = new_consumer(&config, &context)?;
         let admin = config
             .finish(base.clone())
             .create_with_context(context.clone())
@@ -111,9 +101,10 @@ impl KafkaDriver {
             key: rand_u64().to_be_bytes(),
             producer: RwLock::new(producer.clone()),
             consumer: Arc::new(consumer),
+            probe: Mutex::new(None),
             admin,
             assignment: tokio::sync::Mutex::new(Assignment::default()),
-            existing: Mutex::new(HashSet::new()),
+            topics: Topics::default(),
             watchdog: Watchdog::start(cx.options.publish_timeout, &cx.tasks),
             health: health.clone(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -162,6 +153,23 @@ impl KafkaDriver {
         cx.tasks.spawn(shared.clone().discover(cx.tasks.clone()));
         Ok(KafkaDriver { shared })
     }
+}
+
+/// A consumer with a group id of its own that never commits, assigned by hand.
+fn new_consumer(config: &KafkaConfig, context: &LinkContext) -> Result<Client> {
+    let mut c = config.base();
+    c.set("group.id", format!("pubsub-{:016x}", rand_u64()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", millis(config.fetch_wait).to_string())
+        .set("fetch.error.backoff.ms", "10")
+        .set("allow.auto.create.topics", "false");
+    config
+        .finish(c)
+        .create_with_context(context.clone())
+        .map_err(|e| kafka_error("creating the consumer", e))
 }
 
 fn new_producer(
@@ -253,45 +261,43 @@ impl Shared {
     }
 
     /// Creates the topics that are not known to exist (with the configured partitions);
-    /// "already exists" is fine.
-    async fn ensure_topics(&self, names: &[&str]) -> Result<()> {
-        let missing: Vec<&str> = {
-            let existing = self.existing.lock();
-            names
-                .iter()
-                .copied()
-                .filter(|n| !existing.contains(*n))
-                .collect()
-        };
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let new: Vec<NewTopic<'_>> = missing
-            .iter()
-            .map(|n| {
-                let replication = TopicReplication::Fixed(self.config.replication);
-                NewTopic::new(n, self.config.partitions, replication)
+    /// "already exists" is fine. Concurrent callers needing the same new topic share one
+    /// creation request.
+    async fn ensure_topics(self: &Arc<Self>, names: &[&str]) -> Result<()> {
+        let this = self.clone();
+        self.topics
+            .ensure(names, move |missing| async move {
+                let new: Vec<NewTopic<'_>> = missing
+                    .iter()
+                    .map(|n| {
+                        let replication = TopicReplication::Fixed(this.config.replication);
+                        NewTopic::new(n, this.config.partitions, replication)
+                    })
+                    .collect();
+                let timeout = this.config.options.command_timeout;
+                let options = AdminOptions::new().operation_timeout(Some(timeout));
+                let created =
+                    tokio::time::timeout(timeout, this.admin.create_topics(&new, &options))
+                        .await
+                        .map_err(|_| {
+                            Error::timeout(format!("creating topics: no answer within {timeout:?}"))
+                        })?
+                        .map_err(|e| kafka_error("creating topics", e))?;
+                Ok(created
+                    .into_iter()
+                    .map(|result| match result {
+                        Ok(name) | Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                            (name, Ok(()))
+                        }
+                        Err((name, code)) => {
+                            let e = kafka_error("creating a topic", KafkaError::AdminOp(code))
+                                .with_context_topic(&name);
+                            (name, Err(e))
+                        }
+                    })
+                    .collect())
             })
-            .collect();
-        let timeout = self.config.options.command_timeout;
-        let options = AdminOptions::new().operation_timeout(Some(timeout));
-        let created = tokio::time::timeout(timeout, self.admin.create_topics(&new, &options))
             .await
-            .map_err(|_| Error::timeout(format!("creating topics: no answer within {timeout:?}")))?
-            .map_err(|e| kafka_error("creating topics", e))?;
-        let mut existing = self.existing.lock();
-        for result in created {
-            match result {
-                Ok(name) | Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    existing.insert(name);
-                }
-                Err((name, code)) => {
-                    return Err(kafka_error("creating a topic", KafkaError::AdminOp(code))
-                        .with_context_topic(&name));
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Assigns `topics` (Kafka name, decoded topic, partitions or `None` to look it up) at
@@ -301,6 +307,11 @@ impl Shared {
             return Ok(());
         }
         let consumer = self.consumer.clone();
+        let probe = if topics.iter().all(|t| t.from_start) {
+            None
+        } else {
+            Some(self.probe()?)
+        };
         let timeout = self.config.options.command_timeout;
         let assigned = blocking(move || {
             let mut list = TopicPartitionList::new();
@@ -323,13 +334,11 @@ impl Shared {
                     }
                 };
                 for p in 0..partitions {
-                    let offset = if from_start {
-                        Offset::Beginning
-                    } else {
-                        let (_, high) = consumer
-                            .fetch_watermarks(&name, p, timeout)
-                            .map_err(|e| kafka_error("reading a partition's high watermark", e))?;
-                        Offset::Offset(high)
+                    let offset = match &probe {
+                        Some(probe) if !from_start => {
+                            Offset::Offset(log_end(probe, &name, p, timeout, timeout)?)
+                        }
+                        _ => Offset::Beginning,
                     };
                     list.add_partition_offset(&name, p, offset)
                         .map_err(|e| kafka_error("assigning", e))?;
@@ -346,6 +355,20 @@ impl Shared {
             state.assigned.insert(name, (topic, partitions));
         }
         Ok(())
+    }
+
+    /// The consumer that checks where a partition's log ends, made on first use.
+    fn probe(&self) -> Result<Arc<Client>> {
+        let mut probe = self.probe.lock();
+        if let Some(probe) = probe.as_ref() {
+            return Ok(probe.clone());
+        }
+        let made = Arc::new(new_consumer(
+            &self.config,
+            &LinkContext::new(self.health.clone()),
+        )?);
+        *probe = Some(made.clone());
+        Ok(made)
     }
 
     /// Every topic in the cluster (blocking call off the runtime), remembered as known;

@@ -67,8 +67,10 @@ mod config;
 mod driver;
 mod headers;
 mod health;
+mod log_end;
 mod name;
 mod raw;
+mod topics;
 
 /// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
 #[cfg(feature = "fuzzing")]

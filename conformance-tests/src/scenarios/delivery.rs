@@ -1,4 +1,5 @@
-//! Cases 1, 2, 4, 5, 6: round trip, readiness, isolation, ordering, fan-out.
+//! Cases 1, 2, 4, 5, 6: round trip, readiness (and nothing from before it), isolation,
+//! ordering, fan-out.
 
 use bytes::Bytes;
 use pubsub_core::{Message, SubscribeOptions};
@@ -92,6 +93,32 @@ pub async fn subscribe_readiness(h: &Harness) {
         publish(&a, &format!("{p}.w{i}.x"), "now").await;
         next(&mut s1, "exact subscription right after it resolved").await;
         next(&mut s2, "wildcard subscription right after it resolved").await;
+    }
+    shut_down(&a).await;
+    shut_down(&b).await;
+}
+
+/// A subscription never receives a message published before its `subscribe` resolved, also
+/// when those went out as a burst that the client batched (Kafka: several records per batch,
+/// where a broker that reports a batch's start as the log's end would replay the rest of it).
+pub async fn no_earlier_messages(h: &Harness) {
+    let p = unique_prefix("earlier");
+    let (a, b) = (connect(h).await, connect(h).await);
+    let t = format!("{p}.w.x");
+    let burst = (0..500).map(|i| a.publish(Message::new(topic(&t), format!("before {i}"))));
+    for result in futures::future::join_all(burst).await {
+        result.expect("publish the burst before subscribing");
+    }
+    let mut exact = subscribe(&b, &t).await;
+    let mut wildcard = subscribe(&b, &format!("{p}.w.*")).await;
+    publish(&a, &t, "after").await;
+    for (sub, what) in [(&mut exact, "exact"), (&mut wildcard, "wildcard")] {
+        let first = next(sub, what).await;
+        assert_eq!(
+            first.payload_str(),
+            Some("after"),
+            "the {what} subscription received a message published before it resolved"
+        );
     }
     shut_down(&a).await;
     shut_down(&b).await;

@@ -11,7 +11,9 @@ mod outage;
 mod reconnect;
 mod wildcards;
 
-pub use delivery::{fan_out, isolation, ordering, round_trip, subscribe_readiness};
+pub use delivery::{
+    fan_out, isolation, no_earlier_messages, ordering, round_trip, subscribe_readiness,
+};
 pub use faults::{added_latency, gap_under_traffic, half_open, outage_operations, repeated_cuts};
 pub use input::{foreign_publisher, invalid_input};
 pub use lifecycle::{
