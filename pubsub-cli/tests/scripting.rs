@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use conformance_tests::broker;
+use pubsub_test_support::broker;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::time::timeout;
