@@ -31,8 +31,8 @@
 //! | topic `a.b` | topic named by [`encode_topic`]: letters and digits as they are, `.` between tokens, any other byte `-HH`; never `_`; over 249 characters is an `Invalid` error |
 //! | publish | one record (key: the handle's id, so one publisher's messages to a topic stay in one partition and in order), resolving on its delivery report; the topic is created first, with [`KafkaConfig::partitions`] (default 1) |
 //! | a handle | one producer (idempotent, `acks=all`, `linger.ms` from [`KafkaConfig::linger`]) and one consumer with a unique `group.id`, manual assignment, no commits |
-//! | exact pattern | the topic is created if missing and its partitions are assigned at their high watermarks (read before `subscribe` resolves) |
-//! | `*`, `>` | the handle's own discovery: every [`KafkaConfig::discovery_interval`] it reads the cluster's topics, decodes their names ([`decode_topic`]) and matches them with the core's matcher; a topic that existed when `subscribe` resolved starts at its high watermark, one created later at its beginning |
+//! | exact pattern | the topic is created if missing and its partitions are assigned at the end of their logs (read before `subscribe` resolves: the high watermark, checked against the records by a probe consumer, since a broker may misreport it) |
+//! | `*`, `>` | the handle's own discovery: every [`KafkaConfig::discovery_interval`] it reads the cluster's topics, decodes their names ([`decode_topic`]) and matches them with the core's matcher; a topic that existed when `subscribe` resolved starts at the end of its log, one created later at its beginning |
 //! | headers | record headers, in order |
 //! | delivery | one copy per handle however many filters match; the kit hands it to every matching subscription |
 //!
