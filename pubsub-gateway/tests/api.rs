@@ -34,17 +34,8 @@ subscribe = ["room.42.>"]
 subscribe = ["public.>"]
 "#;
 
-/// A gateway on its own memory bus, served on an ephemeral port of this process.
 async fn start(config: &GatewayConfig) -> (SocketAddr, Gateway) {
-    let hub = pubsub::connect(&format!("memory://{}", unique("bus")))
-        .await
-        .unwrap();
-    let gateway = Gateway::new(hub, config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = gateway.clone();
-    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
-    (addr, gateway)
+    start_in_process(config, "bus").await
 }
 
 async fn status_of_sub(
@@ -378,14 +369,7 @@ async fn binary_frames_and_metrics() {
     assert_eq!(frame["payload_base64"], "/w==");
 
     assert_eq!(publish(addr, &topic, "counted", &[]).await.0, 202);
-    let text = http()
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(addr).await;
     for metric in [
         "pubsub_gateway_messages_in_total",
         "pubsub_gateway_messages_out_total",

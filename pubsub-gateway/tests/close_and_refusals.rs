@@ -16,15 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 async fn start(config: &GatewayConfig) -> (SocketAddr, Gateway) {
-    let hub = pubsub::connect(&format!("memory://{}", unique("close")))
-        .await
-        .unwrap();
-    let gateway = Gateway::new(hub, config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = gateway.clone();
-    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
-    (addr, gateway)
+    start_in_process(config, "close").await
 }
 
 /// Reads until the server's close frame; its code and reason. A socket that ends without one

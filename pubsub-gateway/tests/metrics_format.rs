@@ -28,14 +28,7 @@ async fn metrics_parse_with_help_type_and_no_clash() {
     assert_eq!(publish(addr, &topic, "x", &[]).await.0, 202);
     assert_eq!(publish(addr, "bad..topic", "x", &[]).await.0, 400);
     ws.next().await.unwrap().unwrap();
-    let text = http()
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(addr).await;
     let lines = text.lines().map(|l| Ok::<_, std::io::Error>(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
     assert!(!scrape.samples.is_empty(), "{text}");

@@ -98,17 +98,27 @@ pub async fn subscribe_readiness(h: &Harness) {
     shut_down(&b).await;
 }
 
-/// A subscription never receives a message published before its `subscribe` resolved, also
-/// when those went out as a burst that the client batched (Kafka: several records per batch,
-/// where a broker that reports a batch's start as the log's end would replay the rest of it).
+/// A subscription never receives a message that was published and delivered before its
+/// `subscribe` resolved, also when those went out as a burst that the client batched (Kafka:
+/// several records per batch, where a broker that reports a batch's start as the log's end
+/// would replay the rest of it). "Delivered" is seen by a subscription that was there before
+/// the burst: a publish may resolve before the broker has the message (NATS: once the client
+/// buffered it), and such a message may still reach a subscription made meanwhile.
 pub async fn no_earlier_messages(h: &Harness) {
     let p = unique_prefix("earlier");
     let (a, b) = (connect(h).await, connect(h).await);
     let t = format!("{p}.w.x");
+    let mut witness = subscribe_cap(&a, &t, 1_000).await;
     let burst = (0..500).map(|i| a.publish(Message::new(topic(&t), format!("before {i}"))));
     for result in futures::future::join_all(burst).await {
         result.expect("publish the burst before subscribing");
     }
+    take(
+        &mut witness,
+        500,
+        "the burst, at a subscription made before it",
+    )
+    .await;
     let mut exact = subscribe(&b, &t).await;
     let mut wildcard = subscribe(&b, &format!("{p}.w.*")).await;
     publish(&a, &t, "after").await;

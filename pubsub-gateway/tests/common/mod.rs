@@ -26,6 +26,35 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// A gateway on a memory bus of its own (named after `label`), served on an ephemeral port of
+/// this process.
+pub async fn start_in_process(
+    config: &pubsub_gateway::GatewayConfig,
+    label: &str,
+) -> (SocketAddr, pubsub_gateway::Gateway) {
+    let hub = pubsub::connect(&format!("memory://{}", unique(label)))
+        .await
+        .unwrap();
+    let gateway = pubsub_gateway::Gateway::new(hub, config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = gateway.clone();
+    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
+    (addr, gateway)
+}
+
+/// The text of `GET /metrics`.
+pub async fn metrics_text(addr: SocketAddr) -> String {
+    http()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// `GET /healthz`: the status and body, or `None` when nothing answers.
 pub async fn health(addr: SocketAddr) -> Option<(u16, Value)> {
     let response = http()
