@@ -243,7 +243,9 @@ pub async fn dropped_handle_is_detached(h: &Harness) {
     let control_reading = read_in_order(control_sub, 6, n, "the control's reader");
 
     let (mut ours, mut control) = (Duration::ZERO, Duration::ZERO);
-    let limit = idle_timeout(Duration::from_secs(120));
+    // Only a guard against a hang: the comparison below is the check (on a loaded Kafka test
+    // broker the 10 000 publishes, each waiting for its delivery report, took over 120 s).
+    let limit = idle_timeout(Duration::from_secs(400));
     let publishing = async {
         for start in (0..n).step_by(BLOCK as usize) {
             let end = (start + BLOCK).min(n);
