@@ -113,16 +113,23 @@ pub enum Capability {
     /// backend, with at most [`SHORT_TOPIC`] messages per topic ([`Harness::topic_volume`]);
     /// the report says so.
     LongTopics,
+    /// Streams: history, positions, replay and recovery (the `stream_*` cases). An adapter
+    /// that has no streams yet declares that it lacks them.
+    Streams,
 }
 
 impl Capability {
-    /// The capability a case needs, if any.
-    pub fn needed_by(case: &str) -> Option<Capability> {
+    /// The capabilities a case needs.
+    pub fn needed_by(case: &str) -> &'static [Capability] {
         match case {
             "reconnect" | "stalled_subscribe" | "removal_is_retried" | "outage_gap"
             | "repeated_cuts" | "gap_under_traffic" | "outage_operations" | "half_open"
-            | "added_latency" => Some(Capability::Reconnect),
-            _ => None,
+            | "added_latency" => &[Capability::Reconnect],
+            "stream_recovery_through_cuts" | "stream_mass_resume" => {
+                &[Capability::Streams, Capability::Reconnect]
+            }
+            _ if case.starts_with("stream_") => &[Capability::Streams],
+            _ => &[],
         }
     }
 }
@@ -226,7 +233,9 @@ impl Harness {
 
     /// Why the backend cannot run `case`, if it cannot.
     pub fn skip_reason(&self, case: &str) -> Option<&'static str> {
-        self.lacks(Capability::needed_by(case)?)
+        Capability::needed_by(case)
+            .iter()
+            .find_map(|capability| self.lacks(*capability))
     }
 }
 

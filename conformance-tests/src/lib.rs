@@ -82,6 +82,15 @@ macro_rules! with_cases {
             half_open,
             added_latency,
             foreign_publisher,
+            stream_replay_then_live,
+            stream_resume_from_position,
+            stream_trimmed_gap,
+            stream_reset_gap,
+            stream_recovery_through_cuts,
+            stream_patterns_filter_replay,
+            stream_two_side_by_side,
+            stream_bad_input,
+            stream_mass_resume,
         }
     };
 }

@@ -47,6 +47,10 @@ fn nats_cluster_harness() -> Harness {
         }
     })
     .with_foreign(foreign)
+    .lacking(
+        conformance_tests::Capability::Streams,
+        "the adapter has no streams yet (issue 22)",
+    )
 }
 
 conformance_tests::suite!(nats_cluster_harness);

@@ -74,7 +74,7 @@ async fn sub_says_subscribed_then_one_publish_arrives() {
         .unwrap()
         .unwrap();
     let message: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(message["payload"], "hello");
+    assert_eq!(message["payload"], "hello", "{line}");
     let (z, a, m) = (
         line.find("\"zeta\"").unwrap(),
         line.find("\"alpha\"").unwrap(),

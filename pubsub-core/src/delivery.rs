@@ -43,6 +43,17 @@ pub enum Gap {
         /// When messages flowed again (or when the handle was up again, if none came first).
         until: SystemTime,
     },
+    /// A subscription under a [stream](crate::StreamConfig) asked for messages its stream no
+    /// longer holds: they were trimmed (past `max_len`) or expired (past `max_age`), or the
+    /// stream's log was lost and re-created (`reset`). The oldest message still held follows.
+    History {
+        /// How many messages are missing, when the broker can tell.
+        missed: Option<u64>,
+        /// The log was lost and re-created (a flushed Redis, a deleted JetStream stream, a new
+        /// memory bus): the position resumed from belongs to the old log, and the
+        /// subscription continues from the start of the new one.
+        reset: bool,
+    },
 }
 
 /// What a subscription does when its buffer is full and another message arrives.

@@ -9,6 +9,9 @@
 //!   `Stream` of messages.
 //! - [`Error`] with its [`ErrorKind`]; [`CommonOptions`] with the [`WithOptions`] setters;
 //!   [`ConnectionState`]; [`memory`]: the in-process backend.
+//! - Streams: [`StreamConfig`] (a bounded history under a root pattern, kept by the broker),
+//!   [`Position`] (where a message stands in it) and [`StartAt`] (where a subscription
+//!   begins: replay, then live, recovered after an outage).
 //!
 //! For adapter authors: [`adapter`], the kit an adapter is written on (driver contract,
 //! router, reconciler, connection supervisor, tasks, URL parsing, envelope framing).
@@ -29,6 +32,7 @@ pub mod pattern;
 mod pubsub;
 mod router;
 mod state;
+mod stream;
 mod subscription;
 mod token;
 pub mod topic;
@@ -45,6 +49,10 @@ pub use options::{
 pub use pattern::Pattern;
 pub use pubsub::{PubSub, Stats, SubscribeOptions};
 pub use state::ConnectionState;
+pub use stream::{
+    Offset, Position, StartAt, StreamConfig, DEFAULT_MAX_AGE as DEFAULT_STREAM_MAX_AGE,
+    DEFAULT_MAX_LEN as DEFAULT_STREAM_MAX_LEN,
+};
 pub use subscription::{Deliveries, Subscription};
 pub use token::{Token, TokenError, MAX_LEN as MAX_TOPIC_LEN};
 pub use topic::Topic;

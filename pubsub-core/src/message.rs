@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{Error, Headers, Topic};
+use crate::{Error, Headers, Position, Topic};
 
 /// A message: topic, binary payload (may be empty) and headers.
 ///
@@ -24,12 +24,23 @@ use crate::{Error, Headers, Topic};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message(Arc<Parts>);
 
-#[derive(PartialEq, Eq)]
+#[derive(Clone)]
 struct Parts {
     topic: Topic,
     payload: Bytes,
     headers: Headers,
+    position: Option<Position>,
 }
+
+/// Messages are equal when their topic, payload and headers are: the position is where a
+/// copy was delivered from, not part of the message.
+impl PartialEq for Parts {
+    fn eq(&self, other: &Self) -> bool {
+        self.topic == other.topic && self.payload == other.payload && self.headers == other.headers
+    }
+}
+
+impl Eq for Parts {}
 
 impl Message {
     /// A message without headers.
@@ -43,6 +54,7 @@ impl Message {
             topic,
             payload: payload.into(),
             headers,
+            position: None,
         }))
     }
 
@@ -75,6 +87,21 @@ impl Message {
     pub fn headers(&self) -> &Headers {
         &self.0.headers
     }
+
+    /// Where the message stands in its stream, when it was delivered from a topic under a
+    /// declared [stream](crate::StreamConfig): pass it back as
+    /// [`StartAt::After`](crate::StartAt::After) to resume after it. `None` for a message
+    /// outside any stream (and for one being published).
+    pub fn position(&self) -> Option<&Position> {
+        self.0.position.as_ref()
+    }
+
+    /// The message with its stream position set (drivers and the kit set it on delivery; a
+    /// position on a message being published is ignored).
+    pub fn with_position(mut self, position: Position) -> Self {
+        Arc::make_mut(&mut self.0).position = Some(position);
+        self
+    }
 }
 
 impl fmt::Debug for Message {
@@ -83,6 +110,7 @@ impl fmt::Debug for Message {
             .field("topic", &self.0.topic.as_str())
             .field("payload_len", &self.0.payload.len())
             .field("headers", &self.0.headers)
+            .field("position", &self.0.position)
             .finish()
     }
 }

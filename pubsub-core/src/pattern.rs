@@ -231,6 +231,32 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// Whether some topic matches both patterns (two streams' roots may not overlap).
+    ///
+    /// ```
+    /// use pubsub_core::Pattern;
+    /// let p = |s: &str| s.parse::<Pattern>().unwrap();
+    /// assert!(p("room.>").overlaps(&p("*.42")));
+    /// assert!(!p("room.>").overlaps(&p("room")));
+    /// assert!(!p("a.*").overlaps(&p("b.*")));
+    /// ```
+    pub fn overlaps(&self, other: &Pattern) -> bool {
+        let mut mine = self.segments();
+        let mut theirs = other.segments();
+        loop {
+            match (mine.next(), theirs.next()) {
+                (None, None) => return true,
+                (None, Some(_)) | (Some(_), None) => return false,
+                // `>` takes one or more tokens: whatever the other still needs.
+                (Some(Segment::Rest), Some(_)) | (Some(_), Some(Segment::Rest)) => return true,
+                (Some(Segment::Literal(a)), Some(Segment::Literal(b))) if a != b => return false,
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Validates and reports whether the pattern holds a wildcard.
 fn validate(s: &str) -> Result<bool, PatternError> {
     if s.is_empty() {
@@ -546,6 +572,24 @@ mod tests {
             let p = Pattern::new(&p.join(".")).unwrap();
             let q = Pattern::new(&q.join(".")).unwrap();
             prop_assert_eq!(p.is_subset_of(&q), subset_by_enumeration(&p, &q), "{} <= {}", p, q);
+        }
+
+        #[test]
+        fn overlap_is_symmetric_and_found_by_any_common_topic(
+            p in pattern_tokens(),
+            q in pattern_tokens(),
+            t in topic_tokens(),
+        ) {
+            let p = Pattern::new(&p.join(".")).unwrap();
+            let q = Pattern::new(&q.join(".")).unwrap();
+            let t = Topic::new(&t.join(".")).unwrap();
+            prop_assert_eq!(p.overlaps(&q), q.overlaps(&p));
+            if p.matches(&t) && q.matches(&t) {
+                prop_assert!(p.overlaps(&q), "{} and {} both match {}", p, q, t);
+            }
+            if p.is_subset_of(&q) {
+                prop_assert!(p.overlaps(&q));
+            }
         }
 
         #[test]

@@ -5,7 +5,9 @@ use std::fmt;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::{ConnectionState, Message, Overflow, Pattern, Result, Subscription};
+use crate::{
+    ConnectionState, Message, Overflow, Pattern, Result, StartAt, StreamConfig, Subscription,
+};
 
 /// A pub/sub handle: publish messages to topics, subscribe to patterns.
 ///
@@ -70,6 +72,30 @@ pub trait PubSub: Send + Sync + fmt::Debug {
     /// [`ErrorKind::Closed`](crate::ErrorKind::Closed).
     fn close(&self) -> BoxFuture<'_, Result<()>>;
 
+    /// Declares a stream: from now on every message published to a topic under
+    /// `stream.root()` is kept (up to its limits) by the broker, delivered with its
+    /// [`Position`](crate::Position), and a subscription under it can begin in its history
+    /// ([`SubscribeOptions::starting_at`]) and is resumed after an outage without loss.
+    ///
+    /// Declaring the same stream again (on any handle of the broker) does nothing; declaring
+    /// its root with other limits, or a root that overlaps another stream's, fails with
+    /// `Invalid`. Every handle that publishes or subscribes under the stream declares it
+    /// (some brokers keep the history whoever publishes; see the README).
+    ///
+    /// By default (an implementation without streams) it fails with `Unsupported`.
+    fn declare_stream(&self, stream: StreamConfig) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            Err(crate::Error::new(
+                crate::ErrorKind::Unsupported,
+                format!(
+                    "{} has no streams (declaring `{}`)",
+                    self.backend(),
+                    stream.root()
+                ),
+            ))
+        })
+    }
+
     /// Counters for tests and monitoring.
     fn stats(&self) -> Stats;
 
@@ -101,6 +127,12 @@ pub struct SubscribeOptions {
     /// Do not receive messages this handle published. The handle then stamps what it publishes
     /// with a `pubsub-origin` header (other subscribers see it).
     pub skip_own: bool,
+    /// Where to begin in the stream the patterns are under (see
+    /// [`PubSub::declare_stream`]): replay what the stream holds from there, then go on live.
+    /// `None` is [`StartAt::Now`] for patterns under a declared stream (still recovered after
+    /// an outage), and plain live delivery for others. Setting it for patterns under no
+    /// declared stream fails with `Invalid`.
+    pub from: Option<StartAt>,
 }
 
 impl SubscribeOptions {
@@ -119,6 +151,12 @@ impl SubscribeOptions {
     /// Skips messages this handle published.
     pub fn skipping_own(mut self) -> Self {
         self.skip_own = true;
+        self
+    }
+
+    /// Begins at `start` in the stream the patterns are under.
+    pub fn starting_at(mut self, start: StartAt) -> Self {
+        self.from = Some(start);
         self
     }
 }

@@ -53,6 +53,11 @@ impl Subscription {
         }
     }
 
+    /// The routes of this subscription (a stream subscription shares its live one's).
+    pub(crate) fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
     /// The (first) pattern this subscription listens to.
     pub fn pattern(&self) -> &Pattern {
         &self.routes[0].pattern

@@ -9,6 +9,7 @@ mod lifecycle;
 mod loss;
 mod outage;
 mod reconnect;
+mod streams;
 mod wildcards;
 
 pub use delivery::{
@@ -23,4 +24,9 @@ pub use loss::{
     close_slow, drop_newest, escaped_topics, multi_pattern, outage_gap, overflow_gap, skip_own,
 };
 pub use reconnect::{reconnect, removal_is_retried, stalled_subscribe};
+pub use streams::{
+    stream_bad_input, stream_mass_resume, stream_patterns_filter_replay,
+    stream_recovery_through_cuts, stream_replay_then_live, stream_reset_gap,
+    stream_resume_from_position, stream_trimmed_gap, stream_two_side_by_side,
+};
 pub use wildcards::{overlapping_subscriptions, shared_filter_fanin, wildcard_table};

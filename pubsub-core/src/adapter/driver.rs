@@ -9,7 +9,8 @@ use std::hash::Hash;
 
 use async_trait::async_trait;
 
-use crate::{Message, Pattern, Result};
+use crate::adapter::stream_log::{LogRead, ReadFrom};
+use crate::{Error, ErrorKind, Message, Pattern, Result, StreamConfig};
 
 /// The broker-specific operations of an adapter.
 ///
@@ -99,9 +100,46 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
         self.add_filters(filters).await
     }
 
+    /// Declares `stream` at the broker (see
+    /// [`PubSub::declare_stream`](crate::PubSub::declare_stream)): from now on a message
+    /// published through this driver to a topic under it is appended to its log, and a live
+    /// message under it is delivered with its position
+    /// ([`Message::with_position`](crate::Message::with_position)). Idempotent; a stream
+    /// already at the broker with other limits fails with `Invalid`. The handle has checked
+    /// the limits and that the root overlaps no other stream of the handle.
+    ///
+    /// By default `Unsupported`: a driver without streams.
+    async fn declare_stream(&self, stream: &StreamConfig) -> Result<()> {
+        Err(no_streams(Self::BACKEND, stream))
+    }
+
+    /// Reads at most `limit` entries of `stream`'s log from `from`, in log order (an empty
+    /// batch is the end of the log). Called only for a stream declared through this driver.
+    ///
+    /// By default `Unsupported`: a driver without streams.
+    async fn read_stream(
+        &self,
+        stream: &StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<LogRead> {
+        let _ = (from, limit);
+        Err(no_streams(Self::BACKEND, stream))
+    }
+
     /// Flushes what was published and disconnects. Called once, by `close`, after the
     /// handle's background tasks were told to stop.
     async fn close(&self) -> Result<()>;
+}
+
+fn no_streams(backend: &str, stream: &StreamConfig) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "the {backend} adapter has no streams yet (stream `{}`)",
+            stream.root()
+        ),
+    )
 }
 
 /// The native filters a handle's subscriptions need, as [`Driver::plan_filter`] sees them.

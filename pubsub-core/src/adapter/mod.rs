@@ -13,7 +13,11 @@
 //! - [`Tasks`]: every background task of a handle, stopped by one cancellation token;
 //! - [`Watchdog`]: a deadline for every publish without a timer per publish;
 //! - [`ServerUrl`] and [`CommonOptions`](crate::CommonOptions): URL parsing and the shared
-//!   settings; [`envelope`]: header framing for brokers without native headers.
+//!   settings; [`envelope`]: header framing for brokers without native headers;
+//! - streams: a driver appends what is published under a declared stream ([`StreamTable`]),
+//!   positions its live messages and reads its log in batches ([`ReadFrom`], [`LogRead`]);
+//!   the kit replays, merges replay and live without a duplicate or a hole, and resumes
+//!   each stream subscription from its last position after an outage.
 //!
 //! See `docs/ARCHITECTURE.md` in the repository for a walk through writing an adapter, with
 //! the memory backend (`pubsub_core::memory`) as the worked example.
@@ -25,6 +29,7 @@ pub mod headerless;
 mod polled_state;
 mod reader;
 mod refusals;
+pub(crate) mod stream_log;
 pub(crate) mod supervisor;
 pub(crate) mod tasks;
 #[cfg(feature = "tls")]
@@ -42,6 +47,9 @@ pub use filter_readers::FilterReaders;
 pub use polled_state::watch_polled;
 pub use reader::drain_broadcast;
 pub use refusals::Refusals;
+pub use stream_log::{
+    conflict as stream_conflict, LogRead, ReadFrom, StreamTable, POSITION_HEADER,
+};
 pub use supervisor::{LinkReporter, Supervisor};
 pub use tasks::Tasks;
 pub use topic_memo::TopicMemo;

@@ -2,6 +2,7 @@
 
 pub(crate) mod launch;
 mod reconcile;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -18,14 +19,16 @@ use tokio::time::Instant;
 use smallvec::SmallVec;
 
 use crate::adapter::driver::Driver;
+use crate::adapter::stream_log::StreamTable;
 use crate::adapter::supervisor::{OutageListener, Supervisor};
 use crate::adapter::tasks::Tasks;
 use crate::router::{NewRoute, Presence, Queue, Route, Router, Slot, ORIGIN_HEADER};
 use crate::subscription::Owner;
 use crate::{
     CommonOptions, ConnectionState, Error, ErrorKind, Message, Operation, Pattern, PubSub, Result,
-    Stats, SubscribeOptions, Subscription,
+    Stats, StreamConfig, SubscribeOptions, Subscription,
 };
+use tokio_util::sync::CancellationToken;
 
 /// A pub/sub handle on one backend: what [`connect`](https://docs.rs/pubsub) and every
 /// adapter's `connect` return.
@@ -62,6 +65,7 @@ trait Core: Send + Sync + 'static {
         patterns: Vec<Pattern>,
         options: SubscribeOptions,
     ) -> Result<Subscription>;
+    async fn declare_stream(&self, stream: StreamConfig) -> Result<()>;
     async fn close(&self) -> Result<()>;
     fn stats(&self) -> Stats;
     fn supervisor(&self) -> &Supervisor;
@@ -83,6 +87,8 @@ pub(crate) struct HubInner<D: Driver> {
     drained: Notify,
     next_id: AtomicU64,
     published: AtomicU64,
+    /// The streams declared on this handle.
+    streams: StreamTable,
 }
 
 pub(crate) fn start<D: Driver>(
@@ -117,6 +123,7 @@ pub(crate) fn start<D: Driver>(
             drained: Notify::new(),
             next_id: AtomicU64::new(1),
             published: AtomicU64::new(0),
+            streams: StreamTable::new(),
         }),
     }
 }
@@ -346,6 +353,170 @@ impl<D: Driver> Core for HubInner<D> {
                 "a subscription needs at least one pattern",
             )));
         }
+        if !self.streams.is_empty() || options.from.is_some() {
+            match stream::stream_of(&self.streams.all(), &patterns) {
+                Some(under) => return self.subscribe_stream(under, patterns, options).await,
+                None if options.from.is_some() => {
+                    return Err(fail(Error::new(
+                        ErrorKind::Invalid,
+                        "a subscription that begins in a stream needs every pattern under one \
+                         stream declared on the handle (declare_stream)",
+                    )))
+                }
+                None => {}
+            }
+        }
+        self.subscribe_live(patterns, options).await
+    }
+
+    async fn declare_stream(&self, config: StreamConfig) -> Result<()> {
+        let fail = |e| self.fail(e, Operation::Subscribe);
+        if self.is_closed() {
+            return Err(fail(Error::closed()));
+        }
+        config.validate().map_err(fail)?;
+        if let Some(known) = self.streams.get(config.root()) {
+            if known == config {
+                return Ok(());
+            }
+        }
+        // Checked against the handle's streams before the broker is asked.
+        StreamTable::new()
+            .insert(&config)
+            .and_then(|_| {
+                for known in self.streams.all().iter() {
+                    if known.root() == config.root() {
+                        return Err(crate::adapter::stream_conflict(known, &config));
+                    }
+                    if known.root().overlaps(config.root()) {
+                        return Err(Error::new(
+                            ErrorKind::Invalid,
+                            format!(
+                                "stream `{}` overlaps stream `{}`: a topic belongs to at most \
+                                 one stream",
+                                config.root(),
+                                known.root()
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            })
+            .map_err(fail)?;
+        match tokio::time::timeout(
+            self.options.command_timeout,
+            self.driver.declare_stream(&config),
+        )
+        .await
+        {
+            Ok(result) => result.map_err(fail)?,
+            Err(_) => {
+                return Err(fail(Error::timeout(format!(
+                    "the broker did not confirm the stream within {:?}",
+                    self.options.command_timeout
+                ))))
+            }
+        }
+        self.streams.insert(&config).map(|_| ()).map_err(fail)
+    }
+    async fn close(&self) -> Result<()> {
+        self.close_inner()
+            .await
+            .map_err(|e| self.fail(e, Operation::Close))
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            subscriptions: self.router.route_count(),
+            native_filters: self.router.active_filters(),
+            published: self.published.load(Ordering::Relaxed),
+            delivered: self.router.delivered(),
+            dropped: self.router.dropped(),
+        }
+    }
+
+    fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("driver", &self.driver)
+            .field("state", &self.supervisor.state())
+            .field("subscriptions", &self.router.route_count())
+            .finish()
+    }
+}
+
+impl<D: Driver> HubInner<D> {
+    /// A subscription under `stream`: a live subscription read by a [`stream::Follower`]
+    /// into the subscription's own queue.
+    async fn subscribe_stream(
+        self: Arc<Self>,
+        under: StreamConfig,
+        patterns: Vec<Pattern>,
+        options: SubscribeOptions,
+    ) -> Result<Subscription> {
+        let fail = |e| self.fail(e, Operation::Subscribe);
+        let start = options.from.unwrap_or_default();
+        stream::check_start(&under, &start).map_err(fail)?;
+        // The log's end before the live subscription: what comes between is replayed.
+        let end = tokio::time::timeout(
+            self.options.command_timeout,
+            self.driver
+                .read_stream(&under, crate::adapter::ReadFrom::End, 0),
+        )
+        .await
+        .map_err(|_| {
+            fail(Error::timeout(format!(
+                "reading the stream's end took over {:?}",
+                self.options.command_timeout
+            )))
+        })?
+        .map_err(fail)?;
+        let live_options = SubscribeOptions {
+            capacity: Some(options.capacity.unwrap_or(self.options.buffer)),
+            overflow: Some(crate::Overflow::DropOldest),
+            skip_own: options.skip_own,
+            from: None,
+        };
+        let live = self.clone().subscribe_live(patterns, live_options).await?;
+        let queue = Arc::new(Queue::new(
+            options.capacity.unwrap_or(self.options.buffer),
+            options.overflow.unwrap_or(self.options.overflow),
+        ));
+        let routes = stream::routes_of(&live);
+        let cancel = CancellationToken::new();
+        let parts = stream::FollowerParts {
+            driver: self.driver.clone(),
+            supervisor: self.supervisor.clone(),
+            backoff: self.options.backoff.clone(),
+            command_timeout: self.options.command_timeout,
+            skip_origin: options.skip_own.then(|| self.router.origin().to_string()),
+        };
+        let follower = stream::Follower::new(
+            parts,
+            under,
+            (start, end.epoch, end.end),
+            queue.clone(),
+            live,
+            cancel.clone(),
+        );
+        self.tasks.spawn(follower.run());
+        let owner: Arc<dyn Owner> = Arc::new(stream::FollowerOwner {
+            cancel,
+            hub: self.clone(),
+        });
+        Ok(Subscription::new(queue, routes, owner))
+    }
+
+    /// A live subscription: routes in the router, filters at the broker.
+    async fn subscribe_live(
+        self: Arc<Self>,
+        patterns: Vec<Pattern>,
+        options: SubscribeOptions,
+    ) -> Result<Subscription> {
+        let fail = |e| self.fail(e, Operation::Subscribe);
         let filters = self
             .router
             .plan(|in_use| {
@@ -398,34 +569,6 @@ impl<D: Driver> Core for HubInner<D> {
         }
         let owner: Arc<dyn Owner> = self.clone();
         Ok(Subscription::new(queue, routes, owner))
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.close_inner()
-            .await
-            .map_err(|e| self.fail(e, Operation::Close))
-    }
-
-    fn stats(&self) -> Stats {
-        Stats {
-            subscriptions: self.router.route_count(),
-            native_filters: self.router.active_filters(),
-            published: self.published.load(Ordering::Relaxed),
-            delivered: self.router.delivered(),
-            dropped: self.router.dropped(),
-        }
-    }
-
-    fn supervisor(&self) -> &Supervisor {
-        &self.supervisor
-    }
-
-    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hub")
-            .field("driver", &self.driver)
-            .field("state", &self.supervisor.state())
-            .field("subscriptions", &self.router.route_count())
-            .finish()
     }
 }
 
@@ -535,6 +678,11 @@ impl Hub {
         self.inner.clone().subscribe_all(patterns, options).await
     }
 
+    /// See [`PubSub::declare_stream`].
+    pub async fn declare_stream(&self, stream: StreamConfig) -> Result<()> {
+        self.inner.declare_stream(stream).await
+    }
+
     /// See [`PubSub::close`].
     pub async fn close(&self) -> Result<()> {
         self.inner.close().await
@@ -578,6 +726,10 @@ impl PubSub for Hub {
         options: SubscribeOptions,
     ) -> BoxFuture<'_, Result<Subscription>> {
         self.inner.clone().subscribe_all(patterns, options)
+    }
+
+    fn declare_stream(&self, stream: StreamConfig) -> BoxFuture<'_, Result<()>> {
+        self.inner.declare_stream(stream)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {

@@ -27,6 +27,8 @@ struct State {
     /// Messages (not gaps) in `buf`.
     messages: usize,
     waker: Option<Waker>,
+    /// A producer waiting for room ([`Queue::poll_room`]): a stream subscription's replay.
+    room_waker: Option<Waker>,
     ended: Option<EndReason>,
     /// Where this queue stands in an outage of its handle, if one is under way.
     outage: Option<OutageMark>,
@@ -53,6 +55,7 @@ impl Queue {
                 buf: VecDeque::new(),
                 messages: 0,
                 waker: None,
+                room_waker: None,
                 ended: None,
                 outage: None,
             }),
@@ -176,8 +179,7 @@ impl Queue {
         }
     }
 
-    /// Appends a gap marker (an outage), unless the queue ended.
-    #[cfg(test)]
+    /// Appends a gap marker (a stream's history gap), unless the queue ended.
     pub(crate) fn push_gap(&self, gap: Gap) {
         let mut st = self.state.lock();
         if st.ended.is_some() {
@@ -198,6 +200,10 @@ impl Queue {
         if let Some(d) = st.buf.pop_front() {
             if matches!(d, Delivery::Message(_)) {
                 st.messages -= 1;
+                if let Some(producer) = st.room_waker.take() {
+                    drop(st);
+                    producer.wake();
+                }
             }
             return Poll::Ready(Some(d));
         }
@@ -214,14 +220,33 @@ impl Queue {
     /// Ends the queue (unless it ended already): what is buffered can still be read, then the
     /// consumer sees the end.
     pub(crate) fn close(&self, reason: EndReason) {
-        let waker = {
+        let (waker, producer) = {
             let mut st = self.state.lock();
             st.ended.get_or_insert(reason);
-            st.waker.take()
+            (st.waker.take(), st.room_waker.take())
         };
-        if let Some(w) = waker {
+        for w in [waker, producer].into_iter().flatten() {
             w.wake();
         }
+    }
+
+    /// `Ready(true)` once a message can be pushed without the overflow policy, `Ready(false)`
+    /// once the queue ended; a producer that must not drop waits here.
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut st = self.state.lock();
+        if st.ended.is_some() {
+            return Poll::Ready(false);
+        }
+        if st.messages < self.capacity {
+            return Poll::Ready(true);
+        }
+        st.room_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Waits for room ([`Queue::poll_room`]).
+    pub(crate) async fn room(&self) -> bool {
+        std::future::poll_fn(|cx| self.poll_room(cx)).await
     }
 
     pub(crate) fn end_reason(&self) -> Option<EndReason> {

@@ -12,8 +12,13 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use crate::adapter::{launch, Context, Driver, Inbound, LinkReporter};
-use crate::{CommonOptions, Error, Hub, Message, Pattern, Result, WithOptions};
+mod ring;
+
+use crate::adapter::{launch, Context, Driver, Inbound, LinkReporter, LogRead, ReadFrom};
+use crate::{
+    CommonOptions, Error, ErrorKind, Hub, Message, Pattern, Result, StreamConfig, WithOptions,
+};
+use ring::Ring;
 
 /// Largest payload of the memory backend: 16 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 16 * 1024 * 1024;
@@ -59,6 +64,32 @@ pub struct MemoryBus {
 struct BusShared {
     handles: RwLock<Vec<Attached>>,
     next_id: AtomicU64,
+    /// The streams declared on the bus, each with its ring (what a stream keeps lives in the
+    /// bus, so every handle of the bus appends to it and reads it).
+    streams: RwLock<Vec<Arc<Mutex<Ring>>>>,
+    /// Whether `streams` is not empty: the publish path of a bus without streams skips it.
+    has_streams: std::sync::atomic::AtomicBool,
+}
+
+impl BusShared {
+    fn ring_of(&self, root: &Pattern) -> Option<Arc<Mutex<Ring>>> {
+        let streams = self.streams.read();
+        streams
+            .iter()
+            .find(|r| r.lock().config.root() == root)
+            .cloned()
+    }
+
+    fn ring_for(&self, topic: &crate::Topic) -> Option<Arc<Mutex<Ring>>> {
+        if !self.has_streams.load(Ordering::Acquire) {
+            return None;
+        }
+        let streams = self.streams.read();
+        streams
+            .iter()
+            .find(|r| r.lock().config.covers(topic))
+            .cloned()
+    }
 }
 
 struct Attached {
@@ -280,28 +311,60 @@ impl Driver for MemoryDriver {
 
     async fn publish(&self, message: Message) -> Result<()> {
         self.passable(self.publish_timeout).await?;
-        let mut stale = false;
-        {
-            let handles = self.bus.handles.read();
-            let mut receivers = handles.iter().filter(|h| {
-                let closed = h.inbound.is_closed();
-                stale |= closed;
-                !closed && *h.mode.borrow() == Mode::Up
-            });
-            // The last receiver takes the message itself: one clone fewer.
-            if let Some(mut current) = receivers.next() {
-                for next in receivers {
-                    current.inbound.deliver(message.clone());
-                    current = next;
-                }
-                current.inbound.deliver(message);
+        match self.bus.ring_for(message.topic()) {
+            // Appended and handed on under the ring's lock: live copies arrive in log order.
+            Some(ring) => {
+                let mut ring = ring.lock();
+                let message = ring.append(message);
+                self.hand_on(message);
             }
-        }
-        if stale {
-            // A handle dropped without `close` whose driver is not gone yet.
-            self.bus.handles.write().retain(|h| !h.inbound.is_closed());
+            None => self.hand_on(message),
         }
         Ok(())
+    }
+
+    async fn declare_stream(&self, stream: &StreamConfig) -> Result<()> {
+        self.passable(self.command_timeout).await?;
+        let mut streams = self.bus.streams.write();
+        for ring in streams.iter() {
+            let known = &ring.lock().config;
+            if known.root() == stream.root() {
+                if known == stream {
+                    return Ok(());
+                }
+                return Err(crate::adapter::stream_conflict(known, stream));
+            }
+            if known.root().overlaps(stream.root()) {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "stream `{}` overlaps stream `{}` on this bus",
+                        stream.root(),
+                        known.root()
+                    ),
+                ));
+            }
+        }
+        streams.push(Arc::new(Mutex::new(Ring::new(stream.clone()))));
+        self.bus.has_streams.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<LogRead> {
+        self.passable(self.command_timeout).await?;
+        let ring = self.bus.ring_of(stream.root()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Invalid,
+                format!("stream `{}` is not declared on this bus", stream.root()),
+            )
+        })?;
+        let read = ring.lock().read(from, limit);
+        Ok(read)
     }
 
     async fn add_filters(&self, _filters: &[Pattern]) -> Result<()> {
@@ -328,6 +391,31 @@ impl fmt::Debug for MemoryDriver {
 }
 
 impl MemoryDriver {
+    /// Gives `message` to every handle of the bus whose link is up.
+    fn hand_on(&self, message: Message) {
+        let mut stale = false;
+        {
+            let handles = self.bus.handles.read();
+            let mut receivers = handles.iter().filter(|h| {
+                let closed = h.inbound.is_closed();
+                stale |= closed;
+                !closed && *h.mode.borrow() == Mode::Up
+            });
+            // The last receiver takes the message itself: one clone fewer.
+            if let Some(mut current) = receivers.next() {
+                for next in receivers {
+                    current.inbound.deliver(message.clone());
+                    current = next;
+                }
+                current.inbound.deliver(message);
+            }
+        }
+        if stale {
+            // A handle dropped without `close` whose driver is not gone yet.
+            self.bus.handles.write().retain(|h| !h.inbound.is_closed());
+        }
+    }
+
     fn detach(&self) {
         self.bus.handles.write().retain(|a| a.id != self.id);
     }
