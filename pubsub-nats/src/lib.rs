@@ -142,6 +142,12 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
             cx.options.backoff.clone(),
         );
         let events = link.clone();
+        // Whether the connection was lost since the last `Connected`: async-nats reports its
+        // first connection as `Connected` too, possibly after `connect` returned and the
+        // handle was up (its callback runs on a task of its own, late on a loaded machine).
+        // Taken for a reconnect, it would put an outage gap in the subscriptions made
+        // meanwhile, though nothing was lost.
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let violations = std::sync::Arc::new(Refusals::new(permissions::BROKER));
         let reported = violations.clone();
         let mut options = config
@@ -155,8 +161,10 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
                     // reports `Connected`; "reconnected" makes the kit confirm (with one round
                     // trip) that the server has them before the handle counts as up.
                     Event::Connected => {
-                        reported.reconnected();
-                        events.reconnected();
+                        if lost.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                            reported.reconnected();
+                            events.reconnected();
+                        }
                     }
                     // Permission violations are the answer to a `SUB` or `PUB`: see
                     // `permissions`. A refused subscription ends the subscriptions needing it
@@ -168,7 +176,10 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
                             inbound.refused(&subject);
                         }
                     }
-                    Event::Disconnected | Event::Closed => events.down(),
+                    Event::Disconnected | Event::Closed => {
+                        lost.store(true, std::sync::atomic::Ordering::Release);
+                        events.down();
+                    }
                     Event::SlowConsumer(_) => inbound.record_lost(1),
                     _ => {}
                 }
