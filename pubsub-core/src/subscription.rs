@@ -58,6 +58,12 @@ impl Subscription {
         &self.routes
     }
 
+    /// The next delivery if one is waiting (a stream follower drains its live subscription
+    /// in one go).
+    pub(crate) fn try_delivery(&mut self) -> Option<Delivery> {
+        self.queue.try_pop()
+    }
+
     /// The (first) pattern this subscription listens to.
     pub fn pattern(&self) -> &Pattern {
         &self.routes[0].pattern

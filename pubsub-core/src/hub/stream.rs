@@ -206,6 +206,7 @@ impl<D: Driver> Follower<D> {
         let mut state: watch::Receiver<ConnectionState> = self.parts.supervisor.watch();
         loop {
             let delivery = tokio::select! {
+                biased;
                 _ = self.cancel.cancelled() => return Next::End,
                 changed = state.changed() => {
                     if changed.is_err() {
@@ -219,38 +220,52 @@ impl<D: Driver> Follower<D> {
                 }
                 delivery = self.live.recv_delivery() => delivery,
             };
-            let message = match delivery {
-                None => {
-                    let reason = self.live.end_reason().unwrap_or(EndReason::Closed);
-                    self.queue.close(reason);
-                    return Next::End;
-                }
-                // The live path lost something: the log has it.
-                Some(Delivery::Gap(_)) => return Next::Replay,
-                Some(Delivery::Message(message)) => message,
-            };
-            let Some(&position) = message.position() else {
-                // Published by a handle that did not append it (one that has not declared the
-                // stream): not in the log, delivered as it came.
-                if self.wanted(&message) && !self.deliver(message).await {
-                    return Next::End;
-                }
-                continue;
-            };
-            let Cursor::After(last) = self.cursor else {
-                return Next::Replay;
-            };
-            if position.is_after(&last) {
-                self.cursor = Cursor::After(position);
-                if self.wanted(&message) && !self.deliver(message).await {
-                    return Next::End;
-                }
-            } else if position.stream_tag() == self.tag && position.epoch() != last.epoch() {
-                // A new log: the replay says so and starts it from its beginning.
-                return Next::Replay;
+            if let Some(next) = self.take_live(delivery).await {
+                return next;
             }
-            // Otherwise at or before the cursor: the replay delivered it already.
+            // Whatever else is waiting, without a wake-up each.
+            while let Some(delivery) = self.live.try_delivery() {
+                if let Some(next) = self.take_live(Some(delivery)).await {
+                    return next;
+                }
+            }
         }
+    }
+
+    /// Handles one delivery of the live subscription; `Some` when following live stops.
+    async fn take_live(&mut self, delivery: Option<Delivery>) -> Option<Next> {
+        let message = match delivery {
+            None => {
+                let reason = self.live.end_reason().unwrap_or(EndReason::Closed);
+                self.queue.close(reason);
+                return Some(Next::End);
+            }
+            // The live path lost something: the log has it.
+            Some(Delivery::Gap(_)) => return Some(Next::Replay),
+            Some(Delivery::Message(message)) => message,
+        };
+        let Some(&position) = message.position() else {
+            // Published by a handle that did not append it (one that has not declared the
+            // stream): not in the log, delivered as it came.
+            if self.wanted(&message) && !self.deliver(message).await {
+                return Some(Next::End);
+            }
+            return None;
+        };
+        let Cursor::After(last) = self.cursor else {
+            return Some(Next::Replay);
+        };
+        if position.is_after(&last) {
+            self.cursor = Cursor::After(position);
+            if self.wanted(&message) && !self.deliver(message).await {
+                return Some(Next::End);
+            }
+        } else if position.stream_tag() == self.tag && position.epoch() != last.epoch() {
+            // A new log: the replay says so and starts it from its beginning.
+            return Some(Next::Replay);
+        }
+        // Otherwise at or before the cursor: the replay delivered it already.
+        None
     }
 
     /// Whether the subscription wants `message` (the replay reads every topic of the stream).
@@ -265,6 +280,10 @@ impl<D: Driver> Follower<D> {
 
     /// Waits for room in the queue, then pushes; false when the subscription ended.
     async fn deliver(&self, message: Message) -> bool {
+        if self.queue.has_room() {
+            self.queue.push(message);
+            return true;
+        }
         let room = tokio::select! {
             _ = self.cancel.cancelled() => false,
             room = self.queue.room() => room,

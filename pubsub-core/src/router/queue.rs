@@ -244,6 +244,26 @@ impl Queue {
         Poll::Pending
     }
 
+    /// The next delivery if one is waiting, without registering a waker.
+    pub(crate) fn try_pop(&self) -> Option<Delivery> {
+        let mut st = self.state.lock();
+        let d = st.buf.pop_front()?;
+        if matches!(d, Delivery::Message(_)) {
+            st.messages -= 1;
+            if let Some(producer) = st.room_waker.take() {
+                drop(st);
+                producer.wake();
+            }
+        }
+        Some(d)
+    }
+
+    /// Whether a message can be pushed now without the overflow policy.
+    pub(crate) fn has_room(&self) -> bool {
+        let st = self.state.lock();
+        st.ended.is_none() && st.messages < self.capacity
+    }
+
     /// Waits for room ([`Queue::poll_room`]).
     pub(crate) async fn room(&self) -> bool {
         std::future::poll_fn(|cx| self.poll_room(cx)).await
