@@ -41,9 +41,10 @@ mod signal;
 pub use connect::{connect, Scheme};
 pub use pubsub_core::{
     headers, memory, pattern, topic, Backoff, CommonOptions, ConnectionState, Deliveries, Delivery,
-    EndReason, Error, ErrorKind, Gap, Headers, Hub, Message, MessageBuilder, Operation, Overflow,
-    Pattern, PubSub, Result, Secret, Stats, SubscribeOptions, Subscription, TlsOptions, Token,
-    TokenError, Topic, WithOptions, DEFAULT_BUFFER, DEFAULT_HEARTBEAT, MAX_TOPIC_LEN,
+    EndReason, Error, ErrorKind, Gap, Headers, Hub, Message, MessageBuilder, Offset, Operation,
+    Overflow, Pattern, Position, PubSub, Result, Secret, StartAt, Stats, StreamConfig,
+    SubscribeOptions, Subscription, TlsOptions, Token, TokenError, Topic, WithOptions,
+    DEFAULT_BUFFER, DEFAULT_HEARTBEAT, MAX_TOPIC_LEN,
 };
 pub use signal::shutdown_signal;
 
