@@ -160,11 +160,9 @@ pub async fn connect(config: NatsConfig) -> Result<Hub> {
                     // async-nats sends its subscriptions again on a new connection before it
                     // reports `Connected`; "reconnected" makes the kit confirm (with one round
                     // trip) that the server has them before the handle counts as up.
-                    Event::Connected => {
-                        if lost.swap(false, std::sync::atomic::Ordering::AcqRel) {
-                            reported.reconnected();
-                            events.reconnected();
-                        }
+                    Event::Connected if lost.swap(false, std::sync::atomic::Ordering::AcqRel) => {
+                        reported.reconnected();
+                        events.reconnected();
                     }
                     // Permission violations are the answer to a `SUB` or `PUB`: see
                     // `permissions`. A refused subscription ends the subscriptions needing it

@@ -16,12 +16,26 @@
 //!
 //! and receives:
 //!
-//! - `{"room":"r","user":"alice","text":"hi"}`: a message of a joined room;
+//! - `{"room":"r","user":"alice","text":"hi","position":"ps1-…"}`: a message of a joined
+//!   room, with its position in the chat's history (on backends with streams);
 //! - `{"gap":{"dropped":3}}`: this connection's buffer overflowed and exactly 3 messages were
 //!   dropped, or `{"gap":{"outage_ms":1200}}`: the server lost its broker for that long and
 //!   messages may be missing. Either way the client should resync (reload the history of its
 //!   rooms from wherever the application keeps it);
+//!   `{"gap":{"history":true,"missed":N,"reset":false}}`: messages older than the history
+//!   keeps were asked for;
 //! - `{"error":"…"}`: a frame the server could not act on.
+//!
+//! # Resuming after a reconnect
+//!
+//! The chat keeps a history of every room ([`history`]: a stream under `chat.*.msg`) on
+//! backends with streams. A client that lost its connection reconnects with the position of
+//! the last message it saw, `GET /ws?user=NAME&after=POSITION`, and joins its rooms again: it
+//! receives every message of those rooms it missed, in order, then the live ones, with no
+//! duplicate. A connection also re-subscribes from its last position whenever it joins or
+//! leaves a room, so the rooms it keeps miss nothing and repeat nothing. A server whose broker
+//! was cut recovers its clients' messages from the history the same way. On a backend without
+//! streams the chat runs without history (and says so in its log).
 //!
 //! A connection may be in at most [`MAX_ROOMS`] rooms and send frames of at most
 //! [`MAX_FRAME_BYTES`]; a user name is 1 to [`MAX_USER_CHARS`] printable characters.
@@ -36,7 +50,8 @@
 //!   room `a.*` is topic `chat.a%2E%2A.msg`, never a wildcard or an extra level
 //!   ([`room_topic`]).
 //! - Each connection holds one [`Subscription`](pubsub::Subscription) over all of its rooms
-//!   ([`Hub::subscribe_all`]), re-created when it joins or leaves a room, and reads it as
+//!   ([`Hub::subscribe_all`]), re-created from its last position when it joins or leaves a
+//!   room, and reads it as
 //!   [`deliveries`](pubsub::Subscription::deliveries), so a lost message becomes a
 //!   [`Gap`] frame instead of silence.
 //! - Shutdown closes every WebSocket, then the [`Hub`].
@@ -58,8 +73,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
 use pubsub::{
-    ConnectionState, Deliveries, Delivery, Gap, Hub, Message, Pattern, SubscribeOptions, Token,
-    Topic,
+    ConnectionState, Deliveries, Delivery, ErrorKind, Gap, Hub, Message, Pattern, Position,
+    StartAt, StreamConfig, SubscribeOptions, Token, Topic,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -74,6 +89,13 @@ pub const MAX_ROOMS: usize = 100;
 
 /// The largest WebSocket frame or message a client may send, in bytes.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// The chat's history: every room's messages (`chat.*.msg`), the last 10 000 of the last hour.
+pub fn history() -> pubsub::Result<StreamConfig> {
+    Ok(StreamConfig::new("chat.*.msg".parse()?)
+        .with_max_len(10_000)
+        .with_max_age(std::time::Duration::from_secs(3600)))
+}
 
 /// The topic of a room's messages: `chat.<room>.msg`, the room name escaped into one token.
 ///
@@ -143,6 +165,9 @@ pub fn gap_frame(gap: &Gap) -> serde_json::Value {
         Gap::Outage { since, until } => {
             let ms = until.duration_since(*since).unwrap_or_default().as_millis();
             json!({ "gap": { "outage_ms": u64::try_from(ms).unwrap_or(u64::MAX) } })
+        }
+        Gap::History { missed, reset } => {
+            json!({ "gap": { "history": true, "missed": missed, "reset": reset } })
         }
         // A kind of gap this example does not know yet: still tell the client to resync.
         _ => json!({ "gap": {} }),
@@ -221,17 +246,38 @@ impl From<std::io::Error> for ChatError {
 #[derive(Clone)]
 struct AppState {
     hub: Hub,
+    /// Whether the backend keeps the chat's [`history`].
+    history: bool,
     /// Becomes `true` when the server shuts down: every WebSocket closes.
     shutdown: watch::Receiver<bool>,
 }
 
 /// The chat's routes (`/ws`, `/healthz`) on a connected handle. Open WebSockets close when
 /// `shutdown` becomes `true`.
-pub fn router(hub: Hub, shutdown: watch::Receiver<bool>) -> Router {
+pub fn router(hub: Hub, history: bool, shutdown: watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/ws", get(ws))
         .route("/healthz", get(healthz))
-        .with_state(AppState { hub, shutdown })
+        .with_state(AppState {
+            hub,
+            history,
+            shutdown,
+        })
+}
+
+/// Declares the chat's [`history`] on `hub`: `Ok(false)` on a backend without streams.
+pub async fn keep_history(hub: &Hub) -> pubsub::Result<bool> {
+    match hub.declare_stream(history()?).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            tracing::warn!(
+                backend = hub.backend(),
+                "no history on this backend: clients cannot resume"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Connects to `url`, serves the chat on `listener` until `signal` completes, then closes every
@@ -247,8 +293,9 @@ pub async fn serve(
         addr = %listener.local_addr()?,
         "chat listening"
     );
+    let history = keep_history(&hub).await?;
     let (stop, stopped) = watch::channel(false);
-    let app = router(hub.clone(), stopped);
+    let app = router(hub.clone(), history, stopped);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             signal.await;
@@ -280,6 +327,8 @@ async fn healthz(State(app): State<AppState>) -> Response {
 #[derive(Deserialize)]
 struct WsParams {
     user: String,
+    /// The position of the last message the client saw, to resume after it.
+    after: Option<String>,
 }
 
 async fn ws(
@@ -298,6 +347,18 @@ async fn ws(
         )
             .into_response();
     }
+    let last = match params.after.as_deref().map(str::parse::<Position>) {
+        None => None,
+        Some(Ok(position)) if app.history => Some(position),
+        Some(Ok(_)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "`after`: this chat keeps no history on its backend",
+            )
+                .into_response()
+        }
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("`after`: {e}")).into_response(),
+    };
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
@@ -307,6 +368,7 @@ async fn ws(
                 user,
                 rooms: BTreeSet::new(),
                 deliveries: None,
+                last,
             };
             connection.run(socket).await;
         })
@@ -319,6 +381,8 @@ struct Connection {
     rooms: BTreeSet<String>,
     /// One subscription over every room joined (`None` while in no room).
     deliveries: Option<Deliveries>,
+    /// The position of the last message delivered (or the one the client resumed after).
+    last: Option<Position>,
 }
 
 /// What ended the loop of a connection.
@@ -401,16 +465,19 @@ impl Connection {
                 .iter()
                 .map(|r| room_topic(r).map(Pattern::from))
                 .collect::<pubsub::Result<Vec<_>>>()?;
-            // The new subscription is live before the old one goes, so the rooms kept miss
-            // nothing (a message arriving in between may reach this client twice).
+            // With history the new subscription begins after the last message delivered: the
+            // rooms kept miss nothing and repeat nothing. Without, it is live before the old
+            // one goes (a message arriving in between may reach this client twice).
+            let options = match self.last {
+                Some(last) if self.app.history => {
+                    SubscribeOptions::default().starting_at(StartAt::After(last))
+                }
+                _ => SubscribeOptions::default(),
+            };
             let deliveries = if patterns.is_empty() {
                 None
             } else {
-                let subscription = self
-                    .app
-                    .hub
-                    .subscribe_all(patterns, SubscribeOptions::default())
-                    .await?;
+                let subscription = self.app.hub.subscribe_all(patterns, options).await?;
                 Some(subscription.deliveries())
             };
             self.deliveries = deliveries;
@@ -438,9 +505,12 @@ impl Connection {
         self.app.hub.publish(Message::new(topic, payload)).await
     }
 
-    async fn on_delivery(&self, socket: &mut WebSocket, delivery: Delivery) -> Next {
+    async fn on_delivery(&mut self, socket: &mut WebSocket, delivery: Delivery) -> Next {
         match delivery {
             Delivery::Message(message) => {
+                if let Some(position) = message.position() {
+                    self.last = Some(*position);
+                }
                 tracing::debug!(user = %self.user, topic = %message.topic(), "delivered");
                 let Ok(mut chat) = serde_json::from_slice::<ChatMessage>(message.payload()) else {
                     tracing::debug!(topic = %message.topic(), "skipped a payload that is not a chat message");
@@ -451,10 +521,13 @@ impl Connection {
                     Some(room) => chat.room = room,
                     None => return Next::Continue,
                 }
-                match serde_json::to_value(&chat) {
-                    Ok(frame) => send(socket, frame).await,
-                    Err(_) => Next::Continue,
+                let Ok(mut frame) = serde_json::to_value(&chat) else {
+                    return Next::Continue;
+                };
+                if let Some(position) = message.position() {
+                    frame["position"] = json!(position.to_string());
                 }
+                send(socket, frame).await
             }
             Delivery::Gap(gap) => {
                 tracing::info!(user = %self.user, ?gap, "messages lost; telling the client to resync");

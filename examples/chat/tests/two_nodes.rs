@@ -54,7 +54,17 @@ impl Node {
             .await
             .expect("websocket connect timed out")
             .unwrap();
-        Client { ws }
+        Client { ws, last: None }
+    }
+
+    /// A client resuming after `position`.
+    async fn resume(&self, user: &str, position: &str) -> Client {
+        let url = format!("ws://{}/ws?user={user}&after={position}", self.addr);
+        let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("websocket connect timed out")
+            .unwrap();
+        Client { ws, last: None }
     }
 
     /// SIGTERM, then the process must close its sockets and exit 0.
@@ -69,6 +79,8 @@ impl Node {
 
 struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The position of the last message frame that had one (frames are compared without it).
+    last: Option<String>,
 }
 
 impl Client {
@@ -91,7 +103,13 @@ impl Client {
             .ok()?;
             match frame {
                 Some(Ok(WsMessage::Text(text))) => {
-                    return Some(serde_json::from_str(text.as_str()).unwrap())
+                    let mut frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                    if let Some(position) = frame.as_object_mut().and_then(|f| f.remove("position"))
+                    {
+                        self.last =
+                            Some(position.as_str().expect("a position is text").to_string());
+                    }
+                    return Some(frame);
                 }
                 Some(Ok(WsMessage::Close(_))) | None => panic!("the server closed the socket"),
                 Some(Ok(_)) => continue,
@@ -253,10 +271,11 @@ async fn two_nodes_on_nats() {
     two_nodes_talk(&broker::nats_url()).await;
 }
 
-/// Node A reaches Redis through a proxy that is cut and restored: its client gets a gap frame,
-/// and `/healthz` fails while the link is down.
+/// Node A reaches Redis through a proxy that is cut and restored: `/healthz` fails while the
+/// link is down; what was said meanwhile reaches A's client from the chat's history (on a
+/// backend that keeps it; otherwise a gap frame says it may be lost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outage_gives_a_gap_and_fails_health() {
+async fn outage_is_recovered_or_gives_a_gap_and_fails_health() {
     let proxy = TcpProxy::start(&broker::redis_addr()).await.unwrap();
     let a = Node::start(&format!(
         "redis://{}?publish_timeout=500ms&command_timeout=2s&backoff_max=200ms",
@@ -272,18 +291,71 @@ async fn outage_gives_a_gap_and_fails_health() {
     bob.say(&room, "before").await;
     alice.expect_message(&room, "bob", "before").await;
 
+    let history = alice.last.is_some();
+
     proxy.cut();
     let body = wait_health(a.addr, 503, "while cut").await;
     let state: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(state["state"], "down", "{body}");
+    bob.say(&room, "during").await;
+    bob.expect_message(&room, "bob", "during").await;
     proxy.restore();
     let body = wait_health(a.addr, 200, "after restore").await;
     assert_eq!(body, r#"{"state":"up"}"#);
 
-    let (gap, _) = alice.expect("gap frame", |f| f.get("gap").is_some()).await;
-    assert!(gap["gap"]["outage_ms"].is_u64(), "{gap}");
+    if history {
+        let before = alice.expect_message(&room, "bob", "during").await;
+        assert!(before.iter().all(|f| f.get("gap").is_none()), "{before:?}");
+    } else {
+        let (gap, _) = alice.expect("gap frame", |f| f.get("gap").is_some()).await;
+        assert!(gap["gap"]["outage_ms"].is_u64(), "{gap}");
+    }
 
     // Up means every subscription is restored: what is said now arrives.
     bob.say(&room, "after").await;
     alice.expect_message(&room, "bob", "after").await;
+}
+
+/// A client that lost its connection comes back with the position of the last message it saw
+/// and gets exactly what was said in its room meanwhile, in order, then the live messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_its_room_after_a_reconnect() {
+    let node = Node::start("memory://").await;
+    let mut alice = node.client("alice").await;
+    let mut bob = node.client("bob").await;
+    let room = unique("resume");
+    alice.join(&room).await;
+    bob.join(&room).await;
+    bob.say(&room, "one").await;
+    alice.expect_message(&room, "bob", "one").await;
+    let last = alice
+        .last
+        .clone()
+        .expect("message frames carry positions on memory://");
+    drop(alice); // the connection is lost
+
+    let missed: Vec<String> = (0..20).map(|i| format!("missed {i}")).collect();
+    for text in &missed {
+        bob.say(&room, text).await;
+    }
+    bob.expect_message(&room, "bob", "missed 19").await;
+
+    let mut alice = node.resume("alice", &last).await;
+    alice.join(&room).await;
+    for text in &missed {
+        let before = alice.expect_message(&room, "bob", text).await;
+        assert!(before.is_empty(), "before {text}: {before:?}");
+    }
+    bob.say(&room, "live").await;
+    let before = alice.expect_message(&room, "bob", "live").await;
+    assert!(before.is_empty(), "{before:?}");
+
+    // A token that is not a position is refused before the upgrade.
+    let refused = tokio_tungstenite::connect_async(format!(
+        "ws://{}/ws?user=eve&after=not-a-position",
+        node.addr
+    ))
+    .await;
+    assert!(refused.is_err(), "a bad `after` was accepted");
+    node.terminate(vec![alice, bob]).await;
 }
