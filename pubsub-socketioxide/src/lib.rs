@@ -43,6 +43,23 @@
 //! socketioxide-redis ships its own Redis drivers; this crate is for everything else, and for
 //! Redis when the application already holds a `pubsub` handle (the bench in this crate compares
 //! both on the same Redis).
+//!
+//! # Connection-state recovery (not yet in socketioxide)
+//!
+//! socket.io's connection-state recovery lets a client that reconnects within a window get the
+//! packets it missed, with the same session. socketioxide does not have it yet (its issue #729
+//! asks for it for every adapter), and the remote-adapter protocol this crate implements has no
+//! hook for it. What this crate would give it, once socketioxide grows that hook: the broadcast
+//! channels of a namespace are topics under one root, so declaring a
+//! [stream](pubsub_core::StreamConfig) over `{root}.ch.>` on the handle makes every broadcast a
+//! positioned entry of the broker's own log (a Redis Stream, a JetStream stream, the memory
+//! ring). The offset socket.io hands the client would be the
+//! [`Position`](pubsub_core::Position)'s text, and recovering a session is a subscription
+//! [`starting_at`](pubsub_core::SubscribeOptions::starting_at) that offset, filtered to the
+//! session's rooms: replay, then live, with no duplicate and no hole, or a
+//! [`Gap::History`](pubsub_core::Gap::History) when the window was too long (socket.io's
+//! "recovery failed" path). The driver keeps one subscription per channel, so nothing in it
+//! stands in the way; we do not fork socketioxide to add the hook.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
