@@ -48,7 +48,7 @@ pub use polled_state::watch_polled;
 pub use reader::drain_broadcast;
 pub use refusals::Refusals;
 pub use stream_log::{
-    conflict as stream_conflict, LogRead, ReadFrom, StreamTable, POSITION_HEADER,
+    check_declaration, conflict as stream_conflict, LogRead, ReadFrom, StreamTable, POSITION_HEADER,
 };
 pub use supervisor::{LinkReporter, Supervisor};
 pub use tasks::Tasks;

@@ -60,27 +60,18 @@ impl StreamTable {
         Self::default()
     }
 
-    /// Adds `stream`: nothing when it is there already with the same limits; `Invalid` when
-    /// its root is there with other limits or overlaps another stream's root.
+    /// Whether `stream` can be added: `Ok(true)` when it is new, `Ok(false)` when it is there
+    /// already with the same limits; `Invalid` when its root is there with other limits or
+    /// overlaps another stream's root.
+    pub fn check(&self, stream: &StreamConfig) -> Result<bool> {
+        check_declaration(&self.streams.read(), stream)
+    }
+
+    /// Adds `stream` (see [`StreamTable::check`]); `Ok(false)` when it was there already.
     pub fn insert(&self, stream: &StreamConfig) -> Result<bool> {
         let mut streams = self.streams.write();
-        for known in streams.iter() {
-            if known.root() == stream.root() {
-                if known == stream {
-                    return Ok(false);
-                }
-                return Err(conflict(known, stream));
-            }
-            if known.root().overlaps(stream.root()) {
-                return Err(Error::new(
-                    ErrorKind::Invalid,
-                    format!(
-                        "stream `{}` overlaps stream `{}`: a topic belongs to at most one stream",
-                        stream.root(),
-                        known.root()
-                    ),
-                ));
-            }
+        if !check_declaration(&streams, stream)? {
+            return Ok(false);
         }
         let mut next = Vec::clone(&streams);
         next.push(stream.clone());
@@ -115,6 +106,31 @@ impl StreamTable {
     pub fn all(&self) -> Arc<Vec<StreamConfig>> {
         self.streams.read().clone()
     }
+}
+
+/// Whether `stream` can be declared beside `streams`: `Ok(true)` when it is new, `Ok(false)`
+/// when it is among them with the same limits; `Invalid` when its root is there with other
+/// limits or overlaps another stream's root (a driver checks a broker-side registry with it).
+pub fn check_declaration(streams: &[StreamConfig], stream: &StreamConfig) -> Result<bool> {
+    for known in streams {
+        if known.root() == stream.root() {
+            if known == stream {
+                return Ok(false);
+            }
+            return Err(conflict(known, stream));
+        }
+        if known.root().overlaps(stream.root()) {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!(
+                    "stream `{}` overlaps stream `{}`: a topic belongs to at most one stream",
+                    stream.root(),
+                    known.root()
+                ),
+            ));
+        }
+    }
+    Ok(true)
 }
 
 /// The error of a declaration that conflicts with the stream already there.

@@ -375,34 +375,10 @@ impl<D: Driver> Core for HubInner<D> {
             return Err(fail(Error::closed()));
         }
         config.validate().map_err(fail)?;
-        if let Some(known) = self.streams.get(config.root()) {
-            if known == config {
-                return Ok(());
-            }
-        }
         // Checked against the handle's streams before the broker is asked.
-        StreamTable::new()
-            .insert(&config)
-            .and_then(|_| {
-                for known in self.streams.all().iter() {
-                    if known.root() == config.root() {
-                        return Err(crate::adapter::stream_conflict(known, &config));
-                    }
-                    if known.root().overlaps(config.root()) {
-                        return Err(Error::new(
-                            ErrorKind::Invalid,
-                            format!(
-                                "stream `{}` overlaps stream `{}`: a topic belongs to at most \
-                                 one stream",
-                                config.root(),
-                                known.root()
-                            ),
-                        ));
-                    }
-                }
-                Ok(())
-            })
-            .map_err(fail)?;
+        if !self.streams.check(&config).map_err(fail)? {
+            return Ok(());
+        }
         match tokio::time::timeout(
             self.options.command_timeout,
             self.driver.declare_stream(&config),

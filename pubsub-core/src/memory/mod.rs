@@ -326,24 +326,9 @@ impl Driver for MemoryDriver {
     async fn declare_stream(&self, stream: &StreamConfig) -> Result<()> {
         self.passable(self.command_timeout).await?;
         let mut streams = self.bus.streams.write();
-        for ring in streams.iter() {
-            let known = &ring.lock().config;
-            if known.root() == stream.root() {
-                if known == stream {
-                    return Ok(());
-                }
-                return Err(crate::adapter::stream_conflict(known, stream));
-            }
-            if known.root().overlaps(stream.root()) {
-                return Err(Error::new(
-                    ErrorKind::Invalid,
-                    format!(
-                        "stream `{}` overlaps stream `{}` on this bus",
-                        stream.root(),
-                        known.root()
-                    ),
-                ));
-            }
+        let known: Vec<StreamConfig> = streams.iter().map(|r| r.lock().config.clone()).collect();
+        if !crate::adapter::check_declaration(&known, stream)? {
+            return Ok(());
         }
         streams.push(Arc::new(Mutex::new(Ring::new(stream.clone()))));
         self.bus.has_streams.store(true, Ordering::Release);
