@@ -76,7 +76,10 @@ fn positions(frames: &[Value]) -> Vec<Position> {
         })
         .collect();
     for pair in positions.windows(2) {
-        assert!(pair[1].is_after(&pair[0]), "positions out of order: {pair:?}");
+        assert!(
+            pair[1].is_after(&pair[0]),
+            "positions out of order: {pair:?}"
+        );
     }
     positions
 }
@@ -212,7 +215,10 @@ async fn bad_starts_are_400_with_the_json_error() {
     );
 
     let (status, body) = refused(addr, "/sub/room.%3E?from=bogus", &[]).await;
-    assert_eq!((status, &body["error"]["code"]), (400, &"bad_request".into()));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &"bad_request".into())
+    );
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("from") && message.contains("now, start, last:N"),
@@ -221,7 +227,10 @@ async fn bad_starts_are_400_with_the_json_error() {
 
     // `from` on patterns under no declared stream: the core's refusal, as a 400.
     let (status, body) = refused(addr, "/sub/news.x?from=start", &[]).await;
-    assert_eq!((status, &body["error"]["code"]), (400, &"bad_request".into()));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &"bad_request".into())
+    );
     assert!(
         body["error"]["message"]
             .as_str()
@@ -240,7 +249,9 @@ async fn websocket_from_a_position() {
     let (addr, _gateway) = start("ws-from").await;
     publish_run(addr, "room.3.msg", "w", 0..3).await;
 
-    let ws = ws_connect(addr, "/sub/room.>?from=start", &[]).await.unwrap();
+    let ws = ws_connect(addr, "/sub/room.>?from=start", &[])
+        .await
+        .unwrap();
     let mut all = ws_frames(ws);
     all.subscribed().await;
     let history = messages(&mut all, 3, "ws from=start").await;
