@@ -28,7 +28,7 @@
 //! `history: true`.
 //!
 //! A WebSocket closes with a close handshake: a client's close is answered with the same
-//! code; the gateway's own close says why ([`Closing::close_code`]): 1001 on shutdown.
+//! code; the gateway's own close says why ([`Closing::close_code`](crate::frames::Closing::close_code)): 1001 on shutdown.
 
 mod check;
 mod transport;
