@@ -2,14 +2,16 @@
 //! (`memory://`, `redis://…`, `nats://…`, `amqp://…`). See `pubsub --help`.
 
 mod bench;
+mod streams;
+mod sub;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use futures::StreamExt;
-use pubsub::{Delivery, Headers, Message, Pattern, Topic};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use pubsub::StartAt;
+use pubsub::{Headers, Message, Pattern, Topic};
+use tokio::io::AsyncReadExt;
 
 /// Publish, subscribe, benchmark or serve the gateway on a pubsub backend.
 #[derive(Debug, Parser)]
@@ -40,12 +42,21 @@ enum Command {
         /// At most this many messages per second (0: as fast as accepted).
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
+        /// Declare a stream of this root (such as `room.>`, default limits) before publishing,
+        /// so that the messages are kept in its history where the publisher's handle keeps it
+        /// (memory, Redis). Repeatable.
+        #[arg(long = "stream", value_name = "ROOT", value_parser = streams::parse_root)]
+        streams: Vec<Pattern>,
     },
     /// Print messages matching the patterns, one JSON object per line (or raw payloads).
     ///
     /// The first line, `{"type":"subscribed","patterns":[…]}` (on stderr with `--raw`), says
     /// that every pattern is live: what is published from then on arrives. A script waits for
     /// it before it publishes. The URL may be left out when `PUBSUB_URL` is set.
+    ///
+    /// Under a stream (`--stream ROOT`), `--from` begins in its history and `--positions`
+    /// prints where each message stands: pass the last one back as `--from` to resume after
+    /// it.
     Sub {
         /// `[URL] PATTERN…`. URL as for `pub` (default: $PUBSUB_URL); patterns such as
         /// room.*.msg or room.42.>.
@@ -57,6 +68,19 @@ enum Command {
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,
+        /// Where to begin in the stream the patterns are under: now, start, last:N,
+        /// time:<Unix ms>, or a position (the first message after it). Needs the stream
+        /// declared (`--stream`).
+        #[arg(long, value_name = "START", value_parser = streams::parse_start)]
+        from: Option<StartAt>,
+        /// Print each message's stream position: a `"position"` field in JSON lines, or
+        /// `<position> ` before each raw payload (`- ` for a message under no stream).
+        #[arg(long)]
+        positions: bool,
+        /// Declare a stream of this root (such as `room.>`, default limits) before
+        /// subscribing. Repeatable.
+        #[arg(long = "stream", value_name = "ROOT", value_parser = streams::parse_root)]
+        streams: Vec<Pattern>,
     },
     /// Measure throughput and latency: publishers, subscribers, message size and count.
     Bench(bench::BenchArgs),
@@ -95,20 +119,38 @@ async fn main() -> ExitCode {
             headers,
             count,
             rate,
+            streams,
         } => match with_url(args) {
             Ok((url, mut rest)) => {
                 let payload = (rest.len() > 1).then(|| rest.remove(1));
+                let repeat = Repeat { count, rate };
                 match (rest.first(), rest.len()) {
-                    (Some(topic), 1) => publish(&url, topic, payload, &headers, count, rate).await,
+                    (Some(topic), 1) => {
+                        publish(&url, topic, payload, &headers, repeat, &streams).await
+                    }
                     (None, _) => Err("a topic is required".into()),
                     _ => Err("too many arguments: [URL] TOPIC [PAYLOAD]".into()),
                 }
             }
             Err(e) => Err(e),
         },
-        Command::Sub { args, raw, count } => match with_url(args) {
+        Command::Sub {
+            args,
+            raw,
+            count,
+            from,
+            positions,
+            streams,
+        } => match with_url(args) {
             Ok((url, patterns)) if !patterns.is_empty() => {
-                subscribe(&url, &patterns, raw, count).await
+                let options = sub::SubOptions {
+                    raw,
+                    count,
+                    from,
+                    positions,
+                    streams,
+                };
+                sub::subscribe(&url, &patterns, options).await
             }
             Ok(_) => Err("at least one pattern is required".into()),
             Err(e) => Err(e),
@@ -137,13 +179,19 @@ fn parse_headers(pairs: &[String]) -> Result<Headers, String> {
     Ok(headers)
 }
 
+/// How many times `pub` publishes, and how fast.
+struct Repeat {
+    count: u64,
+    rate: f64,
+}
+
 async fn publish(
     url: &str,
     topic: &str,
     payload: Option<String>,
     headers: &[String],
-    count: u64,
-    rate: f64,
+    Repeat { count, rate }: Repeat,
+    streams: &[Pattern],
 ) -> Result<(), String> {
     let topic: Topic = topic.parse().map_err(|e| format!("topic: {e}"))?;
     let headers = parse_headers(headers)?;
@@ -159,6 +207,10 @@ async fn publish(
         Some(text) => bytes::Bytes::from(text.to_string()),
     };
     let hub = pubsub::connect(url).await.map_err(|e| e.to_string())?;
+    if let Err(e) = streams::declare(&hub, streams).await {
+        let _ = hub.close().await;
+        return Err(e);
+    }
     let mut ticker = (rate > 0.0).then(|| {
         let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -177,74 +229,4 @@ async fn publish(
     }
     hub.close().await.map_err(|e| e.to_string())?;
     outcome
-}
-
-async fn subscribe(
-    url: &str,
-    patterns: &[String],
-    raw: bool,
-    count: Option<u64>,
-) -> Result<(), String> {
-    let patterns = patterns
-        .iter()
-        .map(|p| Pattern::new(p).map_err(|e| format!("pattern `{p}`: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let hub = pubsub::connect(url).await.map_err(|e| e.to_string())?;
-    let subscription = hub
-        .subscribe_all(patterns, Default::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut deliveries = subscription.deliveries();
-    let mut out = tokio::io::stdout();
-    // Every pattern is live now: say so, where gaps are said.
-    let live: Vec<Pattern> = deliveries.subscription().patterns().cloned().collect();
-    let live = pubsub_gateway::frames::subscribed(&live).to_string();
-    if raw {
-        eprintln!("{live}");
-    } else if out.write_all(format!("{live}\n").as_bytes()).await.is_err()
-        || out.flush().await.is_err()
-    {
-        return hub.close().await.map_err(|e| e.to_string());
-    }
-    let mut seen = 0u64;
-    let stop = pubsub_gateway::shutdown_signal();
-    tokio::pin!(stop);
-    while count.is_none_or(|max| seen < max) {
-        let delivery = tokio::select! {
-            _ = &mut stop => break,
-            delivery = deliveries.next() => match delivery {
-                Some(delivery) => delivery,
-                None => break,
-            },
-        };
-        let line = match delivery {
-            Delivery::Message(message) => {
-                seen += 1;
-                if raw {
-                    let mut bytes = message.payload().to_vec();
-                    bytes.push(b'\n');
-                    bytes
-                } else {
-                    let mut line = pubsub_gateway::frames::message(&message).to_string();
-                    line.push('\n');
-                    line.into_bytes()
-                }
-            }
-            Delivery::Gap(gap) => {
-                // Loss is said on stderr in raw mode, in-band as JSON otherwise.
-                let frame = pubsub_gateway::frames::gap(&gap).to_string();
-                if raw {
-                    eprintln!("{frame}");
-                    continue;
-                }
-                format!("{frame}\n").into_bytes()
-            }
-            _ => continue,
-        };
-        if out.write_all(&line).await.is_err() || out.flush().await.is_err() {
-            break; // stdout closed (a pipe to `head`)
-        }
-    }
-    drop(deliveries);
-    hub.close().await.map_err(|e| e.to_string())
 }

@@ -26,6 +26,11 @@
 //!
 //! [auth.anonymous]              # what a request without a token may do (none if absent)
 //! subscribe = ["public.>"]
+//!
+//! [[streams]]                    # a history kept by the broker, declared at start
+//! root = "room.>"
+//! max_len = 10000                # messages kept (default 10 000)
+//! max_age_secs = 3600            # seconds a message is kept (default 24 hours)
 //! ```
 //!
 //! With no `[[auth.tokens]]`, no `jwt_secret` and no `[auth.anonymous]`, the gateway is open:
@@ -43,6 +48,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pubsub::{Pattern, Secret};
+use pubsub::{StreamConfig, DEFAULT_STREAM_MAX_AGE, DEFAULT_STREAM_MAX_LEN};
 use serde::{Deserialize, Deserializer};
 
 use crate::GatewayError;
@@ -67,6 +73,8 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// Who may publish and subscribe to what.
     pub auth: AuthConfig,
+    /// Streams declared on the handle at start (see [`StreamSettings`]).
+    pub streams: Vec<StreamSettings>,
 }
 
 impl Default for GatewayConfig {
@@ -78,8 +86,53 @@ impl Default for GatewayConfig {
             sse_heartbeat: Duration::from_secs(15),
             limits: Limits::default(),
             auth: AuthConfig::default(),
+            streams: Vec::new(),
         }
     }
+}
+
+/// A stream the gateway declares on its handle when it starts (`[[streams]]`): every message
+/// published under `root` is kept by the broker, delivered with its position, and a
+/// subscriber can begin in the history (`from=`, `Last-Event-ID`; see
+/// [`subscribe`](crate::subscribe)).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// The root pattern, such as `room.>`.
+    #[serde(deserialize_with = "pattern")]
+    pub root: Pattern,
+    /// The most messages kept (default [`DEFAULT_STREAM_MAX_LEN`]).
+    #[serde(default = "default_max_len")]
+    pub max_len: u64,
+    /// The longest a message is kept, in seconds (default [`DEFAULT_STREAM_MAX_AGE`]).
+    #[serde(default = "default_max_age_secs")]
+    pub max_age_secs: u64,
+}
+
+impl StreamSettings {
+    /// A stream of `root` with the default limits.
+    pub fn new(root: Pattern) -> Self {
+        StreamSettings {
+            root,
+            max_len: default_max_len(),
+            max_age_secs: default_max_age_secs(),
+        }
+    }
+
+    /// The core's description of this stream.
+    pub fn to_stream_config(&self) -> StreamConfig {
+        StreamConfig::new(self.root.clone())
+            .with_max_len(self.max_len)
+            .with_max_age(Duration::from_secs(self.max_age_secs))
+    }
+}
+
+fn default_max_len() -> u64 {
+    DEFAULT_STREAM_MAX_LEN
+}
+
+fn default_max_age_secs() -> u64 {
+    DEFAULT_STREAM_MAX_AGE.as_secs()
 }
 
 /// The limits a gateway enforces.
@@ -267,6 +320,12 @@ impl GatewayConfig {
                 )));
             }
         }
+        for stream in &self.streams {
+            stream
+                .to_stream_config()
+                .validate()
+                .map_err(|e| GatewayError::Config(format!("streams: {}", e.message())))?;
+        }
         Ok(())
     }
 }
@@ -298,6 +357,11 @@ fn patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Pattern>, D::Error> {
                 .map_err(|e| serde::de::Error::custom(format!("pattern `{text}`: {e}")))
         })
         .collect()
+}
+
+fn pattern<'de, D: Deserializer<'de>>(d: D) -> Result<Pattern, D::Error> {
+    let text = String::deserialize(d)?;
+    Pattern::new(&text).map_err(|e| serde::de::Error::custom(format!("pattern `{text}`: {e}")))
 }
 
 fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
@@ -371,6 +435,42 @@ mod tests {
         let mut config = GatewayConfig::default();
         config.limits.buffer = 0;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn reads_streams() {
+        let config = GatewayConfig::from_toml(
+            r#"
+            [[streams]]
+            root = "room.>"
+            max_len = 500
+            max_age_secs = 60
+            [[streams]]
+            root = "news.*"
+            "#,
+        )
+        .unwrap();
+        let room = config.streams[0].to_stream_config();
+        assert_eq!(room.root().as_str(), "room.>");
+        assert_eq!(room.max_len(), 500);
+        assert_eq!(room.max_age(), Duration::from_secs(60));
+        let news = config.streams[1].to_stream_config();
+        assert_eq!(news.max_len(), DEFAULT_STREAM_MAX_LEN);
+        assert_eq!(news.max_age(), DEFAULT_STREAM_MAX_AGE);
+        config.validate().unwrap();
+        for text in [
+            "[[streams]]\nmax_len = 5",
+            "[[streams]]\nroot = \"a.>.b\"",
+            "[[streams]]\nroot = \"a.>\"\nmax_age = \"5s\"",
+        ] {
+            assert!(GatewayConfig::from_toml(text).is_err(), "{text}");
+        }
+        let zero = GatewayConfig::from_toml("[[streams]]\nroot = \"a.>\"\nmax_len = 0").unwrap();
+        let error = zero.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("a.>") && error.contains("max_len"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -133,6 +133,13 @@ pub enum GatewayError {
     PubSub(pubsub::Error),
     /// The listener failed.
     Io(std::io::Error),
+    /// A configured stream could not be declared on the handle.
+    Stream {
+        /// The stream's root pattern.
+        root: String,
+        /// Why the handle refused it.
+        error: pubsub::Error,
+    },
 }
 
 impl fmt::Display for GatewayError {
@@ -141,6 +148,9 @@ impl fmt::Display for GatewayError {
             GatewayError::Config(e) => write!(f, "configuration: {e}"),
             GatewayError::PubSub(e) => write!(f, "pub/sub: {e}"),
             GatewayError::Io(e) => write!(f, "server: {e}"),
+            GatewayError::Stream { root, error } => {
+                write!(f, "cannot declare stream `{root}`: {error}")
+            }
         }
     }
 }
@@ -151,6 +161,7 @@ impl std::error::Error for GatewayError {
             GatewayError::Config(_) => None,
             GatewayError::PubSub(e) => Some(e),
             GatewayError::Io(e) => Some(e),
+            GatewayError::Stream { error, .. } => Some(error),
         }
     }
 }

@@ -6,13 +6,15 @@
 //! | `type` | fields | meaning |
 //! |---|---|---|
 //! | `subscribed` | `patterns` | the subscription is live: everything published from now on and matching arrives |
-//! | `message` | `topic`, `headers` (object), `payload` (UTF-8 text) or `payload_base64` | a message |
+//! | `message` | `topic`, `headers` (object), `payload` (UTF-8 text) or `payload_base64`; `position` under a stream | a message; its `position` is the token to resume after it (`from=`, and the SSE `id:`) |
 //! | `gap` | `dropped` (count), or `outage_ms`, `since_ms`, `until_ms` (Unix ms) | messages were lost here: resync |
+//! | `gap` | `history: true`, `missed` (count or `null`), `reset` (bool) | a resume asked for messages the stream no longer holds (trimmed, expired, or its log was re-created: `reset`); the oldest held follows |
 //! | `closing` | `reason`: `shutdown`, `slow_client`, `refused`, `backend_closed` | the last frame before the server closes the stream |
 //!
 //! A binary message frame (`?format=binary` on a WebSocket) is, big-endian:
 //! `u8` topic length, topic, `u16` header count, then per header `u8` name length, name,
 //! `u32` value length, value; the rest of the frame is the payload. Other frames stay JSON text.
+//! A binary frame carries no position: a client that resumes uses JSON frames.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -65,7 +67,8 @@ pub fn subscribed(patterns: &[Pattern]) -> Value {
     json!({ "type": "subscribed", "patterns": patterns })
 }
 
-/// The `message` frame of `message`.
+/// The `message` frame of `message` (with its `position` when it was delivered under a
+/// stream).
 pub fn message(message: &Message) -> Value {
     let mut headers = Map::new();
     for (name, value) in message.headers().iter() {
@@ -84,6 +87,9 @@ pub fn message(message: &Message) -> Value {
                 .into(),
         ),
     };
+    if let Some(position) = message.position() {
+        frame.insert("position".into(), position.to_string().into());
+    }
     Value::Object(frame)
 }
 
@@ -96,6 +102,12 @@ pub fn gap(gap: &Gap) -> Value {
             "outage_ms": millis(until.duration_since(*since).unwrap_or_default()),
             "since_ms": unix_ms(*since),
             "until_ms": unix_ms(*until),
+        }),
+        Gap::History { missed, reset } => json!({
+            "type": "gap",
+            "history": true,
+            "missed": missed,
+            "reset": reset,
         }),
         // A kind of gap this gateway does not know yet: still a gap, the client resyncs.
         _ => json!({ "type": "gap" }),
@@ -137,6 +149,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pubsub::{Offset, Position};
     use std::time::Duration;
 
     #[test]
@@ -165,6 +178,20 @@ mod tests {
             json!({"type":"gap","outage_ms":1500,"since_ms":10000,"until_ms":11500})
         );
         assert_eq!(
+            gap(&Gap::History {
+                missed: Some(4),
+                reset: false
+            }),
+            json!({"type":"gap","history":true,"missed":4,"reset":false})
+        );
+        assert_eq!(
+            gap(&Gap::History {
+                missed: None,
+                reset: true
+            }),
+            json!({"type":"gap","history":true,"missed":null,"reset":true})
+        );
+        assert_eq!(
             closing(Closing::Shutdown),
             json!({"type":"closing","reason":"shutdown"})
         );
@@ -172,6 +199,24 @@ mod tests {
             subscribed(&["a.>".parse().unwrap()]),
             json!({"type":"subscribed","patterns":["a.>"]})
         );
+    }
+
+    #[test]
+    fn message_frames_carry_their_position() {
+        let position = Position::new(0x1f, 2, Offset(0, 0x2a));
+        let m = Message::new("room.1".parse().unwrap(), "hi").with_position(position);
+        let frame = message(&m);
+        assert_eq!(frame["position"], "ps1-1f-2-0-2a");
+        assert_eq!(
+            frame["position"]
+                .as_str()
+                .unwrap()
+                .parse::<Position>()
+                .unwrap(),
+            position
+        );
+        let plain = Message::new("room.1".parse().unwrap(), "hi");
+        assert!(message(&plain).get("position").is_none());
     }
 
     #[test]

@@ -31,6 +31,13 @@
 //! Errors are JSON with a status code ([`ApiError`]); tokens and what they grant are in
 //! [`auth`]; configuration (TOML file, environment) in [`config`].
 //!
+//! # Streams
+//!
+//! The streams of the configuration (`[[streams]]`) are declared on the handle when the
+//! gateway starts ([`Gateway::declare_streams`], called by [`Gateway::serve`]). Messages under
+//! a stream carry their `position`; a subscriber resumes after one (`from=`, or the
+//! `Last-Event-ID` an `EventSource` sends when it reconnects; see [`subscribe`]).
+//!
 //! # Shutdown
 //!
 //! [`Gateway::serve`] stops accepting connections when its signal completes, sends every open
@@ -49,6 +56,7 @@ mod limits;
 pub mod metrics;
 pub mod publish;
 pub mod server;
+pub mod start;
 pub mod subscribe;
 
 use std::future::Future;
@@ -61,6 +69,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use pubsub::StreamConfig;
 use pubsub::{Hub, PubSub};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -68,7 +77,9 @@ use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Authenticator, Grant, Identity};
-pub use config::{AuthConfig, GatewayConfig, GrantConfig, Limits, SlowClient, StaticToken};
+pub use config::{
+    AuthConfig, GatewayConfig, GrantConfig, Limits, SlowClient, StaticToken, StreamSettings,
+};
 pub use error::{ApiError, GatewayError};
 
 /// A gateway over one pub/sub handle: build its [`Router`], serve it, shut it down.
@@ -86,6 +97,8 @@ pub(crate) struct Shared {
     limits: Limits,
     sse_heartbeat: Duration,
     static_dir: Option<std::path::PathBuf>,
+    /// The streams declared on the handle at start.
+    streams: Vec<StreamConfig>,
     /// Cancelled on shutdown: every stream sends its final frame and ends.
     shutdown: CancellationToken,
     connections: Arc<limits::ConnectionCounter>,
@@ -132,6 +145,11 @@ impl Gateway {
                 limits: config.limits.clone(),
                 sse_heartbeat: config.sse_heartbeat,
                 static_dir: config.static_dir.clone(),
+                streams: config
+                    .streams
+                    .iter()
+                    .map(StreamSettings::to_stream_config)
+                    .collect(),
                 shutdown: CancellationToken::new(),
                 connections: Arc::default(),
                 metrics,
@@ -142,6 +160,31 @@ impl Gateway {
     /// The pub/sub handle.
     pub fn pubsub(&self) -> &Arc<dyn PubSub> {
         &self.shared.pubsub
+    }
+
+    /// Declares the configuration's streams on the handle (declaring one again does nothing).
+    /// [`Gateway::serve`] calls it before it serves; an application that nests the
+    /// [`router`](Gateway::router) calls it itself. Fails with [`GatewayError::Stream`] on the
+    /// first stream the backend refuses (no streams on this backend, overlapping roots, a root
+    /// declared elsewhere with other limits).
+    pub async fn declare_streams(&self) -> Result<(), GatewayError> {
+        for stream in &self.shared.streams {
+            self.shared
+                .pubsub
+                .declare_stream(stream.clone())
+                .await
+                .map_err(|error| GatewayError::Stream {
+                    root: stream.root().to_string(),
+                    error,
+                })?;
+            tracing::info!(
+                root = %stream.root(),
+                max_len = stream.max_len(),
+                max_age_secs = stream.max_age().as_secs(),
+                "stream declared"
+            );
+        }
+        Ok(())
     }
 
     /// The gateway's routes (see the crate docs), ready to serve or to nest.
@@ -170,13 +213,18 @@ impl Gateway {
         self.shared.shutdown.cancel();
     }
 
-    /// Serves the router on `listener` until `signal` completes, then shuts down gracefully
-    /// (see the crate docs) and closes the pub/sub handle.
+    /// [Declares the streams](Gateway::declare_streams), then serves the router on `listener`
+    /// until `signal` completes, then shuts down gracefully (see the crate docs) and closes
+    /// the pub/sub handle. A stream the backend refuses fails it before anything is served.
     pub async fn serve(
         self,
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
+        if let Err(error) = self.declare_streams().await {
+            let _ = self.shared.pubsub.close().await;
+            return Err(error);
+        }
         tracing::info!(
             backend = self.shared.pubsub.backend(),
             addr = %listener.local_addr()?,

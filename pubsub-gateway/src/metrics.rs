@@ -7,7 +7,7 @@
 //! | `pubsub_gateway_messages_in_total` | counter: messages published with `POST /pub` | |
 //! | `pubsub_gateway_publish_errors_total` | counter: refused or failed publishes | `code` |
 //! | `pubsub_gateway_messages_out_total` | counter: messages sent to subscribers | `transport` |
-//! | `pubsub_gateway_gaps_total` | counter: gap frames sent | `kind` (`dropped`, `outage`) |
+//! | `pubsub_gateway_gaps_total` | counter: gap frames sent | `kind` (`dropped`, `outage`, `history`) |
 //! | `pubsub_gateway_dropped_total` | counter: messages dropped for slow clients | |
 //! | `pubsub_gateway_slow_disconnects_total` | counter: clients disconnected for being slow | |
 //! | `pubsub_gateway_backend_up` | gauge: 1 while the backend connection is up, else 0 | |
@@ -122,6 +122,9 @@ pub(crate) fn gap(gap: &Gap) {
         Gap::Dropped { count } => {
             metrics::counter!("pubsub_gateway_gaps_total", "kind" => "dropped").increment(1);
             metrics::counter!("pubsub_gateway_dropped_total").increment(*count);
+        }
+        Gap::History { .. } => {
+            metrics::counter!("pubsub_gateway_gaps_total", "kind" => "history").increment(1)
         }
         _ => metrics::counter!("pubsub_gateway_gaps_total", "kind" => "outage").increment(1),
     }

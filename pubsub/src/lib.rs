@@ -44,7 +44,8 @@ pub use pubsub_core::{
     EndReason, Error, ErrorKind, Gap, Headers, Hub, Message, MessageBuilder, Offset, Operation,
     Overflow, Pattern, Position, PubSub, Result, Secret, StartAt, Stats, StreamConfig,
     SubscribeOptions, Subscription, TlsOptions, Token, TokenError, Topic, WithOptions,
-    DEFAULT_BUFFER, DEFAULT_HEARTBEAT, MAX_TOPIC_LEN,
+    DEFAULT_BUFFER, DEFAULT_HEARTBEAT, DEFAULT_STREAM_MAX_AGE, DEFAULT_STREAM_MAX_LEN,
+    MAX_TOPIC_LEN,
 };
 pub use signal::shutdown_signal;
 

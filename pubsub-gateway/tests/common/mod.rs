@@ -192,14 +192,21 @@ pub fn ws_frames(ws: Ws) -> Subscriber {
 }
 
 /// Opens an SSE stream of `path`: the JSON data of each event (heartbeats skipped), checking
-/// that the event name is the frame's type.
+/// that the event name is the frame's type and that the event's `id:` is the frame's
+/// `position` (both or neither).
 pub async fn sse(addr: SocketAddr, path: &str) -> Subscriber {
-    let response = reqwest::Client::new()
+    sse_with(addr, path, &[]).await
+}
+
+/// Like [`sse`], with request headers (`Last-Event-ID`).
+pub async fn sse_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Subscriber {
+    let mut request = reqwest::Client::new()
         .get(format!("http://{addr}{path}"))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+        .header("accept", "text/event-stream");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200, "SSE {path}");
     let bytes = response.bytes_stream();
     let frames = futures::stream::unfold(
@@ -209,10 +216,13 @@ pub async fn sse(addr: SocketAddr, path: &str) -> Subscriber {
                 if let Some(end) = buffer.find("\n\n") {
                     let block: String = buffer.drain(..end + 2).collect();
                     let mut event = None;
+                    let mut id = None;
                     let mut data = String::new();
                     for line in block.lines() {
                         if let Some(v) = line.strip_prefix("event:") {
                             event = Some(v.trim().to_string());
+                        } else if let Some(v) = line.strip_prefix("id:") {
+                            id = Some(v.trim().to_string());
                         } else if let Some(v) = line.strip_prefix("data:") {
                             data.push_str(v.trim_start());
                         }
@@ -222,6 +232,7 @@ pub async fn sse(addr: SocketAddr, path: &str) -> Subscriber {
                     }
                     let frame: Value = serde_json::from_str(&data).unwrap();
                     assert_eq!(event.as_deref(), frame["type"].as_str(), "{block}");
+                    assert_eq!(id.as_deref(), frame["position"].as_str(), "{block}");
                     return Some((frame, (bytes, buffer)));
                 }
                 match bytes.next().await {
