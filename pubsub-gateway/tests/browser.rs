@@ -3,6 +3,9 @@
 //! SSE with a token, receives what is posted to gateway B, and sees a gap frame after A's
 //! link to Redis is cut and restored; then the close codes it sees (its own close answered
 //! with 1000, a refused subscribe as 4403 with the reason, 1001 when the gateway shuts down).
+//! And a page's plain `EventSource` under a stream (`tests/browser/resume.html`) whose
+//! connection is cut twice mid-stream shows every message exactly once, in order: the browser
+//! reconnects with `Last-Event-ID` and the gateway resumes after it.
 //!
 //! Needs `chromium` and `chromedriver` (`scripts/brokers.sh chromium` installs them; the test
 //! fails, never skips, without them) and Redis.
@@ -273,6 +276,102 @@ async fn chromium_subscribes_over_websocket_and_sse() {
         assert!(Instant::now() < deadline, "no close on shutdown");
         sleep(Duration::from_millis(100)).await;
     }
+    browser.quit().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the resume page recorded: `(payloads, times the EventSource opened, gap frames)`.
+async fn resume_page_state(browser: &Browser) -> (Vec<String>, u64, Vec<Value>) {
+    let value = browser
+        .command(
+            "execute/sync",
+            json!({ "script": "return JSON.stringify([window.payloads || [], window.opened || 0, window.gaps || []]);", "args": [] }),
+        )
+        .await;
+    let (payloads, opened, gaps): (Vec<String>, u64, Vec<Value>) =
+        serde_json::from_str(value.as_str().unwrap_or("[[],0,[]]")).unwrap();
+    (payloads, opened, gaps)
+}
+
+/// Waits until the page has `count` payloads (and has opened its EventSource `opened` times).
+async fn wait_payloads(browser: &Browser, count: usize, opened: u64, what: &str) -> Vec<String> {
+    let deadline = Instant::now() + WAIT * 2;
+    loop {
+        let (payloads, times, gaps) = resume_page_state(browser).await;
+        assert!(gaps.is_empty(), "{what}: a gap frame {gaps:?}");
+        if payloads.len() >= count && times >= opened {
+            return payloads;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the page has {} of {count} messages, opened {times} times: {payloads:?}",
+            payloads.len()
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A plain `EventSource` on a pattern under a stream, behind a proxy that is cut twice while
+/// messages are published: the browser reconnects on its own with `Last-Event-ID`, and the
+/// page shows every message exactly once, in order, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_event_source_resumes_after_its_connection_is_cut() {
+    let dir = std::env::temp_dir().join(unique("gateway-resume"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[[streams]]\nroot = \"resume.>\"\nmax_len = 10000\n",
+    )
+    .unwrap();
+    let pages = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let config_arg = config.to_string_lossy().to_string();
+    let node = Node::start_with(
+        "memory://",
+        &[],
+        &["--config", &config_arg, "--static-dir", pages],
+    )
+    .await;
+    // The browser reaches the gateway only through the proxy; the test publishes directly.
+    let proxy = TcpProxy::start(&node.addr.to_string()).await.unwrap();
+    let browser = Browser::start().await;
+    let room = unique("resume");
+    let topic = format!("resume.{room}.msg");
+    browser
+        .open(&format!(
+            "http://{}/resume.html?pattern=resume.{room}.%3E",
+            proxy.local_addr()
+        ))
+        .await;
+    wait_payloads(&browser, 0, 1, "the EventSource opened").await;
+    let send = |range: std::ops::Range<u32>| {
+        let topic = topic.clone();
+        async move {
+            for i in range {
+                let (status, body) = publish(node.addr, &topic, format!("m{i}"), &[]).await;
+                assert_eq!(status, 202, "{body}");
+            }
+        }
+    };
+    send(0..20).await;
+    wait_payloads(&browser, 20, 1, "before the first cut").await;
+    for (cut, range) in [(2u64, 20..40), (3, 60..80)] {
+        proxy.cut();
+        sleep(Duration::from_millis(300)).await;
+        send(range.clone()).await; // while the page is cut off
+        proxy.restore();
+        send(range.end..range.end + 20).await;
+        wait_payloads(&browser, range.end as usize + 20, cut, "after a cut").await;
+    }
+    sleep(Duration::from_millis(500)).await;
+    let (payloads, opened, gaps) = resume_page_state(&browser).await;
+    let want: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+    assert_eq!(payloads, want, "every message once, in order");
+    assert!(
+        opened >= 3,
+        "the EventSource reconnected after each cut ({opened})"
+    );
+    assert!(gaps.is_empty(), "{gaps:?}");
     browser.quit().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
