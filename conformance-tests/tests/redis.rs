@@ -22,10 +22,6 @@ fn redis_harness() -> Harness {
         pubsub_redis::connect(config).await
     })
     .with_foreign(support::redis(redis_url()))
-    .lacking(
-        conformance_tests::Capability::Streams,
-        "the adapter has no streams yet (issue 22)",
-    )
 }
 
 conformance_tests::suite!(redis_harness);

@@ -57,10 +57,6 @@ fn redis_cluster_harness() -> Harness {
         },
     )
     .with_foreign(support::redis(cluster_url()))
-    .lacking(
-        conformance_tests::Capability::Streams,
-        "the adapter has no streams yet (issue 22)",
-    )
 }
 
 conformance_tests::suite!(redis_cluster_harness);

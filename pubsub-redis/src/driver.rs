@@ -19,7 +19,8 @@ use pubsub_core::adapter::{
     drain_broadcast, headerless, tls, Context, Driver, FiltersInUse, Inbound, LinkReporter, Tasks,
     Watchdog,
 };
-use pubsub_core::{Error, Message, Pattern, Result, Topic};
+use pubsub_core::adapter::{LogRead, ReadFrom};
+use pubsub_core::{Error, Message, Pattern, Result, StreamConfig, Topic};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, OnceCell};
 use tokio::time::Instant;
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 use crate::config::HEADER_ALLOWANCE;
 use crate::glob::{self, RedisFilter};
 use crate::plan;
+use crate::stream::{self, Streams};
 use crate::RedisConfig;
 
 /// How long `close` waits for each fred client to quit before stopping its task.
@@ -49,6 +51,9 @@ struct Shared {
     publisher: Client,
     /// The publisher: one write attempt, no per-command timer (the watchdog bounds it).
     publish_client: WithOptions<Client>,
+    /// Stream scripts: routed by their keys' slot, bounded by the command timeout.
+    stream_client: WithOptions<Client>,
+    streams: Streams,
     owns_publisher: bool,
     template: Template,
     max_payload: usize,
@@ -110,10 +115,17 @@ impl RedisDriver {
             ..Options::default()
         });
         let options = &cx.options;
+        let stream_client = publisher.with_options(&Options {
+            max_attempts: Some(1),
+            timeout: Some(options.command_timeout),
+            ..Options::default()
+        });
         let shared = Arc::new(Shared {
             label: config.server_label(),
             publisher,
             publish_client,
+            stream_client,
+            streams: Streams::new(),
             owns_publisher,
             template: Template {
                 config: template_config,
@@ -399,10 +411,12 @@ impl SubConn {
             return;
         };
         let filter = filter.unwrap_or_else(|| RedisFilter::Channel(topic.clone()));
-        inbound.deliver_via(
-            &filter,
-            headerless::from_payload(topic, payload, self.raw_payloads),
-        );
+        let message = if self.raw_payloads {
+            headerless::from_payload(topic, payload, true)
+        } else {
+            stream::live_message(topic, payload)
+        };
+        inbound.deliver_via(&filter, message);
     }
 }
 
@@ -560,6 +574,12 @@ impl Driver for RedisDriver {
         let s = &self.shared;
         let max_frame = s.max_payload.saturating_add(HEADER_ALLOWANCE);
         let frame = headerless::to_payload(&message, s.raw_payloads, max_frame)?;
+        if let Some(under) = s.streams.find(message.topic()) {
+            let append = s
+                .streams
+                .append(&s.stream_client, &under, message.topic(), frame);
+            return s.watchdog.bound(append).await?;
+        }
         let send = s
             .publish_client
             .publish::<(), _, _>(message.topic().as_str(), frame);
@@ -575,6 +595,27 @@ impl Driver for RedisDriver {
 
     async fn remove_filters(&self, filters: &[RedisFilter]) -> Result<()> {
         self.shared.change(filters, false).await
+    }
+
+    async fn declare_stream(&self, stream: &StreamConfig) -> Result<()> {
+        let s = &self.shared;
+        if s.raw_payloads {
+            return Err(Error::unsupported(
+                "a stream carries each message's position in the envelope, and this handle \
+                 sends raw payloads",
+            ));
+        }
+        s.streams.declare(&s.publisher, stream).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<LogRead> {
+        let s = &self.shared;
+        s.streams.read(&s.stream_client, stream, from, limit).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -138,6 +138,7 @@ mod config;
 mod driver;
 mod glob;
 mod plan;
+mod stream;
 
 /// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
 #[cfg(feature = "fuzzing")]
