@@ -372,7 +372,7 @@ fn parse_entry(entry: Value) -> Option<(Offset, Message)> {
         tracing::debug!(%id, "skipping a stream entry without a topic and a frame");
         return None;
     };
-    let message = live_message(topic, Bytes::from(frame));
+    let message = live_message(topic, frame);
     Some((offset, message))
 }
 
