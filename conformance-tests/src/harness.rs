@@ -148,7 +148,14 @@ pub struct Harness {
     /// Another client of the same broker, for the `foreign_publisher` case (which fails
     /// without one).
     pub foreign: Option<Foreign>,
+    /// Destroys a stream's history at the broker, as a flush, a restart without persistence
+    /// or an operator would (see [`Harness::with_history_loss`]); `stream_reset_gap` then
+    /// checks that positions of the lost history are seen as such.
+    pub lose_history: Option<LoseHistory>,
 }
+
+/// Destroys the history of the stream whose root is given (its text), at the broker.
+pub type LoseHistory = Arc<dyn Fn(String) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
 impl Harness {
     /// A harness from two async closures.
@@ -165,6 +172,7 @@ impl Harness {
             connect_cuttable: Arc::new(move || Box::pin(connect_cuttable())),
             lacks: Vec::new(),
             foreign: None,
+            lose_history: None,
         }
     }
 
@@ -205,6 +213,18 @@ impl Harness {
     /// Gives the suite a foreign client of the broker (see [`Foreign`]).
     pub fn with_foreign(mut self, foreign: Foreign) -> Self {
         self.foreign = Some(foreign);
+        self
+    }
+
+    /// Gives the suite a way to destroy a stream's history at the broker (the stream's root
+    /// is passed as text): deleting its log and whatever the adapter keeps beside it, so that
+    /// the adapter's next use of the stream starts a new history.
+    pub fn with_history_loss<F, Fut>(mut self, lose: F) -> Self
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.lose_history = Some(Arc::new(move |root| Box::pin(lose(root))));
         self
     }
 

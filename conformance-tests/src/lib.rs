@@ -37,7 +37,7 @@ pub mod scenarios;
 
 pub use harness::{
     memory_harness, report, run_case, Capability, Connect, ConnectCuttable, Foreign,
-    ForeignMessage, Harness, Link, LONG_TOPIC_CASES, SHORT_TOPIC,
+    ForeignMessage, Harness, Link, LoseHistory, LONG_TOPIC_CASES, SHORT_TOPIC,
 };
 pub use pubsub_test_support::{broker, idle_timeout, proxy, switchboard, unique_prefix};
 

@@ -22,6 +22,7 @@ fn redis_harness() -> Harness {
         pubsub_redis::connect(config).await
     })
     .with_foreign(support::redis(redis_url()))
+    .with_history_loss(|root| support::redis_lose_history(redis_url(), root))
 }
 
 conformance_tests::suite!(redis_harness);

@@ -57,6 +57,7 @@ fn redis_cluster_harness() -> Harness {
         },
     )
     .with_foreign(support::redis(cluster_url()))
+    .with_history_loss(|root| support::redis_lose_history(cluster_url(), root))
 }
 
 conformance_tests::suite!(redis_cluster_harness);

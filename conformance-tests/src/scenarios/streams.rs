@@ -208,7 +208,9 @@ pub async fn stream_trimmed_gap(h: &Harness) {
 
 /// A position of the stream's earlier life (another epoch: the log was lost and re-created)
 /// is never taken for a place in the log now: a reset [`Gap::History`], then the log from
-/// its start.
+/// its start. Where the harness can destroy a stream's history at the broker
+/// ([`Harness::with_history_loss`]), it does, and a position from before the loss is
+/// recognised the same way; otherwise a forged epoch stands for it.
 pub async fn stream_reset_gap(h: &Harness) {
     let p = unique_prefix("reset");
     let ps = connect(h).await;
@@ -219,20 +221,45 @@ pub async fn stream_reset_gap(h: &Harness) {
         publish(&ps, &t, seq(3, i)).await;
     }
     let got = messages(&mut sub, 3, "three messages").await;
+    drop(sub);
     let real = *got[2].position().expect("position");
-    let old = Position::new(real.stream_tag(), real.epoch() ^ 0x5a5a, real.offset());
-    let mut resumed = subscribe_from(&ps, &[t.as_str()], StartAt::After(old)).await;
+    let forged = Position::new(real.stream_tag(), real.epoch() ^ 0x5a5a, real.offset());
+    expect_reset(&ps, &t, forged, 3, 0, "a forged epoch").await;
+    if let Some(lose) = &h.lose_history {
+        lose(format!("{p}.>"))
+            .await
+            .unwrap_or_else(|e| panic!("destroying the stream's history: {e}"));
+        for i in 10..12 {
+            publish(&ps, &t, seq(3, i)).await;
+        }
+        expect_reset(&ps, &t, real, 2, 10, "a history lost at the broker").await;
+    }
+    shut_down(&ps).await;
+}
+
+/// Subscribing after `old`, a position of another life of the log, gives a reset history gap
+/// and then the `count` messages of round 3 from `first` (the log now).
+async fn expect_reset(
+    ps: &Arc<dyn PubSub>,
+    t: &str,
+    old: Position,
+    count: usize,
+    first: u32,
+    what: &str,
+) {
+    let mut resumed = subscribe_from(ps, &[t], StartAt::After(old)).await;
     match tokio::time::timeout(idle(), resumed.recv_delivery()).await {
         Ok(Some(Delivery::Gap(Gap::History { reset: true, .. }))) => {}
-        other => panic!("expected a reset history gap first, got {other:?}"),
+        other => panic!("{what}: expected a reset history gap first, got {other:?}"),
     }
-    assert_run(
-        &messages(&mut resumed, 3, "the log from its start").await,
-        3,
-        0,
-        "after the reset",
+    let got = messages(&mut resumed, count, what).await;
+    assert_run(&got, 3, first, what);
+    assert_ne!(
+        got[0].position().expect("position").epoch(),
+        old.epoch(),
+        "{what}: the log now has another epoch"
     );
-    shut_down(&ps).await;
+    expect_silence(&mut resumed, what).await;
 }
 
 /// A subscription under a stream on a handle whose connection is cut again and again while

@@ -29,6 +29,33 @@ pub fn redis(url: String) -> Foreign {
     })
 }
 
+/// Deletes a stream's keys (its log and its meta hash) with fred, as a `FLUSHALL` or a
+/// restart without persistence would lose them.
+pub async fn redis_lose_history(url: String, root: String) -> Result<(), Error> {
+    use fred::prelude::{ClientLike, KeysInterface};
+    let config = fred::types::config::Config::from_url(&redis_native_url(&url))
+        .map_err(|e| Error::connection("fred config", e))?;
+    let client = fred::clients::Client::new(config, None, None, None);
+    client
+        .init()
+        .await
+        .map_err(|e| Error::connection("fred connect", e))?;
+    let keys = vec![
+        format!("pubsub:{{{root}}}:log"),
+        format!("pubsub:{{{root}}}:meta"),
+    ];
+    let deleted: std::result::Result<i64, _> = client.del(keys).await;
+    let _ = client.quit().await;
+    match deleted {
+        Ok(2) => Ok(()),
+        Ok(n) => Err(Error::new(
+            pubsub_core::ErrorKind::Backend,
+            format!("deleted {n} of the stream's 2 keys"),
+        )),
+        Err(e) => Err(Error::connection("fred del", e)),
+    }
+}
+
 /// fred's own URL form for ours: `redis://a:1,b:2` (a cluster) is
 /// `redis-cluster://a:1?node=b:2`.
 fn redis_native_url(url: &str) -> String {
