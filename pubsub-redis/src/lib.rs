@@ -116,6 +116,34 @@
 //! delivered already (delivery is at most once). A publish that timed out while its command was
 //! still queued in fred may still be sent once the connection is back.
 //!
+//! # Streams
+//!
+//! A stream declared on a handle ([`PubSub::declare_stream`](pubsub_core::PubSub::declare_stream))
+//! is a Redis Stream per root, in one hash slot with its meta hash:
+//!
+//! | key | holds |
+//! |---|---|
+//! | `pubsub:{<root>}:log` | one entry per message: fields `t` (topic) and `m` (the envelope) |
+//! | `pubsub:{<root>}:meta` | `epoch` (random, set when the log starts a new life) and `seq` (appends so far) |
+//! | `pubsub:streams` | every root declared on the server, with its limits (declarations by other handles with other limits are refused) |
+//!
+//! A publish to a topic under a stream is one `EVALSHA` instead of a `PUBLISH`: the script
+//! appends the entry (`XADD … MAXLEN ~ max_len`), and publishes the message on its channel
+//! with its position spliced into the envelope (`pubsub-position: <tag>-<epoch>-<n>`, taken
+//! off on delivery), so subscribers see it at once and in log order. Entry ids are
+//! `<n>-<ms>` with `n` counting appends from 1: positions have no holes, so a reader resuming
+//! after a trimmed part of the history is told exactly how many messages it missed, and `ms`
+//! (the server's clock) serves `time:` starts. Every 64th append trims what is older than
+//! `max_age`.
+//!
+//! The log is kept as long as Redis keeps its keys: a `FLUSHALL`, a deleted key or a restart
+//! without persistence loses it, and the next append or read starts a new epoch, so older
+//! positions give a reset [`Gap::History`](pubsub_core::Gap::History). Trimming by count is
+//! approximate (`MAXLEN ~`: up to one radix-tree node, 100 entries by default, more than
+//! `max_len` may stay). A stream needs the envelope: a handle with
+//! [`RedisConfig::raw_payloads`] refuses to declare one. On a cluster, the scripts run on the
+//! master of the stream's slot (`PUBLISH` reaches every node from there).
+//!
 //! # Limits
 //!
 //! The payload limit (default [`DEFAULT_MAX_PAYLOAD`], 4 MiB; `max_payload` in the

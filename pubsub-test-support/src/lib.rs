@@ -11,7 +11,8 @@
 //! - [`switchboard::Switchboard`]: routes Kafka connections by client id;
 //! - [`process`]: a binary of the workspace run as a child process for a two-process test;
 //! - [`throughput`]: the adapter's side of a throughput bench row;
-//! - [`scale`]: the shape of the scale benchmark (many patterns on one handle).
+//! - [`scale`]: the shape of the scale benchmark (many patterns on one handle);
+//! - [`stream_bench`]: the adapter's side of the streams benchmarks.
 //!
 //! The behaviour suite (`conformance-tests`) builds on it.
 #![deny(missing_docs)]
@@ -22,6 +23,7 @@ pub mod names;
 pub mod process;
 pub mod proxy;
 pub mod scale;
+pub mod stream_bench;
 pub mod switchboard;
 pub mod throughput;
 

@@ -19,7 +19,7 @@ use crate::{Error, ErrorKind, Offset, Result, StreamConfig, Topic};
 pub const POSITION_HEADER: &str = "pubsub-position";
 
 /// Where [`Driver::read_stream`](crate::adapter::Driver::read_stream) starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReadFrom {
     /// The oldest entry retained.
     Start,

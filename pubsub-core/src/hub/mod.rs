@@ -2,6 +2,7 @@
 
 pub(crate) mod launch;
 mod reconcile;
+mod shared_reads;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -89,6 +90,8 @@ pub(crate) struct HubInner<D: Driver> {
     published: AtomicU64,
     /// The streams declared on this handle.
     streams: StreamTable,
+    /// Reads of the streams' logs, shared by the followers that need the same batch at once.
+    reads: Arc<shared_reads::SharedReads<D>>,
 }
 
 pub(crate) fn start<D: Driver>(
@@ -109,6 +112,7 @@ pub(crate) fn start<D: Driver>(
     // In each outage, a gap in every subscription's stream where the messages published
     // meanwhile may be missing.
     supervisor.on_outage(Box::new(OutageGaps(router.clone())));
+    let reads = shared_reads::SharedReads::new(driver.clone(), options.command_timeout);
     Hub {
         inner: Arc::new(HubInner {
             driver,
@@ -124,6 +128,7 @@ pub(crate) fn start<D: Driver>(
             next_id: AtomicU64::new(1),
             published: AtomicU64::new(0),
             streams: StreamTable::new(),
+            reads,
         }),
     }
 }
@@ -437,19 +442,11 @@ impl<D: Driver> HubInner<D> {
         let start = options.from.unwrap_or_default();
         stream::check_start(&under, &start).map_err(fail)?;
         // The log's end before the live subscription: what comes between is replayed.
-        let end = tokio::time::timeout(
-            self.options.command_timeout,
-            self.driver
-                .read_stream(&under, crate::adapter::ReadFrom::End, 0),
-        )
-        .await
-        .map_err(|_| {
-            fail(Error::timeout(format!(
-                "reading the stream's end took over {:?}",
-                self.options.command_timeout
-            )))
-        })?
-        .map_err(fail)?;
+        let end = self
+            .reads
+            .read(&under, crate::adapter::ReadFrom::End, 0)
+            .await
+            .map_err(fail)?;
         let live_options = SubscribeOptions {
             capacity: Some(options.capacity.unwrap_or(self.options.buffer)),
             overflow: Some(crate::Overflow::DropOldest),
@@ -464,10 +461,9 @@ impl<D: Driver> HubInner<D> {
         let routes = stream::routes_of(&live);
         let cancel = CancellationToken::new();
         let parts = stream::FollowerParts {
-            driver: self.driver.clone(),
+            reads: self.reads.clone(),
             supervisor: self.supervisor.clone(),
             backoff: self.options.backoff.clone(),
-            command_timeout: self.options.command_timeout,
             skip_origin: options.skip_own.then(|| self.router.origin().to_string()),
         };
         let follower = stream::Follower::new(

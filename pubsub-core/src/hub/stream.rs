@@ -20,7 +20,6 @@
 //! overflow meanwhile, which only sends the follower back to the log.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use smallvec::SmallVec;
@@ -30,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::adapter::driver::Driver;
 use crate::adapter::stream_log::ReadFrom;
 use crate::adapter::supervisor::Supervisor;
+use crate::hub::shared_reads::SharedReads;
 use crate::router::{Queue, Route, ORIGIN_HEADER};
 use crate::subscription::Owner;
 use crate::{
@@ -52,10 +52,10 @@ enum Cursor {
 /// What the follower needs of the handle (not the handle itself: the task must not keep it
 /// alive).
 pub(crate) struct FollowerParts<D> {
-    pub driver: Arc<D>,
+    /// The handle's log reads (shared with its other followers).
+    pub reads: Arc<SharedReads<D>>,
     pub supervisor: Supervisor,
     pub backoff: Backoff,
-    pub command_timeout: Duration,
     /// This handle's origin, when the subscription skips its own messages.
     pub skip_origin: Option<String>,
 }
@@ -137,18 +137,14 @@ impl<D: Driver> Follower<D> {
                 Cursor::From(from) => from,
                 Cursor::After(position) => ReadFrom::After(position.offset()),
             };
-            let read = self.parts.driver.read_stream(&self.stream, from, BATCH);
+            let read = self.parts.reads.read(&self.stream, from, BATCH);
             let read = tokio::select! {
                 _ = self.cancel.cancelled() => return false,
-                read = tokio::time::timeout(self.parts.command_timeout, read) => read,
+                read = read => read,
             };
             let read = match read {
-                Ok(Ok(read)) => read,
-                failed => {
-                    let error = match failed {
-                        Ok(Err(error)) => error,
-                        _ => Error::timeout("reading the stream's log timed out"),
-                    };
+                Ok(read) => read,
+                Err(error) => {
                     tracing::warn!(
                         backend = D::BACKEND,
                         stream = %self.stream.root(),
@@ -183,10 +179,12 @@ impl<D: Driver> Follower<D> {
                 });
             }
             let at_end = read.entries.len() < BATCH;
-            for (offset, message) in read.entries {
-                let position = Position::new(self.tag, read.epoch, offset);
+            for (offset, message) in &read.entries {
+                let position = Position::new(self.tag, read.epoch, *offset);
                 self.cursor = Cursor::After(position);
-                if self.wanted(&message) && !self.deliver(message.with_position(position)).await {
+                if self.wanted(message)
+                    && !self.deliver(message.clone().with_position(position)).await
+                {
                     return false;
                 }
             }
