@@ -70,6 +70,8 @@ mod health;
 mod log_end;
 mod name;
 mod raw;
+mod stream;
+mod stream_log;
 mod topics;
 
 /// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
