@@ -781,18 +781,25 @@ impl Driver for KafkaDriver {
         if !s.streams.check(stream)? {
             return Ok(());
         }
-        let epoch =
-            crate::stream::name_epoch(&crate::stream::topic_name(stream.root(), stream.tag()));
-        let topic = Arc::new(StreamTopic::new(stream.clone(), epoch));
-        crate::stream_log::create_topic(
-            &s.admin,
-            &topic.name,
-            stream,
-            s.config.replication,
-            s.config.options.command_timeout,
-        )
+        let name = crate::stream::topic_name(stream.root(), stream.tag());
+        let timeout = s.config.options.command_timeout;
+        crate::stream_log::create_topic(&s.admin, &name, stream, s.config.replication, timeout)
+            .await?;
+        // The topic id (DescribeTopics): a topic deleted and created again has another, so
+        // positions of its earlier life are told apart. A broker without ids: the name's.
+        let client = s.consumer.clone();
+        let id = blocking({
+            let name = name.clone();
+            move || Ok(raw::topic_id(client.client().native_ptr(), &name, timeout))
+        })
         .await?;
-        s.streams.insert(topic)
+        let epoch = match id {
+            Some((most, least)) => crate::stream::id_epoch(most, least),
+            None => crate::stream::name_epoch(&name),
+        };
+        tracing::debug!(stream = %stream.root(), topic = %name, topic_id = ?id, epoch, "declared a stream");
+        s.streams
+            .insert(Arc::new(StreamTopic::new(stream.clone(), epoch)))
     }
 
     async fn read_stream(

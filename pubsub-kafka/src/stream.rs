@@ -30,18 +30,26 @@ pub(crate) fn topic_name(root: &Pattern, tag: u32) -> String {
     name
 }
 
-/// The epoch of a stream topic whose broker gives no topic id: a hash (FNV-1a, 64 bits) of
-/// its name, the same for every handle.
+/// The epoch of a stream's log on a broker that gives no topic id: a hash (FNV-1a, 64 bits)
+/// of its topic's name, the same for every handle.
 pub(crate) fn name_epoch(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
-/// The epoch of a topic id (a UUID, as its two halves): never that of another id.
+/// The epoch of a stream's log whose topic has an id (a UUID, as its two halves): a topic
+/// deleted and created again has another id, hence another epoch.
 pub(crate) fn id_epoch(most: i64, least: i64) -> u64 {
-    // Folding 128 bits into 64: distinct ids collide only by chance.
     (most as u64) ^ (least as u64).rotate_left(32)
+}
+
+/// The epoch a read reports for a position beyond the log's end: the log was deleted and
+/// created again (its offsets started over), and the position belongs to its earlier life.
+/// The earlier epoch cannot be named (the handle may have read its id before, or none), so the
+/// read reports another than the log's.
+pub(crate) fn recreated(epoch: u64) -> u64 {
+    epoch ^ 1
 }
 
 /// The position offset of the record at Kafka offset `offset`.
@@ -148,7 +156,7 @@ mod tests {
         assert!(crate::name::decode_topic(name.as_bytes()).is_none());
         let b = StreamConfig::new("room.*".parse().unwrap());
         assert_ne!(name, topic_name(b.root(), b.tag()));
-        let long: Pattern = format!("{}.>", "é".repeat(200)).parse().unwrap();
+        let long: Pattern = format!("{}.>", "é".repeat(100)).parse().unwrap();
         assert_eq!(topic_name(&long, 7).len(), MAX_NAME);
     }
 
@@ -170,7 +178,9 @@ mod tests {
     fn epochs_differ_by_name_and_id() {
         assert_ne!(name_epoch("a"), name_epoch("b"));
         assert_eq!(name_epoch("a"), name_epoch("a"));
+        assert_ne!(recreated(name_epoch("a")), name_epoch("a"));
         assert_ne!(id_epoch(1, 2), id_epoch(2, 1));
+        assert_ne!(id_epoch(1, 2), id_epoch(1, 3));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub(crate) struct StreamTopic {
     pub name: Arc<str>,
     /// [`StreamConfig::tag`].
     pub tag: u32,
-    /// The epoch of its log (see [`stream::name_epoch`], [`stream::id_epoch`]).
+    /// The epoch of its log ([`stream::id_epoch`] or [`stream::name_epoch`]).
     pub epoch: u64,
     /// Numbers requests and reads, so that a read started after a request arrived answers it.
     tickets: AtomicU64,
@@ -305,6 +305,18 @@ fn read_blocking(
             None,
         ),
     };
+    if matches!(from, ReadFrom::After(_)) && start > high {
+        // Past the reported end: past the real one too (not only a batch Tansu misreports)
+        // means the log was deleted and created again since the position was given.
+        let end = log_end(consumer, name, 0, timeout, timeout)?;
+        if start > end {
+            tracing::debug!(stream = %stream.config.root(), start, end, "a position beyond the log's end: the log was created again");
+            return Ok(LogRead {
+                epoch: stream::recreated(stream.epoch),
+                ..empty(end, None)
+            });
+        }
+    }
     if limit == 0 || high <= low {
         return Ok(empty(high, missed));
     }
