@@ -49,6 +49,7 @@ pub(crate) struct StreamTopic {
 struct Reader {
     consumer: Option<Arc<Client>>,
     last: Option<Cached>,
+    end: Option<KnownEnd>,
 }
 
 struct Cached {
@@ -105,11 +106,13 @@ impl StreamTopic {
             }
         };
         let this = self.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            read_blocking(&consumer, &this, from, limit, timeout)
+        let known = reader.end;
+        let (read, end) = tokio::task::spawn_blocking(move || {
+            read_blocking(&consumer, &this, from, limit, timeout, known)
         })
         .await
         .map_err(|e| Error::new(ErrorKind::Backend, "reading a stream failed").with_source(e))??;
+        reader.end = end;
         reader.last = Some(Cached {
             from,
             limit,
@@ -265,8 +268,19 @@ fn end_offset(end: i64) -> Offset {
     Offset(0, u64::try_from(end).unwrap_or(0))
 }
 
+/// Where a stream's log really ends, as last found: the offset after its last record, and the
+/// high watermark reported then. A broker reports another high watermark once a batch is
+/// appended (Tansu's, a batch short, is the first offset of the last batch plus one), so while
+/// it reports the same, the end found then is the end now, and no fetch is needed to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KnownEnd {
+    high: i64,
+    end: i64,
+}
+
 /// Reads at most `limit` entries of `stream` from `from` with `consumer` (assigned to the
-/// stream's partition for the read, unassigned after). Blocking.
+/// stream's partition for the read, unassigned after), knowing the end `known` (see
+/// [`KnownEnd`]); returns the end known after it too. Blocking.
 ///
 /// The read goes on until it has `limit` entries or has seen the record at the reported high
 /// watermark's offset minus one and everything that came in the same fetch: on Tansu, which
@@ -277,27 +291,38 @@ fn read_blocking(
     from: ReadFrom,
     limit: usize,
     timeout: Duration,
-) -> Result<LogRead> {
+    known: Option<KnownEnd>,
+) -> Result<(LogRead, Option<KnownEnd>)> {
     let name = &*stream.name;
     let (low, high) = consumer
         .fetch_watermarks(name, 0, timeout)
         .map_err(|e| kafka_error("reading a stream's watermarks", e))?;
     let bounds = Bounds { low, high };
+    let mut known = known.filter(|k| k.high == high);
+    let real_end = |known: &mut Option<KnownEnd>| -> Result<i64> {
+        if let Some(k) = known {
+            return Ok(k.end);
+        }
+        let end = log_end(consumer, name, 0, timeout, timeout)?;
+        *known = Some(KnownEnd { high, end });
+        Ok(end)
+    };
     let max_len = stream.config.max_len();
-    let empty = |end: i64, missed| LogRead {
+    let read = |end: i64, missed, entries| LogRead {
         epoch: stream.epoch,
-        entries: Vec::new(),
+        entries,
         end: end_offset(end),
         missed,
     };
     let (start, missed) = match stream::plan(&stream.config, from, bounds) {
         Plan::Nothing if from == ReadFrom::End => {
-            return Ok(empty(log_end(consumer, name, 0, timeout, timeout)?, None));
+            let end = real_end(&mut known)?;
+            return Ok((read(end, None, Vec::new()), known));
         }
-        Plan::Nothing => return Ok(empty(high, None)),
+        Plan::Nothing => return Ok((read(high, None, Vec::new()), known)),
         Plan::From { offset, missed } => (offset, missed),
         Plan::Last(n) => {
-            let end = log_end(consumer, name, 0, timeout, timeout)?;
+            let end = real_end(&mut known)?;
             (stream::last_start(n, end, bounds, max_len), None)
         }
         Plan::Time(time) => (
@@ -305,20 +330,20 @@ fn read_blocking(
             None,
         ),
     };
-    if matches!(from, ReadFrom::After(_)) && start > high {
-        // Past the reported end: past the real one too (not only a batch Tansu misreports)
-        // means the log was deleted and created again since the position was given.
-        let end = log_end(consumer, name, 0, timeout, timeout)?;
-        if start > end {
-            tracing::debug!(stream = %stream.config.root(), start, end, "a position beyond the log's end: the log was created again");
-            return Ok(LogRead {
-                epoch: stream::recreated(stream.epoch),
-                ..empty(end, None)
-            });
+    if let Some(k) = known {
+        if start >= k.end {
+            if matches!(from, ReadFrom::After(_)) && start > k.end {
+                return Ok((recreated(stream, k.end), known));
+            }
+            // At the end already: nothing to fetch.
+            return Ok((read(k.end, missed, Vec::new()), known));
         }
     }
     if limit == 0 || high <= low {
-        return Ok(empty(high, missed));
+        if matches!(from, ReadFrom::After(_)) && start > high {
+            return Ok((recreated(stream, high), known));
+        }
+        return Ok((read(high, missed, Vec::new()), known));
     }
     // The last batch's first record (the last record where the watermark is right).
     let target = high - 1;
@@ -331,6 +356,7 @@ fn read_blocking(
     let mut entries = Vec::new();
     let mut end = high;
     let mut reached = false;
+    let mut drained = false;
     let deadline = Instant::now() + timeout / 2;
     loop {
         let wait = if reached {
@@ -365,7 +391,10 @@ fn read_blocking(
             Some(Err(error)) => {
                 tracing::debug!(%error, stream = %stream.config.root(), "reading a stream")
             }
-            None if reached => break,
+            None if reached => {
+                drained = true;
+                break;
+            }
             None => {}
         }
     }
@@ -379,12 +408,27 @@ fn read_blocking(
             timeout / 2
         )));
     }
-    Ok(LogRead {
-        epoch: stream.epoch,
-        entries,
+    if drained {
+        // The whole last batch was read: where the log ends is known.
+        known = Some(KnownEnd { high, end });
+        if matches!(from, ReadFrom::After(_)) && start > end {
+            return Ok((recreated(stream, end), known));
+        }
+    }
+    Ok((read(end, missed, entries), known))
+}
+
+/// The answer to a read after a position beyond the log's real end: the log was deleted and
+/// created again since the position was given (its offsets started over), so the read
+/// reports another epoch than the position's, and the follower starts the new log over.
+fn recreated(stream: &StreamTopic, end: i64) -> LogRead {
+    tracing::debug!(stream = %stream.config.root(), end, "a position beyond the log's end: the log was created again");
+    LogRead {
+        epoch: stream::recreated(stream.epoch),
+        entries: Vec::new(),
         end: end_offset(end),
-        missed,
-    })
+        missed: None,
+    }
 }
 
 /// The offset of the first record at or after `time` (`high` when there is none).
