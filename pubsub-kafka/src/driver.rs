@@ -83,12 +83,19 @@ struct Assignment {
     assigned: HashMap<Arc<str>, (Option<Topic>, i32)>,
     /// Every topic name seen by the last metadata pass (a name missing from it is new).
     known: HashSet<Vec<u8>>,
+    /// The roots of the streams whose topics are assigned (Kafka name → root): a wildcard
+    /// pattern that overlaps a root wants the stream's topic too.
+    stream_roots: HashMap<Arc<str>, Pattern>,
 }
 
 impl Assignment {
     fn wanted(&self, name: &Arc<str>, topic: Option<&Topic>) -> bool {
         self.exact.contains(name)
             || topic.is_some_and(|topic| self.patterns.iter().any(|p| p.matches(topic)))
+            || self
+                .stream_roots
+                .get(name)
+                .is_some_and(|root| self.patterns.iter().any(|p| p.overlaps(root)))
     }
 }
 
@@ -676,6 +683,15 @@ impl Driver for KafkaDriver {
         }
         let names: Vec<&str> = exact.iter().map(|n| &**n).collect();
         s.ensure_topics(&names).await?;
+        // A wildcard that overlaps a stream's root without being under it (`>` beside
+        // `room.>`) reads the stream's topic too: what is published there is in no other.
+        for stream in s.streams.all().iter() {
+            if patterns.iter().any(|p| p.overlaps(stream.config.root()))
+                && !streams.contains(&stream.name)
+            {
+                streams.push(stream.name.clone());
+            }
+        }
         let mut todo: Vec<Todo> = Vec::new();
         for name in &streams {
             // At the end of its log: the stream's reader replays what came before.
@@ -730,8 +746,18 @@ impl Driver for KafkaDriver {
             }
         }
         s.assign(&mut state, todo).await?;
+        for name in &streams {
+            if let Some(stream) = s.streams.by_name(name.as_bytes()) {
+                state
+                    .stream_roots
+                    .insert(name.clone(), stream.config.root().clone());
+            }
+        }
         state.exact.extend(exact);
-        state.exact.extend(streams);
+        state.exact.extend(filters.iter().filter_map(|f| match f {
+            KafkaFilter::Stream(name) => Some(name.clone()),
+            _ => None,
+        }));
         for p in patterns {
             if !state.patterns.contains(&p) {
                 state.patterns.push(p);
@@ -771,6 +797,7 @@ impl Driver for KafkaDriver {
             .incremental_unassign(&list)
             .map_err(|e| kafka_error("unassigning partitions", e))?;
         for name in unwanted {
+            state.stream_roots.remove(&name);
             state.assigned.remove(&name);
         }
         Ok(())

@@ -77,7 +77,8 @@
 //!   own Kafka topics, which subscribers under the stream do not read). The limits are checked
 //!   per handle: a declaration with other limits than the topic's retention is not detected
 //!   across handles. A wildcard pattern that overlaps a stream's root without being under it
-//!   (`>` beside a stream `room.>`) does not see the stream's messages.
+//!   (`>` beside a stream `room.>`) reads the stream's topic as well as the others, if the
+//!   stream was declared before it subscribed.
 //! - **Cost**: one topic and one idle reader consumer per declared stream; a subscription
 //!   under a stream costs a watermark query (and a fetch when something was appended since the
 //!   last read); a replay costs a fetch per 512 messages.

@@ -152,6 +152,11 @@ impl Streams {
         Ok(())
     }
 
+    /// Every stream declared.
+    pub(crate) fn all(&self) -> Arc<Vec<Arc<StreamTopic>>> {
+        self.list.read().clone()
+    }
+
     /// The stream `topic` is under.
     pub(crate) fn find(&self, topic: &Topic) -> Option<Arc<StreamTopic>> {
         if !self.any.load(Ordering::Acquire) {

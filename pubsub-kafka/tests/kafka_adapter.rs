@@ -364,3 +364,61 @@ async fn a_stream_topic_created_again_is_another_epoch() {
     assert_eq!(next(&mut resumed, "new").await.payload_str(), Some("new"));
     second.close().await.unwrap();
 }
+
+/// `time:` starts at the first message published at or after that time (the broker's time
+/// index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_replays_from_a_time() {
+    use pubsub_core::{StartAt, StreamConfig, SubscribeOptions};
+    let p = unique_prefix("stime");
+    let t = format!("{p}.t");
+    let ps = handle().await;
+    ps.declare_stream(StreamConfig::new(format!("{p}.>").parse().unwrap()))
+        .await
+        .expect("declare");
+    for i in 0..3 {
+        publish(&ps, &t, format!("old {i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let since = std::time::SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for i in 0..3 {
+        publish(&ps, &t, format!("new {i}")).await;
+    }
+    let mut sub = ps
+        .subscribe_all(
+            vec![t.parse().unwrap()],
+            SubscribeOptions::default().starting_at(StartAt::Time(since)),
+        )
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let m = next(&mut sub, "since the time").await;
+        assert_eq!(m.payload_str(), Some(format!("new {i}").as_str()));
+    }
+    ps.close().await.unwrap();
+}
+
+/// A wildcard that overlaps a stream's root without being under it sees what is published
+/// under the stream (in the stream's topic) as well as the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_beside_a_stream_sees_its_messages() {
+    use pubsub_core::StreamConfig;
+    let p = unique_prefix("sbeside");
+    let ps = handle().await;
+    ps.declare_stream(StreamConfig::new(format!("{p}.s.>").parse().unwrap()))
+        .await
+        .expect("declare");
+    let mut all = subscribe(&ps, &format!("{p}.>")).await;
+    publish(&ps, &format!("{p}.s.t"), "under").await;
+    let m = next(&mut all, "under the stream").await;
+    assert_eq!(m.payload_str(), Some("under"));
+    assert!(m.position().is_some(), "from the stream's topic");
+    publish(&ps, &format!("{p}.other"), "beside").await;
+    assert_eq!(
+        next(&mut all, "beside the stream").await.payload_str(),
+        Some("beside")
+    );
+    drop(all);
+    ps.close().await.unwrap();
+}
