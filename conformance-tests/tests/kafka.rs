@@ -123,10 +123,6 @@ fn kafka_harness() -> Harness {
         },
     )
     .with_foreign(support::kafka(kafka_bootstrap()))
-    .lacking(
-        conformance_tests::Capability::Streams,
-        "the adapter has no streams yet (issue 22)",
-    )
 }
 
 /// How long a fetch of the suite's consumers waits for data at most, unless the URL sets it.

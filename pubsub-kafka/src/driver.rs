@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use pubsub_core::adapter::{Context, Driver, Inbound, Tasks, Watchdog};
-use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, Topic};
+use pubsub_core::adapter::{LogRead, ReadFrom};
+use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, StreamConfig, Topic};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -24,6 +25,7 @@ use crate::config::millis;
 use crate::health::{Health, LinkContext};
 use crate::log_end::log_end;
 use crate::name::{decode_topic, encode_topic};
+use crate::stream_log::{Client, StreamTopic, Streams};
 use crate::topics::Topics;
 use crate::{headers, raw, KafkaConfig};
 
@@ -35,13 +37,14 @@ pub enum KafkaFilter {
     Topic(Arc<str>),
     /// Every topic whose decoded name the pattern matches, found by discovery.
     Pattern(Pattern),
+    /// The topic of a declared stream (its Kafka name): patterns under a stream read it,
+    /// since every message published under the stream goes there.
+    Stream(Arc<str>),
 }
 
 /// The topic the warm-up record goes to: `_` is never in an encoded name, so no pattern
 /// ever sees it.
 const WARMUP_TOPIC: &str = "__pubsub_warmup";
-
-type Client = BaseConsumer<LinkContext>;
 
 /// The Kafka [`Driver`].
 pub(crate) struct KafkaDriver {
@@ -60,6 +63,8 @@ struct Shared {
     assignment: tokio::sync::Mutex<Assignment>,
     /// Topics known to exist and the creations under way, so that each is created once.
     topics: Topics,
+    /// The streams declared on the handle, each with its topic and reader.
+    streams: Arc<Streams>,
     watchdog: Arc<Watchdog>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
@@ -73,15 +78,24 @@ struct Assignment {
     exact: HashSet<Arc<str>>,
     /// The wildcard filters.
     patterns: Vec<Pattern>,
-    /// Assigned topics (Kafka name → decoded topic, partitions).
-    assigned: HashMap<Arc<str>, (Topic, i32)>,
+    /// Assigned topics (Kafka name → decoded topic, or `None` for a stream's topic;
+    /// partitions).
+    assigned: HashMap<Arc<str>, (Option<Topic>, i32)>,
     /// Every topic name seen by the last metadata pass (a name missing from it is new).
     known: HashSet<Vec<u8>>,
+    /// The roots of the streams whose topics are assigned (Kafka name → root): a wildcard
+    /// pattern that overlaps a root wants the stream's topic too.
+    stream_roots: HashMap<Arc<str>, Pattern>,
 }
 
 impl Assignment {
-    fn wanted(&self, name: &Arc<str>, topic: &Topic) -> bool {
-        self.exact.contains(name) || self.patterns.iter().any(|p| p.matches(topic))
+    fn wanted(&self, name: &Arc<str>, topic: Option<&Topic>) -> bool {
+        self.exact.contains(name)
+            || topic.is_some_and(|topic| self.patterns.iter().any(|p| p.matches(topic)))
+            || self
+                .stream_roots
+                .get(name)
+                .is_some_and(|root| self.patterns.iter().any(|p| p.overlaps(root)))
     }
 }
 
@@ -105,6 +119,7 @@ impl KafkaDriver {
             admin,
             assignment: tokio::sync::Mutex::new(Assignment::default()),
             topics: Topics::default(),
+            streams: Arc::default(),
             watchdog: Watchdog::start(cx.options.publish_timeout, &cx.tasks),
             health: health.clone(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -131,14 +146,15 @@ impl KafkaDriver {
             async move { shared.warm(&producer).await }
         });
         let poller = {
-            let (consumer, inbound, stop) = (
+            let (consumer, inbound, stop, streams) = (
                 shared.consumer.clone(),
                 cx.inbound.clone(),
                 shared.stop.clone(),
+                shared.streams.clone(),
             );
             std::thread::Builder::new()
                 .name("pubsub-kafka-poll".into())
-                .spawn(move || poll(&consumer, &inbound, &stop))
+                .spawn(move || poll(&consumer, &inbound, &stop, &streams))
                 .map_err(|e| {
                     Error::new(ErrorKind::Backend, "starting the poll thread").with_source(e)
                 })?
@@ -156,7 +172,7 @@ impl KafkaDriver {
 }
 
 /// A consumer with a group id of its own that never commits, assigned by hand.
-fn new_consumer(config: &KafkaConfig, context: &LinkContext) -> Result<Client> {
+pub(crate) fn new_consumer(config: &KafkaConfig, context: &LinkContext) -> Result<Client> {
     let mut c = config.base();
     c.set("group.id", format!("pubsub-{:016x}", rand_u64()))
         .set("enable.auto.commit", "false")
@@ -213,13 +229,31 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 /// The consumer's poll loop, on a thread of its own: hands every record to the router until
 /// the handle stops.
-fn poll(consumer: &Client, inbound: &Inbound<KafkaFilter>, stop: &AtomicBool) {
+fn poll(consumer: &Client, inbound: &Inbound<KafkaFilter>, stop: &AtomicBool, streams: &Streams) {
     let mut topics: HashMap<Vec<u8>, Option<Topic>> = HashMap::new();
+    let mut stream_topics: HashMap<Vec<u8>, Arc<StreamTopic>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) && !inbound.is_closed() {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(record)) => {
                 let name = raw::topic_name(&record);
+                if name.starts_with(crate::stream::PREFIX.as_bytes()) {
+                    let stream = match stream_topics.get(name) {
+                        Some(stream) => Some(stream.clone()),
+                        None => streams.by_name(name).inspect(|s| {
+                            stream_topics.insert(name.to_vec(), s.clone());
+                        }),
+                    };
+                    let message = stream.and_then(|s| {
+                        let position = s.position(rdkafka::Message::offset(&record));
+                        crate::stream_log::decode_record(&record).map(|m| m.with_position(position))
+                    });
+                    match message {
+                        Some(message) => inbound.deliver(message),
+                        None => inbound.record_lost(1),
+                    }
+                    continue;
+                }
                 let topic = match topics.get(name) {
                     Some(topic) => topic.clone(),
                     None => {
@@ -448,7 +482,7 @@ impl Shared {
 /// A topic to assign.
 struct Todo {
     name: Arc<str>,
-    topic: Topic,
+    topic: Option<Topic>,
     /// Its partition count, or `None` to look it up.
     partitions: Option<i32>,
     /// Start at its beginning (a topic created after the patterns matching it were
@@ -469,7 +503,7 @@ fn matching(state: &Assignment, topics: Vec<(raw::TopicInfo, bool)>, only_new: b
                 && state.patterns.iter().any(|p| p.matches(&topic));
             wanted.then_some(Todo {
                 name,
-                topic,
+                topic: Some(topic),
                 partitions: Some(info.partitions),
                 from_start: true,
             })
@@ -584,6 +618,9 @@ impl Driver for KafkaDriver {
     }
 
     fn native_filter(&self, pattern: &Pattern) -> Result<KafkaFilter> {
+        if let Some(stream) = self.shared.streams.of_pattern(pattern) {
+            return Ok(KafkaFilter::Stream(stream.name.clone()));
+        }
         match pattern.as_topic() {
             Some(topic) => Ok(KafkaFilter::Topic(encode_topic(&topic)?.into())),
             None => Ok(KafkaFilter::Pattern(pattern.clone())),
@@ -592,13 +629,26 @@ impl Driver for KafkaDriver {
 
     async fn publish(&self, message: Message) -> Result<()> {
         let s = &self.shared;
-        let name = encode_topic(message.topic())?;
-        s.ensure_topics(&[&name]).await?;
+        let stream = s.streams.find(message.topic());
+        let name: Arc<str> = match &stream {
+            // Its topic was created when the stream was declared.
+            Some(stream) => stream.name.clone(),
+            None => {
+                let name = encode_topic(message.topic())?;
+                s.ensure_topics(&[&name]).await?;
+                name.into()
+            }
+        };
         let producer = s.producer.read().clone();
         let mut record = FutureRecord::to(&name)
             .payload(message.payload().as_ref())
             .key(&s.key[..]);
-        if let Some(headers) = headers::encode(message.headers()) {
+        if stream.is_some() {
+            record = record.partition(0).headers(headers::encode_under_stream(
+                message.topic(),
+                message.headers(),
+            ));
+        } else if let Some(headers) = headers::encode(message.headers()) {
             record = record.headers(headers);
         }
         let queue = Timeout::After(s.config.options.publish_timeout);
@@ -623,15 +673,37 @@ impl Driver for KafkaDriver {
         let mut state = s.assignment.lock().await;
         let mut exact = Vec::new();
         let mut patterns = Vec::new();
+        let mut streams = Vec::new();
         for filter in filters {
             match filter {
                 KafkaFilter::Topic(name) => exact.push(name.clone()),
                 KafkaFilter::Pattern(p) => patterns.push(p.clone()),
+                KafkaFilter::Stream(name) => streams.push(name.clone()),
             }
         }
         let names: Vec<&str> = exact.iter().map(|n| &**n).collect();
         s.ensure_topics(&names).await?;
+        // A wildcard that overlaps a stream's root without being under it (`>` beside
+        // `room.>`) reads the stream's topic too: what is published there is in no other.
+        for stream in s.streams.all().iter() {
+            if patterns.iter().any(|p| p.overlaps(stream.config.root()))
+                && !streams.contains(&stream.name)
+            {
+                streams.push(stream.name.clone());
+            }
+        }
         let mut todo: Vec<Todo> = Vec::new();
+        for name in &streams {
+            // At the end of its log: the stream's reader replays what came before.
+            if !state.assigned.contains_key(name) {
+                todo.push(Todo {
+                    name: name.clone(),
+                    topic: None,
+                    partitions: Some(1),
+                    from_start: false,
+                });
+            }
+        }
         for name in &exact {
             if state.assigned.contains_key(name) {
                 continue;
@@ -645,7 +717,7 @@ impl Driver for KafkaDriver {
                 && state.patterns.iter().any(|p| p.matches(&topic));
             todo.push(Todo {
                 name: name.clone(),
-                topic,
+                topic: Some(topic),
                 partitions: None,
                 from_start,
             });
@@ -674,7 +746,18 @@ impl Driver for KafkaDriver {
             }
         }
         s.assign(&mut state, todo).await?;
+        for name in &streams {
+            if let Some(stream) = s.streams.by_name(name.as_bytes()) {
+                state
+                    .stream_roots
+                    .insert(name.clone(), stream.config.root().clone());
+            }
+        }
         state.exact.extend(exact);
+        state.exact.extend(filters.iter().filter_map(|f| match f {
+            KafkaFilter::Stream(name) => Some(name.clone()),
+            _ => None,
+        }));
         for p in patterns {
             if !state.patterns.contains(&p) {
                 state.patterns.push(p);
@@ -688,7 +771,7 @@ impl Driver for KafkaDriver {
         let mut state = s.assignment.lock().await;
         for filter in filters {
             match filter {
-                KafkaFilter::Topic(name) => {
+                KafkaFilter::Topic(name) | KafkaFilter::Stream(name) => {
                     state.exact.remove(name);
                 }
                 KafkaFilter::Pattern(p) => state.patterns.retain(|q| q != p),
@@ -697,7 +780,7 @@ impl Driver for KafkaDriver {
         let unwanted: Vec<Arc<str>> = state
             .assigned
             .iter()
-            .filter(|(name, (topic, _))| !state.wanted(name, topic))
+            .filter(|(name, (topic, _))| !state.wanted(name, topic.as_ref()))
             .map(|(name, _)| name.clone())
             .collect();
         if unwanted.is_empty() {
@@ -714,9 +797,55 @@ impl Driver for KafkaDriver {
             .incremental_unassign(&list)
             .map_err(|e| kafka_error("unassigning partitions", e))?;
         for name in unwanted {
+            state.stream_roots.remove(&name);
             state.assigned.remove(&name);
         }
         Ok(())
+    }
+
+    async fn declare_stream(&self, stream: &StreamConfig) -> Result<()> {
+        let s = &self.shared;
+        if !s.streams.check(stream)? {
+            return Ok(());
+        }
+        let name = crate::stream::topic_name(stream.root(), stream.tag());
+        let timeout = s.config.options.command_timeout;
+        crate::stream_log::create_topic(&s.admin, &name, stream, s.config.replication, timeout)
+            .await?;
+        // The topic id (DescribeTopics): a topic deleted and created again has another, so
+        // positions of its earlier life are told apart. A broker without ids: the name's.
+        let client = s.consumer.clone();
+        let id = blocking({
+            let name = name.clone();
+            move || Ok(raw::topic_id(client.client().native_ptr(), &name, timeout))
+        })
+        .await?;
+        let epoch = match id {
+            Some((most, least)) => crate::stream::id_epoch(most, least),
+            None => crate::stream::name_epoch(&name),
+        };
+        tracing::debug!(stream = %stream.root(), topic = %name, topic_id = ?id, epoch, "declared a stream");
+        s.streams
+            .insert(Arc::new(StreamTopic::new(stream.clone(), epoch)))
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<LogRead> {
+        let s = &self.shared;
+        let topic = s.streams.by_root(stream.root()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Invalid,
+                format!("stream `{}` is not declared on this handle", stream.root()),
+            )
+        })?;
+        let make = || new_consumer(&s.config, &LinkContext::new(s.health.clone()));
+        topic
+            .read(make, from, limit, s.config.options.command_timeout)
+            .await
     }
 
     async fn close(&self) -> Result<()> {

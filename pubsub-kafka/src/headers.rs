@@ -1,7 +1,7 @@
 //! Our ordered headers as Kafka record headers (ordered too): one record header per header,
 //! the value as UTF-8 bytes.
 
-use pubsub_core::Headers;
+use pubsub_core::{Headers, Topic};
 use rdkafka::message::{Header, OwnedHeaders};
 
 /// The record headers for `headers` (`None` when there are none).
@@ -17,6 +17,22 @@ pub(crate) fn encode(headers: &Headers) -> Option<OwnedHeaders> {
         });
     }
     Some(out)
+}
+
+/// The record headers of a message under a stream: its portable topic first
+/// ([`crate::stream::TOPIC_HEADER`]), then its own headers.
+pub(crate) fn encode_under_stream(topic: &Topic, headers: &Headers) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(headers.len() + 1).insert(Header {
+        key: crate::stream::TOPIC_HEADER,
+        value: Some(topic.as_str().as_bytes()),
+    });
+    for (name, value) in headers.iter() {
+        out = out.insert(Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        });
+    }
+    out
 }
 
 /// Builds our headers from raw record headers, tolerantly: a header whose key or value is not

@@ -35,9 +35,55 @@
 //! | `*`, `>` | the handle's own discovery: every [`KafkaConfig::discovery_interval`] it reads the cluster's topics, decodes their names ([`decode_topic`]) and matches them with the core's matcher; a topic that existed when `subscribe` resolved starts at the end of its log, one created later at its beginning |
 //! | headers | record headers, in order |
 //! | delivery | one copy per handle however many filters match; the kit hands it to every matching subscription |
+//! | stream (`declare_stream`) | a topic of its own with one partition, holding every message published under the root (see [Streams](#streams)) |
 //!
 //! librdkafka's regex subscriptions are not used: they refresh every five minutes and
 //! rebalance on each change.
+//!
+//! # Streams
+//!
+//! A stream ([`PubSub::declare_stream`](pubsub_core::PubSub::declare_stream)) is a Kafka topic
+//! of its own, with one partition, created by the first handle that declares it: named
+//! `_pubsub-stream-` + the stream's tag in hex + `-` + its root encoded as topic names are
+//! (`room.>` → `_pubsub-stream-1a2b3c4d-room.-3E`, cut to 249 characters; `_` keeps it apart
+//! from every portable topic), with `retention.ms` = `max_age` and `cleanup.policy=delete`.
+//!
+//! - **Publishing** to a topic under a declared stream is one record to the stream's topic
+//!   (partition 0) instead of the topic's own, with the portable topic as its first header
+//!   (`pubsub-topic`): the same produce and delivery report as any publish, so the same
+//!   throughput (one partition per stream: a stream's messages are in one order, and its
+//!   throughput is one partition's).
+//! - **Live**: a pattern under a stream is served by the stream's topic, assigned at the end of
+//!   its log; each record is delivered with its position: the stream's tag, the log's epoch
+//!   and `Offset(0, record offset + 1)` (an empty log ends at `Offset(0, 0)`).
+//! - **History** (`StartAt::Start`, `After`, `Last`, `Time`, and the recovery after an
+//!   outage): each stream has one reader consumer of its own, assigned to the partition at the
+//!   offset wanted for each read and unassigned after; concurrent reads of the same place share
+//!   one (a thousand subscriptions resuming at once after a cut cost two reads). `Time` uses the
+//!   broker's time index (`offsets_for_times`).
+//! - **Limits**: `max_age` is the topic's retention (the broker deletes whole segments, so a
+//!   message may outlive it a little). Kafka keeps no count limit, so `max_len` is the replay
+//!   bound: an entry more than `max_len` before the end is not replayed, and a position older
+//!   than that reads as [`Gap::History`](pubsub_core::Gap) with the number missed; the
+//!   messages stay on disk until the retention removes them (set `retention.bytes` on the
+//!   topic yourself to bound its size).
+//! - **Epoch**: the topic's id (DescribeTopics; the hash of its name on a broker without
+//!   ids), read when the stream is declared. A position beyond the log's end (a log deleted and
+//!   created again, whose offsets started over) reads as a reset gap, then the new log. A
+//!   handle that lives through such a re-creation keeps the id it read: declare again on a new
+//!   handle.
+//! - **Declaring**: every handle that publishes or subscribes under a stream must declare it,
+//!   before it publishes or subscribes there (a handle that has not publishes to the topics'
+//!   own Kafka topics, which subscribers under the stream do not read). The limits are checked
+//!   per handle: a declaration with other limits than the topic's retention is not detected
+//!   across handles. A wildcard pattern that overlaps a stream's root without being under it
+//!   (`>` beside a stream `room.>`) reads the stream's topic as well as the others, if the
+//!   stream was declared before it subscribed.
+//! - **Cost**: one topic and one idle reader consumer per declared stream; a subscription
+//!   under a stream costs a watermark query (and a fetch when something was appended since the
+//!   last read); a replay costs a fetch per 512 messages.
+//! - **Tansu** (the test broker) reports the high watermark a batch short; the reader reads
+//!   the whole last batch to find the real end, and remembers it while the watermark stays.
 //!
 //! # Foreign records
 //!
@@ -70,6 +116,8 @@ mod health;
 mod log_end;
 mod name;
 mod raw;
+mod stream;
+mod stream_log;
 mod topics;
 
 /// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).

@@ -35,7 +35,7 @@ pub fn encode_topic(topic: &Topic) -> Result<String> {
 }
 
 /// Encodes without the length check.
-fn encode(topic: &str) -> String {
+pub(crate) fn encode(topic: &str) -> String {
     let mut out = String::with_capacity(topic.len());
     for &b in topic.as_bytes() {
         if b.is_ascii_alphanumeric() || b == b'.' {

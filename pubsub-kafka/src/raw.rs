@@ -1,6 +1,7 @@
 //! The few reads of librdkafka data that rdkafka's safe API would panic on: it unwraps topic
 //! names and header keys as UTF-8, and a foreign producer (or a lenient broker such as Tansu)
-//! can put any bytes there. These read the bytes as they are; the callers decide.
+//! can put any bytes there. These read the bytes as they are; the callers decide. And one
+//! that rdkafka does not wrap: a topic's id ([`topic_id`], a stream's epoch).
 
 use std::ffi::{c_char, c_void, CStr};
 use std::time::Duration;
@@ -110,5 +111,64 @@ pub(crate) fn probe(rk: *mut rd::rd_kafka_t, timeout: Duration) -> bool {
             rd::rd_kafka_metadata_destroy(md);
         }
         err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+}
+
+/// The topic id (a UUID: its most and least significant 64 bits) of the topic `name`, through
+/// the client `rk` (DescribeTopics); `None` when the broker gives none (an error, no answer
+/// within `timeout`, or the nil id of a broker without topic ids). Blocking.
+pub(crate) fn topic_id(
+    rk: *mut rd::rd_kafka_t,
+    name: &str,
+    timeout: Duration,
+) -> Option<(i64, i64)> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `rk` is a live client; the collection, the queue and the event are created and
+    // destroyed here exactly once; the descriptions belong to the event and are read before it
+    // is destroyed, within the count librdkafka gives.
+    unsafe {
+        let mut names = [name.as_ptr()];
+        let collection = rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), 1);
+        if collection.is_null() {
+            return None;
+        }
+        let queue = rd::rd_kafka_queue_new(rk);
+        if queue.is_null() {
+            rd::rd_kafka_TopicCollection_destroy(collection);
+            return None;
+        }
+        rd::rd_kafka_DescribeTopics(rk, collection, std::ptr::null(), queue);
+        let event = rd::rd_kafka_queue_poll(queue, timeout_ms);
+        let mut id = None;
+        if !event.is_null() {
+            let result = rd::rd_kafka_event_DescribeTopics_result(event);
+            if !result.is_null()
+                && rd::rd_kafka_event_error(event)
+                    == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            {
+                let mut count = 0usize;
+                let topics = rd::rd_kafka_DescribeTopics_result_topics(result, &mut count);
+                if !topics.is_null() && count == 1 {
+                    let description = *topics;
+                    if !description.is_null()
+                        && rd::rd_kafka_TopicDescription_error(description).is_null()
+                    {
+                        let uuid = rd::rd_kafka_TopicDescription_topic_id(description);
+                        if !uuid.is_null() {
+                            let most = rd::rd_kafka_Uuid_most_significant_bits(uuid);
+                            let least = rd::rd_kafka_Uuid_least_significant_bits(uuid);
+                            if most != 0 || least != 0 {
+                                id = Some((most, least));
+                            }
+                        }
+                    }
+                }
+            }
+            rd::rd_kafka_event_destroy(event);
+        }
+        rd::rd_kafka_queue_destroy(queue);
+        rd::rd_kafka_TopicCollection_destroy(collection);
+        id
     }
 }
