@@ -116,6 +116,11 @@ pub enum Capability {
     /// Streams: history, positions, replay and recovery (the `stream_*` cases). An adapter
     /// that has no streams yet declares that it lacks them.
     Streams,
+    /// A stream's history outlives the harness's cut (`stream_recovery_through_cuts`,
+    /// `stream_mass_resume`). A harness whose cut destroys the node that holds a log (a
+    /// cluster harness that kills a master whose data is not persisted) lacks it: recovery
+    /// from a log that the cut itself erased is not what those cases measure.
+    HistoryThroughCuts,
 }
 
 impl Capability {
@@ -125,9 +130,11 @@ impl Capability {
             "reconnect" | "stalled_subscribe" | "removal_is_retried" | "outage_gap"
             | "repeated_cuts" | "gap_under_traffic" | "outage_operations" | "half_open"
             | "added_latency" => &[Capability::Reconnect],
-            "stream_recovery_through_cuts" | "stream_mass_resume" => {
-                &[Capability::Streams, Capability::Reconnect]
-            }
+            "stream_recovery_through_cuts" | "stream_mass_resume" => &[
+                Capability::Streams,
+                Capability::Reconnect,
+                Capability::HistoryThroughCuts,
+            ],
             _ if case.starts_with("stream_") => &[Capability::Streams],
             _ => &[],
         }

@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use fred::clients::{Client, WithOptions};
-use fred::interfaces::{HashesInterface, LuaInterface};
+use fred::clients::{Client, Pipeline, WithOptions};
+use fred::interfaces::{ClientLike, HashesInterface, LuaInterface};
 use fred::types::scripts::Script;
-use fred::types::Value;
+use fred::types::{ClusterHash, CustomCommand, Value};
 use pubsub_core::adapter::{
-    check_declaration, envelope, stream_conflict, LogRead, ReadFrom, StreamTable, POSITION_HEADER,
+    check_declaration, envelope, stream_conflict, LogRead, ReadFrom, StreamTable, TopicMemo,
+    POSITION_HEADER,
 };
 use pubsub_core::{
     Error, ErrorKind, Headers, Message, Offset, Position, Result, StreamConfig, Topic,
@@ -188,22 +189,37 @@ impl Streams {
                 ("time", ms.to_string())
             }
         };
-        let args: Vec<Value> = vec![
-            mode.into(),
-            arg.into(),
-            limit.to_string().into(),
-            self.candidate().into(),
-        ];
-        let reply: Value = self
-            .eval(
-                client,
-                &self.read,
-                vec![keys.log, keys.meta],
-                args,
-                "reading a stream",
-            )
-            .await?;
-        let read = parse_read(reply)?;
+        let pipelined = match mode {
+            "start" => Some("-"),
+            "after" => Some(arg.as_str()),
+            "end" => None,
+            _ => Some(""),
+        };
+        let read = match pipelined {
+            Some("") => None,
+            from => self.read_pipelined(client, &keys, from, limit).await?,
+        };
+        let read = match read {
+            Some(read) => read,
+            None => {
+                let args: Vec<Value> = vec![
+                    mode.into(),
+                    arg.into(),
+                    limit.to_string().into(),
+                    self.candidate().into(),
+                ];
+                let reply: Value = self
+                    .eval(
+                        client,
+                        &self.read,
+                        vec![keys.log, keys.meta],
+                        args,
+                        "reading a stream",
+                    )
+                    .await?;
+                parse_read(reply)?
+            }
+        };
         let missed = match from {
             ReadFrom::After(Offset(_, after)) => missed(after, read.first, read.last),
             _ => None,
@@ -214,6 +230,90 @@ impl Streams {
             end: Offset(0, read.last),
             missed,
         })
+    }
+
+    /// Reads with native commands in one pipeline (faster than the script, which copies every
+    /// entry through Lua): the meta hash, the first entry held, the batch from `from`
+    /// (inclusive; none for `None`), and the epoch again. `None` when the log has no epoch
+    /// (the script then starts one) or the epoch changed during the read.
+    async fn read_pipelined(
+        &self,
+        client: &WithOptions<Client>,
+        keys: &Keys,
+        from: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Read>> {
+        let xrange = || CustomCommand::new_static("XRANGE", ClusterHash::FirstKey, false);
+        let pipeline = Pipeline::from(client.clone());
+        let queue = |e| fred_error("reading a stream", e);
+        pipeline
+            .hmget::<(), _, _>(keys.meta.as_str(), vec!["epoch", "seq"])
+            .await
+            .map_err(queue)?;
+        let first = vec![
+            keys.log.clone(),
+            "-".into(),
+            "+".into(),
+            "COUNT".into(),
+            "1".into(),
+        ];
+        pipeline
+            .custom::<(), _>(xrange(), first)
+            .await
+            .map_err(queue)?;
+        if let Some(from) = from {
+            let batch = vec![
+                keys.log.clone(),
+                from.to_string(),
+                "+".into(),
+                "COUNT".into(),
+                limit.to_string(),
+            ];
+            pipeline
+                .custom::<(), _>(xrange(), batch)
+                .await
+                .map_err(queue)?;
+        }
+        pipeline
+            .hget::<(), _, _>(keys.meta.as_str(), "epoch")
+            .await
+            .map_err(queue)?;
+        let replies: Vec<Value> = pipeline.all().await.map_err(queue)?;
+        let mut replies = replies.into_iter();
+        let Some(Value::Array(meta)) = replies.next() else {
+            return Err(malformed("no meta"));
+        };
+        let mut meta = meta.into_iter().map(Value::into_string);
+        let (Some(Some(epoch)), Some(Some(seq))) = (meta.next(), meta.next()) else {
+            return Ok(None);
+        };
+        let first = match replies.next() {
+            Some(Value::Array(head)) => head
+                .into_iter()
+                .next()
+                .and_then(|entry| match entry {
+                    Value::Array(pair) => pair.into_iter().next().and_then(Value::into_string),
+                    _ => None,
+                })
+                .and_then(|id| wire::parse_id(&id))
+                .map_or(0, |offset| offset.1),
+            _ => 0,
+        };
+        let entries = match from {
+            Some(_) => replies.next().unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        let again = replies.next().and_then(Value::into_string);
+        if again.as_deref() != Some(epoch.as_str()) {
+            return Ok(None);
+        }
+        let parse = |text: &str, what| text.parse::<u64>().map_err(|_| malformed(what));
+        Ok(Some(Read {
+            epoch: parse(&epoch, "a bad epoch")?,
+            last: parse(&seq, "a bad last sequence number")?,
+            first,
+            entries: parse_entries(entries)?,
+        }))
     }
 
     /// `EVALSHA`, loading the script first when the server does not know it (a new server, a
@@ -332,12 +432,7 @@ fn parse_read(reply: Value) -> Result<Read> {
     let epoch = number("a bad epoch")?;
     let last = number("a bad last sequence number")?;
     let first = number("a bad first sequence number")?;
-    let entries = match parts.next() {
-        Some(Value::Array(entries)) => entries,
-        Some(Value::Null) | None => Vec::new(),
-        Some(_) => return Err(malformed("entries that are not an array")),
-    };
-    let entries = entries.into_iter().filter_map(parse_entry).collect();
+    let entries = parse_entries(parts.next().unwrap_or(Value::Null))?;
     Ok(Read {
         epoch,
         last,
@@ -346,9 +441,23 @@ fn parse_read(reply: Value) -> Result<Read> {
     })
 }
 
+/// The entries of an `XRANGE` reply.
+fn parse_entries(reply: Value) -> Result<Vec<(Offset, Message)>> {
+    let entries = match reply {
+        Value::Array(entries) => entries,
+        Value::Null => Vec::new(),
+        _ => return Err(malformed("entries that are not an array")),
+    };
+    let mut topics = TopicMemo::default();
+    Ok(entries
+        .into_iter()
+        .filter_map(|entry| parse_entry(entry, &mut topics))
+        .collect())
+}
+
 /// One `XRANGE` entry (`[id, [field, value, …]]`) as a message; `None` (logged) for an entry
 /// this adapter did not write.
-fn parse_entry(entry: Value) -> Option<(Offset, Message)> {
+fn parse_entry(entry: Value, topics: &mut TopicMemo) -> Option<(Offset, Message)> {
     let Value::Array(mut pair) = entry else {
         return None;
     };
@@ -361,13 +470,12 @@ fn parse_entry(entry: Value) -> Option<(Offset, Message)> {
     let (mut topic, mut frame) = (None, None);
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        match name.as_str().as_deref() {
-            Some("t") => topic = value.into_string(),
-            Some("m") => frame = value.into_bytes(),
+        match name.as_bytes() {
+            Some(b"t") => topic = value.as_str().and_then(|t| topics.topic(&t)),
+            Some(b"m") => frame = value.into_bytes(),
             _ => {}
         }
     }
-    let topic = topic.and_then(|t| Topic::new(&t).ok());
     let (Some(topic), Some(frame)) = (topic, frame) else {
         tracing::debug!(%id, "skipping a stream entry without a topic and a frame");
         return None;
