@@ -10,11 +10,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
-use pubsub_core::adapter::{Context, Driver, FilterReaders, Inbound, Refusals, Tasks, TopicMemo};
+use pubsub_core::adapter::{
+    Context, Driver, FilterReaders, Inbound, LogRead, ReadFrom, Refusals, Tasks, TopicMemo,
+};
 use pubsub_core::{
-    CommonOptions, Error, ErrorKind, Message, Pattern, Result, Topic, MAX_TOPIC_LEN,
+    CommonOptions, Error, ErrorKind, Message, Pattern, Result, StreamConfig, Topic, MAX_TOPIC_LEN,
 };
 
+use crate::stream::{self, Streams};
 use crate::{error, headers};
 
 /// How many times a subscribe yields to async-nats's event task before it trusts that no
@@ -36,6 +39,8 @@ pub(crate) struct NatsDriver {
     barrier: tokio::sync::Mutex<Option<Barrier>>,
     /// Permission violations the server reported (none recorded for a foreign client).
     violations: std::sync::Arc<Refusals>,
+    /// The streams declared on this handle (JetStream).
+    streams: Streams,
 }
 
 /// A private subscription that tells when the server has processed everything sent before.
@@ -67,7 +72,9 @@ impl NatsDriver {
             .await
             .map_err(|_| Error::timeout("subscribing to the private barrier subject"))?
             .map_err(error::subscribe)?;
+        let streams = Streams::new(client.clone(), cx.options.command_timeout);
         Ok(NatsDriver {
+            streams,
             client,
             inbound: cx.inbound,
             tasks: cx.tasks,
@@ -180,6 +187,10 @@ impl Driver for NatsDriver {
     }
 
     fn native_filter(&self, pattern: &Pattern) -> Result<String> {
+        // Under a declared stream: the stream's re-published copies, which carry positions.
+        if let Some(filter) = self.streams.filter_for(pattern) {
+            return Ok(filter);
+        }
         // The portable grammar is NATS's: `*` and `>` map as they are.
         Ok(pattern.as_str().to_string())
     }
@@ -242,8 +253,15 @@ impl Driver for NatsDriver {
         for (filter, subscriber) in filters.iter().zip(subscribers) {
             let (inbound, via) = (self.inbound.clone(), filter.clone());
             let mut topics = TopicMemo::default();
+            let republished = stream::is_republished(filter)
+                .then(|| self.streams.declared_for_filter(filter))
+                .flatten();
             let route = move |message| {
-                if let Some(message) = convert(message, &mut topics) {
+                let message = match &republished {
+                    Some(declared) => declared.live_message(message, &mut topics),
+                    None => convert(message, &mut topics),
+                };
+                if let Some(message) = message {
                     inbound.deliver_via(&via, message);
                 }
             };
@@ -277,6 +295,19 @@ impl Driver for NatsDriver {
     async fn restore_filters(&self, _filters: &[String]) -> Result<()> {
         self.bounded(self.barrier(), "the restored subscriptions")
             .await
+    }
+
+    async fn declare_stream(&self, stream: &StreamConfig) -> Result<()> {
+        self.streams.declare(stream).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<LogRead> {
+        self.streams.read(stream, from, limit).await
     }
 
     async fn close(&self) -> Result<()> {
@@ -332,8 +363,11 @@ impl fmt::Debug for NatsDriver {
 }
 
 /// The portable message for a NATS message, or `None` when its subject is not a portable
-/// topic.
+/// topic or is a stream's re-published copy (those reach only the filters made for them).
 fn convert(message: async_nats::Message, topics: &mut TopicMemo) -> Option<Message> {
+    if stream::is_republished(message.subject.as_str()) {
+        return None;
+    }
     let topic = topics.topic(message.subject.as_str())?;
     let headers = message.headers.as_ref().map(headers::from_nats);
     Some(Message::with_headers(

@@ -71,6 +71,7 @@ mod driver;
 mod error;
 pub mod headers;
 mod permissions;
+mod stream;
 
 /// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
 #[cfg(feature = "fuzzing")]

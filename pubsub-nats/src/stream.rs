@@ -1,0 +1,713 @@
+//! Streams on NATS: one JetStream stream per declared root ([`Streams`]).
+//!
+//! - **Declaring** creates (or finds) a JetStream stream named after the root
+//!   ([`stream_name`]) capturing the root's subjects, with the declaration's limits, and a
+//!   `RePublish` of every stored message to a private subject ([`republish_subject`]), which
+//!   carries the message's stream sequence (`Nats-Sequence`).
+//! - **Publishing** stays a core NATS publish: the server stores what is published to the
+//!   root's subjects, whoever publishes it.
+//! - **Live messages** under a declared stream come through the republish subjects: their
+//!   sequence is their position ([`Declared::live_message`]).
+//! - **Reading** the log takes the stream's state (its epoch, first and last sequence), then
+//!   fetches one batch through an ephemeral pull consumer starting at the wanted sequence.
+//!   Identical reads asked at once (a thousand subscriptions resuming after an outage) share
+//!   one round of requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::response::Response;
+use async_nats::jetstream::stream::{
+    Config, DiscardPolicy, Info, Republish, RetentionPolicy, StorageType,
+};
+use async_nats::jetstream::Context;
+use async_nats::Client;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
+use parking_lot::{Mutex, RwLock};
+
+use pubsub_core::adapter::{stream_conflict, LogRead, ReadFrom, StreamTable, TopicMemo};
+use pubsub_core::{
+    Error, ErrorKind, Headers, Message, Offset, Pattern, Position, Result, StreamConfig,
+};
+
+use crate::headers;
+
+/// The prefix of the private subjects a stream re-publishes its stored messages to: the
+/// message stored on `room.1` comes back live on `_pubsub.rp.room.1`.
+pub(crate) const REPUBLISH_PREFIX: &str = "_pubsub.rp.";
+
+/// The headers JetStream adds to a re-published message (stripped before delivery).
+const REPUBLISH_HEADERS: [&str; 5] = [
+    "Nats-Stream",
+    "Nats-Subject",
+    "Nats-Sequence",
+    "Nats-Last-Sequence",
+    "Nats-Time-Stamp",
+];
+
+/// The header of a re-published message that carries its stream sequence.
+const SEQUENCE_HEADER: &str = "Nats-Sequence";
+
+/// How long an ephemeral reader (pull consumer) the adapter forgot to delete outlives its
+/// last use before the server removes it.
+const READER_IDLE: Duration = Duration::from_secs(30);
+
+/// Longest part of a stream's name taken from its root.
+const NAME_ROOT_LEN: usize = 48;
+
+/// The JetStream stream name of `stream`: `PUBSUB_`, the root's tag in hex, and the root with
+/// every character a stream name may not hold replaced by `_` (deterministic, so every handle
+/// declaring the root finds the same stream).
+pub(crate) fn stream_name(stream: &StreamConfig) -> String {
+    let mut name = format!("PUBSUB_{:08x}_", stream.tag());
+    name.extend(
+        stream
+            .root()
+            .as_str()
+            .chars()
+            .take(NAME_ROOT_LEN)
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '-' => c,
+                _ => '_',
+            }),
+    );
+    name
+}
+
+/// The private subject a stored message of `subject` (or a pattern of them) is re-published
+/// to.
+pub(crate) fn republish_subject(subject: &str) -> String {
+    format!("{REPUBLISH_PREFIX}{subject}")
+}
+
+/// Whether `subject` is a re-published copy (never delivered as a topic of its own).
+pub(crate) fn is_republished(subject: &str) -> bool {
+    subject.starts_with(REPUBLISH_PREFIX)
+}
+
+/// The original subject of a re-published one.
+pub(crate) fn original_subject(subject: &str) -> Option<&str> {
+    subject.strip_prefix(REPUBLISH_PREFIX)
+}
+
+/// A stream's epoch: its creation time at the server, in nanoseconds since the Unix epoch (a
+/// stream deleted and created again has another).
+fn epoch_of(created: time::OffsetDateTime) -> u64 {
+    u64::try_from(created.unix_timestamp_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Where a read begins, in the stream's sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// At this sequence.
+    Seq(u64),
+    /// At the first message stored at or after this time.
+    Time(SystemTime),
+    /// Nothing to read.
+    Nothing,
+}
+
+/// Where a read `from` begins in a stream holding sequences `first..=last` (empty when
+/// `last < first`), and, for [`ReadFrom::After`], how many messages after the offset are gone.
+pub(crate) fn start_of(from: ReadFrom, first: u64, last: u64) -> (Start, Option<Option<u64>>) {
+    let first = first.max(1);
+    if last < first {
+        // Empty: there is nothing to read, but a position before what was trimmed still missed
+        // something.
+        let missed = match from {
+            ReadFrom::After(Offset(0, after)) => missed_after(after, first),
+            _ => None,
+        };
+        return (Start::Nothing, missed);
+    }
+    match from {
+        ReadFrom::Start => (Start::Seq(first), None),
+        ReadFrom::After(Offset(0, after)) if after < last => {
+            let next = after + 1;
+            (Start::Seq(next.max(first)), missed_after(after, first))
+        }
+        // At or past the end, or an offset this stream never gives (`Offset(n, _)`, n > 0).
+        ReadFrom::After(_) => (Start::Nothing, None),
+        ReadFrom::Last(0) | ReadFrom::End => (Start::Nothing, None),
+        ReadFrom::Last(n) => (Start::Seq(last.saturating_sub(n - 1).max(first)), None),
+        ReadFrom::Time(time) => (Start::Time(time), None),
+    }
+}
+
+/// For a read after sequence `after` whose first message held is `first`: how many were
+/// trimmed or expired in between (`None` when none).
+pub(crate) fn missed_after(after: u64, first: u64) -> Option<Option<u64>> {
+    let next = after.saturating_add(1);
+    first.checked_sub(next).filter(|&n| n > 0).map(Some)
+}
+
+/// The JetStream configuration of `stream`.
+fn config_of(stream: &StreamConfig, name: &str) -> Config {
+    let subject = stream.root().as_str().to_string();
+    Config {
+        name: name.to_string(),
+        subjects: vec![subject.clone()],
+        max_messages: i64::try_from(stream.max_len()).unwrap_or(i64::MAX),
+        max_age: stream.max_age(),
+        discard: DiscardPolicy::Old,
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        num_replicas: 1,
+        republish: Some(Republish {
+            destination: republish_subject(&subject),
+            source: subject,
+            headers_only: false,
+        }),
+        ..Config::default()
+    }
+}
+
+/// Whether the stream found at the server is the one `wanted` describes (the limits, the
+/// subjects, the republish).
+fn same_stream(found: &Config, wanted: &Config) -> bool {
+    let republish = |c: &Config| {
+        c.republish
+            .as_ref()
+            .map(|r| (r.source.clone(), r.destination.clone(), r.headers_only))
+    };
+    found.subjects == wanted.subjects
+        && found.max_messages == wanted.max_messages
+        && found.max_age == wanted.max_age
+        && found.discard == wanted.discard
+        && republish(found) == republish(wanted)
+}
+
+/// The portable description of a stream found at the server (for the conflict's message).
+fn found_as(stream: &StreamConfig, found: &Config) -> StreamConfig {
+    StreamConfig::new(stream.root().clone())
+        .with_max_len(u64::try_from(found.max_messages).unwrap_or(u64::MAX))
+        .with_max_age(found.max_age)
+}
+
+/// Portable headers of a stored or re-published message, without JetStream's own.
+fn headers_of(map: Option<&async_nats::HeaderMap>) -> Headers {
+    let Some(map) = map else {
+        return Headers::new();
+    };
+    let mut headers = headers::from_nats(map);
+    for name in REPUBLISH_HEADERS {
+        headers.remove(name);
+    }
+    headers
+}
+
+/// One stream declared on this handle.
+#[derive(Debug)]
+pub(crate) struct Declared {
+    config: StreamConfig,
+    name: String,
+    tag: u32,
+    /// The stream's epoch as last read (refreshed by every read of the log).
+    epoch: AtomicU64,
+}
+
+impl Declared {
+    /// The position of sequence `seq`.
+    fn position(&self, seq: u64) -> Position {
+        Position::new(self.tag, self.epoch.load(Ordering::Acquire), Offset(0, seq))
+    }
+
+    /// The portable message of a re-published one, with its position; `None` when its subject
+    /// is not a re-published portable topic or it carries no sequence.
+    pub(crate) fn live_message(
+        &self,
+        message: async_nats::Message,
+        topics: &mut TopicMemo,
+    ) -> Option<Message> {
+        let topic = topics.topic(original_subject(message.subject.as_str())?)?;
+        let map = message.headers.as_ref()?;
+        let seq = map.get(SEQUENCE_HEADER)?.as_str().parse::<u64>().ok()?;
+        let headers = headers_of(Some(map));
+        let message = Message::with_headers(topic, message.payload, headers);
+        Some(message.with_position(self.position(seq)))
+    }
+}
+
+type SharedRead = Shared<BoxFuture<'static, Result<LogRead>>>;
+
+/// A read of the log some callers wait for; `started` once its requests went out (later
+/// callers then wait for the next one).
+struct Flight {
+    read: SharedRead,
+    started: Arc<AtomicBool>,
+}
+
+/// The streams of one handle: declared through JetStream, read in batches.
+pub(crate) struct Streams {
+    js: Context,
+    table: StreamTable,
+    declared: RwLock<Vec<Arc<Declared>>>,
+    reads: Mutex<HashMap<(String, String, usize), Flight>>,
+    timeout: Duration,
+}
+
+impl Streams {
+    /// The streams of a handle on `client`; every JetStream request is bounded by `timeout`.
+    pub(crate) fn new(client: Client, timeout: Duration) -> Self {
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(timeout)
+            .build(client);
+        Streams {
+            js,
+            table: StreamTable::new(),
+            declared: RwLock::new(Vec::new()),
+            reads: Mutex::new(HashMap::new()),
+            timeout,
+        }
+    }
+
+    /// The native filter of `pattern` when it is under a stream declared on this handle: the
+    /// re-published copies, which carry positions.
+    pub(crate) fn filter_for(&self, pattern: &Pattern) -> Option<String> {
+        let declared = self.declared.read();
+        if declared.is_empty() {
+            return None;
+        }
+        declared
+            .iter()
+            .any(|d| pattern.is_subset_of(d.config.root()))
+            .then(|| republish_subject(pattern.as_str()))
+    }
+
+    /// The stream a re-publish filter reads.
+    pub(crate) fn declared_for_filter(&self, filter: &str) -> Option<Arc<Declared>> {
+        let pattern: Pattern = original_subject(filter)?.parse().ok()?;
+        let declared = self.declared.read();
+        declared
+            .iter()
+            .find(|d| pattern.is_subset_of(d.config.root()))
+            .cloned()
+    }
+
+    fn find(&self, stream: &StreamConfig) -> Result<Arc<Declared>> {
+        let declared = self.declared.read();
+        declared
+            .iter()
+            .find(|d| d.config.root() == stream.root())
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Invalid,
+                    format!("stream `{}` is not declared on this handle", stream.root()),
+                )
+            })
+    }
+
+    /// Creates `stream` at the server, or finds it there with the same limits.
+    pub(crate) async fn declare(&self, stream: &StreamConfig) -> Result<()> {
+        if !self.table.check(stream)? {
+            return Ok(());
+        }
+        let name = stream_name(stream);
+        let wanted = config_of(stream, &name);
+        let found = self
+            .js
+            .get_or_create_stream(wanted.clone())
+            .await
+            .map_err(|e| create_error(e, stream))?;
+        let info = found.cached_info();
+        if !same_stream(&info.config, &wanted) {
+            return Err(stream_conflict(&found_as(stream, &info.config), stream));
+        }
+        tracing::debug!(stream = %stream.root(), name, "JetStream stream declared");
+        if self.table.insert(stream)? {
+            self.declared.write().push(Arc::new(Declared {
+                config: stream.clone(),
+                name,
+                tag: stream.tag(),
+                epoch: AtomicU64::new(epoch_of(info.created)),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Reads at most `limit` entries of `stream`'s log from `from`. A caller asking what
+    /// another asks at the same moment waits for the same read, made after both asked.
+    pub(crate) async fn read(
+        &self,
+        stream: &StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<LogRead> {
+        let declared = self.find(stream)?;
+        let key = (declared.name.clone(), format!("{from:?}"), limit);
+        let flight = {
+            let mut reads = self.reads.lock();
+            match reads.get(&key) {
+                Some(waiting) if !waiting.started.load(Ordering::Acquire) => waiting.read.clone(),
+                running => {
+                    // After the read under way (it may have begun before this caller's live
+                    // subscription): the next one, which those asking meanwhile share.
+                    let before = running.map(|f| f.read.clone());
+                    let started = Arc::new(AtomicBool::new(false));
+                    let read = {
+                        let (js, timeout, started) =
+                            (self.js.clone(), self.timeout, started.clone());
+                        async move {
+                            if let Some(before) = before {
+                                let _ = before.await;
+                            }
+                            started.store(true, Ordering::Release);
+                            let read = read_log(&js, &declared, from, limit);
+                            tokio::time::timeout(timeout, read).await.map_err(|_| {
+                                Error::timeout(format!(
+                                    "reading stream `{}` took over {timeout:?}",
+                                    declared.config.root()
+                                ))
+                            })?
+                        }
+                        .boxed()
+                        .shared()
+                    };
+                    reads.insert(
+                        key.clone(),
+                        Flight {
+                            read: read.clone(),
+                            started,
+                        },
+                    );
+                    read
+                }
+            }
+        };
+        let result = flight.clone().await;
+        let mut reads = self.reads.lock();
+        if reads.get(&key).is_some_and(|f| f.read.ptr_eq(&flight)) {
+            reads.remove(&key);
+        }
+        result
+    }
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams")
+            .field("declared", &self.declared.read().len())
+            .finish()
+    }
+}
+
+/// The stream's info now; a stream declared on this handle but gone from the server is
+/// created again (a new epoch).
+async fn info_of(js: &Context, declared: &Declared) -> Result<Info> {
+    let subject = format!("STREAM.INFO.{}", declared.name);
+    let response: Response<Info> = js.request(subject, &()).await.map_err(|e| {
+        Error::new(ErrorKind::Connection, "reading a stream's state failed").with_source(e)
+    })?;
+    match response {
+        Response::Ok(info) => Ok(info),
+        Response::Err { error } if error.code() == 404 => {
+            tracing::warn!(
+                stream = %declared.config.root(),
+                name = declared.name,
+                "the JetStream stream is gone; creating it again (its history is lost)"
+            );
+            let config = config_of(&declared.config, &declared.name);
+            let created = js
+                .create_stream(config)
+                .await
+                .map_err(|e| create_error(e, &declared.config))?;
+            Ok(created.cached_info().clone())
+        }
+        Response::Err { error } => Err(Error::new(
+            ErrorKind::Connection,
+            format!(
+                "reading the state of stream `{}` failed",
+                declared.config.root()
+            ),
+        )
+        .with_source(error)),
+    }
+}
+
+/// One batch of the log: the stream's state, then up to `limit` messages through an
+/// ephemeral pull consumer (deleted afterwards).
+async fn read_log(
+    js: &Context,
+    declared: &Declared,
+    from: ReadFrom,
+    limit: usize,
+) -> Result<LogRead> {
+    let info = info_of(js, declared).await?;
+    let epoch = epoch_of(info.created);
+    declared.epoch.store(epoch, Ordering::Release);
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    let mut read = LogRead {
+        epoch,
+        entries: Vec::new(),
+        end: Offset(0, last),
+        missed: None,
+    };
+    let (start, missed) = start_of(from, first, last);
+    read.missed = missed;
+    let deliver_policy = match start {
+        _ if limit == 0 => return Ok(read),
+        Start::Nothing => return Ok(read),
+        Start::Seq(start_sequence) => DeliverPolicy::ByStartSequence { start_sequence },
+        Start::Time(time) => DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from(time),
+        },
+    };
+    let reader = consumer::pull::Config {
+        deliver_policy,
+        ack_policy: AckPolicy::None,
+        inactive_threshold: READER_IDLE,
+        memory_storage: true,
+        ..Default::default()
+    };
+    let stream = js.get_stream_no_info(&declared.name).await.map_err(|e| {
+        Error::new(ErrorKind::Invalid, "a stream name JetStream refuses").with_source(e)
+    })?;
+    let consumer = stream.create_consumer(reader).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Connection,
+            "creating a reader of the stream failed",
+        )
+        .with_source(e)
+    })?;
+    let fetched = fetch(&consumer, limit, &mut read.entries).await;
+    let name = consumer.cached_info().name.clone();
+    tokio::spawn(async move {
+        if let Err(error) = stream.delete_consumer(&name).await {
+            tracing::debug!(%error, "deleting a stream reader failed (it expires by itself)");
+        }
+    });
+    fetched?;
+    if let (ReadFrom::After(Offset(0, after)), Some((Offset(_, seq), _))) =
+        (from, read.entries.first())
+    {
+        // Trimmed between the state and the fetch: what the first message read says.
+        read.missed = missed_after(after, *seq);
+    }
+    if let Some((Offset(_, seq), _)) = read.entries.last() {
+        read.end = Offset(0, read.end.1.max(*seq));
+    }
+    Ok(read)
+}
+
+/// Fetches up to `limit` messages of the consumer into `entries` (messages whose subject is
+/// not a portable topic are passed over; more are fetched in their place).
+async fn fetch(
+    consumer: &consumer::Consumer<consumer::pull::Config>,
+    limit: usize,
+    entries: &mut Vec<(Offset, Message)>,
+) -> Result<()> {
+    let failed = |e: async_nats::Error| {
+        Error::new(ErrorKind::Connection, "fetching from the stream failed").with_source(e)
+    };
+    let mut topics = TopicMemo::default();
+    while entries.len() < limit {
+        let want = limit - entries.len();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(want)
+            .messages()
+            .await
+            .map_err(|e| failed(Box::new(e)))?;
+        let mut got = 0;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(failed)?;
+            got += 1;
+            let seq = message.info().map_err(failed)?.stream_sequence;
+            let message = message.message;
+            let Some(topic) = topics.topic(message.subject.as_str()) else {
+                continue;
+            };
+            let headers = headers_of(message.headers.as_ref());
+            entries.push((
+                Offset(0, seq),
+                Message::with_headers(topic, message.payload, headers),
+            ));
+        }
+        if got < want {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A stream JetStream would not create or find.
+fn create_error(
+    error: async_nats::jetstream::context::CreateStreamError,
+    stream: &StreamConfig,
+) -> Error {
+    use async_nats::jetstream::context::CreateStreamErrorKind as K;
+    let root = stream.root();
+    let (kind, message) = match error.kind() {
+        K::JetStreamUnavailable => (
+            ErrorKind::Unsupported,
+            format!("stream `{root}`: the NATS server has no JetStream (run it with -js)"),
+        ),
+        K::JetStream(e) if e.code() == 503 => (
+            ErrorKind::Unsupported,
+            format!("stream `{root}`: JetStream is not enabled for this account"),
+        ),
+        K::JetStream(e) if e.code() == 400 => (
+            ErrorKind::Invalid,
+            format!("stream `{root}` conflicts with a JetStream stream at the server"),
+        ),
+        K::TimedOut => (
+            ErrorKind::Timeout,
+            format!("stream `{root}`: JetStream did not answer"),
+        ),
+        _ => (
+            ErrorKind::Connection,
+            format!("declaring stream `{root}` failed"),
+        ),
+    };
+    Error::new(kind, message).with_source(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(root: &str) -> StreamConfig {
+        StreamConfig::new(root.parse().unwrap())
+    }
+
+    #[test]
+    fn names_are_legal_deterministic_and_distinct() {
+        let a = stream_name(&stream("room.>"));
+        assert_eq!(a, stream_name(&stream("room.>")));
+        assert!(a.starts_with("PUBSUB_"));
+        assert!(a.ends_with("_room__"), "{a}");
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        // Same sanitized text, other roots: the tag tells them apart.
+        assert_ne!(a, stream_name(&stream("room.*")));
+        let long = stream(&format!("{}.>", "x".repeat(200)));
+        assert!(stream_name(&long).len() <= 7 + 9 + NAME_ROOT_LEN);
+    }
+
+    #[test]
+    fn republish_subjects_map_both_ways() {
+        assert_eq!(republish_subject("room.>"), "_pubsub.rp.room.>");
+        assert!(is_republished("_pubsub.rp.room.1"));
+        assert!(!is_republished("room.1"));
+        assert_eq!(original_subject("_pubsub.rp.room.1"), Some("room.1"));
+        assert_eq!(original_subject("room.1"), None);
+    }
+
+    #[test]
+    fn starts_and_misses() {
+        // Holding 5..=9.
+        let at = |from| start_of(from, 5, 9);
+        assert_eq!(at(ReadFrom::Start), (Start::Seq(5), None));
+        assert_eq!(at(ReadFrom::After(Offset(0, 6))), (Start::Seq(7), None));
+        assert_eq!(at(ReadFrom::After(Offset(0, 4))), (Start::Seq(5), None));
+        assert_eq!(
+            at(ReadFrom::After(Offset(0, 1))),
+            (Start::Seq(5), Some(Some(3)))
+        );
+        assert_eq!(at(ReadFrom::After(Offset(0, 9))), (Start::Nothing, None));
+        assert_eq!(
+            at(ReadFrom::After(Offset(0, u64::MAX))),
+            (Start::Nothing, None)
+        );
+        assert_eq!(
+            at(ReadFrom::After(Offset(u64::MAX, u64::MAX))),
+            (Start::Nothing, None)
+        );
+        assert_eq!(at(ReadFrom::Last(2)), (Start::Seq(8), None));
+        assert_eq!(at(ReadFrom::Last(100)), (Start::Seq(5), None));
+        assert_eq!(at(ReadFrom::Last(0)), (Start::Nothing, None));
+        assert_eq!(at(ReadFrom::End), (Start::Nothing, None));
+        let t = SystemTime::UNIX_EPOCH;
+        assert_eq!(at(ReadFrom::Time(t)), (Start::Time(t), None));
+    }
+
+    #[test]
+    fn empty_streams() {
+        // Never written: JetStream says first 0, last 0.
+        assert_eq!(start_of(ReadFrom::Start, 0, 0), (Start::Nothing, None));
+        assert_eq!(
+            start_of(ReadFrom::After(Offset(0, 0)), 0, 0),
+            (Start::Nothing, None)
+        );
+        // Everything expired: first is last + 1.
+        assert_eq!(start_of(ReadFrom::Last(3), 8, 7), (Start::Nothing, None));
+        assert_eq!(
+            start_of(ReadFrom::After(Offset(0, 2)), 8, 7),
+            (Start::Nothing, Some(Some(5)))
+        );
+        assert_eq!(
+            start_of(ReadFrom::After(Offset(0, 7)), 8, 7),
+            (Start::Nothing, None)
+        );
+    }
+
+    #[test]
+    fn the_config_carries_limits_and_republish() {
+        let s = stream("news.*")
+            .with_max_len(7)
+            .with_max_age(Duration::from_secs(9));
+        let c = config_of(&s, "N");
+        assert_eq!(c.subjects, ["news.*"]);
+        assert_eq!((c.max_messages, c.max_age), (7, Duration::from_secs(9)));
+        let r = c.republish.as_ref().unwrap();
+        assert_eq!(
+            (r.source.as_str(), r.destination.as_str()),
+            ("news.*", "_pubsub.rp.news.*")
+        );
+        assert!(same_stream(&c, &c.clone()));
+        let other = config_of(&s.clone().with_max_len(8), "N");
+        assert!(!same_stream(&other, &c));
+        assert_eq!(found_as(&s, &other).max_len(), 8);
+    }
+
+    #[test]
+    fn jetstream_headers_are_stripped() {
+        let mut map = async_nats::HeaderMap::new();
+        map.append("Nats-Sequence", "12");
+        map.append("Nats-Stream", "S");
+        map.append("from", "ada");
+        let h = headers_of(Some(&map));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.get("from"), Some("ada"));
+    }
+
+    #[test]
+    fn live_messages_get_their_position() {
+        let declared = Declared {
+            config: stream("room.>"),
+            name: "N".into(),
+            tag: 7,
+            epoch: AtomicU64::new(42),
+        };
+        let mut map = async_nats::HeaderMap::new();
+        map.append("Nats-Sequence", "12");
+        let nats = |subject: &str, headers: Option<async_nats::HeaderMap>| async_nats::Message {
+            subject: subject.into(),
+            reply: None,
+            payload: "x".into(),
+            headers,
+            status: None,
+            description: None,
+            length: 0,
+        };
+        let mut topics = TopicMemo::default();
+        let m = declared
+            .live_message(nats("_pubsub.rp.room.1", Some(map.clone())), &mut topics)
+            .unwrap();
+        assert_eq!(m.topic().as_str(), "room.1");
+        assert_eq!(*m.position().unwrap(), Position::new(7, 42, Offset(0, 12)));
+        assert!(m.headers().is_empty());
+        assert!(declared
+            .live_message(nats("_pubsub.rp.room.1", None), &mut topics)
+            .is_none());
+        assert!(declared
+            .live_message(nats("room.1", Some(map)), &mut topics)
+            .is_none());
+    }
+}
