@@ -72,7 +72,11 @@ impl NatsDriver {
             .await
             .map_err(|_| Error::timeout("subscribing to the private barrier subject"))?
             .map_err(error::subscribe)?;
-        let streams = Streams::new(client.clone(), cx.options.command_timeout);
+        let streams = Streams::new(
+            client.clone(),
+            cx.options.command_timeout,
+            cx.supervisor.watch(),
+        );
         Ok(NatsDriver {
             streams,
             client,

@@ -31,7 +31,8 @@ use parking_lot::{Mutex, RwLock};
 
 use pubsub_core::adapter::{stream_conflict, LogRead, ReadFrom, StreamTable, TopicMemo};
 use pubsub_core::{
-    Error, ErrorKind, Headers, Message, Offset, Pattern, Position, Result, StreamConfig,
+    ConnectionState, Error, ErrorKind, Headers, Message, Offset, Pattern, Position, Result,
+    StreamConfig,
 };
 
 use crate::headers;
@@ -55,6 +56,10 @@ const SEQUENCE_HEADER: &str = "Nats-Sequence";
 /// How long an ephemeral reader (pull consumer) the adapter forgot to delete outlives its
 /// last use before the server removes it.
 const READER_IDLE: Duration = Duration::from_secs(30);
+
+/// How long a read waits for an identical one under way before it starts (those asking
+/// meanwhile share it).
+const COALESCE_WAIT: Duration = Duration::from_millis(50);
 
 /// Longest part of a stream's name taken from its root.
 const NAME_ROOT_LEN: usize = 48;
@@ -248,11 +253,19 @@ pub(crate) struct Streams {
     declared: RwLock<Vec<Arc<Declared>>>,
     reads: Mutex<HashMap<(String, String, usize), Flight>>,
     timeout: Duration,
+    /// The handle's connection state: a read under way when the connection drops fails at
+    /// once (its requests are lost) instead of waiting for its timeout.
+    state: tokio::sync::watch::Receiver<ConnectionState>,
 }
 
 impl Streams {
-    /// The streams of a handle on `client`; every JetStream request is bounded by `timeout`.
-    pub(crate) fn new(client: Client, timeout: Duration) -> Self {
+    /// The streams of a handle on `client`; every JetStream request is bounded by `timeout`,
+    /// and a read by the connection staying up (`state`).
+    pub(crate) fn new(
+        client: Client,
+        timeout: Duration,
+        state: tokio::sync::watch::Receiver<ConnectionState>,
+    ) -> Self {
         let js = async_nats::jetstream::ContextBuilder::new()
             .timeout(timeout)
             .build(client);
@@ -262,6 +275,7 @@ impl Streams {
             declared: RwLock::new(Vec::new()),
             reads: Mutex::new(HashMap::new()),
             timeout,
+            state,
         }
     }
 
@@ -352,18 +366,28 @@ impl Streams {
                     let read = {
                         let (js, timeout, started) =
                             (self.js.clone(), self.timeout, started.clone());
+                        let mut state = self.state.clone();
+                        state.borrow_and_update();
                         async move {
                             if let Some(before) = before {
-                                let _ = before.await;
+                                // Not for long: a read sent as the connection broke waits for
+                                // its whole timeout.
+                                let _ = tokio::time::timeout(COALESCE_WAIT, before).await;
                             }
                             started.store(true, Ordering::Release);
                             let read = read_log(&js, &declared, from, limit);
-                            tokio::time::timeout(timeout, read).await.map_err(|_| {
-                                Error::timeout(format!(
-                                    "reading stream `{}` took over {timeout:?}",
-                                    declared.config.root()
-                                ))
-                            })?
+                            tokio::select! {
+                                read = tokio::time::timeout(timeout, read) => read.map_err(|_| {
+                                    Error::timeout(format!(
+                                        "reading stream `{}` took over {timeout:?}",
+                                        declared.config.root()
+                                    ))
+                                })?,
+                                () = connection_lost(&mut state) => Err(Error::new(
+                                    ErrorKind::Connection,
+                                    "the connection was lost while reading the stream",
+                                )),
+                            }
                         }
                         .boxed()
                         .shared()
@@ -393,6 +417,18 @@ impl std::fmt::Debug for Streams {
         f.debug_struct("Streams")
             .field("declared", &self.declared.read().len())
             .finish()
+    }
+}
+
+/// Resolves when the connection goes down (never, once the handle is gone).
+async fn connection_lost(state: &mut tokio::sync::watch::Receiver<ConnectionState>) {
+    loop {
+        if state.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if matches!(*state.borrow_and_update(), ConnectionState::Down { .. }) {
+            return;
+        }
     }
 }
 
