@@ -89,6 +89,23 @@ pub(crate) fn republish_subject(subject: &str) -> String {
     format!("{REPUBLISH_PREFIX}{subject}")
 }
 
+/// The `RePublish` destination of the stream of `root`: [`republish_subject`], in the
+/// server's mapping syntax (its n-th `*` is `{{wildcard(n)}}`; a trailing `>` stays).
+pub(crate) fn republish_destination(root: &str) -> String {
+    let mut wildcards = 0;
+    let tokens: Vec<String> = root
+        .split('.')
+        .map(|token| match token {
+            "*" => {
+                wildcards += 1;
+                format!("{{{{wildcard({wildcards})}}}}")
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    republish_subject(&tokens.join("."))
+}
+
 /// Whether `subject` is a re-published copy (never delivered as a topic of its own).
 pub(crate) fn is_republished(subject: &str) -> bool {
     subject.starts_with(REPUBLISH_PREFIX)
@@ -163,7 +180,7 @@ fn config_of(stream: &StreamConfig, name: &str) -> Config {
         storage: StorageType::File,
         num_replicas: 1,
         republish: Some(Republish {
-            destination: republish_subject(&subject),
+            destination: republish_destination(&subject),
             source: subject,
             headers_only: false,
         }),
@@ -577,6 +594,7 @@ fn create_error(
     stream: &StreamConfig,
 ) -> Error {
     use async_nats::jetstream::context::CreateStreamErrorKind as K;
+    use async_nats::jetstream::ErrorCode;
     let root = stream.root();
     let (kind, message) = match error.kind() {
         K::JetStreamUnavailable => (
@@ -587,9 +605,22 @@ fn create_error(
             ErrorKind::Unsupported,
             format!("stream `{root}`: JetStream is not enabled for this account"),
         ),
-        K::JetStream(e) if e.code() == 400 => (
+        K::JetStream(e)
+            if e.code() == 400
+                || [
+                    ErrorCode::STREAM_NAME_EXIST,
+                    ErrorCode::STREAM_SUBJECT_OVERLAP,
+                ]
+                .contains(&e.error_code()) =>
+        {
+            (
+                ErrorKind::Invalid,
+                format!("stream `{root}` conflicts with a JetStream stream at the server"),
+            )
+        }
+        K::JetStream(e) if e.error_code() == ErrorCode::STREAM_INVALID_CONFIG => (
             ErrorKind::Invalid,
-            format!("stream `{root}` conflicts with a JetStream stream at the server"),
+            format!("stream `{root}`: JetStream refuses its configuration"),
         ),
         K::TimedOut => (
             ErrorKind::Timeout,
@@ -628,6 +659,12 @@ mod tests {
 
     #[test]
     fn republish_subjects_map_both_ways() {
+        assert_eq!(republish_destination("a.>"), "_pubsub.rp.a.>");
+        assert_eq!(
+            republish_destination("*.b.*.>"),
+            "_pubsub.rp.{{wildcard(1)}}.b.{{wildcard(2)}}.>"
+        );
+        assert_eq!(republish_destination("lit"), "_pubsub.rp.lit");
         assert_eq!(republish_subject("room.>"), "_pubsub.rp.room.>");
         assert!(is_republished("_pubsub.rp.room.1"));
         assert!(!is_republished("room.1"));
@@ -694,7 +731,7 @@ mod tests {
         let r = c.republish.as_ref().unwrap();
         assert_eq!(
             (r.source.as_str(), r.destination.as_str()),
-            ("news.*", "_pubsub.rp.news.*")
+            ("news.*", "_pubsub.rp.news.{{wildcard(1)}}")
         );
         assert!(same_stream(&c, &c.clone()));
         let other = config_of(&s.clone().with_max_len(8), "N");

@@ -1,0 +1,183 @@
+//! Streams on NATS against a real server with JetStream (`PUBSUB_NATS_URL`, default
+//! `nats://127.0.0.1:4222`): what the conformance suite does not show: roots other than
+//! `a.>`, messages from plain NATS clients, the private re-publish subjects, a declaration
+//! that conflicts with the stream at the server, and a stream deleted behind the handle's
+//! back. These tests fail when NATS (with JetStream) is down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pubsub_core::{
+    Delivery, ErrorKind, Gap, Message, PubSub, StartAt, StreamConfig, SubscribeOptions,
+    Subscription,
+};
+use pubsub_nats::NatsConfig;
+use pubsub_test_support::broker::nats_url;
+use pubsub_test_support::kit::{
+    expect_silence, idle, next, pattern, publish, shared, shut_down, unique_prefix,
+};
+
+async fn handle() -> Arc<dyn PubSub> {
+    let config = NatsConfig::from_url(&nats_url()).expect("PUBSUB_NATS_URL parses");
+    let hub = pubsub_nats::connect(config).await;
+    shared(hub.unwrap_or_else(|e| panic!("NATS must be reachable at {}: {e}", nats_url())))
+}
+
+async fn raw() -> async_nats::Client {
+    let first = nats_url().split(',').next().unwrap_or_default().to_string();
+    async_nats::connect(first).await.expect("NATS reachable")
+}
+
+async fn declare(ps: &Arc<dyn PubSub>, root: &str, max_len: u64) -> StreamConfig {
+    let stream = StreamConfig::new(pattern(root)).with_max_len(max_len);
+    ps.declare_stream(stream.clone())
+        .await
+        .unwrap_or_else(|e| panic!("declaring `{root}`: {e}"));
+    stream
+}
+
+async fn from(ps: &Arc<dyn PubSub>, p: &str, start: StartAt) -> Subscription {
+    ps.subscribe_all(
+        vec![pattern(p)],
+        SubscribeOptions::default().starting_at(start),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("subscribing to `{p}` from {start}: {e}"))
+}
+
+/// The next message, with its position.
+async fn positioned(sub: &mut Subscription, what: &str) -> Message {
+    let m = next(sub, what).await;
+    assert!(m.position().is_some(), "{what}: no position");
+    m
+}
+
+/// Roots with `*` and without wildcards: replayed and live, every message with its position,
+/// and none of JetStream's headers.
+#[tokio::test]
+async fn single_token_wildcard_and_literal_roots() {
+    let p = unique_prefix("roots");
+    let ps = handle().await;
+    declare(&ps, &format!("{p}.star.*"), 100).await;
+    declare(&ps, &format!("{p}.lit"), 100).await;
+    declare(&ps, &format!("{p}.both.*.>"), 100).await;
+    let (star, lit) = (format!("{p}.star.a"), format!("{p}.lit"));
+    publish(&ps, &star, "s1").await;
+    publish(&ps, &lit, "l1").await;
+    let mut s = from(&ps, &format!("{p}.star.*"), StartAt::Start).await;
+    let mut l = from(&ps, &lit, StartAt::Start).await;
+    let first = positioned(&mut s, "star replay").await;
+    assert_eq!(
+        (first.topic().as_str(), &first.payload()[..]),
+        (star.as_str(), &b"s1"[..])
+    );
+    assert!(first.headers().is_empty(), "{:?}", first.headers());
+    assert_eq!(
+        &positioned(&mut l, "literal replay").await.payload()[..],
+        b"l1"
+    );
+    publish(&ps, &star, "s2").await;
+    publish(&ps, &lit, "l2").await;
+    let live = positioned(&mut s, "star live").await;
+    assert!(live.position().unwrap().is_after(first.position().unwrap()));
+    assert!(live.headers().is_empty(), "{:?}", live.headers());
+    assert_eq!(
+        &positioned(&mut l, "literal live").await.payload()[..],
+        b"l2"
+    );
+    let both = format!("{p}.both.x.y.z");
+    let mut b = from(&ps, &format!("{p}.both.*.y.>"), StartAt::Now).await;
+    publish(&ps, &both, "b1").await;
+    let m = positioned(&mut b, "`*` and `>`").await;
+    assert_eq!(
+        (m.topic().as_str(), &m.payload()[..]),
+        (both.as_str(), &b"b1"[..])
+    );
+    shut_down(&ps).await;
+}
+
+/// What a plain NATS client publishes under the root is kept and delivered with a position;
+/// the private re-published copies never reach a subscription of their own.
+#[tokio::test]
+async fn foreign_publishes_are_kept_and_copies_stay_private() {
+    let p = unique_prefix("foreign");
+    let ps = handle().await;
+    declare(&ps, &format!("{p}.>"), 100).await;
+    let mut sub = from(&ps, &format!("{p}.>"), StartAt::Now).await;
+    // A pattern matching only the re-published subjects, not under the stream.
+    let mut copies = ps
+        .subscribe(pattern(&format!("*.rp.{p}.>")))
+        .await
+        .expect("subscribe");
+    let client = raw().await;
+    client
+        .publish(format!("{p}.x"), "from a plain client".into())
+        .await
+        .expect("raw publish");
+    client.flush().await.expect("flush");
+    let m = positioned(&mut sub, "a plain client's message").await;
+    assert_eq!(&m.payload()[..], b"from a plain client");
+    let mut replay = from(&ps, &format!("{p}.>"), StartAt::Start).await;
+    assert_eq!(
+        positioned(&mut replay, "replayed").await.position(),
+        m.position()
+    );
+    expect_silence(&mut copies, "the re-published copies").await;
+    shut_down(&ps).await;
+}
+
+/// Two handles declaring one root with different limits: the second is refused by what the
+/// server holds (`Invalid`), the same limits are accepted.
+#[tokio::test]
+async fn conflicting_limits_across_handles() {
+    let p = unique_prefix("conflict");
+    let (a, b) = (handle().await, handle().await);
+    declare(&a, &format!("{p}.>"), 10).await;
+    let refused = b
+        .declare_stream(StreamConfig::new(pattern(&format!("{p}.>"))).with_max_len(20))
+        .await
+        .expect_err("other limits");
+    assert_eq!(refused.kind(), ErrorKind::Invalid, "{refused}");
+    declare(&b, &format!("{p}.>"), 10).await;
+    shut_down(&a).await;
+    shut_down(&b).await;
+}
+
+/// A stream deleted at the server: the next read creates it again (another epoch), and a
+/// position of the old one gets a reset gap, then the new log.
+#[tokio::test]
+async fn a_deleted_stream_is_created_again_with_a_new_epoch() {
+    let p = unique_prefix("deleted");
+    let ps = handle().await;
+    let stream = declare(&ps, &format!("{p}.>"), 100).await;
+    let t = format!("{p}.t");
+    let mut sub = from(&ps, &t, StartAt::Now).await;
+    publish(&ps, &t, "old").await;
+    let old = *positioned(&mut sub, "old").await.position().unwrap();
+    drop(sub);
+    let js = async_nats::jetstream::new(raw().await);
+    let name = format!("PUBSUB_{:08x}_", stream.tag());
+    let mut names = js.stream_names();
+    let mut found = None;
+    while let Some(n) = futures::StreamExt::next(&mut names).await {
+        let n = n.expect("stream names");
+        if n.starts_with(&name) {
+            found = Some(n);
+        }
+    }
+    js.delete_stream(found.expect("the stream at the server"))
+        .await
+        .expect("delete");
+    // Re-created by the subscription's first read (the position's epoch is gone).
+    let mut resumed = from(&ps, &t, StartAt::After(old)).await;
+    match tokio::time::timeout(idle(), resumed.recv_delivery()).await {
+        Ok(Some(Delivery::Gap(Gap::History { reset: true, .. }))) => {}
+        other => panic!("expected a reset gap, got {other:?}"),
+    }
+    publish(&ps, &t, "new").await;
+    let new = positioned(&mut resumed, "new").await;
+    assert_eq!(&new.payload()[..], b"new");
+    assert_ne!(new.position().unwrap().epoch(), old.epoch());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    shut_down(&ps).await;
+}
