@@ -316,6 +316,7 @@ impl Driver for NatsDriver {
 
     async fn close(&self) -> Result<()> {
         drop(self.barrier.lock().await.take());
+        self.streams.close();
         // What was published is written out before the connection goes (while disconnected,
         // only if it comes back).
         let mut result = Ok(());

@@ -265,7 +265,10 @@ struct Flight {
 
 /// The streams of one handle: declared through JetStream, read in batches.
 pub(crate) struct Streams {
-    js: Context,
+    client: Client,
+    /// JetStream, once a stream is declared (its context runs a task of its own, which
+    /// `close` ends); `Err(())` once closed.
+    js: Mutex<std::result::Result<Option<Context>, ()>>,
     table: StreamTable,
     declared: RwLock<Vec<Arc<Declared>>>,
     reads: Mutex<HashMap<(String, String, usize), Flight>>,
@@ -283,17 +286,33 @@ impl Streams {
         timeout: Duration,
         state: tokio::sync::watch::Receiver<ConnectionState>,
     ) -> Self {
-        let js = async_nats::jetstream::ContextBuilder::new()
-            .timeout(timeout)
-            .build(client);
         Streams {
-            js,
+            client,
+            js: Mutex::new(Ok(None)),
             table: StreamTable::new(),
             declared: RwLock::new(Vec::new()),
             reads: Mutex::new(HashMap::new()),
             timeout,
             state,
         }
+    }
+
+    /// The JetStream context, made on first use; `Closed` once the handle closed.
+    fn js(&self) -> Result<Context> {
+        let mut js = self.js.lock();
+        let js = js.as_mut().map_err(|()| Error::closed())?;
+        Ok(js
+            .get_or_insert_with(|| {
+                async_nats::jetstream::ContextBuilder::new()
+                    .timeout(self.timeout)
+                    .build(self.client.clone())
+            })
+            .clone())
+    }
+
+    /// Lets JetStream go: later declarations and reads fail with `Closed`.
+    pub(crate) fn close(&self) {
+        *self.js.lock() = Err(());
     }
 
     /// The native filter of `pattern` when it is under a stream declared on this handle: the
@@ -341,7 +360,7 @@ impl Streams {
         let name = stream_name(stream);
         let wanted = config_of(stream, &name);
         let found = self
-            .js
+            .js()?
             .get_or_create_stream(wanted.clone())
             .await
             .map_err(|e| create_error(e, stream))?;
@@ -370,6 +389,7 @@ impl Streams {
         limit: usize,
     ) -> Result<LogRead> {
         let declared = self.find(stream)?;
+        let js = self.js()?;
         let key = (declared.name.clone(), format!("{from:?}"), limit);
         let flight = {
             let mut reads = self.reads.lock();
@@ -381,8 +401,7 @@ impl Streams {
                     let before = running.map(|f| f.read.clone());
                     let started = Arc::new(AtomicBool::new(false));
                     let read = {
-                        let (js, timeout, started) =
-                            (self.js.clone(), self.timeout, started.clone());
+                        let (timeout, started) = (self.timeout, started.clone());
                         let mut state = self.state.clone();
                         state.borrow_and_update();
                         async move {

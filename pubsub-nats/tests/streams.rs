@@ -14,7 +14,7 @@ use pubsub_core::{
 use pubsub_nats::NatsConfig;
 use pubsub_test_support::broker::nats_url;
 use pubsub_test_support::kit::{
-    expect_silence, idle, next, pattern, publish, shared, shut_down, unique_prefix,
+    expect_silence, idle, next, pattern, publish, shared, shut_down, tasks_settle, unique_prefix,
 };
 
 async fn handle() -> Arc<dyn PubSub> {
@@ -180,4 +180,28 @@ async fn a_deleted_stream_is_created_again_with_a_new_epoch() {
     assert_ne!(new.position().unwrap().epoch(), old.epoch());
     tokio::time::sleep(Duration::from_millis(10)).await;
     shut_down(&ps).await;
+}
+
+/// Streams leave no task behind a closed handle (JetStream's context runs one of its own).
+#[tokio::test]
+async fn close_after_streams_leaves_no_task_behind() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let p = unique_prefix("tasks");
+    let ps = handle().await;
+    declare(&ps, &format!("{p}.>"), 100).await;
+    publish(&ps, &format!("{p}.t"), "x").await;
+    let mut sub = from(&ps, &format!("{p}.>"), StartAt::Start).await;
+    positioned(&mut sub, "replayed").await;
+    ps.close().await.expect("close");
+    assert!(tokio::time::timeout(Duration::from_secs(1), sub.recv())
+        .await
+        .expect("the end")
+        .is_none());
+    tasks_settle(before, Duration::from_secs(2)).await;
+    let refused = ps
+        .declare_stream(StreamConfig::new(pattern(&format!("{p}x.>"))))
+        .await
+        .expect_err("declared after close");
+    assert_eq!(refused.kind(), ErrorKind::Closed, "{refused}");
 }
