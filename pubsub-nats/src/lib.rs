@@ -87,10 +87,17 @@
 //!   of its earlier life a reset gap.
 //! - **Live messages.** The stream re-publishes every message it stores (`RePublish`) to a
 //!   private subject, `_pubsub.rp.` followed by the original subject, with its sequence in a
-//!   header. A subscription under a stream declared on the handle subscribes to those copies
-//!   instead of the original subjects, so every live message carries its position; the
-//!   `Nats-*` headers JetStream adds are removed. Subjects under `_pubsub.rp.` are reserved:
-//!   a plain subscription (`>`, say) never delivers them.
+//!   header. Subscriptions under a stream declared on the handle take those copies instead of
+//!   the original subjects, so every live message carries its position; the `Nats-*`
+//!   headers JetStream adds are removed. A handle has **one NATS subscription per stream**
+//!   for them (to `_pubsub.rp.<root>`, while it has a subscription under the stream), read
+//!   by one task that hands each message to the subscriptions whose patterns match, in the
+//!   stream's order: a subscription to several patterns gets them in order too (through one
+//!   NATS subscription per pattern they would come through several tasks, out of order).
+//!   The cost: such a handle receives everything published under the root, and filters
+//!   locally; declare narrow roots for handles that follow a few topics of a busy stream.
+//!   Subjects under `_pubsub.rp.` are reserved: a plain subscription (`>`, say) never
+//!   delivers them.
 //! - **Reading the log** (a replay, a resume after an outage) is one `STREAM.INFO` request, an
 //!   ephemeral pull consumer (memory, no acks, starting at the wanted sequence or time), one
 //!   fetch of up to a batch of messages, and the consumer's deletion in the background (or

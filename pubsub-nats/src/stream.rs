@@ -7,7 +7,10 @@
 //! - **Publishing** stays a core NATS publish: the server stores what is published to the
 //!   root's subjects, whoever publishes it.
 //! - **Live messages** under a declared stream come through the republish subjects: their
-//!   sequence is their position ([`Declared::live_message`]).
+//!   sequence is their position ([`Declared::live_message`]). A handle reads them through one
+//!   NATS subscription per stream, its *feed* (`_pubsub.rp.<root>`), which hands each
+//!   message in the stream's order to the re-publish filters in use whose pattern matches
+//!   ([`Declared::dispatch`]); the driver starts and stops the feeds.
 //! - **Reading** the log takes the stream's state (its epoch, first and last sequence), then
 //!   fetches one batch through an ephemeral pull consumer starting at the wanted sequence.
 //!   Identical reads asked at once (a thousand subscriptions resuming after an outage) share
@@ -230,9 +233,88 @@ pub(crate) struct Declared {
     tag: u32,
     /// The stream's epoch as last read (refreshed by every read of the log).
     epoch: AtomicU64,
+    /// The re-publish filters in use under this stream, with their patterns: where its feed
+    /// hands each message.
+    filters: RwLock<Arc<Vec<(String, Pattern)>>>,
+    /// Whether the feed (the one NATS subscription to the stream's re-published copies) runs;
+    /// locked while it is started or stopped.
+    feed: tokio::sync::Mutex<bool>,
 }
 
 impl Declared {
+    fn new(config: StreamConfig, name: String, epoch: u64) -> Self {
+        Declared {
+            tag: config.tag(),
+            config,
+            name,
+            epoch: AtomicU64::new(epoch),
+            filters: RwLock::new(Arc::new(Vec::new())),
+            feed: tokio::sync::Mutex::new(false),
+        }
+    }
+
+    /// The stream's JetStream name (its feed's key).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The subject of the feed: the re-published copies of everything under the root.
+    pub(crate) fn feed_subject(&self) -> String {
+        republish_subject(self.config.root().as_str())
+    }
+
+    /// Locks the feed's state (whether it runs) while it is started or stopped.
+    pub(crate) async fn feed(&self) -> tokio::sync::MutexGuard<'_, bool> {
+        self.feed.lock().await
+    }
+
+    /// Adds re-publish filters the feed hands messages to (those there already stay once).
+    pub(crate) fn add_filters(&self, filters: &[String]) {
+        let mut current = self.filters.write();
+        let mut next = Vec::clone(&current);
+        for filter in filters {
+            if next.iter().any(|(f, _)| f == filter) {
+                continue;
+            }
+            if let Some(pattern) = original_subject(filter).and_then(|p| p.parse().ok()) {
+                next.push((filter.clone(), pattern));
+            }
+        }
+        *current = Arc::new(next);
+    }
+
+    /// Removes re-publish filters; true when none is left.
+    pub(crate) fn remove_filters(&self, filters: &[String]) -> bool {
+        let mut current = self.filters.write();
+        let next: Vec<_> = current
+            .iter()
+            .filter(|(f, _)| !filters.contains(f))
+            .cloned()
+            .collect();
+        let empty = next.is_empty();
+        *current = Arc::new(next);
+        empty
+    }
+
+    /// Hands a message of the feed, positioned, to every filter in use whose pattern matches
+    /// its topic (in the feed's order: the stream's).
+    pub(crate) fn dispatch(
+        &self,
+        message: async_nats::Message,
+        topics: &mut TopicMemo,
+        mut deliver: impl FnMut(&String, Message),
+    ) {
+        let Some(message) = self.live_message(message, topics) else {
+            return;
+        };
+        let filters = self.filters.read().clone();
+        for (filter, pattern) in filters.iter() {
+            if pattern.matches(message.topic()) {
+                deliver(filter, message.clone());
+            }
+        }
+    }
+
     /// The position of sequence `seq`.
     fn position(&self, seq: u64) -> Position {
         Position::new(self.tag, self.epoch.load(Ordering::Acquire), Offset(0, seq))
@@ -253,6 +335,9 @@ impl Declared {
         Some(message.with_position(self.position(seq)))
     }
 }
+
+/// A stream's re-publish filters among a batch of native filters.
+pub(crate) type StreamFilters = (Arc<Declared>, Vec<String>);
 
 type SharedRead = Shared<BoxFuture<'static, Result<LogRead>>>;
 
@@ -329,13 +414,34 @@ impl Streams {
     }
 
     /// The stream a re-publish filter reads.
-    pub(crate) fn declared_for_filter(&self, filter: &str) -> Option<Arc<Declared>> {
+    fn declared_for_filter(&self, filter: &str) -> Option<Arc<Declared>> {
         let pattern: Pattern = original_subject(filter)?.parse().ok()?;
         let declared = self.declared.read();
         declared
             .iter()
             .find(|d| pattern.is_subset_of(d.config.root()))
             .cloned()
+    }
+
+    /// Splits native filters into plain subjects and, by stream, re-publish filters (served by
+    /// the stream's feed).
+    pub(crate) fn split(&self, filters: &[String]) -> (Vec<String>, Vec<StreamFilters>) {
+        let mut plain = Vec::new();
+        let mut streamed: Vec<StreamFilters> = Vec::new();
+        for filter in filters {
+            let declared = is_republished(filter)
+                .then(|| self.declared_for_filter(filter))
+                .flatten();
+            let Some(declared) = declared else {
+                plain.push(filter.clone());
+                continue;
+            };
+            match streamed.iter_mut().find(|(d, _)| Arc::ptr_eq(d, &declared)) {
+                Some((_, filters)) => filters.push(filter.clone()),
+                None => streamed.push((declared, vec![filter.clone()])),
+            }
+        }
+        (plain, streamed)
     }
 
     fn find(&self, stream: &StreamConfig) -> Result<Arc<Declared>> {
@@ -370,12 +476,8 @@ impl Streams {
         }
         tracing::debug!(stream = %stream.root(), name, "JetStream stream declared");
         if self.table.insert(stream)? {
-            self.declared.write().push(Arc::new(Declared {
-                config: stream.clone(),
-                name,
-                tag: stream.tag(),
-                epoch: AtomicU64::new(epoch_of(info.created)),
-            }));
+            let declared = Declared::new(stream.clone(), name, epoch_of(info.created));
+            self.declared.write().push(Arc::new(declared));
         }
         Ok(())
     }
@@ -770,13 +872,52 @@ mod tests {
     }
 
     #[test]
-    fn live_messages_get_their_position() {
-        let declared = Declared {
-            config: stream("room.>"),
-            name: "N".into(),
-            tag: 7,
-            epoch: AtomicU64::new(42),
+    fn the_feed_hands_each_message_to_the_matching_filters() {
+        let declared = Declared::new(stream("room.>"), "N".into(), 1);
+        let filters = [
+            "_pubsub.rp.room.1",
+            "_pubsub.rp.room.*",
+            "_pubsub.rp.room.2",
+        ]
+        .map(String::from);
+        declared.add_filters(&filters);
+        declared.add_filters(&filters[..1]);
+        let mut map = async_nats::HeaderMap::new();
+        map.append("Nats-Sequence", "3");
+        let message = async_nats::Message {
+            subject: "_pubsub.rp.room.1".into(),
+            reply: None,
+            payload: "x".into(),
+            headers: Some(map),
+            status: None,
+            description: None,
+            length: 0,
         };
+        let mut got = Vec::new();
+        let mut topics = TopicMemo::default();
+        declared.dispatch(message.clone(), &mut topics, |f, m| {
+            got.push((f.clone(), m.position().unwrap().offset()))
+        });
+        assert_eq!(
+            got,
+            [
+                (filters[0].clone(), Offset(0, 3)),
+                (filters[1].clone(), Offset(0, 3))
+            ]
+        );
+        assert!(!declared.remove_filters(&filters[..2]));
+        assert!(declared.remove_filters(&filters[2..]));
+        got.clear();
+        declared.dispatch(message, &mut topics, |f, _| {
+            got.push((f.clone(), Offset(0, 0)))
+        });
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn live_messages_get_their_position() {
+        let mut declared = Declared::new(stream("room.>"), "N".into(), 42);
+        declared.tag = 7;
         let mut map = async_nats::HeaderMap::new();
         map.append("Nats-Sequence", "12");
         let nats = |subject: &str, headers: Option<async_nats::HeaderMap>| async_nats::Message {

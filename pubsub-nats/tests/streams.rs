@@ -52,6 +52,47 @@ async fn positioned(sub: &mut Subscription, what: &str) -> Message {
     m
 }
 
+/// A subscription to several patterns under one stream gets their messages in the stream's
+/// order, all of them, while another handle publishes to them in turn at full speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_patterns_keep_the_stream_order() {
+    const N: u32 = 2_000;
+    let p = unique_prefix("order");
+    let (publisher, reader) = (handle().await, handle().await);
+    declare(&publisher, &format!("{p}.>"), 100_000).await;
+    declare(&reader, &format!("{p}.>"), 100_000).await;
+    let patterns = ["a", "b.*", "c.>"].map(|t| pattern(&format!("{p}.{t}")));
+    let mut sub = reader
+        .subscribe_all(
+            patterns.to_vec(),
+            SubscribeOptions::default().starting_at(StartAt::Now),
+        )
+        .await
+        .expect("subscribe");
+    let topics = [format!("{p}.a"), format!("{p}.b.x"), format!("{p}.c.y.z")];
+    for i in 0..N {
+        let topic = &topics[(i % 3) as usize];
+        publish(&publisher, topic, i.to_string()).await;
+    }
+    let mut previous = None;
+    for i in 0..N {
+        let m = positioned(&mut sub, "in order").await;
+        assert_eq!(
+            std::str::from_utf8(m.payload()).unwrap(),
+            i.to_string(),
+            "lost, repeated or reordered"
+        );
+        let position = *m.position().unwrap();
+        if let Some(before) = previous {
+            assert!(position.is_after(&before));
+        }
+        previous = Some(position);
+    }
+    expect_silence(&mut sub, "nothing more").await;
+    shut_down(&publisher).await;
+    shut_down(&reader).await;
+}
+
 /// Roots with `*` and without wildcards: replayed and live, every message with its position,
 /// and none of JetStream's headers.
 #[tokio::test]
