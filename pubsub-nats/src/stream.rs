@@ -322,7 +322,7 @@ impl Declared {
 
     /// The portable message of a re-published one, with its position; `None` when its subject
     /// is not a re-published portable topic or it carries no sequence.
-    pub(crate) fn live_message(
+    fn live_message(
         &self,
         message: async_nats::Message,
         topics: &mut TopicMemo,
@@ -530,6 +530,8 @@ impl Streams {
                         .boxed()
                         .shared()
                     };
+                    // Forget reads every caller gave up on (only this map holds them).
+                    reads.retain(|_, f| f.read.strong_count().is_some_and(|n| n > 1));
                     reads.insert(
                         key.clone(),
                         Flight {
@@ -869,6 +871,16 @@ mod tests {
         let h = headers_of(Some(&map));
         assert_eq!(h.len(), 1);
         assert_eq!(h.get("from"), Some("ada"));
+    }
+
+    #[test]
+    fn a_server_without_jetstream_is_unsupported() {
+        use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind as K};
+        let s = stream("a.>");
+        let kind = |k| create_error(CreateStreamError::new(k), &s).kind();
+        assert_eq!(kind(K::JetStreamUnavailable), ErrorKind::Unsupported);
+        assert_eq!(kind(K::TimedOut), ErrorKind::Timeout);
+        assert_eq!(kind(K::Response), ErrorKind::Connection);
     }
 
     #[test]
