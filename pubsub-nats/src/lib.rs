@@ -109,11 +109,13 @@
 //!   more by the server (the re-published copy, to the subscribers under the stream). The
 //!   user needs permission to use JetStream's API (`$JS.API.>`) and to subscribe to
 //!   `_pubsub.rp.>`.
-//! - **Limits.** A stream deleted and created again while a subscription follows it live is
-//!   noticed at that subscription's next read of the log (after an outage or a loss), where
-//!   it gets its reset gap; until then the new stream's first messages may be taken for ones
-//!   it delivered already. A stream has one replica: in a JetStream cluster its history
-//!   is on one server, and unavailable while that server is down.
+//! - **A stream deleted and created again** (its epoch changes) is noticed by the next read
+//!   of its log, or live, when its sequences start again from 1: the subscriptions under it
+//!   get a reset gap, then the new stream's messages.
+//! - **Limits.** A stream has one replica: in a JetStream cluster its history is on one
+//!   server, and unavailable while that server is down. A permission revoked on
+//!   `_pubsub.rp.>` after subscribing leaves the subscriptions under the stream silent
+//!   (instead of ending them).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

@@ -64,6 +64,10 @@ const READER_IDLE: Duration = Duration::from_secs(30);
 /// meanwhile share it).
 const COALESCE_WAIT: Duration = Duration::from_millis(50);
 
+/// The epoch of live positions while a stream's real one is not known (no stream is created at
+/// the Unix epoch).
+const UNKNOWN_EPOCH: u64 = 0;
+
 /// Longest part of a stream's name taken from its root.
 const NAME_ROOT_LEN: usize = 48;
 
@@ -233,6 +237,11 @@ pub(crate) struct Declared {
     tag: u32,
     /// The stream's epoch as last read (refreshed by every read of the log).
     epoch: AtomicU64,
+    /// The highest sequence the feed delivered in this epoch (the feed sees them in order).
+    last_live: AtomicU64,
+    /// Whether the feed saw the sequences go back (the stream was deleted and created again)
+    /// since the epoch was last read: live positions then carry [`UNKNOWN_EPOCH`].
+    stale: AtomicBool,
     /// The re-publish filters in use under this stream, with their patterns: where its feed
     /// hands each message.
     filters: RwLock<Arc<Vec<(String, Pattern)>>>,
@@ -248,6 +257,8 @@ impl Declared {
             config,
             name,
             epoch: AtomicU64::new(epoch),
+            last_live: AtomicU64::new(0),
+            stale: AtomicBool::new(false),
             filters: RwLock::new(Arc::new(Vec::new())),
             feed: tokio::sync::Mutex::new(false),
         }
@@ -320,6 +331,36 @@ impl Declared {
         Position::new(self.tag, self.epoch.load(Ordering::Acquire), Offset(0, seq))
     }
 
+    /// The position of a live message of sequence `seq`. Sequences only grow in an epoch, so
+    /// one at or below the last the feed saw means the stream was created again: until a read
+    /// of the log learns its new epoch, live positions carry an epoch no log has, which sends
+    /// a follower back to the log (where it gets its reset gap) instead of taking the new
+    /// stream's messages for ones it delivered already.
+    fn live_position(&self, seq: u64) -> Position {
+        let last = self.last_live.fetch_max(seq, Ordering::AcqRel);
+        if seq <= last && !self.stale.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                stream = %self.config.root(),
+                seq,
+                last,
+                "the stream's sequences went back: it was created again"
+            );
+        }
+        match self.stale.load(Ordering::Acquire) {
+            true => Position::new(self.tag, UNKNOWN_EPOCH, Offset(0, seq)),
+            false => self.position(seq),
+        }
+    }
+
+    /// Records the epoch a read of the log found; a new one ends what the feed saw of the
+    /// old.
+    fn read_epoch(&self, epoch: u64) {
+        if self.epoch.swap(epoch, Ordering::AcqRel) != epoch {
+            self.last_live.store(0, Ordering::Release);
+            self.stale.store(false, Ordering::Release);
+        }
+    }
+
     /// The portable message of a re-published one, with its position; `None` when its subject
     /// is not a re-published portable topic or it carries no sequence.
     fn live_message(
@@ -332,7 +373,7 @@ impl Declared {
         let seq = map.get(SEQUENCE_HEADER)?.as_str().parse::<u64>().ok()?;
         let headers = headers_of(Some(map));
         let message = Message::with_headers(topic, message.payload, headers);
-        Some(message.with_position(self.position(seq)))
+        Some(message.with_position(self.live_position(seq)))
     }
 }
 
@@ -615,7 +656,7 @@ async fn read_log(
 ) -> Result<LogRead> {
     let info = info_of(js, declared).await?;
     let epoch = epoch_of(info.created);
-    declared.epoch.store(epoch, Ordering::Release);
+    declared.read_epoch(epoch);
     let (first, last) = (info.state.first_sequence, info.state.last_sequence);
     let mut read = LogRead {
         epoch,
@@ -924,6 +965,20 @@ mod tests {
             got.push((f.clone(), Offset(0, 0)))
         });
         assert!(got.is_empty());
+    }
+
+    #[test]
+    fn sequences_going_back_hide_the_epoch_until_a_read() {
+        let declared = Declared::new(stream("room.>"), "N".into(), 42);
+        let epoch = |seq| declared.live_position(seq).epoch();
+        assert_eq!((epoch(5), epoch(6)), (42, 42));
+        // Created again: sequence 1 once more.
+        assert_eq!((epoch(1), epoch(2)), (UNKNOWN_EPOCH, UNKNOWN_EPOCH));
+        declared.read_epoch(43);
+        assert_eq!(epoch(3), 43);
+        // The same epoch read again changes nothing.
+        declared.read_epoch(43);
+        assert_eq!(epoch(4), 43);
     }
 
     #[test]

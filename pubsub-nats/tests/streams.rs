@@ -196,19 +196,7 @@ async fn a_deleted_stream_is_created_again_with_a_new_epoch() {
     publish(&ps, &t, "old").await;
     let old = *positioned(&mut sub, "old").await.position().unwrap();
     drop(sub);
-    let js = async_nats::jetstream::new(raw().await);
-    let name = format!("PUBSUB_{:08x}_", stream.tag());
-    let mut names = js.stream_names();
-    let mut found = None;
-    while let Some(n) = futures::StreamExt::next(&mut names).await {
-        let n = n.expect("stream names");
-        if n.starts_with(&name) {
-            found = Some(n);
-        }
-    }
-    js.delete_stream(found.expect("the stream at the server"))
-        .await
-        .expect("delete");
+    delete_stream(&stream).await;
     // Re-created by the subscription's first read (the position's epoch is gone).
     let mut resumed = from(&ps, &t, StartAt::After(old)).await;
     match tokio::time::timeout(idle(), resumed.recv_delivery()).await {
@@ -245,4 +233,52 @@ async fn close_after_streams_leaves_no_task_behind() {
         .await
         .expect_err("declared after close");
     assert_eq!(refused.kind(), ErrorKind::Closed, "{refused}");
+}
+
+/// A stream deleted and created again (by another handle) while a subscription follows it
+/// live: the subscription gets a reset gap, then the new stream's messages, none taken for
+/// one it had.
+#[tokio::test]
+async fn a_stream_created_again_under_a_live_subscription() {
+    let p = unique_prefix("recreated");
+    let (ps, other) = (handle().await, handle().await);
+    let stream = declare(&ps, &format!("{p}.>"), 100).await;
+    let t = format!("{p}.t");
+    let mut sub = from(&ps, &t, StartAt::Now).await;
+    for text in ["old 1", "old 2"] {
+        publish(&ps, &t, text).await;
+        positioned(&mut sub, text).await;
+    }
+    delete_stream(&stream).await;
+    declare(&other, &format!("{p}.>"), 100).await;
+    publish(&other, &t, "new 1").await;
+    match tokio::time::timeout(idle(), sub.recv_delivery()).await {
+        Ok(Some(Delivery::Gap(Gap::History { reset: true, .. }))) => {}
+        other => panic!("expected a reset gap, got {other:?}"),
+    }
+    let new = positioned(&mut sub, "new 1").await;
+    assert_eq!(&new.payload()[..], b"new 1");
+    publish(&other, &t, "new 2").await;
+    let next = positioned(&mut sub, "new 2").await;
+    assert_eq!(&next.payload()[..], b"new 2");
+    assert!(next.position().unwrap().is_after(new.position().unwrap()));
+    shut_down(&ps).await;
+    shut_down(&other).await;
+}
+
+/// Deletes `stream`'s JetStream stream behind the adapter's back.
+async fn delete_stream(stream: &StreamConfig) {
+    let js = async_nats::jetstream::new(raw().await);
+    let prefix = format!("PUBSUB_{:08x}_", stream.tag());
+    let mut names = js.stream_names();
+    let mut found = None;
+    while let Some(name) = futures::StreamExt::next(&mut names).await {
+        let name = name.expect("stream names");
+        if name.starts_with(&prefix) {
+            found = Some(name);
+        }
+    }
+    js.delete_stream(found.expect("the stream at the server"))
+        .await
+        .expect("delete");
 }
