@@ -20,10 +20,6 @@ fn nats_harness() -> Harness {
         pubsub_nats::connect(config).await
     })
     .with_foreign(support::nats(nats_addr()))
-    .lacking(
-        conformance_tests::Capability::Streams,
-        "the adapter has no streams yet (issue 22)",
-    )
 }
 
 conformance_tests::suite!(nats_harness);

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 
 use async_nats::connection::State;
 use async_nats::{Client, Subject, Subscriber};
@@ -10,11 +11,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
-use pubsub_core::adapter::{Context, Driver, FilterReaders, Inbound, Refusals, Tasks, TopicMemo};
+use pubsub_core::adapter::{
+    Context, Driver, FilterReaders, Inbound, LogRead, ReadFrom, Refusals, Tasks, TopicMemo,
+};
 use pubsub_core::{
-    CommonOptions, Error, ErrorKind, Message, Pattern, Result, Topic, MAX_TOPIC_LEN,
+    CommonOptions, Error, ErrorKind, Message, Pattern, Result, StreamConfig, Topic, MAX_TOPIC_LEN,
 };
 
+use crate::stream::{self, Declared, StreamFilters, Streams};
 use crate::{error, headers};
 
 /// How many times a subscribe yields to async-nats's event task before it trusts that no
@@ -33,9 +37,13 @@ pub(crate) struct NatsDriver {
     /// Whether the driver made the connection (and so drains it on close).
     owned: bool,
     readers: FilterReaders<String>,
+    /// The readers of the streams' feeds, by stream name.
+    feeds: FilterReaders<String>,
     barrier: tokio::sync::Mutex<Option<Barrier>>,
     /// Permission violations the server reported (none recorded for a foreign client).
     violations: std::sync::Arc<Refusals>,
+    /// The streams declared on this handle (JetStream).
+    streams: Streams,
 }
 
 /// A private subscription that tells when the server has processed everything sent before.
@@ -67,13 +75,20 @@ impl NatsDriver {
             .await
             .map_err(|_| Error::timeout("subscribing to the private barrier subject"))?
             .map_err(error::subscribe)?;
+        let streams = Streams::new(
+            client.clone(),
+            cx.options.command_timeout,
+            cx.supervisor.watch(),
+        );
         Ok(NatsDriver {
+            streams,
             client,
             inbound: cx.inbound,
             tasks: cx.tasks,
             options: cx.options,
             owned,
             readers: FilterReaders::default(),
+            feeds: FilterReaders::default(),
             barrier: tokio::sync::Mutex::new(Some(Barrier {
                 subject,
                 subscriber,
@@ -153,6 +168,45 @@ impl NatsDriver {
         }
     }
 
+    /// Hands `filters` (re-publish filters under `declared`) to the stream's feed, and starts
+    /// the feed if it is not running: one NATS subscription to the re-published copies of
+    /// everything under the root, read by one task, so that every subscription under the
+    /// stream sees the stream's order, whatever its patterns. (One NATS subscription per
+    /// pattern would hand a subscription with several patterns their messages through several
+    /// reader tasks, out of order; the follower would take a late one for a duplicate.)
+    async fn feed(&self, declared: &Arc<Declared>, filters: &[String]) -> Result<()> {
+        let mut running = declared.feed().await;
+        declared.add_filters(filters);
+        if *running {
+            return Ok(());
+        }
+        let subject = declared.feed_subject();
+        let subscribe = self.client.subscribe(subject.clone());
+        let subscriber = subscribe.await.map_err(error::subscribe)?;
+        let (inbound, feed) = (self.inbound.clone(), declared.clone());
+        let mut topics = TopicMemo::default();
+        let route = move |message| {
+            feed.dispatch(message, &mut topics, |filter, message| {
+                inbound.deliver_via(filter, message);
+            });
+        };
+        let name = declared.name().to_string();
+        (self.feeds).start(&self.tasks, name, subscriber, route, unsubscriber(subject));
+        *running = true;
+        Ok(())
+    }
+
+    /// Takes re-publish filters from their streams' feeds; stops a feed left with none.
+    async fn unfeed(&self, streamed: &[StreamFilters]) {
+        for (declared, filters) in streamed {
+            let mut running = declared.feed().await;
+            if declared.remove_filters(filters) && *running {
+                self.feeds.stop(&[declared.name().to_string()]).await;
+                *running = false;
+            }
+        }
+    }
+
     /// Runs `work` for at most the command timeout.
     async fn bounded<T>(&self, work: impl Future<Output = Result<T>>, what: &str) -> Result<T> {
         let timeout = self.options.command_timeout;
@@ -180,6 +234,10 @@ impl Driver for NatsDriver {
     }
 
     fn native_filter(&self, pattern: &Pattern) -> Result<String> {
+        // Under a declared stream: the stream's re-published copies, which carry positions.
+        if let Some(filter) = self.streams.filter_for(pattern) {
+            return Ok(filter);
+        }
         // The portable grammar is NATS's: `*` and `>` map as they are.
         Ok(pattern.as_str().to_string())
     }
@@ -225,21 +283,35 @@ impl Driver for NatsDriver {
 
     async fn add_filters(&self, filters: &[String]) -> Result<()> {
         let since = self.violations.mark();
+        let (plain, streamed) = self.streams.split(filters);
+        // What the server is asked for: the plain subjects, and the streams' feeds.
+        let mut subjects = plain.clone();
+        subjects.extend(streamed.iter().map(|(declared, _)| declared.feed_subject()));
         let subscribe = async {
-            let mut subscribers = Vec::with_capacity(filters.len());
-            for filter in filters {
+            let mut subscribers = Vec::with_capacity(plain.len());
+            for filter in &plain {
                 let subscriber = self.client.subscribe(filter.clone()).await;
                 subscribers.push(subscriber.map_err(error::subscribe)?);
             }
-            // On failure, dropping the subscribers unsubscribes them.
+            for (declared, filters) in &streamed {
+                self.feed(declared, filters).await?;
+            }
+            // On failure, dropping the subscribers unsubscribes them (the feeds are rolled
+            // back below).
             self.barrier().await?;
             (self.violations)
-                .check_subscriptions_settled(since, filters, EVENT_YIELDS)
+                .check_subscriptions_settled(since, &subjects, EVENT_YIELDS)
                 .await?;
             Ok(subscribers)
         };
-        let subscribers = self.bounded(subscribe, "the subscriptions").await?;
-        for (filter, subscriber) in filters.iter().zip(subscribers) {
+        let subscribers = match self.bounded(subscribe, "the subscriptions").await {
+            Ok(subscribers) => subscribers,
+            Err(error) => {
+                self.unfeed(&streamed).await;
+                return Err(error);
+            }
+        };
+        for (filter, subscriber) in plain.iter().zip(subscribers) {
             let (inbound, via) = (self.inbound.clone(), filter.clone());
             let mut topics = TopicMemo::default();
             let route = move |message| {
@@ -247,21 +319,18 @@ impl Driver for NatsDriver {
                     inbound.deliver_via(&via, message);
                 }
             };
-            let named = filter.clone();
-            let unsubscribe = |mut subscriber: Subscriber| async move {
-                if let Err(error) = subscriber.unsubscribe().await {
-                    tracing::debug!(filter = named, %error, "UNSUB not sent (connection closed)");
-                }
-            };
+            let unsubscribe = unsubscriber(filter.clone());
             (self.readers).start(&self.tasks, filter.clone(), subscriber, route, unsubscribe);
         }
         Ok(())
     }
 
     async fn remove_filters(&self, filters: &[String]) -> Result<()> {
-        let stopped = self.readers.stop(filters);
+        let (plain, streamed) = self.streams.split(filters);
+        let stopped = self.readers.stop(&plain);
         let unsubscribe = async {
             stopped.await;
+            self.unfeed(&streamed).await;
             // While disconnected the server has forgotten them already, and async-nats will
             // not restore them.
             match self.is_connected() {
@@ -279,8 +348,22 @@ impl Driver for NatsDriver {
             .await
     }
 
+    async fn declare_stream(&self, stream: &StreamConfig) -> Result<()> {
+        self.streams.declare(stream).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<LogRead> {
+        self.streams.read(stream, from, limit).await
+    }
+
     async fn close(&self) -> Result<()> {
         drop(self.barrier.lock().await.take());
+        self.streams.close();
         // What was published is written out before the connection goes (while disconnected,
         // only if it comes back).
         let mut result = Ok(());
@@ -331,9 +414,26 @@ impl fmt::Debug for NatsDriver {
     }
 }
 
+/// What a reader does with its subscription once stopped: unsubscribes.
+fn unsubscriber(
+    subject: String,
+) -> impl FnOnce(Subscriber) -> futures::future::BoxFuture<'static, ()> + Send + 'static {
+    move |mut subscriber: Subscriber| {
+        async move {
+            if let Err(error) = subscriber.unsubscribe().await {
+                tracing::debug!(subject, %error, "UNSUB not sent (connection closed)");
+            }
+        }
+        .boxed()
+    }
+}
+
 /// The portable message for a NATS message, or `None` when its subject is not a portable
-/// topic.
+/// topic or is a stream's re-published copy (those reach only the filters made for them).
 fn convert(message: async_nats::Message, topics: &mut TopicMemo) -> Option<Message> {
+    if stream::is_republished(message.subject.as_str()) {
+        return None;
+    }
     let topic = topics.topic(message.subject.as_str())?;
     let headers = message.headers.as_ref().map(headers::from_nats);
     Some(Message::with_headers(

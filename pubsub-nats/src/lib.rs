@@ -63,6 +63,59 @@
 //! - **Errors** are [`pubsub_core::Error`]: refused credentials and permissions are `Auth`,
 //!   I/O and a lost connection `Connection`, a handshake over the connect timeout `Timeout`,
 //!   a bad URL, address or certificate file `Invalid`; the async-nats error is the `source`.
+//!
+//! # Streams
+//!
+//! A stream ([`PubSub::declare_stream`](pubsub_core::PubSub::declare_stream)) is a
+//! **JetStream stream** at the server, so the server must run with JetStream (`-js`);
+//! without it `declare_stream` fails with `Unsupported`.
+//!
+//! - **Where it is kept.** One JetStream stream per root, named `PUBSUB_<tag>_<root>` (the
+//!   root's 32-bit tag in hex, then the root with every character other than a letter, a digit
+//!   or `-` as `_`), capturing the root's subjects: file storage, one replica, limits
+//!   retention, `max_msgs` = `max_len`, `max_age` = `max_age`, discarding the oldest. Every
+//!   handle that declares the root finds the same stream; one that declares it with other
+//!   limits gets `Invalid` (so does a root overlapping another JetStream stream's subjects).
+//!   The stream is never deleted by the adapter: it outlives the handles and keeps its
+//!   history (and its disk) until its messages expire or someone deletes it (`nats stream rm`).
+//! - **Publishing** is unchanged: a core NATS publish, not acknowledged by JetStream. The
+//!   server stores whatever is published to the root's subjects, by this adapter or any other
+//!   client. A message the stream could not store (its disk full, say) is delivered to
+//!   nobody under the stream and not reported to the publisher.
+//! - **Positions** are JetStream's stream sequences (`Offset(0, seq)`); a stream's epoch is
+//!   its creation time at the server, so a stream deleted and created again gives a position
+//!   of its earlier life a reset gap.
+//! - **Live messages.** The stream re-publishes every message it stores (`RePublish`) to a
+//!   private subject, `_pubsub.rp.` followed by the original subject, with its sequence in a
+//!   header. Subscriptions under a stream declared on the handle take those copies instead of
+//!   the original subjects, so every live message carries its position; the `Nats-*`
+//!   headers JetStream adds are removed. A handle has **one NATS subscription per stream**
+//!   for them (to `_pubsub.rp.<root>`, while it has a subscription under the stream), read
+//!   by one task that hands each message to the subscriptions whose patterns match, in the
+//!   stream's order: a subscription to several patterns gets them in order too (through one
+//!   NATS subscription per pattern they would come through several tasks, out of order).
+//!   The cost: such a handle receives everything published under the root, and filters
+//!   locally; declare narrow roots for handles that follow a few topics of a busy stream.
+//!   Subjects under `_pubsub.rp.` are reserved: a plain subscription (`>`, say) never
+//!   delivers them.
+//! - **Reading the log** (a replay, a resume after an outage) is one `STREAM.INFO` request, an
+//!   ephemeral pull consumer (memory, no acks, starting at the wanted sequence or time), one
+//!   fetch of up to a batch of messages, and the consumer's deletion in the background (or
+//!   its expiry after 30 s idle). Subscriptions of a handle asking for the same read at the
+//!   same time share it: a thousand subscriptions resuming after an outage make a few reads,
+//!   not a thousand. A read under way when the connection drops fails at once and is retried
+//!   once the handle is up.
+//! - **Cost.** Each message under a stream is written to the stream's storage and sent once
+//!   more by the server (the re-published copy, to the subscribers under the stream). The
+//!   user needs permission to use JetStream's API (`$JS.API.>`) and to subscribe to
+//!   `_pubsub.rp.>`.
+//! - **A stream deleted and created again** (its epoch changes) is noticed by the next read
+//!   of its log, or live, when its sequences start again from 1: the subscriptions under it
+//!   get a reset gap, then the new stream's messages.
+//! - **Limits.** A stream has one replica: in a JetStream cluster its history is on one
+//!   server, and unavailable while that server is down. A permission revoked on
+//!   `_pubsub.rp.>` after subscribing leaves the subscriptions under the stream silent
+//!   (instead of ending them).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -71,6 +124,7 @@ mod driver;
 mod error;
 pub mod headers;
 mod permissions;
+mod stream;
 
 /// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
 #[cfg(feature = "fuzzing")]
