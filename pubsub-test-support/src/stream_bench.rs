@@ -168,3 +168,151 @@ where
     done.wait().await;
     restored.elapsed()
 }
+
+/// The raw client's side of the replay: reads the `n` messages held by the stream under
+/// `<prefix>.>` (as the adapter stored them) and returns the time it took.
+pub type RawReplay<'a> =
+    Box<dyn Fn(String, usize) -> futures::future::BoxFuture<'a, Duration> + 'a>;
+
+/// A handle behind a link the bench can cut and restore, for the mass resume.
+pub struct Cuttable<'a> {
+    /// The handle whose subscriptions resume.
+    pub handle: Hub,
+    /// Breaks its connection.
+    pub cut: Box<dyn Fn() + 'a>,
+    /// Mends it.
+    pub restore: Box<dyn Fn() + 'a>,
+}
+
+/// One backend's streams bench.
+pub struct Bench<'a> {
+    /// For the output (`Redis`, `NATS`…).
+    pub backend: &'static str,
+    /// Publishes (and subscribes, for the publish and replay rows).
+    pub publisher: Hub,
+    /// Subscribes for the latency row.
+    pub reader: Hub,
+    /// The raw client's replay, and what it is (`XRANGE COUNT 512`…).
+    pub raw_replay: (RawReplay<'a>, &'static str),
+    /// For the mass-resume row, where the backend has one.
+    pub cuttable: Option<Cuttable<'a>>,
+    /// Messages held for the replay row ([`REPLAY_HELD`] unless a test broker cannot serve so
+    /// many).
+    pub replay_held: usize,
+}
+
+/// Messages a stream holds for the replay row.
+pub const REPLAY_HELD: usize = 100_000;
+
+/// Runs every row of `bench` with `settings` and prints them: publish under a stream vs not
+/// (N = 20 000, 128 in flight), replay of [`Bench::replay_held`] vs the raw client, p50 latency under a
+/// stream vs not (2 000 messages, 1 per ms), and the mass resume (1 000 subscriptions × 1 000
+/// messages behind). `BENCH_QUICK=1` divides the volumes by ten (not the mass resume's).
+pub async fn run(bench: Bench<'_>, settings: &pubsub_bench::Settings) {
+    use pubsub_bench::{interleave_async, Side};
+    const WINDOW: usize = 128;
+    let n = settings.count(20_000, 10);
+    let held = settings.count(bench.replay_held, 10);
+    let latency_n = settings.count(2_000, 10);
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    let name = bench.backend;
+    let (ps, reader) = (&bench.publisher, &bench.reader);
+
+    let p = crate::unique_prefix("bench_stream");
+    for handle in [ps, reader] {
+        handle
+            .declare_stream(stream(&p, 10_000_000))
+            .await
+            .expect("declare");
+    }
+    let under = format!("{p}.t");
+    let plain = format!("{}.t", crate::unique_prefix("bench_plain"));
+    let publish = interleave_async(settings.rounds, |side| {
+        let topic = if side == Side::Adapter {
+            &under
+        } else {
+            &plain
+        };
+        publish_and_read(ps, topic, n, WINDOW)
+    })
+    .await;
+    println!(
+        "{name}: publish {n} x {SIZE} B, {WINDOW} in flight, read by 1 subscription (median of {} interleaved rounds)",
+        settings.rounds
+    );
+    println!(
+        "  under a stream : {:>10.0} msg/s",
+        rate(n, publish.ours_median())
+    );
+    println!(
+        "  no stream      : {:>10.0} msg/s",
+        rate(n, publish.base_median())
+    );
+    println!("  ratio stream/plain = {}", publish.ratio_cell());
+
+    let r = crate::unique_prefix("bench_replay");
+    ps.declare_stream(stream(&r, 10_000_000))
+        .await
+        .expect("declare");
+    fill(ps, &format!("{r}.t"), held, WINDOW).await;
+    let pattern = format!("{r}.>");
+    let (raw_replay, raw_what) = &bench.raw_replay;
+    let replay_timed = interleave_async(settings.rounds, |side| match side {
+        Side::Adapter => Box::pin(replay(ps, &pattern, held)) as futures::future::BoxFuture<'_, _>,
+        Side::Raw => raw_replay(r.clone(), held),
+    })
+    .await;
+    println!("{name}: replay of {held} x {SIZE} B from the start");
+    println!(
+        "  adapter (subscribe from start) : {:>10.0} msg/s",
+        rate(held, replay_timed.ours_median())
+    );
+    println!(
+        "  raw: {raw_what:<26}: {:>10.0} msg/s",
+        rate(held, replay_timed.base_median())
+    );
+    println!("  ratio adapter/raw = {}", replay_timed.ratio_cell());
+
+    let every = Duration::from_millis(1);
+    let latency = interleave_async(settings.rounds, |side| {
+        let topic = if side == Side::Adapter {
+            &under
+        } else {
+            &plain
+        };
+        latency_p50(ps, reader, topic, latency_n, every)
+    })
+    .await;
+    println!("{name}: live latency p50, {latency_n} messages at 1 per ms (median over rounds)");
+    println!("  under a stream : {:?}", latency.ours_median());
+    println!("  no stream      : {:?}", latency.base_median());
+    println!(
+        "  ratio stream/plain = {:.2}x",
+        latency.ours_median().as_secs_f64() / latency.base_median().as_secs_f64()
+    );
+
+    if let Some(cuttable) = &bench.cuttable {
+        let (subs, behind) = (1_000, 1_000);
+        let m = crate::unique_prefix("bench_mass");
+        for handle in [ps, &cuttable.handle] {
+            handle
+                .declare_stream(stream(&m, 10_000_000))
+                .await
+                .expect("declare");
+        }
+        let took = mass_resume(
+            &cuttable.handle,
+            ps,
+            &format!("{m}.t"),
+            subs,
+            behind,
+            || (cuttable.cut)(),
+            || (cuttable.restore)(),
+        )
+        .await;
+        println!(
+            "{name}: mass resume, {subs} subscriptions each {behind} messages behind after a cut"
+        );
+        println!("  all recovered {took:?} after the restore");
+    }
+}
