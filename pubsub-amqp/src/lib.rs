@@ -108,6 +108,7 @@ mod binding;
 mod config;
 mod driver;
 mod headers;
+mod stream;
 
 /// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
 #[cfg(feature = "fuzzing")]
