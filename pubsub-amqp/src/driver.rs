@@ -744,30 +744,19 @@ impl Driver for AmqpDriver {
 
     async fn declare_stream(&self, config: &StreamConfig) -> Result<()> {
         let s = &self.shared;
-        let stream = Arc::new(Stream::new(&s.config.exchange, config.clone()));
+        let queue = stream::queue_name(&s.config.exchange, config);
         let session = s.session()?;
-        // A conflicting declaration closes the channel it is made on: a channel of its own.
-        let declare = async {
-            let channel = session
-                .connection
-                .create_channel()
-                .await
-                .map_err(|e| lapin_error("opening a channel", e))?;
-            let declared = stream::declare(&channel, &s.exchange, &stream).await;
-            if channel.status().connected() {
-                let _ = channel.close(200, "OK".into()).await;
-            }
-            declared
-        };
+        let declare = stream::epoch::declare(&session.connection, &s.exchange, &queue, config);
         let limit = s.config.options.command_timeout;
-        match tokio::time::timeout(limit, declare).await {
+        let epoch = match tokio::time::timeout(limit, declare).await {
             Ok(declared) => declared?,
             Err(_) => {
                 return Err(Error::timeout(format!(
                     "declaring the stream queue: no answer from the broker within {limit:?}"
                 )))
             }
-        }
+        };
+        let stream = Arc::new(Stream::new(config.clone(), queue, epoch));
         s.streams.insert(stream);
         Ok(())
     }

@@ -38,6 +38,8 @@ use pubsub_core::{
 
 use crate::{binding, headers};
 
+pub(crate) mod epoch;
+
 /// Bytes budgeted per message when a stream's `max_len` is turned into `x-max-length-bytes`
 /// (RabbitMQ limits a stream by size, not count).
 pub(crate) const BYTES_PER_MESSAGE: u64 = 256;
@@ -61,6 +63,10 @@ const QUIET: Duration = Duration::from_millis(25);
 /// Before that end: how long a read waits for the next delivery before it gives up and
 /// returns what it has.
 const STALL: Duration = Duration::from_secs(1);
+
+/// How many times a read is tried when RabbitMQ starts its consumer past the entries asked
+/// for.
+const MISPLACED_ATTEMPTS: u32 = 4;
 
 /// The consumer argument that says where a stream consumer starts, and the header that says
 /// where each delivery stands.
@@ -94,11 +100,11 @@ struct Tail {
 }
 
 impl Stream {
-    pub(crate) fn new(exchange: &str, config: StreamConfig) -> Self {
-        let queue = queue_name(exchange, &config);
+    /// `config`'s stream, in `queue`, whose log's epoch is `epoch`.
+    pub(crate) fn new(config: StreamConfig, queue: ShortString, epoch: u64) -> Self {
         Stream {
             tag: config.tag(),
-            epoch: epoch_of(queue.as_str()),
+            epoch,
             queue,
             config,
             tail: Mutex::new(Tail::default()),
@@ -211,7 +217,15 @@ impl Streams {
 /// The stream queue of `stream` on `exchange`: `<exchange>.stream.<tag>.<root>`, cut to
 /// AMQP's 255 bytes (the tag keeps cut names apart).
 pub(crate) fn queue_name(exchange: &str, stream: &StreamConfig) -> ShortString {
-    let mut name = format!("{exchange}.stream.{:08x}.{}", stream.tag(), stream.root());
+    cut_name(format!(
+        "{exchange}.stream.{:08x}.{}",
+        stream.tag(),
+        stream.root()
+    ))
+}
+
+/// `name` cut to AMQP's 255 bytes.
+pub(crate) fn cut_name(mut name: String) -> ShortString {
     if name.len() > 255 {
         let mut cut = 255;
         while !name.is_char_boundary(cut) {
@@ -220,17 +234,6 @@ pub(crate) fn queue_name(exchange: &str, stream: &StreamConfig) -> ShortString {
         name.truncate(cut);
     }
     ShortString::from(name)
-}
-
-/// The epoch of a stream's positions: a hash of its queue's name (FNV-1a, 64 bits).
-///
-/// RabbitMQ gives a queue no identity that AMQP can read back, so a stream deleted and
-/// declared again keeps its epoch (see the crate docs); a position of another epoch is still
-/// told apart and given a reset gap.
-pub(crate) fn epoch_of(queue: &str) -> u64 {
-    queue.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// The arguments of the stream queue: its type, `x-max-age` from `max_age` (whole seconds,
@@ -321,18 +324,15 @@ fn message_of(delivery: &Delivery) -> Option<Message> {
 pub(crate) async fn declare(
     channel: &Channel,
     exchange: &ShortString,
-    stream: &Stream,
+    queue: &ShortString,
+    stream: &StreamConfig,
 ) -> Result<()> {
     let options = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
     };
     let declared = channel
-        .queue_declare(
-            stream.queue.clone(),
-            options,
-            queue_arguments(&stream.config),
-        )
+        .queue_declare(queue.clone(), options, queue_arguments(stream))
         .await;
     if let Err(error) = declared {
         if is_precondition_failed(&error) {
@@ -341,8 +341,8 @@ pub(crate) async fn declare(
                 format!(
                     "stream `{}`: its queue `{}` exists with other arguments (another max_len or \
                      max_age, or not a stream queue)",
-                    stream.config.root(),
-                    stream.queue
+                    stream.root(),
+                    queue
                 ),
             )
             .with_source(error));
@@ -354,9 +354,9 @@ pub(crate) async fn declare(
     }
     channel
         .queue_bind(
-            stream.queue.clone(),
+            queue.clone(),
             exchange.clone(),
-            binding::binding_key(stream.config.root()),
+            binding::binding_key(stream.root()),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
@@ -635,6 +635,12 @@ impl Drop for Landing<'_> {
 
 /// One read of the log: consumes as `plan` says until `limit` entries, or the end
 /// (`target`) and a quiet moment, or a stall.
+///
+/// A read after a position that finds its first entry further on than the next offset asks
+/// whether the log was trimmed past the position (a gap), and otherwise reads once more:
+/// RabbitMQ 3.10 can start a consumer past the newest chunk or two when they were written
+/// an instant before (not yet in the log's index), and a second read a moment later finds
+/// them; what is still skipped then is RabbitMQ's own entries (no loss).
 async fn read_log(
     stream: Arc<Stream>,
     reader: Channel,
@@ -655,27 +661,86 @@ async fn read_log(
     else {
         return Err(Error::new(ErrorKind::Backend, "nothing to read"));
     };
-    let mut read = LogRead {
-        epoch: stream.epoch,
-        entries: Vec::new(),
-        end: Offset(0, target.load(Ordering::Acquire)),
-        missed: None,
-    };
-    let mut consumer = consume(&reader, &stream.queue, offset)
-        .await
-        .map_err(fail)?;
+    let mut again = true;
+    let known = target.load(Ordering::Acquire);
+    let mut attempts = 0;
+    loop {
+        let batch = read_once(&landing, &reader, offset.clone(), expected, after, limit)
+            .await
+            .map_err(fail)?;
+        attempts += 1;
+        // Entries were there up to `known` when the read began, yet the consumer began
+        // after them: RabbitMQ placed it at the log's end (3.10 does, now and then, on a
+        // stream being written to). Read again.
+        let misplaced = expected && batch.first.is_none_or(|first| first > known + 1);
+        if misplaced && attempts < MISPLACED_ATTEMPTS {
+            tracing::debug!(queue = %stream.queue, known, first = batch.first, "a read began past the log's end; reading again");
+            tokio::time::sleep(QUIET * attempts).await;
+            continue;
+        }
+        let mut read = LogRead {
+            epoch: stream.epoch,
+            end: Offset(0, batch.last.max(target.load(Ordering::Acquire))),
+            entries: batch.entries,
+            missed: None,
+        };
+        let (Some(after), Some(first)) = (after, batch.first) else {
+            return Ok(read);
+        };
+        let Some(missed) = missed_between(after, first) else {
+            return Ok(read);
+        };
+        let held = first_held(&reader, &stream.queue)
+            .await
+            .map_err(fail)?
+            .unwrap_or(first);
+        if after.saturating_add(1) < held {
+            // Trimmed past the position.
+            read.missed = Some(Some(missed));
+            return Ok(read);
+        }
+        if !again {
+            return Ok(read);
+        }
+        again = false;
+        tracing::debug!(queue = %stream.queue, after, first, "a read skipped entries; reading again");
+        tokio::time::sleep(QUIET).await;
+    }
+}
+
+/// What one consumer of a read was given.
+struct Batch {
+    entries: Vec<(Offset, Message)>,
+    /// The first entry's position offset.
+    first: Option<u64>,
+    /// The last entry's.
+    last: u64,
+}
+
+async fn read_once(
+    landing: &Landing<'_>,
+    reader: &Channel,
+    offset: AMQPValue,
+    expected: bool,
+    after: Option<u64>,
+    limit: usize,
+) -> lapin::Result<Batch> {
+    let (stream, target) = (landing.stream, landing.target);
+    let mut consumer = consume(reader, &stream.queue, offset).await?;
     let mut wait = if expected { STALL } else { PROBE_WAIT };
-    let mut first = None;
-    let mut taken = 0;
-    let mut last = 0;
+    let mut batch = Batch {
+        entries: Vec::new(),
+        first: None,
+        last: 0,
+    };
     let mut ackers = Vec::with_capacity(limit.min(1024));
-    while taken < limit {
+    while batch.entries.len() < limit {
         let delivery = match tokio::time::timeout(wait, consumer.next()).await {
             Err(_) if wait == QUIET => {
                 // The end reached and nothing more: done, unless one who joined meanwhile
                 // wants more (checked as the read leaves, so that nobody joins it after).
                 let mut flights = stream.flights.lock();
-                if last < target.load(Ordering::Acquire) {
+                if batch.last < target.load(Ordering::Acquire) {
                     wait = STALL;
                     continue;
                 }
@@ -683,8 +748,8 @@ async fn read_log(
                 break;
             }
             Err(_) => break,
-            Ok(None) => return Err(fail(ended())),
-            Ok(Some(delivery)) => delivery.map_err(fail)?,
+            Ok(None) => return Err(ended()),
+            Ok(Some(delivery)) => delivery?,
         };
         // Acknowledged together at the end (the reader's prefetch exceeds a read's limit).
         ackers.push(delivery.acker.clone());
@@ -694,37 +759,22 @@ async fn read_log(
         if after.is_some_and(|after| at <= after) {
             continue;
         }
-        first.get_or_insert(at);
-        taken += 1;
-        last = last.max(at);
+        batch.first.get_or_insert(at);
+        batch.last = batch.last.max(at);
         wait = if at >= target.load(Ordering::Acquire) {
             QUIET
         } else {
             STALL
         };
         if let Some(message) = message_of(&delivery) {
-            read.entries.push((Offset(0, at), message));
+            batch.entries.push((Offset(0, at), message));
         }
     }
     landing.land(&mut stream.flights.lock());
     let acks = ackers.iter().map(|a| a.ack(BasicAckOptions::default()));
-    futures::future::try_join_all(acks).await.map_err(fail)?;
-    cancel(&reader, consumer).await.map_err(fail)?;
-    read.end.1 = read.end.1.max(target.load(Ordering::Acquire)).max(last);
-    if let (Some(after), Some(first)) = (after, first) {
-        if let Some(missed) = missed_between(after, first) {
-            // A skip is either RabbitMQ's own entries (no loss) or a trim: a trim when what
-            // was asked for is before what the log holds now.
-            let held = first_held(&reader, &stream.queue)
-                .await
-                .map_err(fail)?
-                .unwrap_or(first);
-            if after.saturating_add(1) < held {
-                read.missed = Some(Some(missed));
-            }
-        }
-    }
-    Ok(read)
+    futures::future::try_join_all(acks).await?;
+    cancel(reader, consumer).await?;
+    Ok(batch)
 }
 
 /// Acknowledgements of the live consumer: one `multiple` ack every so many deliveries or
@@ -801,12 +851,6 @@ mod tests {
     }
 
     #[test]
-    fn epochs_are_stable_per_queue() {
-        assert_eq!(epoch_of("a"), epoch_of("a"));
-        assert_ne!(epoch_of("a"), epoch_of("b"));
-    }
-
-    #[test]
     fn limits_are_sized_from_max_len_and_max_age() {
         assert_eq!(byte_limits(20), (5_120, 1_280));
         assert_eq!(byte_limits(1), (256, 1_024));
@@ -876,7 +920,7 @@ mod tests {
 
     #[test]
     fn the_end_is_known_only_while_attached() {
-        let stream = Stream::new("x", config("s.>"));
+        let stream = Stream::new(config("s.>"), "q".into(), 7);
         assert_eq!(stream.known().1, None);
         stream.learned(0, 5);
         assert_eq!(stream.known().1, None, "not attached");
