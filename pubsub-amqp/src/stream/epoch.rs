@@ -188,13 +188,10 @@ async fn recorded(
         let Some(at) = super::position_offset(&delivery) else {
             continue;
         };
-        match decode(&delivery.data) {
-            Some((epoch, of)) if of == queue.as_str() => {
-                if newest.is_none_or(|(known, _)| at > known) {
-                    newest = Some((at, epoch));
-                }
+        if let Some((epoch, of)) = decode(&delivery.data) {
+            if of == queue.as_str() && newest.is_none_or(|(known, _)| at > known) {
+                newest = Some((at, epoch));
             }
-            _ => {}
         }
     }
     channel

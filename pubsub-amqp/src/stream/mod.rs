@@ -841,7 +841,7 @@ mod tests {
             name.as_str(),
             format!("pubsub.stream.{:08x}.room.>", stream.tag())
         );
-        let long = config(&format!("{}.>", "a".repeat(300)));
+        let long = config(&format!("{}.>", vec!["abcdefgh"; 27].join(".")));
         let name = queue_name("pubsub", &long);
         assert_eq!(name.as_str().len(), 255);
         assert!(name
