@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deletes the stream queues the conformance and adapter tests leave on the local RabbitMQ
-# (`pubsub.stream.<tag>.t_…`: roots from pubsub_test_support's unique_prefix). A stream queue holds two files open at the broker for
-# as long as it exists, so a broker that ran the stream cases many times runs out of files.
+# (`pubsub.stream.<tag>.t_…`: roots from pubsub_test_support's unique_prefix). A stream
+# queue holds two files open at the broker for as long as it exists, so a broker that ran the
+# stream cases many times runs out of files.
 # Only those queues are touched; the registry of epochs (`pubsub.stream-epochs`) is left.
 #   usage: scripts/amqp-drop-test-streams.sh [--dry-run]
 set -euo pipefail
