@@ -60,10 +60,9 @@ pub(crate) fn plan(from: ReadFrom, end: u64, limit: usize) -> Plan {
             expected: true,
             after: None,
         },
-        // From the entry read last, not the one after it: RabbitMQ 3.10 can skip the chunk
-        // an offset at the very end of the log falls in (a consumer starting at the offset
-        // after its last entry starts with the chunk after the next). The entry itself is
-        // dropped by the read.
+        // From the entry read last, not the one after it (the read drops it), so that the
+        // consumer starts on an entry the log has, not at its very end, where RabbitMQ 3.10
+        // places consumers less reliably (see `read_log`).
         ReadFrom::After(after) => match first_after(after) {
             Some(first) if (first as u64) < end => Plan::Consume {
                 offset: AMQPValue::LongLongInt(first.saturating_sub(1)),
