@@ -48,6 +48,10 @@ start_nats() {
 
 start_amqp() {
   command -v rabbitmq-server >/dev/null || { log "FATAL: rabbitmq-server is not installed"; return 1; }
+  # Every stream queue holds two files open at the broker (its segment and index), and the
+  # stream cases leave theirs behind: with the usual 1024 files the broker runs out after some
+  # 450 streams (scripts/amqp-drop-test-streams.sh deletes them). Raised as far as allowed.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   rabbitmq-server -detached
 }
 

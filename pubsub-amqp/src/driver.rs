@@ -1,7 +1,7 @@
 //! [`AmqpDriver`]: the AMQP half of a handle (publish with confirms, bindings, the consumer,
 //! reconnects); the kit does the rest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -21,11 +21,27 @@ use lapin::{
     ExchangeKind,
 };
 use parking_lot::RwLock;
-use pubsub_core::adapter::{tls, Context, Driver, Inbound, LinkReporter, Tasks, Watchdog};
-use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, Topic};
+use pubsub_core::adapter::{
+    tls, Context, Driver, Inbound, LinkReporter, LogRead, ReadFrom, Tasks, Watchdog,
+};
+use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, StreamConfig, Topic};
 use tokio::sync::Notify;
 
+use crate::stream::{self, Stream, Streams};
 use crate::{binding, headers, AmqpConfig};
+
+/// Deliveries a read of a stream's log may have in flight (`basic.qos` of the reader
+/// channel): more than a read takes at once.
+const READ_PREFETCH: u16 = 600;
+
+/// The native filter of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Filter {
+    /// A binding of the handle's queue to the exchange.
+    Key(ShortString),
+    /// The live consumer of a stream queue (every pattern under a declared stream).
+    Stream(ShortString),
+}
 
 /// Where connections come from.
 pub(crate) enum Source {
@@ -57,7 +73,9 @@ struct Shared {
     /// Woken by an operation that found a channel closed.
     failed: Notify,
     watchdog: Arc<Watchdog>,
-    inbound: Inbound<ShortString>,
+    inbound: Inbound<Filter>,
+    /// The streams declared through this handle.
+    streams: Streams,
     link: LinkReporter,
     tasks: Tasks,
 }
@@ -69,6 +87,10 @@ struct Session {
     publisher: RwLock<Channel>,
     /// Channel for binding and unbinding; replaced when the broker closes it.
     binder: RwLock<Channel>,
+    /// Channel the reads of streams' logs consume on; replaced when the broker closes it.
+    reader: RwLock<Channel>,
+    /// The channel of each stream queue's live consumer.
+    lives: parking_lot::Mutex<HashMap<ShortString, Channel>>,
     /// The queue's channel: its consumer and acknowledgements. When it closes, the session
     /// is broken and the handle reconnects.
     channel: Channel,
@@ -81,6 +103,7 @@ struct Session {
 enum Spare {
     Publisher,
     Binder,
+    Reader,
 }
 
 impl Session {
@@ -93,8 +116,11 @@ impl Session {
             Source::App(_) => {
                 let publisher = self.publisher.read().clone();
                 let binder = self.binder.read().clone();
-                let _ = publisher.close(200, "OK".into()).await;
-                let _ = binder.close(200, "OK".into()).await;
+                let reader = self.reader.read().clone();
+                let lives: Vec<Channel> = self.lives.lock().drain().map(|(_, c)| c).collect();
+                for channel in [publisher, binder, reader].into_iter().chain(lives) {
+                    let _ = channel.close(200, "OK".into()).await;
+                }
                 self.channel.close(200, "OK".into()).await
             }
         }
@@ -109,6 +135,7 @@ impl Session {
         match which {
             Spare::Publisher => &self.publisher,
             Spare::Binder => &self.binder,
+            Spare::Reader => &self.reader,
         }
     }
 
@@ -122,10 +149,18 @@ impl Session {
             return Ok(());
         }
         let channel = self.connection.create_channel().await?;
-        if let Spare::Publisher = which {
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await?;
+        match which {
+            Spare::Publisher => {
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await?
+            }
+            Spare::Reader => {
+                channel
+                    .basic_qos(READ_PREFETCH, BasicQosOptions::default())
+                    .await?
+            }
+            Spare::Binder => {}
         }
         tracing::debug!(?which, "replaced an AMQP channel the broker closed");
         *slot.write() = channel;
@@ -139,7 +174,7 @@ impl AmqpDriver {
     pub(crate) async fn open(
         config: AmqpConfig,
         source: Source,
-        cx: Context<ShortString>,
+        cx: Context<Filter>,
     ) -> Result<AmqpDriver> {
         let queue = format!("pubsub.{:016x}", rand::random::<u64>());
         let shared = Arc::new(Shared {
@@ -154,6 +189,7 @@ impl AmqpDriver {
             session: RwLock::new(None),
             failed: Notify::new(),
             inbound: cx.inbound,
+            streams: Streams::default(),
             link: cx.supervisor.link(),
             tasks: cx.tasks.clone(),
         });
@@ -214,6 +250,10 @@ impl Shared {
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
             let binder = connection.create_channel().await?;
+            let reader = connection.create_channel().await?;
+            reader
+                .basic_qos(READ_PREFETCH, BasicQosOptions::default())
+                .await?;
             let channel = connection.create_channel().await?;
             let exchange = ExchangeDeclareOptions {
                 durable: self.config.durable_exchange,
@@ -304,10 +344,10 @@ impl Shared {
                     FieldTable::default(),
                 )
                 .await?;
-            Ok((publisher, binder, channel, consumer, drops))
+            Ok((publisher, binder, reader, channel, consumer, drops))
         };
         // On failure the channels (and our own connection) close as they are dropped.
-        let (publisher, binder, channel, consumer, drops) = bounded(
+        let (publisher, binder, reader, channel, consumer, drops) = bounded(
             self.config.options.command_timeout,
             "setting up the AMQP channels",
             setup,
@@ -319,6 +359,8 @@ impl Shared {
                 connection,
                 publisher: RwLock::new(publisher),
                 binder: RwLock::new(binder),
+                reader: RwLock::new(reader),
+                lives: parking_lot::Mutex::new(HashMap::new()),
                 channel,
                 repairing: tokio::sync::Mutex::new(()),
             }),
@@ -402,9 +444,128 @@ impl Shared {
             tracing::trace!(key = %delivery.routing_key, "ignoring a routing key that is not a valid topic");
             return;
         };
+        if self.streams.delivered_live(&topic) {
+            // The stream's live consumer delivers it, with its position.
+            return;
+        }
         let headers = headers::decode(delivery.properties.headers().as_ref());
         self.inbound
             .deliver(Message::with_headers(topic, delivery.data, headers));
+    }
+
+    /// Starts the live consumer of each stream queue in `queues` that has none in this
+    /// session (`x-stream-offset: next`, on a channel of its own, so that its `multiple`
+    /// acknowledgements are its own).
+    async fn attach_streams(self: &Arc<Self>, queues: &[ShortString]) -> Result<()> {
+        let session = self.session()?;
+        for queue in queues {
+            let Some(stream) = self.streams.by_queue(queue) else {
+                continue;
+            };
+            if session.lives.lock().contains_key(queue) {
+                continue;
+            }
+            let prefetch = self.config.prefetch;
+            let open = async {
+                let channel = session.connection.create_channel().await?;
+                channel
+                    .basic_qos(prefetch, BasicQosOptions::default())
+                    .await?;
+                let next = AMQPValue::LongString("next".into());
+                let consumer = stream::consume(&channel, queue, next).await?;
+                Ok((channel, consumer))
+            };
+            let timeout = self.config.options.command_timeout;
+            let (channel, consumer) = bounded(timeout, "consuming a stream queue", open).await?;
+            let generation = stream.attach();
+            session.lives.lock().insert(queue.clone(), channel.clone());
+            self.tasks.spawn(self.clone().follow(
+                session.clone(),
+                stream,
+                generation,
+                channel,
+                consumer,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs the live consumer of `stream`; when it ends without being stopped (its channel
+    /// closed by the broker, the queue deleted) while the session lives, closes the session
+    /// so that the handle reconnects: its stream subscriptions then read what they missed
+    /// from the log, and the consumer starts again.
+    async fn follow(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        stream: Arc<Stream>,
+        generation: u64,
+        channel: Channel,
+        consumer: Consumer,
+    ) {
+        let id = channel.id();
+        let inbound = self.inbound.clone();
+        let prefetch = self.config.prefetch;
+        stream::follow(
+            stream.clone(),
+            generation,
+            channel,
+            consumer,
+            prefetch,
+            |m| inbound.deliver(m),
+        )
+        .await;
+        stream.detach(generation);
+        let stopped = {
+            let mut lives = session.lives.lock();
+            match lives.get(&stream.queue) {
+                Some(channel) if channel.id() == id => {
+                    lives.remove(&stream.queue);
+                    false
+                }
+                _ => true,
+            }
+        };
+        if !stopped && !session.is_broken() {
+            tracing::warn!(queue = %stream.queue, "a stream queue's consumer ended; reconnecting");
+            let closing = session.channel.close(200, "OK".into());
+            let _ = tokio::time::timeout(self.config.options.command_timeout, closing).await;
+            self.failed.notify_one();
+        }
+    }
+
+    /// Stops the live consumers of `queues`.
+    async fn detach_streams(&self, queues: &[ShortString]) -> Result<()> {
+        let Ok(session) = self.session() else {
+            return Ok(());
+        };
+        for queue in queues {
+            let channel = session.lives.lock().remove(queue);
+            if let Some(channel) = channel {
+                let closing = channel.close(200, "OK".into());
+                let _ = tokio::time::timeout(self.config.options.command_timeout, closing).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds or removes `filters`: bindings of the handle's queue, and live consumers of
+    /// stream queues.
+    async fn apply(self: &Arc<Self>, filters: &[Filter], add: bool) -> Result<()> {
+        let (mut keys, mut queues) = (Vec::new(), Vec::new());
+        for filter in filters {
+            match filter {
+                Filter::Key(key) => keys.push(key.clone()),
+                Filter::Stream(queue) => queues.push(queue.clone()),
+            }
+        }
+        if !keys.is_empty() {
+            self.change(&keys, add).await?;
+        }
+        match (queues.is_empty(), add) {
+            (true, _) => Ok(()),
+            (false, true) => self.attach_streams(&queues).await,
+            (false, false) => self.detach_streams(&queues).await,
+        }
     }
 
     /// Binds or unbinds every key at once, then waits for the broker's answers.
@@ -469,7 +630,7 @@ const DROPS_QUEUE_LENGTH: i64 = 10_000;
 
 /// Counts what the handle's queue dropped (dead-lettered to its drops queue, with the original
 /// routing key) as gaps of the subscriptions matching each topic; ends with its session.
-async fn count_drops(mut drops: Consumer, inbound: Inbound<ShortString>) {
+async fn count_drops(mut drops: Consumer, inbound: Inbound<Filter>) {
     while let Some(Ok(delivery)) = drops.next().await {
         match Topic::new(delivery.routing_key.as_str()) {
             Ok(topic) => inbound.lost(&topic, 1),
@@ -524,7 +685,7 @@ impl fmt::Debug for AmqpDriver {
 
 #[async_trait]
 impl Driver for AmqpDriver {
-    type Filter = ShortString;
+    type Filter = Filter;
 
     const BACKEND: &'static str = "amqp";
 
@@ -532,8 +693,11 @@ impl Driver for AmqpDriver {
         self.shared.config.max_payload()
     }
 
-    fn native_filter(&self, pattern: &Pattern) -> Result<ShortString> {
-        Ok(binding::binding_key(pattern))
+    fn native_filter(&self, pattern: &Pattern) -> Result<Filter> {
+        if let Some(stream) = self.shared.streams.under(pattern) {
+            return Ok(Filter::Stream(stream.queue.clone()));
+        }
+        Ok(Filter::Key(binding::binding_key(pattern)))
     }
 
     async fn publish(&self, message: Message) -> Result<()> {
@@ -570,12 +734,53 @@ impl Driver for AmqpDriver {
         }
     }
 
-    async fn add_filters(&self, keys: &[ShortString]) -> Result<()> {
-        self.shared.change(keys, true).await
+    async fn add_filters(&self, filters: &[Filter]) -> Result<()> {
+        self.shared.apply(filters, true).await
     }
 
-    async fn remove_filters(&self, keys: &[ShortString]) -> Result<()> {
-        self.shared.change(keys, false).await
+    async fn remove_filters(&self, filters: &[Filter]) -> Result<()> {
+        self.shared.apply(filters, false).await
+    }
+
+    async fn declare_stream(&self, config: &StreamConfig) -> Result<()> {
+        let s = &self.shared;
+        let queue = stream::queue_name(&s.config.exchange, config);
+        let session = s.session()?;
+        let declare = stream::epoch::declare(&session.connection, &s.exchange, &queue, config);
+        let limit = s.config.options.command_timeout;
+        let epoch = match tokio::time::timeout(limit, declare).await {
+            Ok(declared) => declared?,
+            Err(_) => {
+                return Err(Error::timeout(format!(
+                    "declaring the stream queue: no answer from the broker within {limit:?}"
+                )))
+            }
+        };
+        let stream = Arc::new(Stream::new(config.clone(), queue, epoch));
+        s.streams.insert(stream);
+        Ok(())
+    }
+
+    async fn read_stream(
+        &self,
+        config: &StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<LogRead> {
+        let s = &self.shared;
+        let stream = s.streams.by_root(config.root()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Invalid,
+                format!("stream `{}` is not declared on this handle", config.root()),
+            )
+        })?;
+        let session = s.session()?;
+        let reader = session.reader.read().clone();
+        let read = stream::read(&stream, &reader, from, limit).await;
+        if read.is_err() && !reader.status().connected() {
+            s.recover(&session, Spare::Reader, reader.id()).await;
+        }
+        read
     }
 
     async fn close(&self) -> Result<()> {

@@ -63,6 +63,54 @@
 //! full subscription buffer. (The drops queue holds at most 10 000 dead letters; beyond that a
 //! drop goes uncounted.)
 //!
+//! # Streams
+//!
+//! A stream ([`PubSub::declare_stream`](pubsub_core::PubSub::declare_stream)) is a durable
+//! RabbitMQ stream queue (`x-queue-type: stream`) named `<exchange>.stream.<tag>.<root>`,
+//! bound to the exchange with the root's binding key: every message published under the root
+//! is appended to it, by whichever handle or foreign publisher. It lives at the broker, shared
+//! by every handle, across restarts, until someone deletes it (`rabbitmqctl delete_queue`);
+//! the adapter never deletes one.
+//!
+//! - **Limits.** `max_age` is `x-max-age` (whole seconds, rounded up). RabbitMQ limits a
+//!   stream by size, not count: `max_len` becomes `x-max-length-bytes` of `max_len × 256`
+//!   bytes, in segments of a quarter of that (`x-stream-max-segment-size-bytes`, at least
+//!   1 KiB, at most 500 MB). Retention drops whole segments, never the one being written, so
+//!   a stream keeps roughly `max_len` messages of about 256 bytes (fewer of larger ones, more
+//!   of smaller), give or take a segment; age is also applied per segment. A queue of that
+//!   name with other arguments (other limits, or not a stream) fails the declaration with
+//!   [`ErrorKind::Invalid`](pubsub_core::ErrorKind::Invalid).
+//! - **Positions.** A message's position is its stream offset (the `x-stream-offset` header
+//!   of its delivery) plus one. Offsets skip numbers (RabbitMQ keeps entries of its own in the
+//!   log, one per segment), so the count of a [`Gap::History`](pubsub_core::Gap::History)
+//!   (the difference of offsets) may count a few of those too; `last:N` may give a few fewer
+//!   than `N`; a start time is matched per chunk, to the second.
+//! - **Epoch.** AMQP cannot tell a queue from one deleted and declared again under the same
+//!   name, so the handle that creates a stream queue records a random epoch for it in one
+//!   registry stream per exchange (`<exchange>.stream-epochs`), where every handle that
+//!   declares the stream reads it. A position of another epoch (a stream deleted and
+//!   declared again) gives a reset gap. A handle learns the epoch when it declares the
+//!   stream; two handles creating the same stream at the same instant may each keep their own
+//!   (the last recorded wins for the handles after them).
+//! - **Live.** A handle's subscriptions under a stream share one consumer of the stream
+//!   queue (`x-stream-offset: next`, on a channel of its own, prefetch
+//!   [`AmqpConfig::prefetch`]) instead of a binding of the handle's queue; each message comes
+//!   with its position. A copy that also reaches the handle's queue through another binding
+//!   is dropped there: one copy per subscription. If that consumer ends under the handle (the
+//!   stream queue deleted), the handle reconnects.
+//! - **History.** The log is read by short-lived consumers on a reader channel of the
+//!   handle (prefetch 600): one starts at the offset wanted, takes up to a batch, and is
+//!   cancelled. AMQP has no end-of-stream signal: the end is what the live consumer saw last,
+//!   or the last chunk a consumer from `last` is given (up to 150 ms on an empty stream).
+//!   Reads of the same start under way at once share one consumer, so a thousand
+//!   subscriptions resuming after an outage cost one read. RabbitMQ 3.10 now and then starts a
+//!   consumer at the end of a stream being written to instead of where it was asked to; a
+//!   read notices (its first entry is past the end it knew) and reads again.
+//! - **Cost.** Every stream queue is a process at the broker holding two files open (its
+//!   segment and index), and every read under way two more: the broker's open-files limit
+//!   bounds how many streams it holds (a broker limited to 1 024 files holds some 450).
+//!   Each read is a `basic.consume`/`basic.cancel` round trip on top of the messages.
+//!
 //! # Connection loss
 //!
 //! When the connection or the consumer's channel fails (the consumer stream ends, or an
@@ -108,6 +156,7 @@ mod binding;
 mod config;
 mod driver;
 mod headers;
+mod stream;
 
 /// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).
 #[cfg(feature = "fuzzing")]

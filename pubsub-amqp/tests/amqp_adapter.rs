@@ -326,3 +326,77 @@ async fn tls_against_a_plain_port_is_a_typed_error() {
         .unwrap_err();
     assert!(err.is_temporary(), "{err:?}");
 }
+
+/// The stream queue of `stream` on the default exchange (the adapter's naming).
+fn stream_queue(stream: &pubsub_core::StreamConfig) -> String {
+    format!("pubsub.stream.{:08x}.{}", stream.tag(), stream.root())
+}
+
+/// A stream subscription's next delivery, within a while.
+async fn delivery(sub: &mut pubsub_core::Subscription) -> pubsub_core::Delivery {
+    tokio::time::timeout(Duration::from_secs(10), sub.recv_delivery())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("the subscription is open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_append_foreign_messages_refuse_conflicts_and_tell_a_new_life_apart() {
+    use pubsub_core::{Delivery, ErrorKind, Gap, StartAt, StreamConfig, SubscribeOptions};
+    let p = unique_prefix("amqp_stream");
+    let root: pubsub_core::Pattern = format!("{p}.>").parse().unwrap();
+    let stream = StreamConfig::new(root.clone()).with_max_len(1_000);
+    let (_conn, channel) = raw().await;
+    let ps = handle(config()).await;
+    ps.declare_stream(stream.clone()).await.unwrap();
+
+    // A foreign publisher's message is in the log, with a position.
+    raw_publish(&channel, &format!("{p}.t"), b"foreign", None).await;
+    let from_start = SubscribeOptions::default().starting_at(StartAt::Start);
+    let mut sub = ps
+        .subscribe_all(vec![root.clone()], from_start.clone())
+        .await
+        .unwrap();
+    let Delivery::Message(first) = delivery(&mut sub).await else {
+        panic!("a message first");
+    };
+    assert_eq!(&first.payload()[..], b"foreign");
+    let position = *first.position().expect("a position");
+    drop(sub);
+
+    // Other limits, on another handle: the broker refuses the queue's arguments.
+    let other = handle(config()).await;
+    let conflict = other
+        .declare_stream(StreamConfig::new(root.clone()).with_max_len(5))
+        .await
+        .expect_err("other limits");
+    assert_eq!(conflict.kind(), ErrorKind::Invalid, "{conflict}");
+
+    // Deleted and declared again: a position of its first life is a reset.
+    channel
+        .queue_delete(stream_queue(&stream).as_str().into(), Default::default())
+        .await
+        .unwrap();
+    let again = handle(config()).await;
+    again.declare_stream(stream.clone()).await.unwrap();
+    publish(&again, &format!("{p}.t"), "second life").await;
+    let after = SubscribeOptions::default().starting_at(StartAt::After(position));
+    let mut resumed = again.subscribe_all(vec![root], after).await.unwrap();
+    match delivery(&mut resumed).await {
+        Delivery::Gap(Gap::History { reset: true, .. }) => {}
+        other => panic!("expected a reset gap, got {other:?}"),
+    }
+    let Delivery::Message(m) = delivery(&mut resumed).await else {
+        panic!("the new log's message");
+    };
+    assert_eq!(&m.payload()[..], b"second life");
+    assert_ne!(m.position().unwrap().epoch(), position.epoch());
+
+    for h in [&ps, &other, &again] {
+        h.close().await.unwrap();
+    }
+    channel
+        .queue_delete(stream_queue(&stream).as_str().into(), Default::default())
+        .await
+        .unwrap();
+}

@@ -1,0 +1,457 @@
+//! Reading a stream's log: short-lived consumers on the reader channel, the end of the log
+//! (known from the live consumer or probed), and reads under way shared by those who ask for
+//! the same.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
+use lapin::options::{BasicAckOptions, BasicCancelOptions};
+use lapin::types::{AMQPValue, ShortString};
+use lapin::{Channel, Consumer};
+use pubsub_core::adapter::{LogRead, ReadFrom};
+use pubsub_core::{Error, ErrorKind, Message, Offset, Result};
+
+use super::layout::{first_after, missed_between};
+use super::{consume, message_of, position_offset, Stream};
+
+/// How long a probe waits for the last chunk (an empty stream gives none).
+const PROBE_WAIT: Duration = Duration::from_millis(150);
+
+/// After the end known when a read began: how long it waits for more before it stops.
+const QUIET: Duration = Duration::from_millis(25);
+
+/// Before that end: how long a read waits for the next delivery before it gives up and
+/// returns what it has.
+const STALL: Duration = Duration::from_secs(1);
+
+/// How many times a read is tried when RabbitMQ starts its consumer past the entries asked
+/// for.
+const MISPLACED_ATTEMPTS: u32 = 4;
+
+/// Where a read starts, and what it expects.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Plan {
+    /// Nothing to read: the answer is the end alone.
+    Nothing,
+    /// Consume from `offset` until the end known (`until`, a position offset) or `limit`.
+    Consume {
+        offset: AMQPValue,
+        /// Whether something is known to be there (then the first delivery is waited for
+        /// longer).
+        expected: bool,
+        /// For `After`: the position offset read after, to count what was trimmed.
+        after: Option<u64>,
+    },
+}
+
+/// The read of `from` on a log whose end is the position offset `end`.
+pub(crate) fn plan(from: ReadFrom, end: u64, limit: usize) -> Plan {
+    if limit == 0 {
+        return Plan::Nothing;
+    }
+    match from {
+        ReadFrom::End => Plan::Nothing,
+        ReadFrom::Start if end == 0 => Plan::Nothing,
+        ReadFrom::Start => Plan::Consume {
+            offset: AMQPValue::LongString("first".into()),
+            expected: true,
+            after: None,
+        },
+        // From the entry read last, not the one after it (the read drops it), so that the
+        // consumer starts on an entry the log has, not at its very end, where RabbitMQ 3.10
+        // places consumers less reliably (see `read_log`).
+        ReadFrom::After(after) => match first_after(after) {
+            Some(first) if (first as u64) < end => Plan::Consume {
+                offset: AMQPValue::LongLongInt(first.saturating_sub(1)),
+                expected: true,
+                after: Some(after.1),
+            },
+            _ => Plan::Nothing,
+        },
+        ReadFrom::Last(0) => Plan::Nothing,
+        ReadFrom::Last(_) if end == 0 => Plan::Nothing,
+        ReadFrom::Last(n) => {
+            // The n-th last entry, were offsets dense (they skip RabbitMQ's own entries, so
+            // this may give fewer than n).
+            let first = end.saturating_sub(n);
+            Plan::Consume {
+                offset: AMQPValue::LongLongInt(i64::try_from(first).unwrap_or(i64::MAX)),
+                expected: true,
+                after: None,
+            }
+        }
+        ReadFrom::Time(time) => {
+            let seconds = time
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            Plan::Consume {
+                offset: AMQPValue::Timestamp(seconds),
+                expected: false,
+                after: None,
+            }
+        }
+    }
+}
+
+/// The end of `stream`'s log (a position offset, 0 when empty): known while the live
+/// consumer runs, else probed (one probe at a time per stream).
+pub(crate) async fn end_of(stream: &Stream, reader: &Channel) -> lapin::Result<u64> {
+    if let (_, Some(end)) = stream.known() {
+        return Ok(end);
+    }
+    let _one = stream.probing.lock().await;
+    let (generation, known) = stream.known();
+    if let Some(end) = known {
+        return Ok(end);
+    }
+    let end = probe(reader, &stream.queue).await?;
+    stream.learned(generation, end);
+    Ok(stream.known().1.unwrap_or(end))
+}
+
+/// The end of the log at `queue` (a position offset, 0 when empty): the last offset of the
+/// last chunk, which a consumer from `last` is given at once.
+async fn probe(reader: &Channel, queue: &ShortString) -> lapin::Result<u64> {
+    let mut consumer = consume(reader, queue, AMQPValue::LongString("last".into())).await?;
+    let mut end = 0;
+    let mut wait = PROBE_WAIT;
+    // A consumer from `last` goes on with what is appended after: on a busy stream it
+    // never falls quiet, so the probe ends at the latest this long after its first delivery.
+    let mut deadline = None;
+    loop {
+        let now = match deadline {
+            Some(deadline) => wait.min(deadline - tokio::time::Instant::now().min(deadline)),
+            None => wait,
+        };
+        let Ok(next) = tokio::time::timeout(now, consumer.next()).await else {
+            break;
+        };
+        let delivery = match next {
+            Some(delivery) => delivery?,
+            None => return Err(ended()),
+        };
+        if let Some(offset) = position_offset(&delivery) {
+            end = end.max(offset);
+        }
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        deadline.get_or_insert_with(|| tokio::time::Instant::now() + PROBE_WAIT);
+        wait = QUIET;
+    }
+    cancel(reader, consumer).await?;
+    Ok(end)
+}
+
+/// The first offset the log holds (a position offset), or `None` when nothing came.
+async fn first_held(reader: &Channel, queue: &ShortString) -> lapin::Result<Option<u64>> {
+    let mut consumer = consume(reader, queue, AMQPValue::LongString("first".into())).await?;
+    let first = match tokio::time::timeout(STALL, consumer.next()).await {
+        Ok(Some(delivery)) => {
+            let delivery = delivery?;
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            position_offset(&delivery)
+        }
+        Ok(None) => return Err(ended()),
+        Err(_) => None,
+    };
+    cancel(reader, consumer).await?;
+    Ok(first)
+}
+
+/// Cancels a read's consumer and acknowledges what it was still given.
+async fn cancel(reader: &Channel, mut consumer: Consumer) -> lapin::Result<()> {
+    reader
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await?;
+    while let Some(Some(Ok(delivery))) = consumer.next().now_or_never() {
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+    }
+    Ok(())
+}
+
+fn ended() -> lapin::Error {
+    lapin::Error::from(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "the stream consumer ended",
+    ))
+}
+
+/// Reads at most `limit` entries of `stream`'s log from `from` on the reader channel.
+///
+/// Reads of the same start and limit under way at once share one consumer (a thousand
+/// subscriptions resuming after an outage from the same position cost one read): a read
+/// that joins raises the end the shared one reads to.
+pub(crate) async fn read(
+    stream: &Arc<Stream>,
+    reader: &Channel,
+    from: ReadFrom,
+    limit: usize,
+) -> Result<LogRead> {
+    let end = end_of(stream, reader)
+        .await
+        .map_err(|e| crate::driver::lapin_error("finding the end of a stream's log", e))?;
+    let plan = plan(from, end, limit);
+    if plan == Plan::Nothing {
+        return Ok(LogRead {
+            epoch: stream.epoch,
+            entries: Vec::new(),
+            end: Offset(0, end),
+            missed: None,
+        });
+    }
+    let shared = {
+        let mut flights = stream.flights.lock();
+        match flights.iter().find(|f| f.from == from && f.limit == limit) {
+            Some(flight) => {
+                flight.target.fetch_max(end, Ordering::AcqRel);
+                flight.result.clone()
+            }
+            None => {
+                let target = Arc::new(AtomicU64::new(end));
+                let task = tokio::spawn(read_log(
+                    stream.clone(),
+                    reader.clone(),
+                    plan,
+                    limit,
+                    target.clone(),
+                ));
+                let result = async move {
+                    task.await.unwrap_or_else(|_| {
+                        Err(Error::new(ErrorKind::Backend, "a stream read was stopped"))
+                    })
+                }
+                .boxed()
+                .shared();
+                flights.push(Flight {
+                    from,
+                    limit,
+                    target,
+                    result: result.clone(),
+                });
+                result
+            }
+        }
+    };
+    shared.await
+}
+
+/// A read under way, which others may join.
+pub(crate) struct Flight {
+    from: ReadFrom,
+    limit: usize,
+    /// The end (a position offset) the read goes on to, raised by those who join.
+    target: Arc<AtomicU64>,
+    result: Shared<BoxFuture<'static, Result<LogRead>>>,
+}
+
+impl std::fmt::Debug for Flight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flight")
+            .field("from", &self.from)
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+/// Takes a read out of the streams's reads under way when it ends, however it ends.
+struct Landing<'a> {
+    stream: &'a Stream,
+    target: &'a Arc<AtomicU64>,
+}
+
+impl Landing<'_> {
+    fn land(&self, flights: &mut Vec<Flight>) {
+        flights.retain(|f| !Arc::ptr_eq(&f.target, self.target));
+    }
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.land(&mut self.stream.flights.lock());
+    }
+}
+
+/// One read of the log: consumes as `plan` says until `limit` entries, or the end
+/// (`target`) and a quiet moment, or a stall.
+///
+/// A read after a position that finds its first entry further on than the next offset asks
+/// whether the log was trimmed past the position (a gap), and otherwise reads once more:
+/// RabbitMQ 3.10 can start a consumer past the newest chunk or two when they were written
+/// an instant before (not yet in the log's index), and a second read a moment later finds
+/// them; what is still skipped then is RabbitMQ's own entries (no loss).
+async fn read_log(
+    stream: Arc<Stream>,
+    reader: Channel,
+    plan: Plan,
+    limit: usize,
+    target: Arc<AtomicU64>,
+) -> Result<LogRead> {
+    let landing = Landing {
+        stream: &stream,
+        target: &target,
+    };
+    let fail = |e| crate::driver::lapin_error("reading a stream's log", e);
+    let Plan::Consume {
+        offset,
+        expected,
+        after,
+    } = plan
+    else {
+        return Err(Error::new(ErrorKind::Backend, "nothing to read"));
+    };
+    let mut again = true;
+    let known = target.load(Ordering::Acquire);
+    let mut attempts = 0;
+    loop {
+        let batch = read_once(&landing, &reader, offset.clone(), expected, after, limit)
+            .await
+            .map_err(fail)?;
+        attempts += 1;
+        // Entries were there up to `known` when the read began, yet the consumer began
+        // after them: RabbitMQ placed it at the log's end (3.10 does, now and then, on a
+        // stream being written to). Read again.
+        let misplaced = expected && batch.first.is_none_or(|first| first > known + 1);
+        if misplaced && attempts < MISPLACED_ATTEMPTS {
+            tracing::debug!(queue = %stream.queue, known, first = batch.first, "a read began past the log's end; reading again");
+            tokio::time::sleep(QUIET * attempts).await;
+            continue;
+        }
+        let mut read = LogRead {
+            epoch: stream.epoch,
+            end: Offset(0, batch.last.max(target.load(Ordering::Acquire))),
+            entries: batch.entries,
+            missed: None,
+        };
+        let (Some(after), Some(first)) = (after, batch.first) else {
+            return Ok(read);
+        };
+        let Some(missed) = missed_between(after, first) else {
+            return Ok(read);
+        };
+        let held = first_held(&reader, &stream.queue)
+            .await
+            .map_err(fail)?
+            .unwrap_or(first);
+        if after.saturating_add(1) < held {
+            // Trimmed past the position.
+            read.missed = Some(Some(missed));
+            return Ok(read);
+        }
+        if !again {
+            return Ok(read);
+        }
+        again = false;
+        tracing::debug!(queue = %stream.queue, after, first, "a read skipped entries; reading again");
+        tokio::time::sleep(QUIET).await;
+    }
+}
+
+/// What one consumer of a read was given.
+struct Batch {
+    entries: Vec<(Offset, Message)>,
+    /// The first entry's position offset.
+    first: Option<u64>,
+    /// The last entry's.
+    last: u64,
+}
+
+async fn read_once(
+    landing: &Landing<'_>,
+    reader: &Channel,
+    offset: AMQPValue,
+    expected: bool,
+    after: Option<u64>,
+    limit: usize,
+) -> lapin::Result<Batch> {
+    let (stream, target) = (landing.stream, landing.target);
+    let mut consumer = consume(reader, &stream.queue, offset).await?;
+    let mut wait = if expected { STALL } else { PROBE_WAIT };
+    let mut batch = Batch {
+        entries: Vec::new(),
+        first: None,
+        last: 0,
+    };
+    let mut ackers = Vec::with_capacity(limit.min(1024));
+    while batch.entries.len() < limit {
+        let delivery = match tokio::time::timeout(wait, consumer.next()).await {
+            Err(_) if wait == QUIET => {
+                // The end reached and nothing more: done, unless one who joined meanwhile
+                // wants more (checked as the read leaves, so that nobody joins it after).
+                let mut flights = stream.flights.lock();
+                if batch.last < target.load(Ordering::Acquire) {
+                    wait = STALL;
+                    continue;
+                }
+                landing.land(&mut flights);
+                break;
+            }
+            Err(_) => break,
+            Ok(None) => return Err(ended()),
+            Ok(Some(delivery)) => delivery?,
+        };
+        // Acknowledged together at the end (the reader's prefetch exceeds a read's limit).
+        ackers.push(delivery.acker.clone());
+        let Some(at) = position_offset(&delivery) else {
+            continue;
+        };
+        if after.is_some_and(|after| at <= after) {
+            continue;
+        }
+        batch.first.get_or_insert(at);
+        batch.last = batch.last.max(at);
+        wait = if at >= target.load(Ordering::Acquire) {
+            QUIET
+        } else {
+            STALL
+        };
+        if let Some(message) = message_of(&delivery) {
+            batch.entries.push((Offset(0, at), message));
+        }
+    }
+    landing.land(&mut stream.flights.lock());
+    let acks = ackers.iter().map(|a| a.ack(BasicAckOptions::default()));
+    futures::future::try_join_all(acks).await?;
+    cancel(reader, consumer).await?;
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_reads() {
+        assert_eq!(plan(ReadFrom::End, 10, 5), Plan::Nothing);
+        assert_eq!(plan(ReadFrom::Start, 0, 5), Plan::Nothing);
+        assert_eq!(plan(ReadFrom::Start, 3, 0), Plan::Nothing);
+        assert!(matches!(plan(ReadFrom::Start, 3, 5), Plan::Consume { .. }));
+        // After the end, or beyond any offset: nothing to read, no consumer.
+        assert_eq!(plan(ReadFrom::After(Offset(0, 10)), 10, 5), Plan::Nothing);
+        assert_eq!(plan(ReadFrom::After(Offset(0, 99)), 10, 5), Plan::Nothing);
+        assert_eq!(
+            plan(ReadFrom::After(Offset(u64::MAX, u64::MAX)), 10, 5),
+            Plan::Nothing
+        );
+        assert_eq!(
+            plan(ReadFrom::After(Offset(0, 4)), 10, 5),
+            Plan::Consume {
+                offset: AMQPValue::LongLongInt(3),
+                expected: true,
+                after: Some(4),
+            }
+        );
+        match plan(ReadFrom::Last(3), 10, 5) {
+            Plan::Consume { offset, .. } => assert_eq!(offset, AMQPValue::LongLongInt(7)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(plan(ReadFrom::Last(3), 0, 5), Plan::Nothing);
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(42);
+        match plan(ReadFrom::Time(time), 10, 5) {
+            Plan::Consume { offset, .. } => assert_eq!(offset, AMQPValue::Timestamp(42)),
+            other => panic!("{other:?}"),
+        }
+    }
+}
