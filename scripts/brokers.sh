@@ -48,11 +48,18 @@ start_nats() {
 
 start_amqp() {
   command -v rabbitmq-server >/dev/null || { log "FATAL: rabbitmq-server is not installed"; return 1; }
-  # Every stream queue holds two files open at the broker (its segment and index), and the
-  # stream cases leave theirs behind: with the usual 1024 files the broker runs out after some
-  # 450 streams (scripts/amqp-drop-test-streams.sh deletes them). Raised as far as allowed.
+  # Every stream queue holds two files open at the broker (its segment and index): with the
+  # usual 1024 files the broker runs out after some 450 streams (scripts/test.sh deletes the
+  # ones the tests leave, with scripts/amqp-drop-test-streams.sh). The limit is raised as far
+  # as allowed; Debian's wrapper starts the node through `su`, whose PAM session would reset
+  # it, so as root the node is started as the rabbitmq user directly.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-  rabbitmq-server -detached
+  if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1 && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    (cd /var/lib/rabbitmq && HOME=/var/lib/rabbitmq setpriv --reuid=rabbitmq --regid=rabbitmq \
+      --init-groups /usr/lib/rabbitmq/bin/rabbitmq-server -detached)
+  else
+    rabbitmq-server -detached
+  fi
 }
 
 # Headless Chromium and chromedriver for the gateway's browser test (not a broker, but a tool

@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 
 # chromium: the gateway's browser test drives headless Chromium through chromedriver.
 bash scripts/brokers.sh redis nats amqp kafka chromium
+# Stream queues the tests left on RabbitMQ (each holds broker files open for as long as it
+# exists).
+bash scripts/amqp-drop-test-streams.sh
 # The official socket.io client (Node + npm package) the socketio-chat tests drive.
 bash scripts/socketio-client.sh
 # The security tests (pubsub/tests/security) start their own redis-server, nats-server and
