@@ -106,11 +106,7 @@ fn main() {
                 Box::new(|prefix, n| Box::pin(raw_replay(&connection, prefix, n))),
                 "lapin stream consumer",
             ),
-            cuttable: Some(Cuttable {
-                handle: cut,
-                cut: Box::new(|| proxy.cut()),
-                restore: Box::new(|| proxy.restore()),
-            }),
+            cuttable: Some(Cuttable::through(cut, &proxy)),
             replay_held: stream_bench::REPLAY_HELD,
         };
         stream_bench::run(bench, &settings).await;

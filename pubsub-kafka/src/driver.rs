@@ -112,7 +112,7 @@ impl KafkaDriver {
             .map_err(|e| kafka_error("creating the admin client", e))?;
         let producer = Arc::new(new_producer(&config, &context)?);
         let shared = Arc::new(Shared {
-            key: rand_u64().to_be_bytes(),
+            key: pubsub_core::adapter::random_u64().to_be_bytes(),
             producer: RwLock::new(producer.clone()),
             consumer: Arc::new(consumer),
             probe: Mutex::new(None),
@@ -174,14 +174,17 @@ impl KafkaDriver {
 /// A consumer with a group id of its own that never commits, assigned by hand.
 pub(crate) fn new_consumer(config: &KafkaConfig, context: &LinkContext) -> Result<Client> {
     let mut c = config.base();
-    c.set("group.id", format!("pubsub-{:016x}", rand_u64()))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", millis(config.fetch_wait).to_string())
-        .set("fetch.error.backoff.ms", "10")
-        .set("allow.auto.create.topics", "false");
+    c.set(
+        "group.id",
+        format!("pubsub-{:016x}", pubsub_core::adapter::random_u64()),
+    )
+    .set("enable.auto.commit", "false")
+    .set("enable.auto.offset.store", "false")
+    .set("enable.partition.eof", "false")
+    .set("auto.offset.reset", "earliest")
+    .set("fetch.wait.max.ms", millis(config.fetch_wait).to_string())
+    .set("fetch.error.backoff.ms", "10")
+    .set("allow.auto.create.topics", "false");
     config
         .finish(c)
         .create_with_context(context.clone())
@@ -207,17 +210,6 @@ fn new_producer(
         .finish(c)
         .create_with_context(context.clone())
         .map_err(|e| kafka_error("creating the producer", e))
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
 
 /// Runs a blocking librdkafka call off the runtime.

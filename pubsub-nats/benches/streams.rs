@@ -83,11 +83,7 @@ fn main() {
                 Box::new(|prefix, n| Box::pin(raw_replay(&js, prefix, n))),
                 "JetStream ordered consumer",
             ),
-            cuttable: Some(Cuttable {
-                handle: cut,
-                cut: Box::new(|| proxy.cut()),
-                restore: Box::new(|| proxy.restore()),
-            }),
+            cuttable: Some(Cuttable::through(cut, &proxy)),
             replay_held: stream_bench::REPLAY_HELD,
         };
         stream_bench::run(bench, &settings).await;

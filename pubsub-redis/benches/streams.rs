@@ -94,11 +94,7 @@ fn main() {
                 }),
                 "fred XRANGE COUNT 512",
             ),
-            cuttable: Some(Cuttable {
-                handle: cut,
-                cut: Box::new(|| proxy.cut()),
-                restore: Box::new(|| proxy.restore()),
-            }),
+            cuttable: Some(Cuttable::through(cut, &proxy)),
             replay_held: stream_bench::REPLAY_HELD,
         };
         stream_bench::run(bench, &settings).await;

@@ -40,14 +40,7 @@ pub async fn publish_and_read(hub: &Hub, topic: &str, n: usize, window: usize) -
         }
     });
     let start = Instant::now();
-    futures::stream::iter(0..n as u64)
-        .map(|seq| hub.publish(message(&topic, seq)))
-        .buffered(window)
-        .for_each(|r| {
-            r.expect("publish");
-            futures::future::ready(())
-        })
-        .await;
+    fill(hub, topic.as_str(), n, window).await;
     reader.await.expect("reader");
     start.elapsed()
 }
@@ -182,6 +175,17 @@ pub struct Cuttable<'a> {
     pub cut: Box<dyn Fn() + 'a>,
     /// Mends it.
     pub restore: Box<dyn Fn() + 'a>,
+}
+
+impl<'a> Cuttable<'a> {
+    /// `handle`, connected through `proxy`: the proxy's cut and restore.
+    pub fn through(handle: Hub, proxy: &'a crate::proxy::TcpProxy) -> Self {
+        Cuttable {
+            handle,
+            cut: Box::new(|| proxy.cut()),
+            restore: Box::new(|| proxy.restore()),
+        }
+    }
 }
 
 /// One backend's streams bench.

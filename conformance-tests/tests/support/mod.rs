@@ -14,13 +14,7 @@ pub fn redis(url: String) -> Foreign {
         let url = url.clone();
         async move {
             use fred::prelude::{ClientLike, PubsubInterface};
-            let config = fred::types::config::Config::from_url(&redis_native_url(&url))
-                .map_err(|e| Error::connection("fred config", e))?;
-            let client = fred::clients::Client::new(config, None, None, None);
-            client
-                .init()
-                .await
-                .map_err(|e| Error::connection("fred connect", e))?;
+            let client = fred_client(&url).await?;
             let sent: std::result::Result<i64, _> = client.publish(m.topic, m.payload).await;
             let _ = client.quit().await;
             sent.map(|_| ())
@@ -33,13 +27,7 @@ pub fn redis(url: String) -> Foreign {
 /// restart without persistence would lose them.
 pub async fn redis_lose_history(url: String, root: String) -> Result<(), Error> {
     use fred::prelude::{ClientLike, KeysInterface};
-    let config = fred::types::config::Config::from_url(&redis_native_url(&url))
-        .map_err(|e| Error::connection("fred config", e))?;
-    let client = fred::clients::Client::new(config, None, None, None);
-    client
-        .init()
-        .await
-        .map_err(|e| Error::connection("fred connect", e))?;
+    let client = fred_client(&url).await?;
     let keys = vec![
         format!("pubsub:{{{root}}}:log"),
         format!("pubsub:{{{root}}}:meta"),
@@ -54,6 +42,19 @@ pub async fn redis_lose_history(url: String, root: String) -> Result<(), Error> 
         )),
         Err(e) => Err(Error::connection("fred del", e)),
     }
+}
+
+/// A connected fred client of the Redis (or Redis Cluster) at `url`.
+async fn fred_client(url: &str) -> Result<fred::clients::Client, Error> {
+    use fred::prelude::ClientLike;
+    let config = fred::types::config::Config::from_url(&redis_native_url(url))
+        .map_err(|e| Error::connection("fred config", e))?;
+    let client = fred::clients::Client::new(config, None, None, None);
+    client
+        .init()
+        .await
+        .map_err(|e| Error::connection("fred connect", e))?;
+    Ok(client)
 }
 
 /// fred's own URL form for ours: `redis://a:1,b:2` (a cluster) is

@@ -27,6 +27,7 @@ pub mod encoded_word;
 mod filter_readers;
 pub mod headerless;
 mod polled_state;
+mod random;
 mod reader;
 mod refusals;
 pub(crate) mod stream_log;
@@ -45,6 +46,7 @@ pub use crate::router::{Inbound, PatternTrie};
 pub use driver::{Driver, FiltersInUse};
 pub use filter_readers::FilterReaders;
 pub use polled_state::watch_polled;
+pub use random::random_u64;
 pub use reader::drain_broadcast;
 pub use refusals::Refusals;
 pub use stream_log::{

@@ -1,7 +1,6 @@
 //! [`Ring`]: the memory backend's log of one stream, bounded by count and age.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::time::SystemTime;
 
 use crate::adapter::{LogRead, ReadFrom};
@@ -21,7 +20,7 @@ impl Ring {
     pub fn new(config: StreamConfig) -> Self {
         Ring {
             config,
-            epoch: fresh_epoch(),
+            epoch: crate::adapter::random_u64(),
             next: 1,
             entries: VecDeque::new(),
         }
@@ -87,19 +86,6 @@ impl Ring {
             missed,
         }
     }
-}
-
-/// An epoch no other ring of this process had (random, from the standard library's hasher
-/// keys, and the clock).
-fn fresh_epoch() -> u64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    hasher.finish()
 }
 
 #[cfg(test)]

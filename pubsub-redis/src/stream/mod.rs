@@ -69,7 +69,7 @@ impl Streams {
             table: StreamTable::new(),
             append: Script::from_lua(scripts::APPEND),
             read: Script::from_lua(scripts::READ),
-            seed: random_seed(),
+            seed: pubsub_core::adapter::random_u64(),
             next: AtomicU64::new(0),
         }
     }
@@ -482,19 +482,6 @@ fn parse_entry(entry: Value, topics: &mut TopicMemo) -> Option<(Offset, Message)
     };
     let message = live_message(topic, frame);
     Some((offset, message))
-}
-
-/// A seed for epoch candidates: the standard library's random hasher keys and the clock.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    hasher.finish()
 }
 
 /// SplitMix64: spreads consecutive inputs over the whole range.
