@@ -184,9 +184,10 @@ pub mod fuzzing {
         }
     }
 
-    /// The message a payload received on `topic` carries (envelope or foreign bytes).
+    /// The message a payload received on `topic` carries (envelope or foreign bytes), with
+    /// its stream position when its envelope has one (as the subscriber connections read it).
     pub fn unframe(topic: Topic, payload: Bytes) -> Message {
-        pubsub_core::adapter::headerless::from_payload(topic, payload, false)
+        crate::stream::live_message(topic, payload)
     }
 }
 

@@ -134,6 +134,15 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Any header value or entry id: parsed or refused, never a panic.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,40}", digits in "[0-9a-f-]{0,40}") {
+            let _ = parse_header(&text);
+            let _ = parse_header(&digits);
+            let _ = parse_id(&text);
+            let _ = parse_id(&digits);
+        }
+
         #[test]
         fn any_frame_splices_into_a_decodable_one(
             payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
