@@ -50,6 +50,10 @@ struct Reader {
     consumer: Option<Arc<Client>>,
     last: Option<Cached>,
     end: Option<KnownEnd>,
+    /// While the consumer stays assigned after a full batch: the offset it delivers next.
+    /// A read that starts there goes on without assigning again, so a replay read batch
+    /// after batch is one continuous fetch.
+    next: Option<i64>,
 }
 
 struct Cached {
@@ -106,13 +110,14 @@ impl StreamTopic {
             }
         };
         let this = self.clone();
-        let known = reader.end;
-        let (read, end) = tokio::task::spawn_blocking(move || {
-            read_blocking(&consumer, &this, from, limit, timeout, known)
+        let (known, next) = (reader.end, reader.next.take());
+        let (read, end, next) = tokio::task::spawn_blocking(move || {
+            read_blocking(&consumer, &this, from, limit, timeout, known, next)
         })
         .await
         .map_err(|e| Error::new(ErrorKind::Backend, "reading a stream failed").with_source(e))??;
         reader.end = end;
+        reader.next = next;
         reader.last = Some(Cached {
             from,
             limit,
@@ -284,8 +289,12 @@ pub(crate) struct KnownEnd {
 }
 
 /// Reads at most `limit` entries of `stream` from `from` with `consumer` (assigned to the
-/// stream's partition for the read, unassigned after), knowing the end `known` (see
-/// [`KnownEnd`]); returns the end known after it too. Blocking.
+/// stream's partition for the read), knowing the end `known` (see [`KnownEnd`]); returns the
+/// end known after it too, and where the consumer stands when it stays assigned. Blocking.
+///
+/// After a full batch the consumer stays assigned (`next`: the offset it delivers next), so
+/// that the next batch of a replay goes on from what it fetched already; after a short one (the
+/// end of the log) or an error it is unassigned.
 ///
 /// The read goes on until it has `limit` entries or has seen the record at the reported high
 /// watermark's offset minus one and everything that came in the same fetch: on Tansu, which
@@ -297,17 +306,41 @@ fn read_blocking(
     limit: usize,
     timeout: Duration,
     known: Option<KnownEnd>,
-) -> Result<(LogRead, Option<KnownEnd>)> {
+    next: Option<i64>,
+) -> Result<(LogRead, Option<KnownEnd>, Option<i64>)> {
+    let outcome = read_assigned(consumer, stream, from, limit, timeout, known, next);
+    if !matches!(outcome, Ok((_, _, Some(_)))) {
+        consumer
+            .unassign()
+            .map_err(|e| kafka_error("unassigning a stream's reader", e))?;
+    }
+    outcome
+}
+
+/// [`read_blocking`], leaving the consumer assigned; the caller unassigns it unless a
+/// position to go on from is returned.
+fn read_assigned(
+    consumer: &Client,
+    stream: &StreamTopic,
+    from: ReadFrom,
+    limit: usize,
+    timeout: Duration,
+    known: Option<KnownEnd>,
+    next: Option<i64>,
+) -> Result<(LogRead, Option<KnownEnd>, Option<i64>)> {
     let name = &*stream.name;
     let (low, high) = consumer
         .fetch_watermarks(name, 0, timeout)
         .map_err(|e| kafka_error("reading a stream's watermarks", e))?;
     let bounds = Bounds { low, high };
     let mut known = known.filter(|k| k.high == high);
+    let probed = std::cell::Cell::new(false);
     let real_end = |known: &mut Option<KnownEnd>| -> Result<i64> {
         if let Some(k) = known {
             return Ok(k.end);
         }
+        // The probe assigns the consumer elsewhere: where it stood is lost.
+        probed.set(true);
         let end = log_end(consumer, name, 0, timeout, timeout)?;
         *known = Some(KnownEnd { high, end });
         Ok(end)
@@ -322,9 +355,9 @@ fn read_blocking(
     let (start, missed) = match stream::plan(&stream.config, from, bounds) {
         Plan::Nothing if from == ReadFrom::End => {
             let end = real_end(&mut known)?;
-            return Ok((read(end, None, Vec::new()), known));
+            return Ok((read(end, None, Vec::new()), known, None));
         }
-        Plan::Nothing => return Ok((read(high, None, Vec::new()), known)),
+        Plan::Nothing => return Ok((read(high, None, Vec::new()), known, None)),
         Plan::From { offset, missed } => (offset, missed),
         Plan::Last(n) => {
             let end = real_end(&mut known)?;
@@ -338,26 +371,30 @@ fn read_blocking(
     if let Some(k) = known {
         if start >= k.end {
             if matches!(from, ReadFrom::After(_)) && start > k.end {
-                return Ok((recreated(stream, k.end), known));
+                return Ok((recreated(stream, k.end), known, None));
             }
             // At the end already: nothing to fetch.
-            return Ok((read(k.end, missed, Vec::new()), known));
+            return Ok((read(k.end, missed, Vec::new()), known, None));
         }
     }
     if limit == 0 || high <= low {
         if matches!(from, ReadFrom::After(_)) && start > high {
-            return Ok((recreated(stream, high), known));
+            return Ok((recreated(stream, high), known, None));
         }
-        return Ok((read(high, missed, Vec::new()), known));
+        return Ok((read(high, missed, Vec::new()), known, None));
     }
     // The last batch's first record (the last record where the watermark is right).
     let target = high - 1;
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(name, 0, rdkafka::Offset::Offset(start.min(target)))
-        .map_err(|e| kafka_error("assigning a stream's reader", e))?;
-    consumer
-        .assign(&list)
-        .map_err(|e| kafka_error("assigning a stream's reader", e))?;
+    let first = start.min(target);
+    if next != Some(first) || probed.get() {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(name, 0, rdkafka::Offset::Offset(first))
+            .map_err(|e| kafka_error("assigning a stream's reader", e))?;
+        consumer
+            .assign(&list)
+            .map_err(|e| kafka_error("assigning a stream's reader", e))?;
+    }
+    let mut last = None;
     let mut entries = Vec::new();
     let mut end = high;
     let mut reached = false;
@@ -377,6 +414,7 @@ fn read_blocking(
                 let offset = rdkafka::Message::offset(&record);
                 end = end.max(offset + 1);
                 reached |= offset >= target;
+                last = Some(offset);
                 if offset < start {
                     continue;
                 }
@@ -403,9 +441,6 @@ fn read_blocking(
             None => {}
         }
     }
-    consumer
-        .unassign()
-        .map_err(|e| kafka_error("unassigning a stream's reader", e))?;
     if !reached && entries.is_empty() {
         return Err(Error::timeout(format!(
             "reading stream `{}`: no record within {:?}",
@@ -417,10 +452,14 @@ fn read_blocking(
         // The whole last batch was read: where the log ends is known.
         known = Some(KnownEnd { high, end });
         if matches!(from, ReadFrom::After(_)) && start > end {
-            return Ok((recreated(stream, end), known));
+            return Ok((recreated(stream, end), known, None));
         }
     }
-    Ok((read(end, missed, entries), known))
+    // A full batch short of the end: the next read most likely starts right after it.
+    let keep = (entries.len() >= limit && !drained)
+        .then(|| last.map(|offset| offset + 1))
+        .flatten();
+    Ok((read(end, missed, entries), known, keep))
 }
 
 /// The answer to a read after a position beyond the log's real end: the log was deleted and
