@@ -50,10 +50,21 @@ struct Reader {
     consumer: Option<Arc<Client>>,
     last: Option<Cached>,
     end: Option<KnownEnd>,
-    /// While the consumer stays assigned after a full batch: the offset it delivers next.
-    /// A read that starts there goes on without assigning again, so a replay read batch
-    /// after batch is one continuous fetch.
-    next: Option<i64>,
+    /// While the consumer stays assigned after a full batch: where it stands. A read that
+    /// starts there goes on without assigning again, so a replay read batch after batch is
+    /// one continuous fetch.
+    next: Option<Continue>,
+}
+
+/// Where a reader left after a full batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Continue {
+    /// The offset the consumer delivers next.
+    offset: i64,
+    /// The watermarks of that read: a read that goes on reuses them instead of asking the
+    /// broker again (entries appended since are in the live buffer, or come with the next
+    /// read after a short batch).
+    bounds: Bounds,
 }
 
 struct Cached {
@@ -306,8 +317,8 @@ fn read_blocking(
     limit: usize,
     timeout: Duration,
     known: Option<KnownEnd>,
-    next: Option<i64>,
-) -> Result<(LogRead, Option<KnownEnd>, Option<i64>)> {
+    next: Option<Continue>,
+) -> Result<(LogRead, Option<KnownEnd>, Option<Continue>)> {
     let outcome = read_assigned(consumer, stream, from, limit, timeout, known, next);
     if !matches!(outcome, Ok((_, _, Some(_)))) {
         consumer
@@ -326,12 +337,16 @@ fn read_assigned(
     limit: usize,
     timeout: Duration,
     known: Option<KnownEnd>,
-    next: Option<i64>,
-) -> Result<(LogRead, Option<KnownEnd>, Option<i64>)> {
+    next: Option<Continue>,
+) -> Result<(LogRead, Option<KnownEnd>, Option<Continue>)> {
     let name = &*stream.name;
-    let (low, high) = consumer
-        .fetch_watermarks(name, 0, timeout)
-        .map_err(|e| kafka_error("reading a stream's watermarks", e))?;
+    let goes_on = next.filter(|c| from == ReadFrom::After(stream::position_offset(c.offset - 1)));
+    let (low, high) = match goes_on {
+        Some(c) => (c.bounds.low, c.bounds.high),
+        None => consumer
+            .fetch_watermarks(name, 0, timeout)
+            .map_err(|e| kafka_error("reading a stream's watermarks", e))?,
+    };
     let bounds = Bounds { low, high };
     let mut known = known.filter(|k| k.high == high);
     let probed = std::cell::Cell::new(false);
@@ -386,7 +401,7 @@ fn read_assigned(
     // The last batch's first record (the last record where the watermark is right).
     let target = high - 1;
     let first = start.min(target);
-    if next != Some(first) || probed.get() {
+    if goes_on.map(|c| c.offset) != Some(first) || probed.get() {
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(name, 0, rdkafka::Offset::Offset(first))
             .map_err(|e| kafka_error("assigning a stream's reader", e))?;
@@ -457,7 +472,12 @@ fn read_assigned(
     }
     // A full batch short of the end: the next read most likely starts right after it.
     let keep = (entries.len() >= limit && !drained)
-        .then(|| last.map(|offset| offset + 1))
+        .then(|| {
+            last.map(|offset| Continue {
+                offset: offset + 1,
+                bounds,
+            })
+        })
         .flatten();
     Ok((read(end, missed, entries), known, keep))
 }
