@@ -21,6 +21,9 @@ use tokio::sync::Notify;
 #[derive(Clone, Debug)]
 pub struct Exchange {
     tx: broadcast::Sender<Message>,
+    /// Messages sent so far; held while sending, so that a handle's reader can tell when it
+    /// has seen everything sent before a given moment.
+    sent: Arc<std::sync::Mutex<u64>>,
 }
 
 impl Exchange {
@@ -28,13 +31,33 @@ impl Exchange {
     pub fn new(capacity: usize) -> Self {
         Exchange {
             tx: broadcast::Sender::new(capacity.max(1)),
+            sent: Arc::default(),
         }
+    }
+
+    /// Sends `message` and counts it, as one step.
+    fn put(&self, message: Message) {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        *sent += 1;
+        // No receiver is not an error for a broadcast broker.
+        let _ = self.tx.send(message);
+    }
+
+    /// How many messages were sent so far.
+    fn sent(&self) -> u64 {
+        *self.sent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new reader of the exchange, and how many messages were sent before it (it sees
+    /// every later one).
+    fn reader(&self) -> (broadcast::Receiver<Message>, u64) {
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        (self.tx.subscribe(), *sent)
     }
 
     /// Sends a message into the exchange as another client would (every handle gets it).
     pub fn send(&self, message: Message) {
-        // No receiver is not an error for a broadcast broker.
-        let _ = self.tx.send(message);
+        self.put(message);
     }
 
     /// Connects a handle, and returns the [`Wire`] a test can cut.
@@ -46,14 +69,20 @@ impl Exchange {
             let link = cx.supervisor.link();
             link.up();
             *line.0.reporter.lock().await = Some(link);
-            let reader = read(exchange.tx.subscribe(), cx.inbound, line.clone());
-            cx.tasks.spawn(reader);
+            let (rx, before) = exchange.reader();
+            let seen = Arc::new(Seen {
+                count: std::sync::atomic::AtomicU64::new(before),
+                moved: Notify::new(),
+            });
+            cx.tasks
+                .spawn(read(rx, cx.inbound, line.clone(), seen.clone()));
             if !cx.options.heartbeat.is_zero() {
                 cx.tasks
                     .spawn(notice_silence(line.clone(), cx.options.heartbeat * 3));
             }
             Ok(ExchangeDriver {
                 exchange,
+                seen,
                 wire: line,
                 publish_timeout: cx.options.publish_timeout,
                 command_timeout: cx.options.command_timeout,
@@ -160,12 +189,50 @@ async fn notice_silence(wire: Wire, silence: Duration) {
     }
 }
 
-async fn read(mut rx: broadcast::Receiver<Message>, inbound: Inbound<Pattern>, wire: Wire) {
+/// How far a handle's reader has read the exchange: messages sent before the handle connected
+/// count as read.
+#[derive(Debug)]
+struct Seen {
+    count: std::sync::atomic::AtomicU64,
+    moved: Notify,
+}
+
+impl Seen {
+    fn advance(&self, by: u64) {
+        self.count.fetch_add(by, Ordering::SeqCst);
+        self.moved.notify_waiters();
+    }
+
+    /// Waits until `target` messages were read.
+    async fn reach(&self, target: u64) {
+        loop {
+            let moved = self.moved.notified();
+            if self.count.load(Ordering::SeqCst) >= target {
+                return;
+            }
+            moved.await;
+        }
+    }
+}
+
+async fn read(
+    mut rx: broadcast::Receiver<Message>,
+    inbound: Inbound<Pattern>,
+    wire: Wire,
+    seen: Arc<Seen>,
+) {
     loop {
         match rx.recv().await {
-            Ok(message) if wire.is_up() => inbound.deliver(message),
-            Ok(_) => {}
-            Err(RecvError::Lagged(lost)) => inbound.record_lost(lost),
+            Ok(message) => {
+                if wire.is_up() {
+                    inbound.deliver(message);
+                }
+                seen.advance(1);
+            }
+            Err(RecvError::Lagged(lost)) => {
+                inbound.record_lost(lost);
+                seen.advance(lost);
+            }
             Err(RecvError::Closed) => return,
         }
     }
@@ -176,6 +243,8 @@ async fn read(mut rx: broadcast::Receiver<Message>, inbound: Inbound<Pattern>, w
 #[derive(Debug)]
 pub struct ExchangeDriver {
     exchange: Exchange,
+    /// How far this handle's reader has read.
+    seen: Arc<Seen>,
     wire: Wire,
     publish_timeout: Duration,
     command_timeout: Duration,
@@ -196,13 +265,19 @@ impl Driver for ExchangeDriver {
 
     async fn publish(&self, message: Message) -> Result<()> {
         self.wire.carried(self.publish_timeout).await?;
-        // No receiver is not an error for a broadcast broker.
-        let _ = self.exchange.tx.send(message);
+        self.exchange.put(message);
         Ok(())
     }
 
     async fn add_filters(&self, _filters: &[Pattern]) -> Result<()> {
-        self.wire.carried(self.command_timeout).await
+        self.wire.carried(self.command_timeout).await?;
+        // What was sent before the subscription is read first (and goes nowhere new), as a
+        // broker confirms a subscribe after the messages it sent before it: the subscription
+        // sees only what is sent after it.
+        let sent = self.exchange.sent();
+        tokio::time::timeout(self.command_timeout, self.seen.reach(sent))
+            .await
+            .map_err(|_| Error::timeout("the reader did not catch up with the exchange"))
     }
 
     async fn remove_filters(&self, _filters: &[Pattern]) -> Result<()> {
