@@ -400,3 +400,62 @@ async fn streams_append_foreign_messages_refuse_conflicts_and_tell_a_new_life_ap
         .await
         .unwrap();
 }
+
+/// A subscription under a stream that is written to without pause (a message every
+/// millisecond, on another topic of the stream) goes live: each message published after it
+/// arrives within 50 ms, five times in a row. (Its replay reads of the log once went on for
+/// as long as the stream was written to, a batch of 512 at a time, so that what it received
+/// came a batch late: a quarter of a second on average.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_subscription_goes_live_while_the_stream_is_busy() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+    let p = unique_prefix("amqp_stream_busy");
+    let stream =
+        pubsub_core::StreamConfig::new(format!("{p}.>").parse().unwrap()).with_max_len(1_000_000);
+    let publisher = handle(config()).await;
+    let reader = handle(config()).await;
+    for h in [&publisher, &reader] {
+        h.declare_stream(stream.clone()).await.unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = tokio::spawn({
+        let (publisher, stop, topic) = (publisher.clone(), stop.clone(), format!("{p}.busy"));
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                publish(&publisher, &topic, "busy").await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let probe = format!("{p}.probe");
+    let mut sub = subscribe(&reader, &probe).await;
+    // Whatever its start takes (finding the log's end on a busy stream, a first read).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut took = Vec::new();
+    for i in 0..5u32 {
+        let sent = Instant::now();
+        publish(&publisher, &probe, i.to_string()).await;
+        let m = next(&mut sub, "a probe").await;
+        took.push(sent.elapsed());
+        assert_eq!(&m.payload()[..], i.to_string().as_bytes());
+        tokio::time::sleep(Duration::from_millis(97)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    busy.await.unwrap();
+    for h in [&publisher, &reader] {
+        h.close().await.unwrap();
+    }
+    let (_conn, channel) = raw().await;
+    channel
+        .queue_delete(stream_queue(&stream).as_str().into(), Default::default())
+        .await
+        .unwrap();
+    assert!(
+        took.iter().all(|t| *t < Duration::from_millis(50)),
+        "publish to receipt under a busy stream: {took:?}"
+    );
+}

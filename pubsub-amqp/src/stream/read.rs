@@ -20,7 +20,7 @@ use super::{consume, message_of, position_offset, Stream};
 /// How long a probe waits for the last chunk (an empty stream gives none).
 const PROBE_WAIT: Duration = Duration::from_millis(150);
 
-/// After the end known when a read began: how long it waits for more before it stops.
+/// How long a probe waits for more of the last chunk, and a read before it is made again.
 const QUIET: Duration = Duration::from_millis(25);
 
 /// Before that end: how long a read waits for the next delivery before it gives up and
@@ -377,17 +377,6 @@ async fn read_once(
     let mut ackers = Vec::with_capacity(limit.min(1024));
     while batch.entries.len() < limit {
         let delivery = match tokio::time::timeout(wait, consumer.next()).await {
-            Err(_) if wait == QUIET => {
-                // The end reached and nothing more: done, unless one who joined meanwhile
-                // wants more (checked as the read leaves, so that nobody joins it after).
-                let mut flights = stream.flights.lock();
-                if batch.last < target.load(Ordering::Acquire) {
-                    wait = STALL;
-                    continue;
-                }
-                landing.land(&mut flights);
-                break;
-            }
             Err(_) => break,
             Ok(None) => return Err(ended()),
             Ok(Some(delivery)) => delivery?,
@@ -402,13 +391,21 @@ async fn read_once(
         }
         batch.first.get_or_insert(at);
         batch.last = batch.last.max(at);
-        wait = if at >= target.load(Ordering::Acquire) {
-            QUIET
-        } else {
-            STALL
-        };
+        wait = STALL;
         if let Some(message) = message_of(&delivery) {
             batch.entries.push((Offset(0, at), message));
+        }
+        // The end reached: done, not waiting for more (on a stream written to without
+        // pause that wait never ends, and the subscription would get everything a batch
+        // late instead of live: what comes after the end is the live consumer's), unless
+        // one who joined meanwhile wants more (checked as the read leaves, so that nobody
+        // joins it after).
+        if at >= target.load(Ordering::Acquire) {
+            let mut flights = stream.flights.lock();
+            if batch.last >= target.load(Ordering::Acquire) {
+                landing.land(&mut flights);
+                break;
+            }
         }
     }
     landing.land(&mut stream.flights.lock());
