@@ -108,14 +108,22 @@ pub(crate) async fn end_of(stream: &Stream, reader: &Channel) -> lapin::Result<u
     if let Some(end) = known {
         return Ok(end);
     }
-    let end = probe(reader, &stream.queue).await?;
+    // Once the live consumer has seen the log's end, that end will do: all that comes after
+    // it is the live consumer's.
+    let live = || matches!(stream.known(), (g, Some(_)) if g == generation);
+    let end = probe(reader, &stream.queue, live).await?;
     stream.learned(generation, end);
     Ok(stream.known().1.unwrap_or(end))
 }
 
 /// The end of the log at `queue` (a position offset, 0 when empty): the last offset of the
-/// last chunk, which a consumer from `last` is given at once.
-async fn probe(reader: &Channel, queue: &ShortString) -> lapin::Result<u64> {
+/// last chunk, which a consumer from `last` is given at once; or what it has seen when `known`
+/// says that the end is known otherwise.
+async fn probe(
+    reader: &Channel,
+    queue: &ShortString,
+    known: impl Fn() -> bool,
+) -> lapin::Result<u64> {
     let mut consumer = consume(reader, queue, AMQPValue::LongString("last".into())).await?;
     let mut end = 0;
     let mut wait = PROBE_WAIT;
@@ -138,6 +146,9 @@ async fn probe(reader: &Channel, queue: &ShortString) -> lapin::Result<u64> {
             end = end.max(offset);
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
+        if known() {
+            break;
+        }
         deadline.get_or_insert_with(|| tokio::time::Instant::now() + PROBE_WAIT);
         wait = QUIET;
     }
