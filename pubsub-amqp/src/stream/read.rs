@@ -20,7 +20,7 @@ use super::{consume, message_of, position_offset, Stream};
 /// How long a probe waits for the last chunk (an empty stream gives none).
 const PROBE_WAIT: Duration = Duration::from_millis(150);
 
-/// After the end known when a read began: how long it waits for more before it stops.
+/// How long a probe waits for more of the last chunk, and a read before it is made again.
 const QUIET: Duration = Duration::from_millis(25);
 
 /// Before that end: how long a read waits for the next delivery before it gives up and
@@ -108,14 +108,22 @@ pub(crate) async fn end_of(stream: &Stream, reader: &Channel) -> lapin::Result<u
     if let Some(end) = known {
         return Ok(end);
     }
-    let end = probe(reader, &stream.queue).await?;
+    // Once the live consumer has seen the log's end, that end will do: all that comes after
+    // it is the live consumer's.
+    let live = || matches!(stream.known(), (g, Some(_)) if g == generation);
+    let end = probe(reader, &stream.queue, live).await?;
     stream.learned(generation, end);
     Ok(stream.known().1.unwrap_or(end))
 }
 
 /// The end of the log at `queue` (a position offset, 0 when empty): the last offset of the
-/// last chunk, which a consumer from `last` is given at once.
-async fn probe(reader: &Channel, queue: &ShortString) -> lapin::Result<u64> {
+/// last chunk, which a consumer from `last` is given at once; or what it has seen when `known`
+/// says that the end is known otherwise.
+async fn probe(
+    reader: &Channel,
+    queue: &ShortString,
+    known: impl Fn() -> bool,
+) -> lapin::Result<u64> {
     let mut consumer = consume(reader, queue, AMQPValue::LongString("last".into())).await?;
     let mut end = 0;
     let mut wait = PROBE_WAIT;
@@ -138,6 +146,9 @@ async fn probe(reader: &Channel, queue: &ShortString) -> lapin::Result<u64> {
             end = end.max(offset);
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
+        if known() {
+            break;
+        }
         deadline.get_or_insert_with(|| tokio::time::Instant::now() + PROBE_WAIT);
         wait = QUIET;
     }
@@ -377,17 +388,6 @@ async fn read_once(
     let mut ackers = Vec::with_capacity(limit.min(1024));
     while batch.entries.len() < limit {
         let delivery = match tokio::time::timeout(wait, consumer.next()).await {
-            Err(_) if wait == QUIET => {
-                // The end reached and nothing more: done, unless one who joined meanwhile
-                // wants more (checked as the read leaves, so that nobody joins it after).
-                let mut flights = stream.flights.lock();
-                if batch.last < target.load(Ordering::Acquire) {
-                    wait = STALL;
-                    continue;
-                }
-                landing.land(&mut flights);
-                break;
-            }
             Err(_) => break,
             Ok(None) => return Err(ended()),
             Ok(Some(delivery)) => delivery?,
@@ -402,13 +402,21 @@ async fn read_once(
         }
         batch.first.get_or_insert(at);
         batch.last = batch.last.max(at);
-        wait = if at >= target.load(Ordering::Acquire) {
-            QUIET
-        } else {
-            STALL
-        };
+        wait = STALL;
         if let Some(message) = message_of(&delivery) {
             batch.entries.push((Offset(0, at), message));
+        }
+        // The end reached: done, not waiting for more (on a stream written to without
+        // pause that wait never ends, and the subscription would get everything a batch
+        // late instead of live: what comes after the end is the live consumer's), unless
+        // one who joined meanwhile wants more (checked as the read leaves, so that nobody
+        // joins it after).
+        if at >= target.load(Ordering::Acquire) {
+            let mut flights = stream.flights.lock();
+            if batch.last >= target.load(Ordering::Acquire) {
+                landing.land(&mut flights);
+                break;
+            }
         }
     }
     landing.land(&mut stream.flights.lock());
