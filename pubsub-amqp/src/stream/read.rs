@@ -1,6 +1,6 @@
-//! Reading a stream's log: short-lived consumers on the reader channel, the end of the log
-//! (known from the live consumer or probed), and reads under way shared by those who ask for
-//! the same.
+//! Reading a stream's log: consumers on the reader channel (the one of a full batch kept for
+//! the read that goes on from it), the end of the log (known from the live consumer or
+//! probed), and reads under way shared by those who ask for the same.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,6 +26,9 @@ const QUIET: Duration = Duration::from_millis(25);
 /// Before that end: how long a read waits for the next delivery before it gives up and
 /// returns what it has.
 const STALL: Duration = Duration::from_secs(1);
+
+/// How long the consumer of a full batch is kept for a read that goes on from it.
+const KEPT_IDLE: Duration = Duration::from_secs(2);
 
 /// How many times a read is tried when RabbitMQ starts its consumer past the entries asked
 /// for.
@@ -161,6 +164,77 @@ async fn first_held(reader: &Channel, queue: &ShortString) -> lapin::Result<Opti
     Ok(first)
 }
 
+/// The consumer of a full batch, still running (with what it was given since), kept so that
+/// the read after that batch's last entry goes on from it: a replay read batch after batch is
+/// one consumer instead of a consumer, and the broker's reader setup, per batch.
+pub(crate) struct Kept {
+    /// The position offset of the batch's last entry.
+    after: u64,
+    reader: Channel,
+    consumer: Consumer,
+    /// Tells it from the consumers kept before and after it (for the idle timer).
+    serial: u64,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").field("after", &self.after).finish()
+    }
+}
+
+/// The consumer kept on `stream` when a read after the position offset `after` on `reader`
+/// goes on from it; a kept consumer that does not fit is cancelled (the read starts
+/// elsewhere).
+async fn resume(stream: &Stream, reader: &Channel, after: Option<u64>) -> Option<Consumer> {
+    let kept = stream.kept.lock().take()?;
+    if after == Some(kept.after)
+        && kept.reader.id() == reader.id()
+        && kept.reader.status().connected()
+    {
+        return Some(kept.consumer);
+    }
+    release(kept).await;
+    None
+}
+
+/// Keeps `consumer`, which gave the entry at the position offset `after` last, for the read
+/// that goes on from it, until it has been idle for [`KEPT_IDLE`].
+async fn keep(stream: &Arc<Stream>, reader: &Channel, consumer: Consumer, after: u64) {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+    let kept = Kept {
+        after,
+        reader: reader.clone(),
+        consumer,
+        serial,
+    };
+    let replaced = stream.kept.lock().replace(kept);
+    if let Some(replaced) = replaced {
+        release(replaced).await;
+    }
+    let stream = stream.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(KEPT_IDLE).await;
+        let idle = {
+            let mut slot = stream.kept.lock();
+            match &*slot {
+                Some(kept) if kept.serial == serial => slot.take(),
+                _ => None,
+            }
+        };
+        if let Some(idle) = idle {
+            release(idle).await;
+        }
+    });
+}
+
+/// Cancels a kept consumer (a failure is only logged: its channel is likely gone with it).
+async fn release(kept: Kept) {
+    if let Err(error) = cancel(&kept.reader, kept.consumer).await {
+        tracing::debug!(%error, "cancelling a kept stream reader failed");
+    }
+}
+
 /// Cancels a read's consumer and acknowledges what it was still given.
 async fn cancel(reader: &Channel, mut consumer: Consumer) -> lapin::Result<()> {
     reader
@@ -258,7 +332,7 @@ impl std::fmt::Debug for Flight {
 
 /// Takes a read out of the streams's reads under way when it ends, however it ends.
 struct Landing<'a> {
-    stream: &'a Stream,
+    stream: &'a Arc<Stream>,
     target: &'a Arc<AtomicU64>,
 }
 
@@ -312,8 +386,9 @@ async fn read_log(
         attempts += 1;
         // Entries were there up to `known` when the read began, yet the consumer began
         // after them: RabbitMQ placed it at the log's end (3.10 does, now and then, on a
-        // stream being written to). Read again.
-        let misplaced = expected && batch.first.is_none_or(|first| first > known + 1);
+        // stream being written to). Read again. (A consumer that went on is where it was.)
+        let misplaced =
+            !batch.resumed && expected && batch.first.is_none_or(|first| first > known + 1);
         if misplaced && attempts < MISPLACED_ATTEMPTS {
             tracing::debug!(queue = %stream.queue, known, first = batch.first, "a read began past the log's end; reading again");
             tokio::time::sleep(QUIET * attempts).await;
@@ -325,7 +400,9 @@ async fn read_log(
             entries: batch.entries,
             missed: None,
         };
-        let (Some(after), Some(first)) = (after, batch.first) else {
+        // A consumer that went on gives the log's entries in order: what it skips is
+        // RabbitMQ's own entries, not a loss.
+        let (Some(after), Some(first), false) = (after, batch.first, batch.resumed) else {
             return Ok(read);
         };
         let Some(missed) = missed_between(after, first) else {
@@ -356,8 +433,12 @@ struct Batch {
     first: Option<u64>,
     /// The last entry's.
     last: u64,
+    /// Whether the consumer was the one kept from the batch before.
+    resumed: bool,
 }
 
+/// One consumer's part of a read: the consumer kept from the batch before when the read goes
+/// on from it, else a new one at `offset`; kept after a full batch, cancelled otherwise.
 async fn read_once(
     landing: &Landing<'_>,
     reader: &Channel,
@@ -367,12 +448,16 @@ async fn read_once(
     limit: usize,
 ) -> lapin::Result<Batch> {
     let (stream, target) = (landing.stream, landing.target);
-    let mut consumer = consume(reader, &stream.queue, offset).await?;
+    let (mut consumer, resumed) = match resume(stream, reader, after).await {
+        Some(consumer) => (consumer, true),
+        None => (consume(reader, &stream.queue, offset).await?, false),
+    };
     let mut wait = if expected { STALL } else { PROBE_WAIT };
     let mut batch = Batch {
         entries: Vec::new(),
         first: None,
         last: 0,
+        resumed,
     };
     let mut ackers = Vec::with_capacity(limit.min(1024));
     while batch.entries.len() < limit {
@@ -414,7 +499,13 @@ async fn read_once(
     landing.land(&mut stream.flights.lock());
     let acks = ackers.iter().map(|a| a.ack(BasicAckOptions::default()));
     futures::future::try_join_all(acks).await?;
-    cancel(reader, consumer).await?;
+    match batch.entries.last() {
+        // A full batch: the next read most likely goes on after its last entry.
+        Some((Offset(_, last), _)) if batch.entries.len() >= limit => {
+            keep(stream, reader, consumer, *last).await;
+        }
+        _ => cancel(reader, consumer).await?,
+    }
     Ok(batch)
 }
 
