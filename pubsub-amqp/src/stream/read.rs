@@ -10,7 +10,7 @@ use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use lapin::options::{BasicAckOptions, BasicCancelOptions};
 use lapin::types::{AMQPValue, ShortString};
-use lapin::{Channel, Consumer};
+use lapin::{Acker, Channel, Consumer};
 use pubsub_core::adapter::{LogRead, ReadFrom};
 use pubsub_core::{Error, ErrorKind, Message, Offset, Result};
 
@@ -29,6 +29,9 @@ const STALL: Duration = Duration::from_secs(1);
 
 /// How long the consumer of a full batch is kept for a read that goes on from it.
 const KEPT_IDLE: Duration = Duration::from_secs(2);
+
+/// How many deliveries a read acknowledges at once.
+const ACK_EVERY: usize = 128;
 
 /// How many times a read is tried when RabbitMQ starts its consumer past the entries asked
 /// for.
@@ -426,6 +429,14 @@ async fn read_log(
     }
 }
 
+/// Acknowledges the deliveries of `ackers`, and forgets them.
+async fn ack(ackers: &mut Vec<Acker>) -> lapin::Result<()> {
+    let acks = ackers.iter().map(|a| a.ack(BasicAckOptions::default()));
+    futures::future::try_join_all(acks).await?;
+    ackers.clear();
+    Ok(())
+}
+
 /// What one consumer of a read was given.
 struct Batch {
     entries: Vec<(Offset, Message)>,
@@ -459,7 +470,7 @@ async fn read_once(
         last: 0,
         resumed,
     };
-    let mut ackers = Vec::with_capacity(limit.min(1024));
+    let mut ackers = Vec::with_capacity(ACK_EVERY);
     while batch.entries.len() < limit {
         let delivery = match tokio::time::timeout(wait, consumer.next()).await {
             Err(_) if wait == QUIET => {
@@ -477,8 +488,12 @@ async fn read_once(
             Ok(None) => return Err(ended()),
             Ok(Some(delivery)) => delivery?,
         };
-        // Acknowledged together at the end (the reader's prefetch exceeds a read's limit).
+        // Acknowledged a few at a time (not `multiple`: other reads share the channel), so
+        // that the broker keeps sending while the read goes on.
         ackers.push(delivery.acker.clone());
+        if ackers.len() >= ACK_EVERY {
+            ack(&mut ackers).await?;
+        }
         let Some(at) = position_offset(&delivery) else {
             continue;
         };
@@ -497,8 +512,7 @@ async fn read_once(
         }
     }
     landing.land(&mut stream.flights.lock());
-    let acks = ackers.iter().map(|a| a.ack(BasicAckOptions::default()));
-    futures::future::try_join_all(acks).await?;
+    ack(&mut ackers).await?;
     match batch.entries.last() {
         // A full batch: the next read most likely goes on after its last entry.
         Some((Offset(_, last), _)) if batch.entries.len() >= limit => {
