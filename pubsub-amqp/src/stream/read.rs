@@ -1,6 +1,7 @@
-//! Reading a stream's log: consumers on the reader channel (the one of a full batch kept for
-//! the read that goes on from it), the end of the log (known from the live consumer or
-//! probed), and reads under way shared by those who ask for the same.
+//! Reading a stream's log: a consumer on a channel of its own per read (the one of a full
+//! batch kept for the read that goes on from it), the end of the log (known from the live
+//! consumer or probed on the reader channel), and reads under way shared by those who ask
+//! for the same.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,9 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
-use lapin::options::{BasicAckOptions, BasicCancelOptions};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, ShortString};
-use lapin::{Acker, Channel, Consumer};
+use lapin::{Channel, Connection, Consumer};
 use pubsub_core::adapter::{LogRead, ReadFrom};
 use pubsub_core::{Error, ErrorKind, Message, Offset, Result};
 
@@ -30,7 +31,7 @@ const STALL: Duration = Duration::from_secs(1);
 /// How long the consumer of a full batch is kept for a read that goes on from it.
 const KEPT_IDLE: Duration = Duration::from_secs(2);
 
-/// How many deliveries a read acknowledges at once.
+/// How many deliveries a read acknowledges at once (`multiple`).
 const ACK_EVERY: usize = 128;
 
 /// How many times a read is tried when RabbitMQ starts its consumer past the entries asked
@@ -173,7 +174,8 @@ async fn first_held(reader: &Channel, queue: &ShortString) -> lapin::Result<Opti
 pub(crate) struct Kept {
     /// The position offset of the batch's last entry.
     after: u64,
-    reader: Channel,
+    /// The consumer's own channel.
+    channel: Channel,
     consumer: Consumer,
     /// Tells it from the consumers kept before and after it (for the idle timer).
     serial: u64,
@@ -185,35 +187,32 @@ impl std::fmt::Debug for Kept {
     }
 }
 
-/// The consumer kept on `stream` when a read after the position offset `after` on `reader`
-/// goes on from it; a kept consumer that does not fit is cancelled (the read starts
+/// The consumer kept on `stream` (and its channel) when a read after the position offset
+/// `after` goes on from it; a kept consumer that does not fit is cancelled (the read starts
 /// elsewhere).
-async fn resume(stream: &Stream, reader: &Channel, after: Option<u64>) -> Option<Consumer> {
+async fn resume(stream: &Stream, after: Option<u64>) -> Option<(Channel, Consumer)> {
     let kept = stream.kept.lock().take()?;
-    if after == Some(kept.after)
-        && kept.reader.id() == reader.id()
-        && kept.reader.status().connected()
-    {
-        return Some(kept.consumer);
+    if after == Some(kept.after) && kept.channel.status().connected() {
+        return Some((kept.channel, kept.consumer));
     }
-    release(kept).await;
+    release(kept.channel).await;
     None
 }
 
-/// Keeps `consumer`, which gave the entry at the position offset `after` last, for the read
-/// that goes on from it, until it has been idle for [`KEPT_IDLE`].
-async fn keep(stream: &Arc<Stream>, reader: &Channel, consumer: Consumer, after: u64) {
+/// Keeps `consumer` (on `channel`), which gave the entry at the position offset `after` last,
+/// for the read that goes on from it, until it has been idle for [`KEPT_IDLE`].
+async fn keep(stream: &Arc<Stream>, channel: Channel, consumer: Consumer, after: u64) {
     static SERIAL: AtomicU64 = AtomicU64::new(0);
     let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
     let kept = Kept {
         after,
-        reader: reader.clone(),
+        channel,
         consumer,
         serial,
     };
     let replaced = stream.kept.lock().replace(kept);
     if let Some(replaced) = replaced {
-        release(replaced).await;
+        release(replaced.channel).await;
     }
     let stream = stream.clone();
     tokio::spawn(async move {
@@ -226,15 +225,26 @@ async fn keep(stream: &Arc<Stream>, reader: &Channel, consumer: Consumer, after:
             }
         };
         if let Some(idle) = idle {
-            release(idle).await;
+            release(idle.channel).await;
         }
     });
 }
 
-/// Cancels a kept consumer (a failure is only logged: its channel is likely gone with it).
-async fn release(kept: Kept) {
-    if let Err(error) = cancel(&kept.reader, kept.consumer).await {
-        tracing::debug!(%error, "cancelling a kept stream reader failed");
+/// Opens a read's channel: its own, so that its deliveries are acknowledged many at once
+/// (`multiple` would acknowledge other consumers' deliveries on a shared channel).
+async fn open(connection: &Connection) -> lapin::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(crate::driver::READ_PREFETCH, BasicQosOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// Closes a read's channel, which cancels its consumer (a failure is only logged: the channel
+/// is gone already).
+async fn release(channel: Channel) {
+    if let Err(error) = channel.close(200, "OK".into()).await {
+        tracing::debug!(%error, "closing a stream read's channel failed");
     }
 }
 
@@ -264,6 +274,7 @@ fn ended() -> lapin::Error {
 pub(crate) async fn read(
     stream: &Arc<Stream>,
     reader: &Channel,
+    connection: &Arc<Connection>,
     from: ReadFrom,
     limit: usize,
 ) -> Result<LogRead> {
@@ -291,6 +302,7 @@ pub(crate) async fn read(
                 let task = tokio::spawn(read_log(
                     stream.clone(),
                     reader.clone(),
+                    connection.clone(),
                     plan,
                     limit,
                     target.clone(),
@@ -362,6 +374,7 @@ impl Drop for Landing<'_> {
 async fn read_log(
     stream: Arc<Stream>,
     reader: Channel,
+    connection: Arc<Connection>,
     plan: Plan,
     limit: usize,
     target: Arc<AtomicU64>,
@@ -383,9 +396,16 @@ async fn read_log(
     let known = target.load(Ordering::Acquire);
     let mut attempts = 0;
     loop {
-        let batch = read_once(&landing, &reader, offset.clone(), expected, after, limit)
-            .await
-            .map_err(fail)?;
+        let batch = read_once(
+            &landing,
+            &connection,
+            offset.clone(),
+            expected,
+            after,
+            limit,
+        )
+        .await
+        .map_err(fail)?;
         attempts += 1;
         // Entries were there up to `known` when the read began, yet the consumer began
         // after them: RabbitMQ placed it at the log's end (3.10 does, now and then, on a
@@ -429,14 +449,6 @@ async fn read_log(
     }
 }
 
-/// Acknowledges the deliveries of `ackers`, and forgets them.
-async fn ack(ackers: &mut Vec<Acker>) -> lapin::Result<()> {
-    let acks = ackers.iter().map(|a| a.ack(BasicAckOptions::default()));
-    futures::future::try_join_all(acks).await?;
-    ackers.clear();
-    Ok(())
-}
-
 /// What one consumer of a read was given.
 struct Batch {
     entries: Vec<(Offset, Message)>,
@@ -449,20 +461,53 @@ struct Batch {
 }
 
 /// One consumer's part of a read: the consumer kept from the batch before when the read goes
-/// on from it, else a new one at `offset`; kept after a full batch, cancelled otherwise.
+/// on from it, else a new one at `offset` on a channel of its own; kept after a full batch,
+/// its channel closed otherwise.
 async fn read_once(
     landing: &Landing<'_>,
-    reader: &Channel,
+    connection: &Connection,
     offset: AMQPValue,
     expected: bool,
     after: Option<u64>,
     limit: usize,
 ) -> lapin::Result<Batch> {
-    let (stream, target) = (landing.stream, landing.target);
-    let (mut consumer, resumed) = match resume(stream, reader, after).await {
-        Some(consumer) => (consumer, true),
-        None => (consume(reader, &stream.queue, offset).await?, false),
+    let stream = landing.stream;
+    let (channel, mut consumer, resumed) = match resume(stream, after).await {
+        Some((channel, consumer)) => (channel, consumer, true),
+        None => {
+            let channel = open(connection).await?;
+            match consume(&channel, &stream.queue, offset).await {
+                Ok(consumer) => (channel, consumer, false),
+                Err(error) => {
+                    release(channel).await;
+                    return Err(error);
+                }
+            }
+        }
     };
+    let taken = take(landing, &mut consumer, expected, after, limit, resumed).await;
+    match &taken {
+        // A full batch: the next read most likely goes on after its last entry.
+        Ok(batch) if batch.entries.len() >= limit => {
+            if let Some((Offset(_, last), _)) = batch.entries.last() {
+                keep(stream, channel, consumer, *last).await;
+            }
+        }
+        _ => release(channel).await,
+    }
+    taken
+}
+
+/// Takes up to `limit` entries from `consumer`, acknowledging as it goes.
+async fn take(
+    landing: &Landing<'_>,
+    consumer: &mut Consumer,
+    expected: bool,
+    after: Option<u64>,
+    limit: usize,
+    resumed: bool,
+) -> lapin::Result<Batch> {
+    let (stream, target) = (landing.stream, landing.target);
     let mut wait = if expected { STALL } else { PROBE_WAIT };
     let mut batch = Batch {
         entries: Vec::new(),
@@ -470,7 +515,8 @@ async fn read_once(
         last: 0,
         resumed,
     };
-    let mut ackers = Vec::with_capacity(ACK_EVERY);
+    let mut unacked = None;
+    let mut pending = 0;
     while batch.entries.len() < limit {
         let delivery = match tokio::time::timeout(wait, consumer.next()).await {
             Err(_) if wait == QUIET => {
@@ -488,11 +534,17 @@ async fn read_once(
             Ok(None) => return Err(ended()),
             Ok(Some(delivery)) => delivery?,
         };
-        // Acknowledged a few at a time (not `multiple`: other reads share the channel), so
-        // that the broker keeps sending while the read goes on.
-        ackers.push(delivery.acker.clone());
-        if ackers.len() >= ACK_EVERY {
-            ack(&mut ackers).await?;
+        // Acknowledged a few at a time, so that the broker keeps sending while the read
+        // goes on.
+        pending += 1;
+        if pending >= ACK_EVERY {
+            delivery
+                .acker
+                .ack(BasicAckOptions { multiple: true })
+                .await?;
+            (unacked, pending) = (None, 0);
+        } else {
+            unacked = Some(delivery.acker.clone());
         }
         let Some(at) = position_offset(&delivery) else {
             continue;
@@ -512,13 +564,8 @@ async fn read_once(
         }
     }
     landing.land(&mut stream.flights.lock());
-    ack(&mut ackers).await?;
-    match batch.entries.last() {
-        // A full batch: the next read most likely goes on after its last entry.
-        Some((Offset(_, last), _)) if batch.entries.len() >= limit => {
-            keep(stream, reader, consumer, *last).await;
-        }
-        _ => cancel(reader, consumer).await?,
+    if let Some(acker) = unacked {
+        acker.ack(BasicAckOptions { multiple: true }).await?;
     }
     Ok(batch)
 }
