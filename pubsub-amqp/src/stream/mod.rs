@@ -10,8 +10,9 @@
 //! - [`read`]: the log read by a consumer per read on a channel of its own (one kept from a
 //!   full batch to the next, so that a replay is one consumer). AMQP has no "end of stream"
 //!   signal: the end of the log is what the live consumer saw last or, when it has seen
-//!   nothing yet, the last chunk a consumer from `last` is given; remembered per stream ([`Tail`]) while the live consumer runs, so that a thousand
-//!   subscriptions resuming at once pay for one probe.
+//!   nothing yet, the last chunk a consumer from `last` is given; remembered per stream
+//!   ([`Tail`]) while the live consumer runs, so that a thousand subscriptions resuming at
+//!   once pay for one probe.
 //!
 //! Offsets: a stream's offsets start at 0 and may skip numbers (RabbitMQ stores entries of
 //! its own in the log, one at the start of each segment); a position's offset is the stream

@@ -248,7 +248,7 @@ async fn release(channel: Channel) {
     }
 }
 
-/// Cancels a read's consumer and acknowledges what it was still given.
+/// Cancels a probe's consumer on the reader channel and acknowledges what it was still given.
 async fn cancel(reader: &Channel, mut consumer: Consumer) -> lapin::Result<()> {
     reader
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
