@@ -15,5 +15,5 @@ count=$(printf '%s' "$names" | grep -c . || true)
 echo "[amqp-drop-test-streams] $count test stream queue(s)" >&2
 $dry && { printf '%s\n' "$names"; exit 0; }
 while IFS= read -r name; do
-  [ -n "$name" ] && rabbitmqctl delete_queue -q "$name" >/dev/null
+  [ -n "$name" ] && rabbitmqctl delete_queue -q "$name" </dev/null >/dev/null
 done <<<"$names"

@@ -31,8 +31,8 @@ use crate::stream::{self, Stream, Streams};
 use crate::{binding, headers, AmqpConfig};
 
 /// Deliveries a read of a stream's log may have in flight (`basic.qos` of the reader
-/// channel): more than a read takes at once.
-const READ_PREFETCH: u16 = 600;
+/// channel and of each read's own): more than a read takes at once.
+pub(crate) const READ_PREFETCH: u16 = 600;
 
 /// The native filter of a pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -776,7 +776,7 @@ impl Driver for AmqpDriver {
         })?;
         let session = s.session()?;
         let reader = session.reader.read().clone();
-        let read = stream::read(&stream, &reader, from, limit).await;
+        let read = stream::read(&stream, &reader, &session.connection, from, limit).await;
         if read.is_err() && !reader.status().connected() {
             s.recover(&session, Spare::Reader, reader.id()).await;
         }

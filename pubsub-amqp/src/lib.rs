@@ -98,9 +98,12 @@
 //!   with its position. A copy that also reaches the handle's queue through another binding
 //!   is dropped there: one copy per subscription. If that consumer ends under the handle (the
 //!   stream queue deleted), the handle reconnects.
-//! - **History.** The log is read by short-lived consumers on a reader channel of the
-//!   handle (prefetch 600): one starts at the offset wanted, takes up to a batch, and is
-//!   cancelled. AMQP has no end-of-stream signal: the end is what the live consumer saw last,
+//! - **History.** Each read of the log is a consumer on a channel of its own (prefetch 600,
+//!   acknowledged 128 at a time with `multiple`): it starts at the offset wanted and takes up
+//!   to a batch. After a short batch (the end) its channel is closed; after a full one it is
+//!   kept running, and the read that starts right after that batch goes on from it (a replay
+//!   is one consumer, not one per batch); any other read, or 2 s without one, closes it. AMQP
+//!   has no end-of-stream signal: the end is what the live consumer saw last,
 //!   or the last chunk a consumer from `last` is given (up to 150 ms on an empty stream).
 //!   Reads of the same start under way at once share one consumer, so a thousand
 //!   subscriptions resuming after an outage cost one read. RabbitMQ 3.10 now and then starts a
@@ -109,7 +112,8 @@
 //! - **Cost.** Every stream queue is a process at the broker holding two files open (its
 //!   segment and index), and every read under way two more: the broker's open-files limit
 //!   bounds how many streams it holds (a broker limited to 1 024 files holds some 450).
-//!   Each read is a `basic.consume`/`basic.cancel` round trip on top of the messages.
+//!   Each read that does not go on from the one before costs a channel's opening and closing
+//!   and a `basic.consume` on top of the messages.
 //!
 //! # Connection loss
 //!

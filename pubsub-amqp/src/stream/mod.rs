@@ -7,11 +7,12 @@
 //! - [`live`]: the live path of a handle's stream subscriptions, one consumer of the queue
 //!   per stream (`x-stream-offset: next`) on a channel of its own; each message is delivered
 //!   with its position, from the `x-stream-offset` header of the delivery.
-//! - [`read`]: the log read by short-lived consumers on the session's reader channel. AMQP
-//!   has no "end of stream" signal: the end of the log is what the live consumer saw last
-//!   or, when it has seen nothing yet, the last chunk a consumer from `last` is given;
-//!   remembered per stream ([`Tail`]) while the live consumer runs, so that a thousand
-//!   subscriptions resuming at once pay for one probe.
+//! - [`read`]: the log read by a consumer per read on a channel of its own (one kept from a
+//!   full batch to the next, so that a replay is one consumer). AMQP has no "end of stream"
+//!   signal: the end of the log is what the live consumer saw last or, when it has seen
+//!   nothing yet, the last chunk a consumer from `last` is given; remembered per stream
+//!   ([`Tail`]) while the live consumer runs, so that a thousand subscriptions resuming at
+//!   once pay for one probe.
 //!
 //! Offsets: a stream's offsets start at 0 and may skip numbers (RabbitMQ stores entries of
 //! its own in the log, one at the start of each segment); a position's offset is the stream
@@ -42,7 +43,7 @@ pub(crate) use layout::{cut_name, queue_name};
 use layout::{queue_arguments, to_position};
 pub(crate) use live::follow;
 pub(crate) use read::read;
-use read::Flight;
+use read::{Flight, Kept};
 
 /// The consumer argument that says where a stream consumer starts, and the header that says
 /// where each delivery stands.
@@ -61,6 +62,8 @@ pub(crate) struct Stream {
     probing: tokio::sync::Mutex<()>,
     /// Reads under way.
     flights: Mutex<Vec<Flight>>,
+    /// The consumer of the last full read, kept for the read that goes on from it.
+    kept: Mutex<Option<Kept>>,
 }
 
 /// What a handle knows of the end of a stream's log.
@@ -86,6 +89,7 @@ impl Stream {
             tail: Mutex::new(Tail::default()),
             probing: tokio::sync::Mutex::new(()),
             flights: Mutex::new(Vec::new()),
+            kept: Mutex::new(None),
         }
     }
 

@@ -1,6 +1,7 @@
-//! Reading a stream's log: short-lived consumers on the reader channel, the end of the log
-//! (known from the live consumer or probed), and reads under way shared by those who ask for
-//! the same.
+//! Reading a stream's log: a consumer on a channel of its own per read (the one of a full
+//! batch kept for the read that goes on from it), the end of the log (known from the live
+//! consumer or probed on the reader channel), and reads under way shared by those who ask
+//! for the same.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,9 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
-use lapin::options::{BasicAckOptions, BasicCancelOptions};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, ShortString};
-use lapin::{Channel, Consumer};
+use lapin::{Channel, Connection, Consumer};
 use pubsub_core::adapter::{LogRead, ReadFrom};
 use pubsub_core::{Error, ErrorKind, Message, Offset, Result};
 
@@ -26,6 +27,12 @@ const QUIET: Duration = Duration::from_millis(25);
 /// Before that end: how long a read waits for the next delivery before it gives up and
 /// returns what it has.
 const STALL: Duration = Duration::from_secs(1);
+
+/// How long the consumer of a full batch is kept for a read that goes on from it.
+const KEPT_IDLE: Duration = Duration::from_secs(2);
+
+/// How many deliveries a read acknowledges at once (`multiple`).
+const ACK_EVERY: usize = 128;
 
 /// How many times a read is tried when RabbitMQ starts its consumer past the entries asked
 /// for.
@@ -172,7 +179,87 @@ async fn first_held(reader: &Channel, queue: &ShortString) -> lapin::Result<Opti
     Ok(first)
 }
 
-/// Cancels a read's consumer and acknowledges what it was still given.
+/// The consumer of a full batch, still running (with what it was given since), kept so that
+/// the read after that batch's last entry goes on from it: a replay read batch after batch is
+/// one consumer instead of a consumer, and the broker's reader setup, per batch.
+pub(crate) struct Kept {
+    /// The position offset of the batch's last entry.
+    after: u64,
+    /// The consumer's own channel.
+    channel: Channel,
+    consumer: Consumer,
+    /// Tells it from the consumers kept before and after it (for the idle timer).
+    serial: u64,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").field("after", &self.after).finish()
+    }
+}
+
+/// The consumer kept on `stream` (and its channel) when a read after the position offset
+/// `after` goes on from it; a kept consumer that does not fit is cancelled (the read starts
+/// elsewhere).
+async fn resume(stream: &Stream, after: Option<u64>) -> Option<(Channel, Consumer)> {
+    let kept = stream.kept.lock().take()?;
+    if after == Some(kept.after) && kept.channel.status().connected() {
+        return Some((kept.channel, kept.consumer));
+    }
+    release(kept.channel).await;
+    None
+}
+
+/// Keeps `consumer` (on `channel`), which gave the entry at the position offset `after` last,
+/// for the read that goes on from it, until it has been idle for [`KEPT_IDLE`].
+async fn keep(stream: &Arc<Stream>, channel: Channel, consumer: Consumer, after: u64) {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+    let kept = Kept {
+        after,
+        channel,
+        consumer,
+        serial,
+    };
+    let replaced = stream.kept.lock().replace(kept);
+    if let Some(replaced) = replaced {
+        release(replaced.channel).await;
+    }
+    let stream = stream.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(KEPT_IDLE).await;
+        let idle = {
+            let mut slot = stream.kept.lock();
+            match &*slot {
+                Some(kept) if kept.serial == serial => slot.take(),
+                _ => None,
+            }
+        };
+        if let Some(idle) = idle {
+            release(idle.channel).await;
+        }
+    });
+}
+
+/// Opens a read's channel: its own, so that its deliveries are acknowledged many at once
+/// (`multiple` would acknowledge other consumers' deliveries on a shared channel).
+async fn open(connection: &Connection) -> lapin::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(crate::driver::READ_PREFETCH, BasicQosOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// Closes a read's channel, which cancels its consumer (a failure is only logged: the channel
+/// is gone already).
+async fn release(channel: Channel) {
+    if let Err(error) = channel.close(200, "OK".into()).await {
+        tracing::debug!(%error, "closing a stream read's channel failed");
+    }
+}
+
+/// Cancels a probe's consumer on the reader channel and acknowledges what it was still given.
 async fn cancel(reader: &Channel, mut consumer: Consumer) -> lapin::Result<()> {
     reader
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
@@ -198,6 +285,7 @@ fn ended() -> lapin::Error {
 pub(crate) async fn read(
     stream: &Arc<Stream>,
     reader: &Channel,
+    connection: &Arc<Connection>,
     from: ReadFrom,
     limit: usize,
 ) -> Result<LogRead> {
@@ -225,6 +313,7 @@ pub(crate) async fn read(
                 let task = tokio::spawn(read_log(
                     stream.clone(),
                     reader.clone(),
+                    connection.clone(),
                     plan,
                     limit,
                     target.clone(),
@@ -269,7 +358,7 @@ impl std::fmt::Debug for Flight {
 
 /// Takes a read out of the streams's reads under way when it ends, however it ends.
 struct Landing<'a> {
-    stream: &'a Stream,
+    stream: &'a Arc<Stream>,
     target: &'a Arc<AtomicU64>,
 }
 
@@ -296,6 +385,7 @@ impl Drop for Landing<'_> {
 async fn read_log(
     stream: Arc<Stream>,
     reader: Channel,
+    connection: Arc<Connection>,
     plan: Plan,
     limit: usize,
     target: Arc<AtomicU64>,
@@ -317,14 +407,22 @@ async fn read_log(
     let known = target.load(Ordering::Acquire);
     let mut attempts = 0;
     loop {
-        let batch = read_once(&landing, &reader, offset.clone(), expected, after, limit)
-            .await
-            .map_err(fail)?;
+        let batch = read_once(
+            &landing,
+            &connection,
+            offset.clone(),
+            expected,
+            after,
+            limit,
+        )
+        .await
+        .map_err(fail)?;
         attempts += 1;
         // Entries were there up to `known` when the read began, yet the consumer began
         // after them: RabbitMQ placed it at the log's end (3.10 does, now and then, on a
-        // stream being written to). Read again.
-        let misplaced = expected && batch.first.is_none_or(|first| first > known + 1);
+        // stream being written to). Read again. (A consumer that went on is where it was.)
+        let misplaced =
+            !batch.resumed && expected && batch.first.is_none_or(|first| first > known + 1);
         if misplaced && attempts < MISPLACED_ATTEMPTS {
             tracing::debug!(queue = %stream.queue, known, first = batch.first, "a read began past the log's end; reading again");
             tokio::time::sleep(QUIET * attempts).await;
@@ -336,7 +434,9 @@ async fn read_log(
             entries: batch.entries,
             missed: None,
         };
-        let (Some(after), Some(first)) = (after, batch.first) else {
+        // A consumer that went on gives the log's entries in order: what it skips is
+        // RabbitMQ's own entries, not a loss.
+        let (Some(after), Some(first), false) = (after, batch.first, batch.resumed) else {
             return Ok(read);
         };
         let Some(missed) = missed_between(after, first) else {
@@ -367,33 +467,85 @@ struct Batch {
     first: Option<u64>,
     /// The last entry's.
     last: u64,
+    /// Whether the consumer was the one kept from the batch before.
+    resumed: bool,
 }
 
+/// One consumer's part of a read: the consumer kept from the batch before when the read goes
+/// on from it, else a new one at `offset` on a channel of its own; kept after a full batch,
+/// its channel closed otherwise.
 async fn read_once(
     landing: &Landing<'_>,
-    reader: &Channel,
+    connection: &Connection,
     offset: AMQPValue,
     expected: bool,
     after: Option<u64>,
     limit: usize,
 ) -> lapin::Result<Batch> {
+    let stream = landing.stream;
+    let (channel, mut consumer, resumed) = match resume(stream, after).await {
+        Some((channel, consumer)) => (channel, consumer, true),
+        None => {
+            let channel = open(connection).await?;
+            match consume(&channel, &stream.queue, offset).await {
+                Ok(consumer) => (channel, consumer, false),
+                Err(error) => {
+                    release(channel).await;
+                    return Err(error);
+                }
+            }
+        }
+    };
+    let taken = take(landing, &mut consumer, expected, after, limit, resumed).await;
+    match &taken {
+        // A full batch: the next read most likely goes on after its last entry.
+        Ok(batch) if batch.entries.len() >= limit => {
+            if let Some((Offset(_, last), _)) = batch.entries.last() {
+                keep(stream, channel, consumer, *last).await;
+            }
+        }
+        _ => release(channel).await,
+    }
+    taken
+}
+
+/// Takes up to `limit` entries from `consumer`, acknowledging as it goes.
+async fn take(
+    landing: &Landing<'_>,
+    consumer: &mut Consumer,
+    expected: bool,
+    after: Option<u64>,
+    limit: usize,
+    resumed: bool,
+) -> lapin::Result<Batch> {
     let (stream, target) = (landing.stream, landing.target);
-    let mut consumer = consume(reader, &stream.queue, offset).await?;
     let mut wait = if expected { STALL } else { PROBE_WAIT };
     let mut batch = Batch {
         entries: Vec::new(),
         first: None,
         last: 0,
+        resumed,
     };
-    let mut ackers = Vec::with_capacity(limit.min(1024));
+    let mut unacked = None;
+    let mut pending = 0;
     while batch.entries.len() < limit {
         let delivery = match tokio::time::timeout(wait, consumer.next()).await {
             Err(_) => break,
             Ok(None) => return Err(ended()),
             Ok(Some(delivery)) => delivery?,
         };
-        // Acknowledged together at the end (the reader's prefetch exceeds a read's limit).
-        ackers.push(delivery.acker.clone());
+        // Acknowledged a few at a time, so that the broker keeps sending while the read
+        // goes on.
+        pending += 1;
+        if pending >= ACK_EVERY {
+            delivery
+                .acker
+                .ack(BasicAckOptions { multiple: true })
+                .await?;
+            (unacked, pending) = (None, 0);
+        } else {
+            unacked = Some(delivery.acker.clone());
+        }
         let Some(at) = position_offset(&delivery) else {
             continue;
         };
@@ -420,9 +572,9 @@ async fn read_once(
         }
     }
     landing.land(&mut stream.flights.lock());
-    let acks = ackers.iter().map(|a| a.ack(BasicAckOptions::default()));
-    futures::future::try_join_all(acks).await?;
-    cancel(reader, consumer).await?;
+    if let Some(acker) = unacked {
+        acker.ack(BasicAckOptions { multiple: true }).await?;
+    }
     Ok(batch)
 }
 
