@@ -15,7 +15,9 @@ pub const DEFAULT_PORT: u16 = 4222;
 /// The adapter's reader task empties it into the subscriptions' buffers without ever waiting,
 /// so it only absorbs scheduling hiccups; when it overflows, async-nats drops the message and
 /// reports a slow consumer, which shows in [`Stats::dropped`](pubsub_core::Stats::dropped).
-pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 64 * 1024;
+/// The channel takes memory only for what it holds, so the default is generous: a burst of
+/// 100 000 messages while the reader task waited for a busy CPU fits.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 256 * 1024;
 
 /// How a handle authenticates. `Debug` never shows the token or the password.
 #[derive(Debug, Clone, PartialEq, Eq)]
