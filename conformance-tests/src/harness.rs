@@ -121,6 +121,9 @@ pub enum Capability {
     /// cluster harness that kills a master whose data is not persisted) lacks it: recovery
     /// from a log that the cut itself erased is not what those cases measure.
     HistoryThroughCuts,
+    /// Groups: members sharing a stream's messages with acknowledgements (the `group_*`
+    /// cases). An adapter that has no groups yet declares that it lacks them.
+    Groups,
 }
 
 impl Capability {
@@ -136,6 +139,13 @@ impl Capability {
                 Capability::HistoryThroughCuts,
             ],
             _ if case.starts_with("stream_") => &[Capability::Streams],
+            "group_through_cut" => &[
+                Capability::Streams,
+                Capability::Groups,
+                Capability::Reconnect,
+                Capability::HistoryThroughCuts,
+            ],
+            _ if case.starts_with("group_") => &[Capability::Streams, Capability::Groups],
             _ => &[],
         }
     }

@@ -91,6 +91,15 @@ macro_rules! with_cases {
             stream_two_side_by_side,
             stream_bad_input,
             stream_mass_resume,
+            group_one_member,
+            group_members_split,
+            group_killed_member,
+            group_nack_delay,
+            group_dead_letter,
+            group_start,
+            group_two_groups,
+            group_bad_input,
+            group_through_cut,
         }
     };
 }

@@ -91,6 +91,8 @@ pub enum Operation {
     Close,
     /// Restoring subscriptions after a reconnect.
     Restore,
+    /// Acknowledging or negatively acknowledging a group's delivery.
+    Settle,
 }
 
 impl Error {
@@ -319,6 +321,7 @@ impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Operation::Configure => "configure",
+            Operation::Settle => "settle",
             Operation::Connect => "connect",
             Operation::Publish => "publish",
             Operation::Subscribe => "subscribe",

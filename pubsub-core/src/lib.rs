@@ -23,6 +23,7 @@ mod backoff;
 mod delivery;
 mod error;
 mod escape;
+mod group;
 pub mod headers;
 mod hub;
 pub mod memory;
@@ -40,6 +41,11 @@ pub mod topic;
 pub use backoff::Backoff;
 pub use delivery::{Delivery, EndReason, Gap, Overflow};
 pub use error::{BoxError, Error, ErrorKind, Operation, Result};
+pub use group::{
+    GroupConfig, GroupMessage, GroupSubscription, Settled, DEAD_LETTER_REASON_HEADER,
+    DEFAULT_ACK_DEADLINE, DEFAULT_MAX_DELIVERIES, DEFAULT_PREFETCH, DELIVERIES_HEADER,
+    GROUP_HEADER, ORIGINAL_TOPIC_HEADER,
+};
 pub use headers::Headers;
 pub use hub::Hub;
 pub use message::{Message, MessageBuilder};

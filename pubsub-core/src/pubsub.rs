@@ -6,7 +6,8 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::{
-    ConnectionState, Message, Overflow, Pattern, Result, StartAt, StreamConfig, Subscription,
+    ConnectionState, GroupConfig, GroupSubscription, Message, Overflow, Pattern, Result, StartAt,
+    StreamConfig, Subscription,
 };
 
 /// A pub/sub handle: publish messages to topics, subscribe to patterns.
@@ -91,6 +92,29 @@ pub trait PubSub: Send + Sync + fmt::Debug {
                     "{} has no streams (declaring `{}`)",
                     self.backend(),
                     stream.root()
+                ),
+            ))
+        })
+    }
+
+    /// Joins `group` as a new member: the group's messages are shared among its members,
+    /// each delivered to one member at a time and settled by it (see [`GroupConfig`] and
+    /// [`GroupMessage`](crate::GroupMessage)). The group reads the stream its patterns are
+    /// under, which must be declared on this handle ([`PubSub::declare_stream`]); it is
+    /// created on the first join, starting where [`GroupConfig::starting_at`] says, and keeps
+    /// its progress while no member is there. Delivery is at least once: a message a member
+    /// did not acknowledge in time, or whose member went away, is delivered again.
+    ///
+    /// Fails with `Invalid` for patterns under no declared stream or settings that conflict
+    /// with the group's; by default (an implementation without groups) with `Unsupported`.
+    fn join_group(&self, group: GroupConfig) -> BoxFuture<'_, Result<GroupSubscription>> {
+        Box::pin(async move {
+            Err(crate::Error::new(
+                crate::ErrorKind::Unsupported,
+                format!(
+                    "{} has no groups (joining `{}`)",
+                    self.backend(),
+                    group.name()
                 ),
             ))
         })

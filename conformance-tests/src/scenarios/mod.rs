@@ -4,6 +4,7 @@
 
 mod delivery;
 mod faults;
+mod groups;
 mod input;
 mod lifecycle;
 mod loss;
@@ -16,6 +17,10 @@ pub use delivery::{
     fan_out, isolation, no_earlier_messages, ordering, round_trip, subscribe_readiness,
 };
 pub use faults::{added_latency, gap_under_traffic, half_open, outage_operations, repeated_cuts};
+pub use groups::{
+    group_bad_input, group_dead_letter, group_killed_member, group_members_split, group_nack_delay,
+    group_one_member, group_start, group_through_cut, group_two_groups,
+};
 pub use input::{foreign_publisher, invalid_input};
 pub use lifecycle::{
     close, close_race, concurrency, dropped_handle_is_detached, slow_subscriber, unsubscribe,

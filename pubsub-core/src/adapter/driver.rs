@@ -9,8 +9,11 @@ use std::hash::Hash;
 
 use async_trait::async_trait;
 
+use std::time::Duration;
+
+use crate::adapter::group_log::{GroupEntry, Settlement};
 use crate::adapter::stream_log::{LogRead, ReadFrom};
-use crate::{Error, ErrorKind, Message, Pattern, Result, StreamConfig};
+use crate::{Error, ErrorKind, GroupConfig, Message, Pattern, Result, StreamConfig};
 
 /// The broker-specific operations of an adapter.
 ///
@@ -127,9 +130,71 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
         Err(no_streams(Self::BACKEND, stream))
     }
 
+    /// Creates `group` on `stream` at the broker, or checks that the one there has the same
+    /// settings ([`GroupConfig::same_group`]; otherwise `Invalid`). A new group starts at
+    /// [`GroupConfig::start`]; an existing one goes on where it was. Called only for a stream
+    /// declared through this driver, with a group the handle validated.
+    ///
+    /// By default `Unsupported`: a driver without groups.
+    async fn join_group(&self, stream: &StreamConfig, group: &GroupConfig) -> Result<()> {
+        let _ = stream;
+        Err(no_groups(Self::BACKEND, group))
+    }
+
+    /// Reads at most `limit` deliveries of `group` for `member`: first those due again (a
+    /// nack's delay or the ack deadline passed, or their member gone), then new entries of the
+    /// log, each counted as delivered. Waits up to `wait` when nothing is there (an empty
+    /// batch is fine: the kit asks again). Entries the group's patterns do not match may be
+    /// returned; the kit acknowledges them.
+    ///
+    /// By default `Unsupported`: a driver without groups.
+    async fn read_group(
+        &self,
+        stream: &StreamConfig,
+        group: &GroupConfig,
+        member: &str,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<GroupEntry>> {
+        let _ = (stream, member, limit, wait);
+        Err(no_groups(Self::BACKEND, group))
+    }
+
+    /// Carries out settlements of deliveries read by [`Driver::read_group`], in one batch
+    /// where the broker allows. A receipt settled twice, or already redelivered elsewhere, is
+    /// not an error.
+    ///
+    /// By default `Unsupported`: a driver without groups.
+    async fn settle_group(
+        &self,
+        stream: &StreamConfig,
+        group: &GroupConfig,
+        settlements: &[Settlement],
+    ) -> Result<()> {
+        let _ = (stream, settlements);
+        Err(no_groups(Self::BACKEND, group))
+    }
+
+    /// `member` left `group` (its subscription was dropped or left): the driver releases what
+    /// it keeps for the member. What the member held unsettled is left to the ack deadline.
+    /// By default nothing.
+    async fn leave_group(&self, stream: &StreamConfig, group: &GroupConfig, member: &str) {
+        let _ = (stream, group, member);
+    }
+
     /// Flushes what was published and disconnects. Called once, by `close`, after the
     /// handle's background tasks were told to stop.
     async fn close(&self) -> Result<()>;
+}
+
+fn no_groups(backend: &str, group: &GroupConfig) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "the {backend} adapter has no groups yet (group `{}`)",
+            group.name()
+        ),
+    )
 }
 
 fn no_streams(backend: &str, stream: &StreamConfig) -> Error {

@@ -17,7 +17,10 @@
 //! - streams: a driver appends what is published under a declared stream ([`StreamTable`]),
 //!   positions its live messages and reads its log in batches ([`ReadFrom`], [`LogRead`]);
 //!   the kit replays, merges replay and live without a duplicate or a hole, and resumes
-//!   each stream subscription from its last position after an outage.
+//!   each stream subscription from its last position after an outage;
+//! - groups: a driver creates a group, reads deliveries for a member ([`GroupEntry`], each with
+//!   its [`Receipt`]) and carries out [`Settlement`]s; the kit runs each member (prefetch,
+//!   dead letters, batched settlements).
 //!
 //! See `docs/ARCHITECTURE.md` in the repository for a walk through writing an adapter, with
 //! the memory backend (`pubsub_core::memory`) as the worked example.
@@ -25,6 +28,7 @@
 pub(crate) mod driver;
 pub mod encoded_word;
 mod filter_readers;
+pub(crate) mod group_log;
 pub mod headerless;
 mod polled_state;
 mod random;
@@ -45,6 +49,7 @@ pub use crate::hub::launch::{launch, Context};
 pub use crate::router::{Inbound, PatternTrie};
 pub use driver::{Driver, FiltersInUse};
 pub use filter_readers::FilterReaders;
+pub use group_log::{GroupEntry, Receipt, Settlement};
 pub use polled_state::watch_polled;
 pub use random::random_u64;
 pub use reader::drain_broadcast;

@@ -1,5 +1,6 @@
 //! [`Hub`]: the handle every backend returns; the shared half of every adapter.
 
+mod group;
 pub(crate) mod launch;
 mod reconcile;
 mod shared_reads;
@@ -26,8 +27,8 @@ use crate::adapter::tasks::Tasks;
 use crate::router::{NewRoute, Presence, Queue, Route, Router, Slot, ORIGIN_HEADER};
 use crate::subscription::Owner;
 use crate::{
-    CommonOptions, ConnectionState, Error, ErrorKind, Message, Operation, Pattern, PubSub, Result,
-    Stats, StreamConfig, SubscribeOptions, Subscription,
+    CommonOptions, ConnectionState, Error, ErrorKind, GroupConfig, GroupSubscription, Message,
+    Operation, Pattern, PubSub, Result, Stats, StreamConfig, SubscribeOptions, Subscription,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +68,7 @@ trait Core: Send + Sync + 'static {
         options: SubscribeOptions,
     ) -> Result<Subscription>;
     async fn declare_stream(&self, stream: StreamConfig) -> Result<()>;
+    async fn join_group(&self, group: GroupConfig) -> Result<GroupSubscription>;
     async fn close(&self) -> Result<()>;
     fn stats(&self) -> Stats;
     fn supervisor(&self) -> &Supervisor;
@@ -400,6 +402,60 @@ impl<D: Driver> Core for HubInner<D> {
         }
         self.streams.insert(&config).map(|_| ()).map_err(fail)
     }
+
+    async fn join_group(&self, group: GroupConfig) -> Result<GroupSubscription> {
+        let fail = |e| self.fail(e, Operation::Subscribe);
+        if self.is_closed() {
+            return Err(fail(Error::closed()));
+        }
+        group.validate().map_err(fail)?;
+        let Some(stream) = stream::stream_of(&self.streams.all(), group.patterns()) else {
+            return Err(fail(Error::new(
+                ErrorKind::Invalid,
+                format!(
+                    "group `{}`: a group reads a stream, and needs every pattern under one \
+                     stream declared on the handle (declare_stream)",
+                    group.name()
+                ),
+            )));
+        };
+        if let crate::StartAt::After(position) = group.start() {
+            stream::check_start(&stream, &crate::StartAt::After(position)).map_err(fail)?;
+        }
+        if !self.supervisor.is_up() {
+            self.supervisor
+                .ready(self.options.command_timeout)
+                .await
+                .map_err(fail)?;
+        }
+        match tokio::time::timeout(
+            self.options.command_timeout,
+            self.driver.join_group(&stream, &group),
+        )
+        .await
+        {
+            Ok(result) => result.map_err(fail)?,
+            Err(_) => {
+                return Err(fail(Error::timeout(format!(
+                    "the broker did not confirm group `{}` within {:?}",
+                    group.name(),
+                    self.options.command_timeout
+                ))))
+            }
+        }
+        let member = format!("{}-{:016x}", group.name(), crate::adapter::random_u64());
+        Ok(group::start(group::MemberParts {
+            driver: self.driver.clone(),
+            supervisor: self.supervisor.clone(),
+            tasks: self.tasks.clone(),
+            backoff: self.options.backoff.clone(),
+            command_timeout: self.options.command_timeout,
+            stream,
+            group,
+            member,
+        }))
+    }
+
     async fn close(&self) -> Result<()> {
         self.close_inner()
             .await
@@ -655,6 +711,11 @@ impl Hub {
         self.inner.declare_stream(stream).await
     }
 
+    /// See [`PubSub::join_group`].
+    pub async fn join_group(&self, group: GroupConfig) -> Result<GroupSubscription> {
+        self.inner.join_group(group).await
+    }
+
     /// See [`PubSub::close`].
     pub async fn close(&self) -> Result<()> {
         self.inner.close().await
@@ -702,6 +763,10 @@ impl PubSub for Hub {
 
     fn declare_stream(&self, stream: StreamConfig) -> BoxFuture<'_, Result<()>> {
         self.inner.declare_stream(stream)
+    }
+
+    fn join_group(&self, group: GroupConfig) -> BoxFuture<'_, Result<GroupSubscription>> {
+        self.inner.join_group(group)
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {

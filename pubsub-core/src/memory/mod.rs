@@ -12,12 +12,17 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+mod group;
 mod ring;
 
-use crate::adapter::{launch, Context, Driver, Inbound, LinkReporter, LogRead, ReadFrom};
-use crate::{
-    CommonOptions, Error, ErrorKind, Hub, Message, Pattern, Result, StreamConfig, WithOptions,
+use crate::adapter::{
+    launch, Context, Driver, GroupEntry, Inbound, LinkReporter, LogRead, ReadFrom, Settlement,
 };
+use crate::{
+    CommonOptions, Error, ErrorKind, GroupConfig, Hub, Message, Pattern, Result, StreamConfig,
+    WithOptions,
+};
+use group::GroupState;
 use ring::Ring;
 
 /// Largest payload of the memory backend: 16 MiB.
@@ -64,31 +69,43 @@ pub struct MemoryBus {
 struct BusShared {
     handles: RwLock<Vec<Attached>>,
     next_id: AtomicU64,
-    /// The streams declared on the bus, each with its ring (what a stream keeps lives in the
-    /// bus, so every handle of the bus appends to it and reads it).
-    streams: RwLock<Vec<Arc<Mutex<Ring>>>>,
+    /// The streams declared on the bus, each with its ring and groups (what a stream keeps
+    /// lives in the bus, so every handle of the bus appends to it and reads it).
+    streams: RwLock<Vec<Arc<StreamLog>>>,
     /// Whether `streams` is not empty: the publish path of a bus without streams skips it.
     has_streams: std::sync::atomic::AtomicBool,
 }
 
+/// One stream of a bus: its ring, its groups, and a wake-up for group reads waiting for an
+/// entry. Locks are taken ring first, then groups.
+struct StreamLog {
+    config: StreamConfig,
+    ring: Mutex<Ring>,
+    groups: Mutex<HashMap<String, GroupState>>,
+    changed: tokio::sync::Notify,
+}
+
 impl BusShared {
-    fn ring_of(&self, root: &Pattern) -> Option<Arc<Mutex<Ring>>> {
+    fn log_of(&self, root: &Pattern) -> Result<Arc<StreamLog>> {
         let streams = self.streams.read();
-        streams
+        let log = streams
             .iter()
-            .find(|r| r.lock().config.root() == root)
-            .cloned()
+            .find(|log| log.config.root() == root)
+            .cloned();
+        log.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Invalid,
+                format!("stream `{root}` is not declared on this bus"),
+            )
+        })
     }
 
-    fn ring_for(&self, topic: &crate::Topic) -> Option<Arc<Mutex<Ring>>> {
+    fn log_for(&self, topic: &crate::Topic) -> Option<Arc<StreamLog>> {
         if !self.has_streams.load(Ordering::Acquire) {
             return None;
         }
         let streams = self.streams.read();
-        streams
-            .iter()
-            .find(|r| r.lock().config.covers(topic))
-            .cloned()
+        streams.iter().find(|log| log.config.covers(topic)).cloned()
     }
 }
 
@@ -311,12 +328,15 @@ impl Driver for MemoryDriver {
 
     async fn publish(&self, message: Message) -> Result<()> {
         self.passable(self.publish_timeout).await?;
-        match self.bus.ring_for(message.topic()) {
+        match self.bus.log_for(message.topic()) {
             // Appended and handed on under the ring's lock: live copies arrive in log order.
-            Some(ring) => {
-                let mut ring = ring.lock();
-                let message = ring.append(message);
-                self.hand_on(message);
+            Some(log) => {
+                {
+                    let mut ring = log.ring.lock();
+                    let message = ring.append(message);
+                    self.hand_on(message);
+                }
+                log.changed.notify_waiters();
             }
             None => self.hand_on(message),
         }
@@ -326,11 +346,16 @@ impl Driver for MemoryDriver {
     async fn declare_stream(&self, stream: &StreamConfig) -> Result<()> {
         self.passable(self.command_timeout).await?;
         let mut streams = self.bus.streams.write();
-        let known: Vec<StreamConfig> = streams.iter().map(|r| r.lock().config.clone()).collect();
+        let known: Vec<StreamConfig> = streams.iter().map(|log| log.config.clone()).collect();
         if !crate::adapter::check_declaration(&known, stream)? {
             return Ok(());
         }
-        streams.push(Arc::new(Mutex::new(Ring::new(stream.clone()))));
+        streams.push(Arc::new(StreamLog {
+            config: stream.clone(),
+            ring: Mutex::new(Ring::new(stream.clone())),
+            groups: Mutex::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
+        }));
         self.bus.has_streams.store(true, Ordering::Release);
         Ok(())
     }
@@ -342,14 +367,84 @@ impl Driver for MemoryDriver {
         limit: usize,
     ) -> Result<LogRead> {
         self.passable(self.command_timeout).await?;
-        let ring = self.bus.ring_of(stream.root()).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Invalid,
-                format!("stream `{}` is not declared on this bus", stream.root()),
-            )
-        })?;
-        let read = ring.lock().read(from, limit);
+        let log = self.bus.log_of(stream.root())?;
+        let read = log.ring.lock().read(from, limit);
         Ok(read)
+    }
+
+    async fn join_group(&self, stream: &StreamConfig, group: &GroupConfig) -> Result<()> {
+        self.passable(self.command_timeout).await?;
+        let log = self.bus.log_of(stream.root())?;
+        let mut ring = log.ring.lock();
+        let mut groups = log.groups.lock();
+        match groups.get(group.name()) {
+            Some(known) if known.config.same_group(group) => Ok(()),
+            Some(known) => Err(known.config.conflict(group)),
+            None => {
+                let state = GroupState::new(group.clone(), &mut ring);
+                groups.insert(group.name().to_string(), state);
+                Ok(())
+            }
+        }
+    }
+
+    async fn read_group(
+        &self,
+        stream: &StreamConfig,
+        group: &GroupConfig,
+        _member: &str,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<GroupEntry>> {
+        self.passable(self.command_timeout).await?;
+        let log = self.bus.log_of(stream.root())?;
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = log.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let now = tokio::time::Instant::now();
+            let (entries, next_due) = {
+                let mut ring = log.ring.lock();
+                let mut groups = log.groups.lock();
+                let state = groups
+                    .get_mut(group.name())
+                    .ok_or_else(|| no_group(group))?;
+                state.read(&mut ring, limit, now)
+            };
+            if !entries.is_empty() || now >= until {
+                return Ok(entries);
+            }
+            let wake = next_due.map_or(until, |due| due.min(until));
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    async fn settle_group(
+        &self,
+        stream: &StreamConfig,
+        group: &GroupConfig,
+        settlements: &[Settlement],
+    ) -> Result<()> {
+        self.passable(self.command_timeout).await?;
+        let log = self.bus.log_of(stream.root())?;
+        let now = tokio::time::Instant::now();
+        let due_now = {
+            let mut groups = log.groups.lock();
+            let state = groups
+                .get_mut(group.name())
+                .ok_or_else(|| no_group(group))?;
+            settlements
+                .iter()
+                .fold(false, |due, s| state.settle(s, now) | due)
+        };
+        if due_now {
+            log.changed.notify_waiters();
+        }
+        Ok(())
     }
 
     async fn add_filters(&self, _filters: &[Pattern]) -> Result<()> {
@@ -364,6 +459,13 @@ impl Driver for MemoryDriver {
         self.detach();
         Ok(())
     }
+}
+
+fn no_group(group: &GroupConfig) -> Error {
+    Error::new(
+        ErrorKind::Invalid,
+        format!("group `{}` is not on this bus", group.name()),
+    )
 }
 
 impl fmt::Debug for MemoryDriver {

@@ -38,6 +38,30 @@ impl Ring {
         message
     }
 
+    /// The number of the oldest entry retained (the next one's when empty), after trimming
+    /// what expired.
+    pub fn first_seq(&mut self) -> u64 {
+        self.trim(SystemTime::now());
+        self.entries.front().map_or(self.next, |(seq, _, _)| *seq)
+    }
+
+    /// The number the next message appended gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// The log's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The entry numbered `seq`, with its position, if it is retained.
+    pub fn get(&self, seq: u64) -> Option<&Message> {
+        let first = self.entries.front()?.0;
+        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.entries.get(index).map(|(_, _, message)| message)
+    }
+
     /// Drops what is past the count or the age.
     fn trim(&mut self, now: SystemTime) {
         let max_len = usize::try_from(self.config.max_len()).unwrap_or(usize::MAX);
