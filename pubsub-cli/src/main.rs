@@ -56,7 +56,9 @@ enum Command {
     ///
     /// Under a stream (`--stream ROOT`), `--from` begins in its history and `--positions`
     /// prints where each message stands: pass the last one back as `--from` to resume after
-    /// it.
+    /// it. With `--group NAME` the process joins a consumer group on the stream instead:
+    /// processes in one group share the messages, and each message is acknowledged once it
+    /// is printed (one not printed, because the process died, is delivered again).
     Sub {
         /// `[URL] PATTERN…`. URL as for `pub` (default: $PUBSUB_URL); patterns such as
         /// room.*.msg or room.42.>.
@@ -81,6 +83,11 @@ enum Command {
         /// subscribing. Repeatable.
         #[arg(long = "stream", value_name = "ROOT", value_parser = streams::parse_root)]
         streams: Vec<Pattern>,
+        /// Join this consumer group (1 to 64 of A-Z a-z 0-9 _ -) on the stream the patterns
+        /// are under, and acknowledge each message after printing it. `--from` says where a
+        /// new group starts (now, start or a position).
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
     },
     /// Measure throughput and latency: publishers, subscribers, message size and count.
     Bench(bench::BenchArgs),
@@ -141,6 +148,7 @@ async fn main() -> ExitCode {
             from,
             positions,
             streams,
+            group,
         } => match with_url(args) {
             Ok((url, patterns)) if !patterns.is_empty() => {
                 let options = sub::SubOptions {
@@ -149,6 +157,7 @@ async fn main() -> ExitCode {
                     from,
                     positions,
                     streams,
+                    group,
                 };
                 sub::subscribe(&url, &patterns, options).await
             }

@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 use pubsub::StartAt;
-use pubsub::{Delivery, ErrorKind, Message, Pattern, SubscribeOptions};
+use pubsub::{Delivery, ErrorKind, GroupConfig, Hub, Message, Pattern, SubscribeOptions};
 use tokio::io::AsyncWriteExt;
 
 use crate::streams;
@@ -21,6 +21,8 @@ pub struct SubOptions {
     pub positions: bool,
     /// Streams to declare on the handle first.
     pub streams: Vec<Pattern>,
+    /// Join this consumer group instead of subscribing.
+    pub group: Option<String>,
 }
 
 /// What a message prints as, newline included: its JSON frame (with `position` only when
@@ -59,15 +61,33 @@ pub async fn subscribe(url: &str, patterns: &[String], options: SubOptions) -> R
         from,
         positions,
         streams,
+        group,
     } = options;
     let patterns = patterns
         .iter()
         .map(|p| Pattern::new(p).map_err(|e| format!("pattern `{p}`: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let group = match group {
+        Some(name) => {
+            let config =
+                GroupConfig::new(&name, patterns.clone()).map_err(|e| format!("--group: {e}"))?;
+            Some(match from {
+                Some(start) => config.starting_at(start),
+                None => config,
+            })
+        }
+        None => None,
+    };
     let hub = pubsub::connect(url).await.map_err(|e| e.to_string())?;
     if let Err(e) = streams::declare(&hub, &streams).await {
         let _ = hub.close().await;
         return Err(e);
+    }
+    if let Some(group) = group {
+        let printer = Printer { raw, positions };
+        let result = consume_group(&hub, group, count, printer, streams.is_empty()).await;
+        let closed = hub.close().await.map_err(|e| e.to_string());
+        return result.and(closed);
     }
     let mut subscribe_options = SubscribeOptions::default();
     if let Some(start) = from {
@@ -130,6 +150,71 @@ pub async fn subscribe(url: &str, patterns: &[String], options: SubOptions) -> R
     }
     drop(deliveries);
     hub.close().await.map_err(|e| e.to_string())
+}
+
+/// How messages are printed.
+#[derive(Debug, Clone, Copy)]
+struct Printer {
+    raw: bool,
+    positions: bool,
+}
+
+/// Joins `group` and prints its deliveries, acknowledging each once it is written; leaves the
+/// group (giving back what it read but did not print) at the end.
+async fn consume_group(
+    hub: &Hub,
+    group: GroupConfig,
+    count: Option<u64>,
+    printer: Printer,
+    no_stream_given: bool,
+) -> Result<(), String> {
+    let patterns: Vec<Pattern> = group.patterns().to_vec();
+    let mut member = hub.join_group(group).await.map_err(|e| {
+        if e.kind() == ErrorKind::Invalid && no_stream_given {
+            format!("{e} (declare it with --stream ROOT)")
+        } else {
+            e.to_string()
+        }
+    })?;
+    let mut out = tokio::io::stdout();
+    let joined = pubsub_gateway::frames::subscribed(&patterns).to_string();
+    if printer.raw {
+        eprintln!("{joined}");
+    } else if out
+        .write_all(format!("{joined}\n").as_bytes())
+        .await
+        .is_err()
+        || out.flush().await.is_err()
+    {
+        return member.leave().await.map_err(|e| e.to_string());
+    }
+    let mut seen = 0u64;
+    let mut last = None;
+    let stop = pubsub_gateway::shutdown_signal();
+    tokio::pin!(stop);
+    while count.is_none_or(|max| seen < max) {
+        let delivery = tokio::select! {
+            _ = &mut stop => break,
+            delivery = member.recv() => match delivery {
+                Some(delivery) => delivery,
+                None => break,
+            },
+        };
+        let line = message_line(delivery.message(), printer.raw, printer.positions);
+        if out.write_all(&line).await.is_err() || out.flush().await.is_err() {
+            // Not printed (stdout closed): back to the group for another member.
+            let _ = delivery.nack(std::time::Duration::ZERO).await;
+            break;
+        }
+        seen += 1;
+        last = Some(delivery.ack());
+    }
+    let acked = match last {
+        Some(last) => last.await.map_err(|e| format!("acknowledging: {e}")),
+        None => Ok(()),
+    };
+    let left = member.leave().await.map_err(|e| e.to_string());
+    acked.and(left)
 }
 
 #[cfg(test)]

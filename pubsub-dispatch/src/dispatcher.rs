@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pubsub_core::{Error, Pattern, PubSub, SubscribeOptions};
+use pubsub_core::{Error, GroupConfig, Pattern, PubSub, SubscribeOptions};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::util::BoxCloneSyncService;
@@ -20,6 +20,7 @@ use crate::instruments::{Counters, Instruments, RouteMetrics, RouteStats};
 use crate::meta::Incoming;
 use crate::route::{DeadLetter, Retry, Route, RouteService};
 use crate::shutdown::ShutdownReport;
+use crate::worker::Source;
 use crate::worker::{self, InFlight, RouteRuntime};
 
 type Wrap = Box<dyn Fn(RouteService) -> RouteService + Send + Sync>;
@@ -114,13 +115,27 @@ impl DispatcherBuilder {
             checked.push((pattern, route));
         }
         let mut subscribed = Vec::with_capacity(checked.len());
-        for (pattern, route) in checked {
-            let mut options = SubscribeOptions::default();
-            if let Some(capacity) = route.buffer {
-                options = options.with_capacity(capacity);
-            }
-            let subscription = self.ps.subscribe_with(pattern, options).await?;
-            subscribed.push((route, subscription));
+        for (pattern, mut route) in checked {
+            let source = match route.group.take() {
+                Some(spec) => {
+                    let retry = route.retry.clone().unwrap_or_else(|| self.retry.clone());
+                    let config = GroupConfig::new(&spec.name, vec![pattern])?
+                        .with_max_deliveries(retry.attempts);
+                    let config = (spec.configure)(config);
+                    if route.dead_letter.is_none() {
+                        route.dead_letter = Some(DeadLetter::topic(config.dead_letter().clone()));
+                    }
+                    Source::Group(self.ps.join_group(config).await?)
+                }
+                None => {
+                    let mut options = SubscribeOptions::default();
+                    if let Some(capacity) = route.buffer {
+                        options = options.with_capacity(capacity);
+                    }
+                    Source::Broadcast(self.ps.subscribe_with(pattern, options).await?)
+                }
+            };
+            subscribed.push((route, source));
         }
 
         let stop = CancellationToken::new();
@@ -132,7 +147,7 @@ impl DispatcherBuilder {
         let hooks = Arc::new(self.hooks);
         let system = worker::messaging_system(self.ps.backend());
         let mut routes = Vec::with_capacity(subscribed.len());
-        for (route, subscription) in subscribed {
+        for (route, source) in subscribed {
             let name: Arc<str> = route.route_name().into();
             let mut service = route.service;
             for wrap in &self.layers {
@@ -160,10 +175,13 @@ impl DispatcherBuilder {
                 tracker: tracker.clone(),
                 not_started: not_started.clone(),
             });
-            tracker.spawn(worker::until_hard_stop(
-                hard.clone(),
-                worker::read(runtime, route.mode, subscription.deliveries()),
-            ));
+            let reader: futures::future::BoxFuture<'static, ()> = match source {
+                Source::Broadcast(subscription) => {
+                    Box::pin(worker::read(runtime, route.mode, subscription.deliveries()))
+                }
+                Source::Group(member) => Box::pin(worker::read_group(runtime, route.mode, member)),
+            };
+            tracker.spawn(worker::until_hard_stop(hard.clone(), reader));
             tracing::debug!(route = %name, "route started");
             routes.push((name, counters));
         }
@@ -265,7 +283,9 @@ impl Dispatcher {
 
     /// Stops taking new messages (every route unsubscribes), waits up to `deadline` for the
     /// handlers in flight (retries included), then drops those still running and says which.
-    /// Messages received but not started are dropped and counted.
+    /// Messages received but not started are dropped and counted; in a group route they go
+    /// back to the group at once, the deliveries in flight are settled as they finish, and the
+    /// route then leaves the group (see [`Route::group`](crate::Route::group)).
     ///
     /// A handler that blocks its thread (no `.await`) cannot be cut off; keep blocking work in
     /// `spawn_blocking`.

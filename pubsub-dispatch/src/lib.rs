@@ -74,6 +74,60 @@
 //! # Ok(()) }
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
+//!
+//! # Work shared in a group (at least once)
+//!
+//! A route given a [`Route::group`] runs as a member of a consumer group on a declared stream
+//! instead of broadcast: dispatchers on other handles and in other processes share its
+//! messages, and a message survives a handler's crash or a deploy. `Ok` acknowledges; a
+//! failure or a panic negatively acknowledges with the retry backoff, so that the group
+//! delivers it again (to any member); after the route's last attempt it goes to the group's
+//! dead-letter topic (`dead-letter.<group>`) with the `dlq-*` headers. Delivery is at least
+//! once: a handler deduplicates by the CloudEvents `id` ([`Meta::id`], or [`DedupLayer`] within
+//! one process) where doing a message twice matters.
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use pubsub_core::{PubSub, StreamConfig};
+//! use pubsub_dispatch::{Dispatcher, Event, HandlerError, Meta, Publisher, Retry, Route};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Charge { order: u64, cents: u64 }
+//!
+//! async fn charge(c: Event<Charge>, meta: Meta) -> Result<(), HandlerError> {
+//!     if c.cents == 0 {
+//!         panic!("a charge of nothing"); // caught: a failed attempt, redelivered, then dead-lettered
+//!     }
+//!     if meta.attempt() == 1 && c.order % 2 == 1 {
+//!         return Err(HandlerError::new("the card service timed out")); // delivered again
+//!     }
+//!     Ok(()) // acknowledged: never delivered again
+//! }
+//!
+//! let ps: Arc<dyn PubSub> = Arc::new(pubsub_core::memory::MemoryBus::new().connect().await?);
+//! ps.declare_stream(StreamConfig::new("charges.>".parse()?)).await?;
+//! let dispatcher = Dispatcher::builder(ps.clone())
+//!     .retry(Retry::attempts(3))
+//!     .route(
+//!         Route::new("charges.*", charge)
+//!             .group_with("billing", |g| g.with_ack_deadline(Duration::from_secs(30)))
+//!             .concurrency(8),
+//!     )
+//!     .start()
+//!     .await?;
+//! let mut dead = ps.subscribe("dead-letter.billing".parse()?).await?;
+//! let publisher = Publisher::new(ps.clone(), "/shop");
+//! for (order, cents) in [(1, 990), (2, 0)] {
+//!     publisher.publish("charges.eu".parse()?, "charge", &Charge { order, cents }).await?;
+//! }
+//! let letter = dead.recv().await.expect("the charge of nothing");
+//! assert_eq!(letter.headers().get("dlq-reason"), Some("panic"));
+//! dispatcher.shutdown(Duration::from_secs(5)).await; // finishes and settles what is in flight
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use pubsub_core::{Backoff, Topic};
+use pubsub_core::{Backoff, GroupConfig, Topic};
 use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -185,6 +185,13 @@ pub struct Route {
     pub(crate) retry: Option<Retry>,
     pub(crate) dead_letter: Option<DeadLetter>,
     pub(crate) buffer: Option<usize>,
+    pub(crate) group: Option<GroupSpec>,
+}
+
+/// The group a route's handler runs in: its name and how to adjust its settings.
+pub(crate) struct GroupSpec {
+    pub name: String,
+    pub configure: Box<dyn FnOnce(GroupConfig) -> GroupConfig + Send + Sync>,
 }
 
 impl Route {
@@ -202,6 +209,7 @@ impl Route {
             retry: None,
             dead_letter: None,
             buffer: None,
+            group: None,
         }
     }
 
@@ -250,6 +258,42 @@ impl Route {
         self
     }
 
+    /// Runs the route as a member of the consumer group `name` on the route's pattern, instead
+    /// of broadcast: the messages are shared with the group's other members (other
+    /// dispatchers, other processes), and survive a crash. The pattern must be under a stream
+    /// declared on the dispatcher's handle
+    /// ([`PubSub::declare_stream`](pubsub_core::PubSub::declare_stream)).
+    ///
+    /// In a group, each delivery is one attempt ([`Meta::attempt`](crate::Meta::attempt) is
+    /// the delivery count, across members and restarts): `Ok` acknowledges it; a retryable
+    /// failure (an error or a panic) before the route's last attempt negatively acknowledges
+    /// it with the retry backoff, so that the group delivers it again, to any member; the last
+    /// failure, or a permanent one, publishes it to the dead-letter topic (by default the
+    /// group's, `dead-letter.<name>`) and acknowledges it. A delivery whose member crashed
+    /// comes back after the group's ack deadline. This is at least once: a handler may see a
+    /// message again after a crash or a lost acknowledgement, so it deduplicates by the
+    /// CloudEvents `id` ([`Meta::id`](crate::Meta::id)) where a repeat matters.
+    /// [`Dispatcher::shutdown`](crate::Dispatcher::shutdown) finishes and settles the
+    /// deliveries in flight, gives back those not started, and then leaves the group.
+    pub fn group(self, name: impl Into<String>) -> Self {
+        self.group_with(name, |config| config)
+    }
+
+    /// [`Route::group`], with the group's settings adjusted by `configure` (ack deadline,
+    /// prefetch, where a new group starts). The maximum deliveries are the route's retry
+    /// attempts.
+    pub fn group_with(
+        mut self,
+        name: impl Into<String>,
+        configure: impl FnOnce(GroupConfig) -> GroupConfig + Send + Sync + 'static,
+    ) -> Self {
+        self.group = Some(GroupSpec {
+            name: name.into(),
+            configure: Box::new(configure),
+        });
+        self
+    }
+
     /// Wraps the handler in a middleware layer. Layers added later wrap those added before.
     pub fn layer<L>(mut self, layer: L) -> Self
     where
@@ -276,6 +320,7 @@ impl fmt::Debug for Route {
             .field("mode", &self.mode)
             .field("retry", &self.retry)
             .field("dead_letter", &self.dead_letter)
+            .field("group", &self.group.as_ref().map(|g| &g.name))
             .finish_non_exhaustive()
     }
 }

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
-use pubsub_core::{Deliveries, Delivery, ErrorKind, Gap, Message, PubSub};
+use pubsub_core::{
+    Deliveries, Delivery, ErrorKind, Gap, GroupMessage, GroupSubscription, Message, PubSub,
+};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -142,6 +144,76 @@ pub(crate) async fn until_hard_stop(hard: CancellationToken, future: impl std::f
     }
 }
 
+/// Where a route's messages come from.
+pub(crate) enum Source {
+    /// A subscription: every dispatcher on the pattern gets every message.
+    Broadcast(pubsub_core::Subscription),
+    /// A group membership: the messages are shared with the group's other members.
+    Group(GroupSubscription),
+}
+
+/// One message for a route to handle: broadcast (handled with in-process retries), or a group
+/// delivery (settled with the group: acknowledged, or negatively acknowledged to come back).
+pub(crate) enum Job {
+    Broadcast(Message),
+    Group(GroupMessage),
+}
+
+impl Job {
+    fn message(&self) -> &Message {
+        match self {
+            Job::Broadcast(message) => message,
+            Job::Group(delivery) => delivery.message(),
+        }
+    }
+
+    /// Not started after all: a group delivery goes back to the group at once; a broadcast
+    /// message is only counted.
+    fn not_started(self, rt: &RouteRuntime) {
+        rt.not_started.fetch_add(1, Ordering::Relaxed);
+        if let Job::Group(delivery) = self {
+            drop(delivery.nack(std::time::Duration::ZERO));
+        }
+    }
+}
+
+/// Reads the route's group membership until shutdown (or until it ends), hands each delivery
+/// on as the route's [`Mode`] says, then leaves the group: what was read but not handed out
+/// goes back to the group at once, and the deliveries being handled are settled as they finish.
+pub(crate) async fn read_group(rt: Arc<RouteRuntime>, mode: Mode, mut member: GroupSubscription) {
+    let mut sink = Sink::new(&rt, mode);
+    let stopped = rt.stop.clone().cancelled_owned();
+    tokio::pin!(stopped);
+    loop {
+        if rt.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        let next = tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            next = member.recv() => next,
+        };
+        match next {
+            Some(delivery) => {
+                if !sink.hand(&rt, Job::Group(delivery)).await {
+                    break;
+                }
+            }
+            None => {
+                if !rt.stop.is_cancelled() {
+                    tracing::warn!(route = %rt.name, reason = ?member.end_reason(),
+                        "the route's group membership ended; the route stops");
+                }
+                break;
+            }
+        }
+    }
+    if let Err(error) = member.leave().await {
+        tracing::warn!(route = %rt.name, %error,
+            "leaving the group: some settlements did not reach the broker; those messages come back after the ack deadline");
+    }
+}
+
 /// Reads the route's subscription until shutdown (or until it ends) and hands each message on
 /// as the route's [`Mode`] says.
 pub(crate) async fn read(rt: Arc<RouteRuntime>, mode: Mode, mut deliveries: Deliveries) {
@@ -164,7 +236,7 @@ pub(crate) async fn read(rt: Arc<RouteRuntime>, mode: Mode, mut deliveries: Deli
         };
         match next {
             Some(Delivery::Message(message)) => {
-                if !sink.hand(&rt, message).await {
+                if !sink.hand(&rt, Job::Broadcast(message)).await {
                     break;
                 }
             }
@@ -189,7 +261,7 @@ enum Sink {
     Inline(RouteService),
     /// One queue per lane; a topic always maps to the same lane.
     Lanes {
-        lanes: Vec<mpsc::Sender<Message>>,
+        lanes: Vec<mpsc::Sender<Job>>,
         hasher: std::collections::hash_map::RandomState,
     },
     /// A task per message, at most `limit` at once.
@@ -220,26 +292,37 @@ impl Sink {
     }
 
     /// Hands one message on; `false` when shutdown began while waiting for room.
-    async fn hand(&mut self, rt: &Arc<RouteRuntime>, message: Message) -> bool {
+    async fn hand(&mut self, rt: &Arc<RouteRuntime>, job: Job) -> bool {
         match self {
             Sink::Inline(service) => {
-                process(rt, service, message).await;
+                process(rt, service, job).await;
                 true
             }
             Sink::Lanes { lanes, hasher } => {
-                let i = (hasher.hash_one(message.topic().as_str()) % lanes.len() as u64) as usize;
-                let message = match lanes[i].try_send(message) {
+                let topic = job.message().topic().as_str();
+                let i = (hasher.hash_one(topic) % lanes.len() as u64) as usize;
+                let job = match lanes[i].try_send(job) {
                     Ok(()) => return true,
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                    Err(mpsc::error::TrySendError::Full(message)) => message,
+                    Err(mpsc::error::TrySendError::Closed(job)) => {
+                        job.not_started(rt);
+                        return false;
+                    }
+                    Err(mpsc::error::TrySendError::Full(job)) => job,
                 };
-                tokio::select! {
+                let permit = tokio::select! {
                     biased;
-                    _ = rt.stop.cancelled() => {
-                        rt.not_started.fetch_add(1, Ordering::Relaxed);
+                    _ = rt.stop.cancelled() => None,
+                    permit = lanes[i].reserve() => permit.ok(),
+                };
+                match permit {
+                    Some(permit) => {
+                        permit.send(job);
+                        true
+                    }
+                    None => {
+                        job.not_started(rt);
                         false
                     }
-                    sent = lanes[i].send(message) => sent.is_ok(),
                 }
             }
             Sink::Tasks(limit) => {
@@ -252,7 +335,7 @@ impl Sink {
                     },
                 };
                 let Some(permit) = permit else {
-                    rt.not_started.fetch_add(1, Ordering::Relaxed);
+                    job.not_started(rt);
                     return false;
                 };
                 let rt2 = rt.clone();
@@ -260,7 +343,7 @@ impl Sink {
                     .spawn(until_hard_stop(rt.hard.clone(), async move {
                         let _permit = permit;
                         let mut service = rt2.service.clone();
-                        process(&rt2, &mut service, message).await;
+                        process(&rt2, &mut service, job).await;
                     }));
                 true
             }
@@ -269,7 +352,7 @@ impl Sink {
 }
 
 /// One lane of an ordered route: its messages one at a time, in order, until shutdown.
-async fn lane(rt: Arc<RouteRuntime>, mut rx: mpsc::Receiver<Message>) {
+async fn lane(rt: Arc<RouteRuntime>, mut rx: mpsc::Receiver<Job>) {
     let mut service = rt.service.clone();
     let stopped = rt.stop.clone().cancelled_owned();
     tokio::pin!(stopped);
@@ -287,16 +370,14 @@ async fn lane(rt: Arc<RouteRuntime>, mut rx: mpsc::Receiver<Message>) {
             },
         };
         match next {
-            Some(message) => process(&rt, &mut service, message).await,
+            Some(job) => process(&rt, &mut service, job).await,
             None => return,
         }
     }
     rx.close();
-    let mut left = 0;
-    while rx.try_recv().is_ok() {
-        left += 1;
+    while let Ok(job) = rx.try_recv() {
+        job.not_started(&rt);
     }
-    rt.not_started.fetch_add(left, Ordering::Relaxed);
 }
 
 /// A gap in the subscription: log, metrics, counter, hook.
@@ -364,55 +445,31 @@ fn process_span(rt: &RouteRuntime, meta: &Meta) -> Span {
     span
 }
 
+/// Handles one job: a broadcast message with in-process retries, or a group delivery.
+pub(crate) async fn process(rt: &RouteRuntime, service: &mut RouteService, job: Job) {
+    match job {
+        Job::Broadcast(message) => process_broadcast(rt, service, message).await,
+        Job::Group(delivery) => process_group(rt, service, delivery).await,
+    }
+}
+
 /// Handles one message: attempts with retries, then the dead-letter topic.
-pub(crate) async fn process(rt: &RouteRuntime, service: &mut RouteService, message: Message) {
+async fn process_broadcast(rt: &RouteRuntime, service: &mut RouteService, message: Message) {
     let _guard = rt.in_flight.enter(rt, &message);
     let mut meta = Meta::new(message, rt.name.clone(), 1);
     loop {
-        let span = process_span(rt, &meta);
-        let started = Instant::now();
-        let incoming = Incoming::new(meta.clone());
-        let call = async {
-            // Readiness first (a middleware may apply backpressure), then the call.
-            service.ready().await?.call(incoming).await
+        let (span, result) = attempt(rt, service, &meta).await;
+        let Err(error) = result else {
+            return;
         };
-        let result = AssertUnwindSafe(meta.trace().clone().scope(call))
-            .catch_unwind()
-            .instrument(span.clone())
-            .await;
-        rt.inst.metrics.latency.record(started.elapsed());
-        let error = match result {
-            Ok(Ok(())) => {
-                rt.inst.metrics.handled.increment(1);
-                bump(&rt.inst.counters.handled);
-                return;
-            }
-            Ok(Err(error)) => error,
-            Err(payload) => {
-                // The panic may have left this clone of the stack half-way: take a fresh one.
-                *service = rt.service.clone();
-                rt.inst.metrics.panics.increment(1);
-                bump(&rt.inst.counters.panics);
-                let text = panic_text(&*payload);
-                // One structured line (the process's panic hook, if it prints, is the
-                // application's: see the crate docs).
-                span.in_scope(|| {
-                    tracing::error!(route = %rt.name, attempt = meta.attempt(), panic = %text, "the handler panicked")
-                });
-                HandlerError::panic(text)
-            }
-        };
-        rt.inst.metrics.failed(error.kind()).increment(1);
-        bump(&rt.inst.counters.failed);
-        if error.kind() == FailureKind::Decode {
-            bump(&rt.inst.counters.decode_errors);
-        }
         let attempt = meta.attempt();
         if !error.kind().is_retryable() || attempt >= rt.retry.attempts {
             span.in_scope(|| {
                 tracing::warn!(attempt, error = %error, "giving up on the message: dead-lettering it")
             });
-            dead_letter(rt, &meta, attempt, error).await;
+            if let Err((copy, e)) = dead_letter(rt, &meta, attempt, &error).await {
+                lost(rt, &meta, copy, e, error);
+            }
             return;
         }
         let wait = rt.retry.backoff.delay(attempt - 1);
@@ -424,13 +481,108 @@ pub(crate) async fn process(rt: &RouteRuntime, service: &mut RouteService, messa
     }
 }
 
-/// Publishes the dead-letter copy of the message, retrying; reports the loss if that fails.
-async fn dead_letter(rt: &RouteRuntime, meta: &Meta, attempts: u32, error: HandlerError) {
-    let original = meta.message();
-    let copy = match dead_letter_message(&rt.dead_letter, original, &rt.name, attempts, &error) {
-        Ok(copy) => copy,
-        Err(e) => return lost(rt, meta, None, e, error),
+/// Handles one group delivery: one attempt (the delivery count is the attempt), then `Ok`
+/// acknowledges; a retryable failure before the last attempt negatively acknowledges with the
+/// route's backoff (the group delivers it again, to any member); otherwise the message is
+/// dead-lettered and acknowledged (negatively acknowledged if the dead letter could not be
+/// published, so that it is never lost).
+async fn process_group(rt: &RouteRuntime, service: &mut RouteService, delivery: GroupMessage) {
+    let _guard = rt.in_flight.enter(rt, delivery.message());
+    let attempt_no = delivery.deliveries().max(1);
+    let meta = Meta::new(delivery.message().clone(), rt.name.clone(), attempt_no);
+    let (span, result) = attempt(rt, service, &meta).await;
+    let settled = match result {
+        Ok(()) => delivery.ack(),
+        Err(error) if error.kind().is_retryable() && attempt_no < rt.retry.attempts => {
+            let wait = rt.retry.backoff.delay(attempt_no - 1);
+            span.in_scope(|| {
+                tracing::info!(attempt = attempt_no, error = %error, retry_in = ?wait,
+                "attempt failed; the group delivers it again")
+            });
+            rt.inst.metrics.retried.increment(1);
+            bump(&rt.inst.counters.retried);
+            delivery.nack(wait)
+        }
+        Err(error) => {
+            span.in_scope(|| {
+                tracing::warn!(attempt = attempt_no, error = %error, "giving up on the message: dead-lettering it")
+            });
+            match dead_letter(rt, &meta, attempt_no, &error).await {
+                Ok(()) => delivery.ack(),
+                Err((_, e)) => {
+                    tracing::error!(route = %rt.name, topic = %meta.topic(), error = %e,
+                        "the dead letter could not be published; the group delivers the message again");
+                    let wait = rt.retry.backoff.delay(attempt_no.saturating_sub(1));
+                    delivery.nack(wait)
+                }
+            }
+        }
     };
+    if let Err(error) = settled.await {
+        tracing::warn!(route = %rt.name, topic = %meta.topic(), %error,
+            "settling the delivery failed; the group delivers it again after its ack deadline");
+    }
+}
+
+/// One attempt of the handler on `meta`: its span and the outcome (a panic is caught and
+/// becomes a failure); counted in the route's metrics.
+async fn attempt(
+    rt: &RouteRuntime,
+    service: &mut RouteService,
+    meta: &Meta,
+) -> (Span, Result<(), HandlerError>) {
+    let span = process_span(rt, meta);
+    let started = Instant::now();
+    let incoming = Incoming::new(meta.clone());
+    let call = async {
+        // Readiness first (a middleware may apply backpressure), then the call.
+        service.ready().await?.call(incoming).await
+    };
+    let result = AssertUnwindSafe(meta.trace().clone().scope(call))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    rt.inst.metrics.latency.record(started.elapsed());
+    let error = match result {
+        Ok(Ok(())) => {
+            rt.inst.metrics.handled.increment(1);
+            bump(&rt.inst.counters.handled);
+            return (span, Ok(()));
+        }
+        Ok(Err(error)) => error,
+        Err(payload) => {
+            // The panic may have left this clone of the stack half-way: take a fresh one.
+            *service = rt.service.clone();
+            rt.inst.metrics.panics.increment(1);
+            bump(&rt.inst.counters.panics);
+            let text = panic_text(&*payload);
+            // One structured line (the process's panic hook, if it prints, is the
+            // application's: see the crate docs).
+            span.in_scope(|| {
+                tracing::error!(route = %rt.name, attempt = meta.attempt(), panic = %text, "the handler panicked")
+            });
+            HandlerError::panic(text)
+        }
+    };
+    rt.inst.metrics.failed(error.kind()).increment(1);
+    bump(&rt.inst.counters.failed);
+    if error.kind() == FailureKind::Decode {
+        bump(&rt.inst.counters.decode_errors);
+    }
+    (span, Err(error))
+}
+
+/// Publishes the dead-letter copy of the message, retrying; on failure, the copy (if it could
+/// be made) and the last error.
+async fn dead_letter(
+    rt: &RouteRuntime,
+    meta: &Meta,
+    attempts: u32,
+    error: &HandlerError,
+) -> Result<(), (Option<Message>, pubsub_core::Error)> {
+    let original = meta.message();
+    let copy = dead_letter_message(&rt.dead_letter, original, &rt.name, attempts, error)
+        .map_err(|e| (None, e))?;
     let tries = rt.dead_letter.publish_attempts.max(1);
     let mut failure = None;
     for i in 0..tries {
@@ -443,7 +595,7 @@ async fn dead_letter(rt: &RouteRuntime, meta: &Meta, attempts: u32, error: Handl
                 bump(&rt.inst.counters.dead_lettered);
                 tracing::warn!(route = %rt.name, topic = %original.topic(), dead_letter_topic = %copy.topic(),
                     attempts, reason = %error.kind(), "message dead-lettered");
-                return;
+                return Ok(());
             }
             Err(e) => {
                 let retry = e.is_temporary() || e.kind() == ErrorKind::Backend;
@@ -457,7 +609,7 @@ async fn dead_letter(rt: &RouteRuntime, meta: &Meta, attempts: u32, error: Handl
         }
     }
     let e = failure.unwrap_or_else(|| pubsub_core::Error::new(ErrorKind::Backend, "no attempt"));
-    lost(rt, meta, Some(copy), e, error)
+    Err((Some(copy), e))
 }
 
 /// The dead-letter publish failed for good: never silent.

@@ -6,6 +6,13 @@ use common::Backend;
 
 dispatch_suite!(Backend::memory);
 
+/// Groups: on memory now; each broker's dispatcher suite takes this case once its adapter
+/// has groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_handlers() {
+    common::group_handlers(&Backend::memory()).await;
+}
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -41,11 +41,11 @@ mod signal;
 pub use connect::{connect, Scheme};
 pub use pubsub_core::{
     headers, memory, pattern, topic, Backoff, CommonOptions, ConnectionState, Deliveries, Delivery,
-    EndReason, Error, ErrorKind, Gap, Headers, Hub, Message, MessageBuilder, Offset, Operation,
-    Overflow, Pattern, Position, PubSub, Result, Secret, StartAt, Stats, StreamConfig,
-    SubscribeOptions, Subscription, TlsOptions, Token, TokenError, Topic, WithOptions,
-    DEFAULT_BUFFER, DEFAULT_HEARTBEAT, DEFAULT_STREAM_MAX_AGE, DEFAULT_STREAM_MAX_LEN,
-    MAX_TOPIC_LEN,
+    EndReason, Error, ErrorKind, Gap, GroupConfig, GroupMessage, GroupSubscription, Headers, Hub,
+    Message, MessageBuilder, Offset, Operation, Overflow, Pattern, Position, PubSub, Result,
+    Secret, StartAt, Stats, StreamConfig, SubscribeOptions, Subscription, TlsOptions, Token,
+    TokenError, Topic, WithOptions, DEFAULT_BUFFER, DEFAULT_HEARTBEAT, DEFAULT_STREAM_MAX_AGE,
+    DEFAULT_STREAM_MAX_LEN, MAX_TOPIC_LEN,
 };
 pub use signal::shutdown_signal;
 

@@ -804,3 +804,94 @@ pub async fn gaps_are_reported(b: &Backend) {
 pub fn plain(t: &str, payload: &'static str) -> Message {
     Message::new(topic(t), payload)
 }
+
+/// Two dispatchers in one group share the work: each good message handled once overall; a
+/// failing handler's message comes back (to either member) and succeeds on its second
+/// delivery; a handler that always panics ends in the group's dead-letter topic after the
+/// route's attempts, with the reason; shutdown drains and leaves the group.
+pub async fn group_handlers(b: &Backend) {
+    const N: u64 = 60;
+    let p = unique_prefix("grp");
+    let group_name: String = p
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let stream = pubsub_core::StreamConfig::new(format!("{p}.>").parse().expect("pattern"));
+    let (a, b_ps, pub_ps) = (b.connect().await, b.connect().await, b.connect().await);
+    for ps in [&a, &b_ps, &pub_ps] {
+        ps.declare_stream(stream.clone()).await.expect("declare");
+    }
+    let mut dead = subscribe(&pub_ps, &format!("dead-letter.{group_name}")).await;
+    let (seen_tx, mut seen) = mpsc::unbounded_channel::<(usize, u64, u32)>();
+    let start = |ps: Arc<dyn PubSub>, member: usize| {
+        let seen_tx = seen_tx.clone();
+        let name = group_name.clone();
+        let pattern = format!("{p}.*.created");
+        async move {
+            Dispatcher::builder(ps)
+                .retry(fast_retry(3))
+                .route(
+                    Route::new(pattern, move |e: Event<Order>, meta: Meta| {
+                        let seen_tx = seen_tx.clone();
+                        async move {
+                            let _ = seen_tx.send((member, e.id, meta.attempt()));
+                            match e.item.as_str() {
+                                "boom" => panic!("order {} exploded", e.id),
+                                "flaky" if meta.attempt() == 1 => Err(HandlerError::new("not yet")),
+                                _ => Ok(()),
+                            }
+                        }
+                    })
+                    .name("billing")
+                    .group_with(name, |g| g.with_ack_deadline(Duration::from_secs(5)))
+                    .ordered(4),
+                )
+                .start()
+                .await
+                .expect("start")
+        }
+    };
+    let (da, db) = (start(a.clone(), 0).await, start(b_ps.clone(), 1).await);
+    let publisher = Publisher::new(pub_ps.clone(), "/test");
+    for id in 0..N {
+        let mut o = order(id);
+        o.item = match id {
+            7 => "flaky".into(),
+            9 => "boom".into(),
+            _ => o.item,
+        };
+        publisher
+            .publish(topic(&format!("{p}.{}.created", id % 5)), "order", &o)
+            .await
+            .expect("publish");
+    }
+    let letter = next(&mut dead, "the order whose handler always panics").await;
+    assert_eq!(letter.headers().get(dead_letter::DLQ_REASON), Some("panic"));
+    assert_eq!(letter.headers().get(dead_letter::DLQ_ATTEMPTS), Some("3"));
+    // Every message: the good ones once, the flaky one twice, the bomb three times.
+    let want = N as usize - 2 + 2 + 3;
+    let mut calls: HashMap<u64, Vec<u32>> = HashMap::new();
+    let mut members = [0usize; 2];
+    for _ in 0..want {
+        let (member, id, attempt) = recv(&mut seen, "a handler call").await;
+        calls.entry(id).or_default().push(attempt);
+        members[member] += 1;
+    }
+    assert_quiet(&mut seen, "nothing more after every message was settled").await;
+    for id in 0..N {
+        let mut attempts = calls.remove(&id).unwrap_or_default();
+        attempts.sort_unstable();
+        let expected: &[u32] = match id {
+            7 => &[1, 2],
+            9 => &[1, 2, 3],
+            _ => &[1],
+        };
+        assert_eq!(attempts, expected, "order {id}");
+    }
+    assert!(
+        members.iter().all(|m| *m > 0),
+        "both members did some work: {members:?}"
+    );
+    shutdown(da).await;
+    shutdown(db).await;
+}
