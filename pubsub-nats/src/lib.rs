@@ -122,6 +122,7 @@
 mod config;
 mod driver;
 mod error;
+mod group;
 pub mod headers;
 mod permissions;
 mod stream;
