@@ -36,11 +36,18 @@ use delivery::{ack, delivery_of, entry_of, reply_of};
 /// The shortest wait a pull that waits is given (the server wants a whole millisecond).
 const MIN_PULL_WAIT: Duration = Duration::from_millis(10);
 
+/// A group's consumer as joined on this handle.
+#[derive(Clone)]
+struct Joined {
+    group: GroupConfig,
+    consumer: Consumer<pull::Config>,
+}
+
 /// The consumers of the groups joined on one handle.
 pub(crate) struct Groups {
     client: Client,
-    /// The consumers joined, by stream and group name.
-    consumers: Mutex<HashMap<(String, String), Consumer<pull::Config>>>,
+    /// The consumers joined, with their group's settings, by stream and group name.
+    consumers: Mutex<HashMap<(String, String), Joined>>,
 }
 
 impl Groups {
@@ -130,7 +137,10 @@ impl Groups {
     ) -> Result<Consumer<pull::Config>> {
         let key = (declared.name().to_string(), consumer::durable_name(group));
         if let Some(known) = self.consumers.lock().get(&key) {
-            return Ok(known.clone());
+            if !known.group.same_group(group) {
+                return Err(known.group.conflict(group));
+            }
+            return Ok(known.consumer.clone());
         }
         let wanted = consumer::config_of(group, declared.epoch());
         let info = match consumer_info(js, &key.0, &key.1).await? {
@@ -145,9 +155,13 @@ impl Groups {
             group = group.name(),
             "JetStream consumer of the group ready"
         );
-        let found = Consumer::new(wanted, info, js.clone());
-        self.consumers.lock().insert(key, found.clone());
-        Ok(found)
+        let consumer = Consumer::new(wanted, info, js.clone());
+        let joined = Joined {
+            group: group.clone(),
+            consumer: consumer.clone(),
+        };
+        self.consumers.lock().insert(key, joined);
+        Ok(consumer)
     }
 
     /// Forgets the consumer of `group` (looked for at the server on the next read).
@@ -222,7 +236,9 @@ fn pull_failed(error: impl Into<async_nats::Error>) -> Error {
 /// The consumer `name` of stream `stream`, or `None` when there is none.
 async fn consumer_info(js: &Context, stream: &str, name: &str) -> Result<Option<Info>> {
     let subject = format!("CONSUMER.INFO.{stream}.{name}");
-    let response: Response<Info> = js.request(subject, &()).await.map_err(|e| {
+    // An empty JSON object: the server refuses `null` here.
+    let empty: HashMap<(), ()> = HashMap::new();
+    let response: Response<Info> = js.request(subject, &empty).await.map_err(|e| {
         Error::new(ErrorKind::Connection, "reading a group's consumer failed").with_source(e)
     })?;
     match response {
