@@ -66,7 +66,12 @@ async fn ours(hub: &Hub, subject: &str, n: usize) -> Duration {
 
 /// A raw durable pull consumer reads `subject` from the start, `BATCH` at a time: the time
 /// until all `n` are acknowledged and flushed.
-async fn raw(js: &async_nats::jetstream::Context, stream: &str, subject: &str, n: usize) -> Duration {
+async fn raw(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    subject: &str,
+    n: usize,
+) -> Duration {
     let name = format!("raw-{}", subject.replace('.', "-"));
     let start = Instant::now();
     let consumer = js

@@ -86,11 +86,9 @@ pub(crate) fn filter_subject(group: &GroupConfig) -> String {
 /// since: everything the stream holds comes after it).
 pub(crate) fn deliver_policy(start: StartAt, epoch: u64) -> DeliverPolicy {
     match start {
-        StartAt::After(position) if position.epoch() == epoch => {
-            DeliverPolicy::ByStartSequence {
-                start_sequence: position.offset().1.saturating_add(1),
-            }
-        }
+        StartAt::After(position) if position.epoch() == epoch => DeliverPolicy::ByStartSequence {
+            start_sequence: position.offset().1.saturating_add(1),
+        },
         StartAt::After(_) | StartAt::Start => DeliverPolicy::All,
         _ => DeliverPolicy::New,
     }
@@ -98,7 +96,8 @@ pub(crate) fn deliver_policy(start: StartAt, epoch: u64) -> DeliverPolicy {
 
 /// The configuration of `group`'s consumer on a stream of epoch `epoch`: durable, pull,
 /// explicit acks with the ack deadline as `ack_wait`, delivered without limit (the kit
-/// dead-letters a delivery past the maximum), never removed for inactivity.
+/// dead-letters a delivery past the maximum), no limit on unacknowledged deliveries (the
+/// members' prefetch bounds them), never removed for inactivity.
 pub(crate) fn config_of(group: &GroupConfig, epoch: u64) -> pull::Config {
     pull::Config {
         durable_name: Some(durable_name(group)),
@@ -107,6 +106,7 @@ pub(crate) fn config_of(group: &GroupConfig, epoch: u64) -> pull::Config {
         ack_policy: AckPolicy::Explicit,
         ack_wait: group.ack_deadline(),
         max_deliver: -1,
+        max_ack_pending: -1,
         filter_subject: filter_subject(group),
         ..Default::default()
     }
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(c.durable_name.as_deref(), Some("billing"));
         assert_eq!(c.ack_policy, AckPolicy::Explicit);
         assert_eq!(c.ack_wait, Duration::from_millis(1500));
-        assert_eq!(c.max_deliver, -1);
+        assert_eq!((c.max_deliver, c.max_ack_pending), (-1, -1));
         assert_eq!(c.filter_subject, "orders.>");
         assert_eq!(c.deliver_policy, DeliverPolicy::New);
     }

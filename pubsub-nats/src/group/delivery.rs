@@ -116,8 +116,13 @@ mod tests {
         };
         let mut topics = TopicMemo::default();
         let position = |seq| Position::new(7, 42, Offset(0, seq));
-        let entry = entry_of(nats("orders.1", Some(reply)), delivery, &mut topics, position)
-            .unwrap();
+        let entry = entry_of(
+            nats("orders.1", Some(reply)),
+            delivery,
+            &mut topics,
+            position,
+        )
+        .unwrap();
         assert_eq!(entry.deliveries, 3);
         assert_eq!(entry.receipt.offset, Offset(0, 12));
         assert_eq!(entry.receipt.token.as_deref(), Some(reply));

@@ -121,7 +121,9 @@ impl Groups {
                 );
                 continue;
             };
-            let publish = self.client.publish(Subject::from(reply), reply_of(settlement));
+            let publish = self
+                .client
+                .publish(Subject::from(reply), reply_of(settlement));
             publish.await.map_err(error::publish)?;
         }
         self.client.flush().await.map_err(error::flush)
@@ -229,8 +231,11 @@ impl<'a> Read<'a> {
 
 /// A pull that failed.
 fn pull_failed(error: impl Into<async_nats::Error>) -> Error {
-    Error::new(ErrorKind::Connection, "pulling from the group's consumer failed")
-        .with_source(error.into())
+    Error::new(
+        ErrorKind::Connection,
+        "pulling from the group's consumer failed",
+    )
+    .with_source(error.into())
 }
 
 /// The consumer `name` of stream `stream`, or `None` when there is none.
