@@ -624,6 +624,13 @@ async fn connection_lost(state: &mut tokio::sync::watch::Receiver<ConnectionStat
     }
 }
 
+/// Reads the stream's epoch now, creating the stream again if it is gone from the server.
+pub(crate) async fn refresh(js: &Context, declared: &Declared) -> Result<()> {
+    let info = info_of(js, declared).await?;
+    declared.read_epoch(epoch_of(info.created));
+    Ok(())
+}
+
 /// The stream's info now; a stream declared on this handle but gone from the server is
 /// created again (a new epoch).
 async fn info_of(js: &Context, declared: &Declared) -> Result<Info> {

@@ -152,3 +152,32 @@ async fn a_foreign_consumer_of_that_name_is_a_conflict() {
     assert!(error.to_string().contains("not this adapter's"), "{error}");
     shut_down(&ps).await;
 }
+
+/// A stream deleted behind the handle's back (its consumers go with it): the member's reads
+/// fail, then it creates the stream and the group's consumer again and reads what is
+/// published to the new stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_and_consumer_are_made_again() {
+    let p = unique_prefix("gdel");
+    let (ps, js) = (handle().await, jetstream().await);
+    let stream = declare(&ps, &js, &p).await;
+    let config = group(&p, &[format!("{p}.>")])
+        .starting_at(pubsub_core::StartAt::Start)
+        .with_ack_deadline(Duration::from_secs(2));
+    let mut member = ps.join_group(config).await.expect("join");
+    publish(&ps, &format!("{p}.t"), "before").await;
+    assert_eq!(payload_of(&mut member).await, "before");
+    js.delete_stream(&stream).await.expect("delete the stream");
+    let started = std::time::Instant::now();
+    while js.get_stream(&stream).await.is_err() {
+        assert!(
+            started.elapsed() < idle(),
+            "the stream was not created again within {:?}",
+            idle()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publish(&ps, &format!("{p}.t"), "after").await;
+    assert_eq!(payload_of(&mut member).await, "after");
+    shut_down(&ps).await;
+}

@@ -30,7 +30,7 @@ use pubsub_core::adapter::{GroupEntry, Settlement, TopicMemo};
 use pubsub_core::{Error, ErrorKind, GroupConfig, Result};
 
 use crate::error;
-use crate::stream::Declared;
+use crate::stream::{self, Declared};
 use delivery::{ack, delivery_of, entry_of, reply_of};
 
 /// The shortest wait a pull that waits is given (the server wants a whole millisecond).
@@ -144,11 +144,17 @@ impl Groups {
             }
             return Ok(known.consumer.clone());
         }
-        let wanted = consumer::config_of(group, declared.epoch());
         let info = match consumer_info(js, &key.0, &key.1).await? {
             Some(info) => info,
-            None => create(js, declared, group, wanted.clone()).await?,
+            None => {
+                // The stream's epoch now (a position of another is not its), and the stream
+                // itself if it was deleted (its consumers went with it).
+                stream::refresh(js, declared).await?;
+                let config = consumer::config_of(group, declared.epoch());
+                create(js, declared, group, config).await?
+            }
         };
+        let wanted = consumer::config_of(group, declared.epoch());
         if !consumer::same_consumer(&info.config, &wanted) {
             return Err(consumer::conflict(group, &info.config, &key.0));
         }
