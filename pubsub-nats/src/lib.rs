@@ -134,15 +134,16 @@
 //!   finds the consumer or creates it starting where the group says (`New` for now, `All`
 //!   for the start, `ByStartSequence` after a position); a consumer of that name with other
 //!   settings, or not made by this adapter, fails with `Invalid`. The consumer is file-stored
-//!   at the server with its progress and the deliveries not acknowledged, and outlives the
-//!   handles and a server restart; it is never deleted by the adapter (`nats consumer rm`),
-//!   and goes with its stream.
+//!   at the server with its progress and the deliveries not acknowledged (so it should
+//!   outlive a server restart, as the stream does; not tested here), and outlives the
+//!   handles; it is never deleted by the adapter (`nats consumer rm`), and goes with its
+//!   stream.
 //! - **Reading.** A member asks for what the consumer has now (a `no_wait` pull of up to the
 //!   room in its prefetch), and when that is nothing, waits up to a second for the next
 //!   message (a pull of one, with `expires`; half the ack deadline if that is shorter). Every
-//!   member pulls from the same consumer:
-//!   JetStream hands each message to one pull at a time. The delivery count is JetStream's
-//!   (`delivered`), the position the stream sequence, the headers as on the live path.
+//!   member pulls from the same consumer: JetStream hands each message to one pull at a
+//!   time. The delivery count is JetStream's (`delivered`), the position the stream
+//!   sequence, the headers as on the live path.
 //! - **Settling.** An ack is `+ACK` and a nack `-NAK {"delay":<ns>}`, published to the
 //!   delivery's reply subject; a batch of them is followed by one flush, so an ack's future
 //!   resolves once the server has received it (JetStream does not confirm it further).
