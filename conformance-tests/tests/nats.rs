@@ -20,10 +20,6 @@ fn nats_harness() -> Harness {
         pubsub_nats::connect(config).await
     })
     .with_foreign(support::nats(nats_addr()))
-    .lacking(
-        conformance_tests::Capability::Groups,
-        "groups are not written for NATS yet",
-    )
 }
 
 conformance_tests::suite!(nats_harness);

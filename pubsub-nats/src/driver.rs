@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Client, Subject, Subscriber};
@@ -12,12 +13,15 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
 use pubsub_core::adapter::{
-    Context, Driver, FilterReaders, Inbound, LogRead, ReadFrom, Refusals, Tasks, TopicMemo,
+    Context, Driver, FilterReaders, GroupEntry, Inbound, LogRead, ReadFrom, Refusals, Settlement,
+    Tasks, TopicMemo,
 };
 use pubsub_core::{
-    CommonOptions, Error, ErrorKind, Message, Pattern, Result, StreamConfig, Topic, MAX_TOPIC_LEN,
+    CommonOptions, Error, ErrorKind, GroupConfig, Message, Pattern, Result, StreamConfig, Topic,
+    MAX_TOPIC_LEN,
 };
 
+use crate::group::Groups;
 use crate::stream::{self, Declared, StreamFilters, Streams};
 use crate::{error, headers};
 
@@ -44,6 +48,8 @@ pub(crate) struct NatsDriver {
     violations: std::sync::Arc<Refusals>,
     /// The streams declared on this handle (JetStream).
     streams: Streams,
+    /// The groups joined on this handle (JetStream consumers).
+    groups: Groups,
 }
 
 /// A private subscription that tells when the server has processed everything sent before.
@@ -82,6 +88,7 @@ impl NatsDriver {
         );
         Ok(NatsDriver {
             streams,
+            groups: Groups::new(client.clone()),
             client,
             inbound: cx.inbound,
             tasks: cx.tasks,
@@ -359,6 +366,34 @@ impl Driver for NatsDriver {
         limit: usize,
     ) -> Result<LogRead> {
         self.streams.read(stream, from, limit).await
+    }
+
+    async fn join_group(&self, stream: &StreamConfig, group: &GroupConfig) -> Result<()> {
+        let declared = self.streams.find(stream)?;
+        let js = self.streams.js()?;
+        self.groups.join(&js, &declared, group).await
+    }
+
+    async fn read_group(
+        &self,
+        stream: &StreamConfig,
+        group: &GroupConfig,
+        _member: &str,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<GroupEntry>> {
+        let declared = self.streams.find(stream)?;
+        let js = self.streams.js()?;
+        self.groups.read(&js, &declared, group, limit, wait).await
+    }
+
+    async fn settle_group(
+        &self,
+        _stream: &StreamConfig,
+        _group: &GroupConfig,
+        settlements: &[Settlement],
+    ) -> Result<()> {
+        self.groups.settle(settlements).await
     }
 
     async fn close(&self) -> Result<()> {

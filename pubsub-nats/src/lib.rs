@@ -116,12 +116,52 @@
 //!   server, and unavailable while that server is down. A permission revoked on
 //!   `_pubsub.rp.>` after subscribing leaves the subscriptions under the stream silent
 //!   (instead of ending them).
+//!
+//! # Groups
+//!
+//! A group ([`PubSub::join_group`](pubsub_core::PubSub::join_group)) is a **durable JetStream
+//! pull consumer** on its stream's JetStream stream; the kit's member task does the
+//! prefetch, the dead letters and the batching of settlements.
+//!
+//! - **Where it is kept.** The consumer is named after the group, with explicit acks,
+//!   `ack_wait` = the ack deadline, no `max_deliver` (the kit dead-letters a delivery past
+//!   `max_deliveries`: JetStream must deliver it once more), no `max_ack_pending` (the
+//!   members' prefetch bounds what is unacknowledged), and the group's one pattern as its
+//!   filter subject (several patterns: the whole stream, and the kit acknowledges what they
+//!   do not match). NATS 2.9 keeps no consumer metadata, so the settings JetStream cannot
+//!   show (the maximum deliveries, the dead-letter topic, every pattern) are in its
+//!   `description` (`pubsub group v1: max_deliveries 5 dead_letter … patterns …`). Joining
+//!   finds the consumer or creates it starting where the group says (`New` for now, `All`
+//!   for the start, `ByStartSequence` after a position); a consumer of that name with other
+//!   settings, or not made by this adapter, fails with `Invalid`. The consumer is file-stored
+//!   at the server with its progress and the deliveries not acknowledged (so it should
+//!   outlive a server restart, as the stream does; not tested here), and outlives the
+//!   handles; it is never deleted by the adapter (`nats consumer rm`), and goes with its
+//!   stream.
+//! - **Reading.** A member asks for what the consumer has now (a `no_wait` pull of up to the
+//!   room in its prefetch), and when that is nothing, waits up to a second for the next
+//!   message (a pull of one, with `expires`; half the ack deadline if that is shorter). Every
+//!   member pulls from the same consumer: JetStream hands each message to one pull at a
+//!   time. The delivery count is JetStream's (`delivered`), the position the stream
+//!   sequence, the headers as on the live path.
+//! - **Settling.** An ack is `+ACK` and a nack `-NAK {"delay":<ns>}`, published to the
+//!   delivery's reply subject; a batch of them is followed by one flush, so an ack's future
+//!   resolves once the server has received it (JetStream does not confirm it further).
+//! - **Members that go away.** A member keeps no pull open between reads, so leaving
+//!   releases nothing at the server; what a member held unacknowledged (a killed process, a
+//!   lost connection) is delivered again once `ack_wait` passes.
+//! - **A consumer that is gone** (deleted, or its stream deleted) is made again by the
+//!   member's next read, starting where the group says (its progress is lost).
+//! - **Messages no group can take.** A message stored under the root on a subject that is no
+//!   portable topic (a plain NATS client's) is acknowledged by the adapter and never
+//!   delivered.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
 mod driver;
 mod error;
+mod group;
 pub mod headers;
 mod permissions;
 mod stream;

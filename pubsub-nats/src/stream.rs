@@ -218,7 +218,7 @@ fn found_as(stream: &StreamConfig, found: &Config) -> StreamConfig {
 }
 
 /// Portable headers of a stored or re-published message, without JetStream's own.
-fn headers_of(map: Option<&async_nats::HeaderMap>) -> Headers {
+pub(crate) fn headers_of(map: Option<&async_nats::HeaderMap>) -> Headers {
     let Some(map) = map else {
         return Headers::new();
     };
@@ -326,8 +326,18 @@ impl Declared {
         }
     }
 
+    /// The stream's declaration.
+    pub(crate) fn config(&self) -> &StreamConfig {
+        &self.config
+    }
+
+    /// The stream's epoch as last read.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     /// The position of sequence `seq`.
-    fn position(&self, seq: u64) -> Position {
+    pub(crate) fn position(&self, seq: u64) -> Position {
         Position::new(self.tag, self.epoch.load(Ordering::Acquire), Offset(0, seq))
     }
 
@@ -424,7 +434,7 @@ impl Streams {
     }
 
     /// The JetStream context, made on first use; `Closed` once the handle closed.
-    fn js(&self) -> Result<Context> {
+    pub(crate) fn js(&self) -> Result<Context> {
         let mut js = self.js.lock();
         let js = js.as_mut().map_err(|()| Error::closed())?;
         Ok(js
@@ -485,7 +495,8 @@ impl Streams {
         (plain, streamed)
     }
 
-    fn find(&self, stream: &StreamConfig) -> Result<Arc<Declared>> {
+    /// The stream `stream` declared on this handle (`Invalid` when it is not).
+    pub(crate) fn find(&self, stream: &StreamConfig) -> Result<Arc<Declared>> {
         let declared = self.declared.read();
         declared
             .iter()
@@ -611,6 +622,13 @@ async fn connection_lost(state: &mut tokio::sync::watch::Receiver<ConnectionStat
             return;
         }
     }
+}
+
+/// Reads the stream's epoch now, creating the stream again if it is gone from the server.
+pub(crate) async fn refresh(js: &Context, declared: &Declared) -> Result<()> {
+    let info = info_of(js, declared).await?;
+    declared.read_epoch(epoch_of(info.created));
+    Ok(())
 }
 
 /// The stream's info now; a stream declared on this handle but gone from the server is
