@@ -25,10 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::{Client, WithOptions};
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientInterface, ClientLike};
 use fred::types::config::Options;
 use fred::types::scripts::Script;
-use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Value};
+use fred::types::{ClientUnblockFlag, ClusterHash, ConnectHandle, CustomCommand, Value};
 use fred::util::redis_keyslot;
 use parking_lot::Mutex;
 use pubsub_core::adapter::{GroupEntry, Receipt, Settlement, TopicMemo};
@@ -116,6 +116,8 @@ struct Claims {
     cursor: String,
     /// When the member's own nacks fall due.
     nacks_due: Vec<Instant>,
+    /// When the member's blocking read in progress ends, if one is.
+    blocked_until: Option<Instant>,
 }
 
 impl Member {
@@ -127,7 +129,24 @@ impl Member {
                 next: Instant::now(),
                 cursor: "0-0".into(),
                 nacks_due: Vec::new(),
+                blocked_until: None,
             }),
+        }
+    }
+
+    /// Ends the member's blocking read now (as if it timed out), so that its next read claims
+    /// a nack that falls due before the read would have ended. A read that is not blocked
+    /// yet is left alone: it blocks no longer than until the nack is due.
+    async fn wake(&self) {
+        let Some(connection) = self.connection.get() else {
+            return;
+        };
+        if let Err(error) = connection
+            .client
+            .unblock_self(Some(ClientUnblockFlag::Timeout))
+            .await
+        {
+            tracing::trace!(member = %self.name, %error, "did not interrupt a member's read");
         }
     }
 
@@ -340,6 +359,7 @@ impl Streams {
                     Some(due) => wait.min(due.saturating_duration_since(now)),
                     None => wait,
                 };
+                member.claims.lock().blocked_until = Some(now + block);
                 let block_ms = block.as_millis().max(1);
                 args.push("BLOCK".into());
                 args.push(block_ms.to_string().into());
@@ -353,11 +373,9 @@ impl Streams {
                 max_attempts: Some(1),
                 ..Options::default()
             };
-            let reply: Value = own
-                .with_options(&options)
-                .custom(command, args)
-                .await
-                .map_err(|e| fred_error("reading a group's new entries", e))?;
+            let reply = own.with_options(&options).custom(command, args).await;
+            member.claims.lock().blocked_until = None;
+            let reply: Value = reply.map_err(|e| fred_error("reading a group's new entries", e))?;
             for entry in wire::read_group_entries(reply) {
                 match delivery(entry, 1, &member.name, position, &mut topics) {
                     Ok(entry) => out.push(entry),
@@ -390,6 +408,7 @@ impl Streams {
         let deadline = group.ack_deadline();
         let mut acks = Vec::new();
         let mut nacks: Vec<Value> = Vec::new();
+        let mut wake = Vec::new();
         let now = Instant::now();
         for settlement in settlements {
             let Some((id, member)) = settlement
@@ -413,7 +432,13 @@ impl Streams {
                     ]);
                     let known = self.groups.members.lock().get(member).cloned();
                     if let Some(known) = known {
-                        known.claims.lock().nacks_due.push(now + delay + DUE_MARGIN);
+                        let due = now + delay + DUE_MARGIN;
+                        let mut claims = known.claims.lock();
+                        claims.nacks_due.push(due);
+                        if claims.blocked_until.is_some_and(|until| until > due) {
+                            drop(claims);
+                            wake.push(known);
+                        }
                     }
                 }
             }
@@ -433,8 +458,11 @@ impl Streams {
             args,
             "settling a group's deliveries",
         )
-        .await
-        .map(drop)
+        .await?;
+        for member in wake {
+            member.wake().await;
+        }
+        Ok(())
     }
 
     /// `XACK` of `ids`.
