@@ -71,13 +71,7 @@ pub(super) fn parse_token(token: &str) -> Option<(&str, &str)> {
 pub(super) fn read_group_entries(reply: Value) -> Vec<Value> {
     let streams = match reply {
         Value::Array(streams) => streams,
-        Value::Map(map) => {
-            return map
-                .inner()
-                .into_iter()
-                .flat_map(|(_, v)| entries(v))
-                .collect()
-        }
+        Value::Map(map) => return map.inner().into_values().flat_map(entries).collect(),
         _ => return Vec::new(),
     };
     streams
