@@ -793,7 +793,12 @@ async fn a_group_survives_its_log_being_deleted_and_members_leave_no_consumer() 
     let group = group_on(&ps, &p).await;
     let mut member = ps.join_group(group.clone()).await.expect("join");
     publish(&ps, &format!("{p}.t"), "before").await;
-    next_group(&mut member).await.ack().await.expect("ack");
+    let before = next_group(&mut member).await;
+    let epoch = before
+        .position()
+        .expect("a delivery has its position")
+        .epoch();
+    before.ack().await.expect("ack");
     // The log and its meta hash are lost (a flush, a restart without persistence).
     let keys = vec![
         format!("pubsub:{{{p}.>}}:log"),
@@ -813,6 +818,9 @@ async fn a_group_survives_its_log_being_deleted_and_members_leave_no_consumer() 
     publish(&ps, &format!("{p}.t"), "after").await;
     let message = next_group(&mut member).await;
     assert_eq!(message.payload().as_ref(), b"after");
+    let position = message.position().expect("a delivery has its position");
+    assert_ne!(position.epoch(), epoch, "the log started a new life");
+    assert_eq!(position.offset().1, 1);
     message.ack().await.expect("ack");
     member.leave().await.expect("leave");
     // The member's reader deletes its consumer once its last read returned (a second at most).

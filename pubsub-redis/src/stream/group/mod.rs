@@ -56,7 +56,7 @@ pub(super) struct Groups {
     settle: Script,
     leave: Script,
     members: Mutex<HashMap<Arc<str>, Arc<Member>>>,
-    /// The epoch of each stream's log as last seen by a join (for the positions of
+    /// The epoch of each stream's log as last seen by a join or a claim (for the positions of
     /// deliveries), by root.
     epochs: Mutex<HashMap<String, u64>>,
 }
@@ -297,12 +297,7 @@ impl Streams {
             claims.nacks_due.retain(|due| *due > now);
             (nack_due || claims.next <= now).then(|| claims.cursor.clone())
         };
-        let position = self
-            .groups
-            .epochs
-            .lock()
-            .get(stream.root().as_str())
-            .map(|epoch| (stream.tag(), *epoch));
+        let mut position = self.position_of(stream);
         let mut out = Vec::new();
         let mut unreadable = Vec::new();
         let mut topics = TopicMemo::default();
@@ -318,13 +313,20 @@ impl Streams {
                 .eval(
                     client,
                     &self.groups.claim,
-                    vec![keys.log.clone()],
+                    vec![keys.log.clone(), keys.meta.clone()],
                     args,
                     "claiming a group's deliveries due again",
                 )
                 .await?;
             let claimed = wire::parse_claimed(reply)
                 .ok_or_else(|| malformed("the claim script", "an unreadable answer"))?;
+            if let Some(epoch) = claimed.epoch {
+                self.groups
+                    .epochs
+                    .lock()
+                    .insert(stream.root().as_str().to_string(), epoch);
+                position = Some((stream.tag(), epoch));
+            }
             let full = claimed.entries.len() >= limit;
             {
                 let mut claims = member.claims.lock();
@@ -394,6 +396,14 @@ impl Streams {
             self.ack(client, &keys, group, unreadable).await?;
         }
         Ok(out)
+    }
+
+    /// The stream's tag and its log's epoch as last seen, for the positions of deliveries.
+    fn position_of(&self, stream: &StreamConfig) -> Option<(u32, u64)> {
+        let epochs = self.groups.epochs.lock();
+        epochs
+            .get(stream.root().as_str())
+            .map(|epoch| (stream.tag(), *epoch))
     }
 
     /// Carries out `settlements` of `group`'s deliveries in one command.

@@ -52,11 +52,11 @@ end
 return {'ok', epoch}
 "#;
 
-/// `KEYS`: log. `ARGV`: group, member, min idle ms (the ack deadline), cursor, count.
+/// `KEYS`: log, meta. `ARGV`: group, member, min idle ms (the ack deadline), cursor, count.
 ///
 /// Claims for the member the entries pending longer than the deadline (`XAUTOCLAIM`, which
-/// counts the delivery) and returns `{next cursor, {{id, fields, deliveries}, …}}`, the
-/// counts read in the same step. Entries trimmed from the log while pending are dropped from
+/// counts the delivery) and returns `{next cursor, {{id, fields, deliveries}, …}, epoch}`,
+/// the counts and the log's epoch read in the same step. Entries trimmed from the log while pending are dropped from
 /// the pending list by `XAUTOCLAIM` and not returned.
 pub(super) const CLAIM: &str = r#"
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
@@ -69,7 +69,7 @@ for _, e in ipairs(r[2]) do
     out[#out + 1] = {e[1], e[2], count}
   end
 end
-return {r[1], out}
+return {r[1], out, redis.call('HGET', KEYS[2], 'epoch')}
 "#;
 
 /// `KEYS`: log. `ARGV`: group, number of acks `k`, `k` entry ids, then `member, id, idle ms`

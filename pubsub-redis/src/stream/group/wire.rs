@@ -106,10 +106,12 @@ pub(super) struct Claimed {
     pub cursor: String,
     /// `([id, fields], deliveries)` of each entry claimed.
     pub entries: Vec<(Value, u32)>,
+    /// The log's epoch, if it has one.
+    pub epoch: Option<u64>,
 }
 
-/// Parses the claim script's reply `{cursor, {{id, fields, count}, …}}`; `None` when it does
-/// not read as one.
+/// Parses the claim script's reply `{cursor, {{id, fields, count}, …}, epoch}`; `None` when
+/// it does not read as one.
 pub(super) fn parse_claimed(reply: Value) -> Option<Claimed> {
     let Value::Array(parts) = reply else {
         return None;
@@ -121,6 +123,10 @@ pub(super) fn parse_claimed(reply: Value) -> Option<Claimed> {
         Value::Null => Vec::new(),
         _ => return None,
     };
+    let epoch = parts
+        .next()
+        .and_then(Value::into_string)
+        .and_then(|e| e.parse().ok());
     let mut entries = Vec::with_capacity(list.len());
     for item in list {
         let Value::Array(mut triple) = item else {
@@ -135,7 +141,11 @@ pub(super) fn parse_claimed(reply: Value) -> Option<Claimed> {
         let deliveries = u32::try_from(count).unwrap_or(u32::MAX).max(1);
         entries.push((Value::Array(vec![id, fields]), deliveries));
     }
-    Some(Claimed { cursor, entries })
+    Some(Claimed {
+        cursor,
+        entries,
+        epoch,
+    })
 }
 
 #[cfg(test)]
@@ -213,9 +223,10 @@ mod tests {
                 Value::Array(vec!["x".into()]),
                 "odd".into(),
             ]),
+            "77".into(),
         ]);
         let claimed = parse_claimed(reply).unwrap();
-        assert_eq!(claimed.cursor, "0-0");
+        assert_eq!((claimed.cursor.as_str(), claimed.epoch), ("0-0", Some(77)));
         assert_eq!(claimed.entries.len(), 1);
         assert_eq!(claimed.entries[0].1, 4);
         assert_eq!(entry_id(&claimed.entries[0].0).as_deref(), Some("3-1"));
