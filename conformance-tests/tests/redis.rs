@@ -23,10 +23,6 @@ fn redis_harness() -> Harness {
     })
     .with_foreign(support::redis(redis_url()))
     .with_history_loss(|root| support::redis_lose_history(redis_url(), root))
-    .lacking(
-        conformance_tests::Capability::Groups,
-        "groups are not written for Redis yet",
-    )
 }
 
 conformance_tests::suite!(redis_harness);

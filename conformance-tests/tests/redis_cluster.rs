@@ -64,10 +64,6 @@ fn redis_cluster_harness() -> Harness {
          keep nothing on disk: a stream whose slot is on that master loses its history (the \
          cut cases run on the single server)",
     )
-    .lacking(
-        conformance_tests::Capability::Groups,
-        "groups are not written for Redis yet",
-    )
 }
 
 conformance_tests::suite!(redis_cluster_harness);

@@ -19,8 +19,8 @@ use pubsub_core::adapter::{
     drain_broadcast, headerless, tls, Context, Driver, FiltersInUse, Inbound, LinkReporter, Tasks,
     Watchdog,
 };
-use pubsub_core::adapter::{LogRead, ReadFrom};
-use pubsub_core::{Error, Message, Pattern, Result, StreamConfig, Topic};
+use pubsub_core::adapter::{GroupEntry, LogRead, ReadFrom, Settlement};
+use pubsub_core::{Error, GroupConfig, Message, Pattern, Result, StreamConfig, Topic};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, OnceCell};
 use tokio::time::Instant;
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::config::HEADER_ALLOWANCE;
 use crate::glob::{self, RedisFilter};
 use crate::plan;
-use crate::stream::{self, Streams};
+use crate::stream::{self, MemberConnection, Streams};
 use crate::RedisConfig;
 
 /// How long `close` waits for each fred client to quit before stopping its task.
@@ -285,8 +285,33 @@ impl Shared {
         Ok(())
     }
 
+    /// Opens a group member's own connection, where its blocking reads wait.
+    async fn open_member(&self) -> Result<MemberConnection> {
+        let t = &self.template;
+        let client = Client::new(
+            t.config.clone(),
+            Some(t.performance.clone()),
+            Some(t.connection.clone()),
+            Some(t.policy.clone()),
+        );
+        let handle = client
+            .init()
+            .await
+            .map_err(|e| fred_error("connecting a group member's connection", e))?;
+        tracing::debug!(server = %self.label, "opened a group member's connection");
+        Ok(MemberConnection {
+            client,
+            handle: Mutex::new(Some(handle)),
+        })
+    }
+
     /// Quits every client this handle owns; used by `close`.
     async fn shut_down(&self) {
+        let members = self.streams.take_members();
+        let member_clients = members
+            .iter()
+            .filter_map(|m| m.connection())
+            .map(|c| &c.client);
         // All clients quit at once, so that an outage costs one QUIT_WAIT, not one per client.
         // QUIT is queued behind the publishes in flight, so they are flushed first.
         let mut clients: Vec<&Client> = self
@@ -294,12 +319,19 @@ impl Shared {
             .iter()
             .filter_map(OnceCell::get)
             .map(|sub| &sub.client)
+            .chain(member_clients)
             .collect();
         if self.owns_publisher {
             clients.push(&self.publisher);
         }
         futures::future::join_all(clients.into_iter().map(|c| quit(c, &self.label))).await;
-        let connections: Vec<ConnectHandle> = std::mem::take(&mut *self.connections.lock());
+        let mut connections: Vec<ConnectHandle> = std::mem::take(&mut *self.connections.lock());
+        connections.extend(
+            members
+                .iter()
+                .filter_map(|m| m.connection())
+                .filter_map(|c| c.handle.lock().take()),
+        );
         futures::future::join_all(connections.into_iter().map(finish)).await;
     }
 }
@@ -616,6 +648,61 @@ impl Driver for RedisDriver {
     ) -> Result<LogRead> {
         let s = &self.shared;
         s.streams.read(&s.stream_client, stream, from, limit).await
+    }
+
+    async fn join_group(&self, stream: &StreamConfig, group: &GroupConfig) -> Result<()> {
+        let s = &self.shared;
+        s.streams.join_group(&s.stream_client, stream, group).await
+    }
+
+    async fn read_group(
+        &self,
+        stream: &StreamConfig,
+        group: &GroupConfig,
+        member: &str,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<GroupEntry>> {
+        let s = &self.shared;
+        s.streams
+            .read_group(
+                &s.stream_client,
+                || s.open_member(),
+                s.command_timeout,
+                stream,
+                group,
+                member,
+                limit,
+                wait,
+            )
+            .await
+    }
+
+    async fn settle_group(
+        &self,
+        stream: &StreamConfig,
+        group: &GroupConfig,
+        settlements: &[Settlement],
+    ) -> Result<()> {
+        let s = &self.shared;
+        s.streams
+            .settle_group(&s.stream_client, stream, group, settlements)
+            .await
+    }
+
+    async fn leave_group(&self, stream: &StreamConfig, group: &GroupConfig, member: &str) {
+        let s = &self.shared;
+        let left = s
+            .streams
+            .leave_group(&s.stream_client, stream, group, member)
+            .await;
+        if let Some(connection) = left.as_ref().and_then(|m| m.connection()) {
+            quit(&connection.client, &s.label).await;
+            let handle = connection.handle.lock().take();
+            if let Some(handle) = handle {
+                finish(handle).await;
+            }
+        }
     }
 
     async fn close(&self) -> Result<()> {

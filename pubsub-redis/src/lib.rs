@@ -144,6 +144,34 @@
 //! [`RedisConfig::raw_payloads`] refuses to declare one. On a cluster, the scripts run on the
 //! master of the stream's slot (`PUBLISH` reaches every node from there).
 //!
+//! # Groups
+//!
+//! A group ([`PubSub::join_group`](pubsub_core::PubSub::join_group)) is a Redis consumer group
+//! of its stream's log, and each member a consumer of it (named `<group>-<16 hex>`, new for
+//! each join). Its settings (patterns, ack deadline, maximum deliveries, dead-letter topic)
+//! are kept beside the log, in the same hash slot, so that a join with other settings is
+//! refused with `Invalid`:
+//!
+//! | key | holds |
+//! |---|---|
+//! | `pubsub:{<root>}:groups` | group name → its settings |
+//!
+//! | operation | Redis |
+//! |---|---|
+//! | join | one script: the settings checked or recorded, `XGROUP CREATE <log> <group> $ / 0 / <n>-<max> MKSTREAM` (`BUSYGROUP`: it exists and goes on where it was) |
+//! | read | deliveries due again: one script, `XAUTOCLAIM <log> <group> <member> <ack deadline> <cursor> COUNT <limit>` and the delivery count of each from `XPENDING`, at most every 200 ms (at once when the member's own nack fell due); then new entries: `XREADGROUP GROUP <group> <member> COUNT <n> [BLOCK <wait>] STREAMS <log> >` on the member's own connection |
+//! | ack | `XACK <log> <group> <id>…` for the batch |
+//! | nack with a delay | in one script with the batch's acks: `XCLAIM <log> <group> <member> 0 <id> IDLE <deadline − delay> JUSTID` (no delivery counted), so that a claim takes it once the delay passed; the member's blocking read is interrupted (`CLIENT UNBLOCK`) when the nack falls due before it ends |
+//! | leave | the member's connection is closed, and its consumer deleted if it holds nothing (what it holds is claimed by other members after the ack deadline) |
+//!
+//! A member's blocking read never holds up the handle's shared connection: each member opens
+//! its own connection on its first read. A nack's delay longer than the ack deadline is cut to
+//! the deadline. Redis keeps a group and what it has pending with the log (through a restart
+//! only with persistence); when the log is deleted or starts a new life, its groups go with it,
+//! and a member's next read creates its group again at the start of the new log (a warning is
+//! logged). Consumers of members that left holding deliveries stay until a join finds them
+//! holding nothing and idle for an hour.
+//!
 //! # Limits
 //!
 //! The payload limit (default [`DEFAULT_MAX_PAYLOAD`], 4 MiB; `max_payload` in the

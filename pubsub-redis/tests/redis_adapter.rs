@@ -721,3 +721,137 @@ async fn planned_globs_deliver_exactly_once_across_replanning() {
     ps.close().await.unwrap();
     publisher.close().await.unwrap();
 }
+
+/// A group named after `p` reading `{p}.>` from the start, on a stream declared on `ps`.
+async fn group_on(ps: &Arc<dyn PubSub>, p: &str) -> pubsub_core::GroupConfig {
+    let stream = pubsub_core::StreamConfig::new(format!("{p}.>").parse().unwrap());
+    ps.declare_stream(stream).await.expect("declare");
+    let name: String = p
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    pubsub_core::GroupConfig::new(&name, vec![format!("{p}.>").parse().unwrap()])
+        .unwrap()
+        .starting_at(pubsub_core::StartAt::Start)
+}
+
+async fn next_group(member: &mut pubsub_core::GroupSubscription) -> pubsub_core::GroupMessage {
+    tokio::time::timeout(Duration::from_secs(10), member.recv())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("the member's stream is open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_interrupts_the_members_blocking_read() {
+    let p = prefix("gwake");
+    let (ps, proxy) = through_proxy(config()).await;
+    let group = group_on(&ps, &p).await;
+    let mut member = ps.join_group(group).await.expect("join");
+    publish(&ps, &format!("{p}.t"), "x").await;
+    let first = next_group(&mut member).await;
+    assert_eq!(first.deliveries(), 1);
+    // The member's read now blocks on its own connection (up to a second); the handle's
+    // shared connection stays free.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        proxy.connections(),
+        3,
+        "publisher, channels, the member's own"
+    );
+    let started = std::time::Instant::now();
+    publish(&ps, &format!("{p}.t"), "y").await;
+    let second = next_group(&mut member).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    second.ack().await.expect("ack");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let nacked = std::time::Instant::now();
+    first.nack(Duration::ZERO).await.expect("nack");
+    let again = next_group(&mut member).await;
+    assert_eq!(
+        (again.payload().as_ref(), again.deliveries()),
+        (&b"x"[..], 2)
+    );
+    assert!(
+        nacked.elapsed() < Duration::from_millis(400),
+        "the blocked read was not interrupted: {:?}",
+        nacked.elapsed()
+    );
+    again.ack().await.expect("ack");
+    ps.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_survives_its_log_being_deleted_and_members_leave_no_consumer() {
+    let p = prefix("gdel");
+    let ps = handle(config()).await;
+    let raw = raw_client().await;
+    let group = group_on(&ps, &p).await;
+    let mut member = ps.join_group(group.clone()).await.expect("join");
+    publish(&ps, &format!("{p}.t"), "before").await;
+    let before = next_group(&mut member).await;
+    let epoch = before
+        .position()
+        .expect("a delivery has its position")
+        .epoch();
+    before.ack().await.expect("ack");
+    // The log and its meta hash are lost (a flush, a restart without persistence).
+    let keys = vec![
+        format!("pubsub:{{{p}.>}}:log"),
+        format!("pubsub:{{{p}.>}}:meta"),
+    ];
+    let _: fred::types::Value = raw
+        .custom(
+            fred::types::CustomCommand::new_static(
+                "DEL",
+                fred::types::ClusterHash::FirstKey,
+                false,
+            ),
+            keys,
+        )
+        .await
+        .unwrap();
+    publish(&ps, &format!("{p}.t"), "after").await;
+    let message = next_group(&mut member).await;
+    assert_eq!(message.payload().as_ref(), b"after");
+    let position = message.position().expect("a delivery has its position");
+    assert_ne!(position.epoch(), epoch, "the log started a new life");
+    assert_eq!(position.offset().1, 1);
+    message.ack().await.expect("ack");
+    member.leave().await.expect("leave");
+    // The member's reader deletes its consumer once its last read returned (a second at most).
+    let log = format!("pubsub:{{{p}.>}}:log");
+    let mut consumers = fred::types::Value::Null;
+    for _ in 0..40 {
+        consumers = raw
+            .custom(
+                fred::types::CustomCommand::new_static(
+                    "XINFO",
+                    fred::types::ClusterHash::Random,
+                    false,
+                ),
+                vec![
+                    "CONSUMERS".to_string(),
+                    log.clone(),
+                    group.name().to_string(),
+                ],
+            )
+            .await
+            .unwrap();
+        if consumers == fred::types::Value::Array(vec![]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        consumers,
+        fred::types::Value::Array(vec![]),
+        "the member's consumer is deleted"
+    );
+    ps.close().await.unwrap();
+    let _ = raw.quit().await;
+}

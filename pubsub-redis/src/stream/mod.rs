@@ -8,7 +8,9 @@
 //! | `pubsub:streams` | hash: root → `max_len:max_age_ms`, for declarations across handles |
 //! | `pubsub:{<root>}:log` | the Redis Stream: fields `t` (topic) and `m` (envelope frame) |
 //! | `pubsub:{<root>}:meta` | hash: `epoch` (a random number set when the log (re)starts) and `seq` (appends so far) |
+//! | `pubsub:{<root>}:groups` | hash: group name → the group's settings (see `group`) |
 
+mod group;
 mod scripts;
 mod wire;
 
@@ -31,6 +33,8 @@ use pubsub_core::{
 
 use crate::driver::fred_error;
 
+pub(crate) use group::MemberConnection;
+
 /// The hash of every stream declared on the server.
 const REGISTRY: &str = "pubsub:streams";
 
@@ -45,12 +49,14 @@ pub(crate) struct Streams {
     /// Epoch candidates: a random seed, stepped for each use.
     seed: u64,
     next: AtomicU64,
+    groups: group::Groups,
 }
 
-/// A stream's two keys.
+/// A stream's keys.
 struct Keys {
     log: String,
     meta: String,
+    groups: String,
 }
 
 impl Keys {
@@ -59,6 +65,7 @@ impl Keys {
         Keys {
             log: format!("pubsub:{{{root}}}:log"),
             meta: format!("pubsub:{{{root}}}:meta"),
+            groups: format!("pubsub:{{{root}}}:groups"),
         }
     }
 }
@@ -71,6 +78,7 @@ impl Streams {
             read: Script::from_lua(scripts::READ),
             seed: pubsub_core::adapter::random_u64(),
             next: AtomicU64::new(0),
+            groups: group::Groups::new(),
         }
     }
 
