@@ -63,7 +63,7 @@ async fn bad_groups_are_refused_with_a_hint() {
     assert_eq!(stdout, "{\"type\":\"subscribed\",\"patterns\":[\"a.>\"]}\n");
 }
 
-/// A `pubsub sub --group` process: its stdout lines as they come.
+/// A `pubsub sub --group --raw` process: its stdout lines (payloads) as they come.
 struct Member {
     child: tokio::process::Child,
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
@@ -76,17 +76,23 @@ impl Member {
             .env_remove("RUST_LOG")
             .args(args)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn pubsub");
         let stdout = child.stdout.take().expect("stdout");
-        let mut member = Member {
+        // With --raw, the line saying the member joined goes to stderr.
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let first = timeout(WAIT, stderr.next_line())
+            .await
+            .expect("the joined line in time")
+            .expect("reading stderr")
+            .expect("the joined line");
+        assert!(first.contains("\"subscribed\""), "{first}");
+        Member {
             child,
             lines: BufReader::new(stdout).lines(),
-        };
-        let first = member.line().await.expect("the subscribed line");
-        assert!(first.contains("\"subscribed\""), "{first}");
-        member
+        }
     }
 
     async fn line(&mut self) -> Option<String> {

@@ -104,8 +104,14 @@ fn main() {
              (prefetch {PREFETCH}; median of {} interleaved rounds)",
             settings.rounds
         );
-        println!("  group member          : {:>10.0} msg/s", rate(one.ours_median()));
-        println!("  stream replay, no acks: {:>10.0} msg/s", rate(one.base_median()));
+        println!(
+            "  group member          : {:>10.0} msg/s",
+            rate(one.ours_median())
+        );
+        println!(
+            "  stream replay, no acks: {:>10.0} msg/s",
+            rate(one.base_median())
+        );
         println!("  ratio group/replay = {}", one.ratio_cell());
         let three = interleave_async(settings.rounds, |side| {
             round += 1;
@@ -120,8 +126,14 @@ fn main() {
         })
         .await;
         println!("memory: three members on three handles vs one member, {n} messages");
-        println!("  three members : {:>10.0} msg/s", rate(three.ours_median()));
-        println!("  one member    : {:>10.0} msg/s", rate(three.base_median()));
+        println!(
+            "  three members : {:>10.0} msg/s",
+            rate(three.ours_median())
+        );
+        println!(
+            "  one member    : {:>10.0} msg/s",
+            rate(three.base_median())
+        );
         println!("  ratio three/one = {}", three.ratio_cell());
     });
 }
