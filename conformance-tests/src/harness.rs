@@ -124,6 +124,12 @@ pub enum Capability {
     /// Groups: members sharing a stream's messages with acknowledgements (the `group_*`
     /// cases). An adapter that has no groups yet declares that it lacks them.
     Groups,
+    /// The members of one group read its messages at the same time. A backend whose group
+    /// gives a stream to one member at a time while the others stand by (Kafka: a stream is
+    /// one partition, and a consumer group assigns a partition to one member) lacks it:
+    /// `group_members_split` still runs there and checks that every message is acknowledged
+    /// exactly once, but not that every member did some of the work; the report says so.
+    GroupSharing,
 }
 
 impl Capability {
@@ -312,6 +318,12 @@ pub fn report(harness: &Harness, cases: &[&str]) {
     if let Some(why) = harness.lacks(Capability::LongTopics) {
         for case in LONG_TOPIC_CASES.iter().filter(|c| cases.contains(c)) {
             println!("  reduced {case}: at most {SHORT_TOPIC} messages per topic ({why})");
+        }
+    }
+    let split = "group_members_split";
+    if cases.contains(&split) && harness.skip_reason(split).is_none() {
+        if let Some(why) = harness.lacks(Capability::GroupSharing) {
+            println!("  reduced {split}: one member at a time does the work ({why})");
         }
     }
 }
