@@ -24,9 +24,13 @@ use parking_lot::RwLock;
 use pubsub_core::adapter::{
     tls, Context, Driver, Inbound, LinkReporter, LogRead, ReadFrom, Tasks, Watchdog,
 };
-use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, StreamConfig, Topic};
+use pubsub_core::adapter::{GroupEntry, Settlement};
+use pubsub_core::{
+    Error, ErrorKind, GroupConfig, Message, Pattern, Result, StartAt, StreamConfig, Topic,
+};
 use tokio::sync::Notify;
 
+use crate::group::{create, layout, Groups, Member, Settle};
 use crate::stream::{self, Stream, Streams};
 use crate::{binding, headers, AmqpConfig};
 
@@ -76,6 +80,8 @@ struct Shared {
     inbound: Inbound<Filter>,
     /// The streams declared through this handle.
     streams: Streams,
+    /// The group members of this handle.
+    groups: Groups,
     link: LinkReporter,
     tasks: Tasks,
 }
@@ -190,6 +196,7 @@ impl AmqpDriver {
             failed: Notify::new(),
             inbound: cx.inbound,
             streams: Streams::default(),
+            groups: Groups::default(),
             link: cx.supervisor.link(),
             tasks: cx.tasks.clone(),
         });
@@ -625,6 +632,111 @@ impl Shared {
     }
 }
 
+
+impl Shared {
+    /// Reads at most `limit` entries of `config`'s log from `from`.
+    async fn read_log(&self, config: &StreamConfig, from: ReadFrom, limit: usize) -> Result<LogRead> {
+        let stream = self.stream_of(config)?;
+        let session = self.session()?;
+        let reader = session.reader.read().clone();
+        let read = stream::read(&stream, &reader, &session.connection, from, limit).await;
+        if read.is_err() && !reader.status().connected() {
+            self.recover(&session, Spare::Reader, reader.id()).await;
+        }
+        read
+    }
+
+    /// The stream declared through this handle for `config`.
+    fn stream_of(&self, config: &StreamConfig) -> Result<Arc<Stream>> {
+        self.streams.by_root(config.root()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Invalid,
+                format!("stream `{}` is not declared on this handle", config.root()),
+            )
+        })
+    }
+
+    /// Creates `group`'s queue on `config`'s stream, or joins the one there (see
+    /// [`crate::group::create`]). A new group starting at the stream's start or after a position is
+    /// filled from the stream in a task of its own; the join waits for it up to three
+    /// quarters of the command timeout, then lets it go on.
+    async fn join_group(self: Arc<Self>, config: &StreamConfig, group: &GroupConfig) -> Result<()> {
+        let stream = self.stream_of(config)?;
+        let queue = layout::queue_name(&self.config.exchange, config, group);
+        let budget = self.config.options.command_timeout * 3 / 4;
+        let deadline = tokio::time::Instant::now() + budget;
+        let late = || {
+            Error::timeout(format!(
+                "group `{}`: another join of it on this handle is still under way",
+                group.name()
+            ))
+        };
+        let joins = self.groups.join_lock(&queue);
+        let joining = tokio::time::timeout_at(deadline, joins.lock_owned())
+            .await
+            .map_err(|_| late())?;
+        let session = self.session()?;
+        let lock = create::Lock::take(&session.connection, &queue, group, deadline).await?;
+        let arguments = layout::queue_arguments(config, group);
+        let (channel, existed) =
+            match create::declare(&session.connection, &queue, arguments, group).await {
+                Ok(declared) => declared,
+                Err(error) => {
+                    lock.release().await;
+                    return Err(error);
+                }
+            };
+        let from = match group.start() {
+            _ if existed => None,
+            StartAt::Start => Some(ReadFrom::Start),
+            StartAt::After(position) if position.epoch() == stream.epoch => {
+                Some(ReadFrom::After(position.offset()))
+            }
+            // A position of an earlier log: everything this log holds comes after it.
+            StartAt::After(_) => Some(ReadFrom::Start),
+            _ => None,
+        };
+        let Some(from) = from else {
+            // Bound again when it existed: harmless, and it completes a creation that died
+            // before binding.
+            let bound = create::bind(&channel, &self.exchange, &queue, group).await;
+            let _ = channel.close(200, "OK".into()).await;
+            lock.release().await;
+            return bound;
+        };
+        let (done, filled) = tokio::sync::oneshot::channel();
+        let (config, group_config) = (config.clone(), group.clone());
+        let shared = self.clone();
+        self.tasks.spawn(async move {
+            let read = |from, limit| shared.read_log(&config, from, limit).boxed();
+            let (exchange, group) = (&shared.exchange, &group_config);
+            let mut result = create::backfill(&read, &channel, exchange, &queue, group, from).await;
+            if let Err(error) = &result {
+                tracing::warn!(%error, queue = %queue, "filling a new group from its stream failed");
+                // Bound anyway, so that the group gets what is published from now on.
+                if let Err(error) = create::bind(&channel, exchange, &queue, group).await {
+                    result = Err(error);
+                }
+            }
+            let _ = channel.close(200, "OK".into()).await;
+            lock.release().await;
+            drop(joining);
+            let _ = done.send(result);
+        });
+        match tokio::time::timeout_at(deadline, filled).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::new(
+                ErrorKind::Backend,
+                "filling the new group from its stream was stopped",
+            )),
+            Err(_) => {
+                tracing::info!(group = group.name(), "a new group is still being filled from its stream; it goes on in the background");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Most dead-lettered messages the drops queue holds (they only carry counts).
 const DROPS_QUEUE_LENGTH: i64 = 10_000;
 
@@ -767,23 +879,81 @@ impl Driver for AmqpDriver {
         from: ReadFrom,
         limit: usize,
     ) -> Result<LogRead> {
+        self.shared.read_log(config, from, limit).await
+    }
+
+    async fn join_group(&self, config: &StreamConfig, group: &GroupConfig) -> Result<()> {
+        self.shared.clone().join_group(config, group).await
+    }
+
+    async fn read_group(
+        &self,
+        config: &StreamConfig,
+        group: &GroupConfig,
+        member: &str,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<GroupEntry>> {
         let s = &self.shared;
-        let stream = s.streams.by_root(config.root()).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Invalid,
-                format!("stream `{}` is not declared on this handle", config.root()),
-            )
-        })?;
-        let session = s.session()?;
-        let reader = session.reader.read().clone();
-        let read = stream::read(&stream, &reader, &session.connection, from, limit).await;
-        if read.is_err() && !reader.status().connected() {
-            s.recover(&session, Spare::Reader, reader.id()).await;
+        let member = match s.groups.open_member(member) {
+            Some(member) => member,
+            None => {
+                let session = s.session()?;
+                let queue = layout::queue_name(&s.config.exchange, config, group);
+                let open = Member::open(&session.connection, &queue, group, member, &s.tasks);
+                let timeout = s.config.options.command_timeout;
+                let member = bounded(timeout, "consuming the group's queue", open).await?;
+                s.groups.insert(member.clone());
+                member
+            }
+        };
+        member.read(limit, wait).await
+    }
+
+    async fn settle_group(
+        &self,
+        _config: &StreamConfig,
+        _group: &GroupConfig,
+        settlements: &[Settlement],
+    ) -> Result<()> {
+        let s = &self.shared;
+        let mut batches: Vec<(Arc<Member>, Vec<Settle>)> = Vec::new();
+        for settlement in settlements {
+            let receipt = settlement.receipt();
+            // A member gone, or another incarnation of it: its channel closed, so the broker
+            // gave the delivery back.
+            let Some(member) = receipt.token.as_deref().and_then(|m| s.groups.member(m)) else {
+                continue;
+            };
+            if member.incarnation != receipt.offset.0 {
+                continue;
+            }
+            let tag = receipt.offset.1;
+            let settle = match settlement {
+                Settlement::Ack(_) => Settle::Ack(tag),
+                Settlement::Nack(_, delay) => Settle::Nack(tag, *delay),
+            };
+            match batches.iter_mut().find(|(m, _)| Arc::ptr_eq(m, &member)) {
+                Some((_, batch)) => batch.push(settle),
+                None => batches.push((member, vec![settle])),
+            }
         }
-        read
+        for (member, batch) in batches {
+            member.settle(&batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn leave_group(&self, _config: &StreamConfig, _group: &GroupConfig, member: &str) {
+        if let Some(member) = self.shared.groups.remove(member) {
+            member.close().await;
+        }
     }
 
     async fn close(&self) -> Result<()> {
+        for member in self.shared.groups.drain() {
+            member.close().await;
+        }
         let Some(session) = self.shared.session.write().take() else {
             return Ok(());
         };

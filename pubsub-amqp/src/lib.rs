@@ -159,6 +159,7 @@
 mod binding;
 mod config;
 mod driver;
+mod group;
 mod headers;
 mod stream;
 
