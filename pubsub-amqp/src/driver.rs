@@ -632,10 +632,14 @@ impl Shared {
     }
 }
 
-
 impl Shared {
     /// Reads at most `limit` entries of `config`'s log from `from`.
-    async fn read_log(&self, config: &StreamConfig, from: ReadFrom, limit: usize) -> Result<LogRead> {
+    async fn read_log(
+        &self,
+        config: &StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<LogRead> {
         let stream = self.stream_of(config)?;
         let session = self.session()?;
         let reader = session.reader.read().clone();

@@ -196,7 +196,8 @@ pub(crate) async fn bind(
 }
 
 /// Reads a batch of the stream's log (the driver's [`read_stream`](pubsub_core::adapter::Driver::read_stream)).
-pub(crate) type ReadLog<'a> = dyn Fn(ReadFrom, usize) -> BoxFuture<'a, Result<LogRead>> + Send + Sync + 'a;
+pub(crate) type ReadLog<'a> =
+    dyn Fn(ReadFrom, usize) -> BoxFuture<'a, Result<LogRead>> + Send + Sync + 'a;
 
 /// Fills a new group's `queue` from the stream (from `from`), binds it with the group's
 /// patterns, and copies what reached the stream meanwhile (see the module's documentation).

@@ -23,7 +23,11 @@ const BROKER_HEADERS: &[&str] = &[DELIVERY_COUNT, "x-stream-offset"];
 
 /// The queue of `group` on `stream`: `<exchange>.group.<tag>.<name>` (the stream's tag tells
 /// groups of the same name on two streams apart), cut to AMQP's 255 bytes.
-pub(crate) fn queue_name(exchange: &str, stream: &StreamConfig, group: &GroupConfig) -> ShortString {
+pub(crate) fn queue_name(
+    exchange: &str,
+    stream: &StreamConfig,
+    group: &GroupConfig,
+) -> ShortString {
     cut_name(format!(
         "{exchange}.group.{:08x}.{}",
         stream.tag(),

@@ -56,7 +56,11 @@ impl Groups {
 
     /// Forgets every member (the handle closes).
     pub(crate) fn drain(&self) -> Vec<Arc<Member>> {
-        self.members.lock().drain().map(|(_, member)| member).collect()
+        self.members
+            .lock()
+            .drain()
+            .map(|(_, member)| member)
+            .collect()
     }
 
     /// The lock of joins to `queue` on this handle.
@@ -64,6 +68,10 @@ impl Groups {
         &self,
         queue: &lapin::types::ShortString,
     ) -> Arc<tokio::sync::Mutex<()>> {
-        self.joining.lock().entry(queue.clone()).or_default().clone()
+        self.joining
+            .lock()
+            .entry(queue.clone())
+            .or_default()
+            .clone()
     }
 }
