@@ -650,6 +650,18 @@ impl Shared {
         read
     }
 
+    /// The end of `config`'s log at the broker now (a position offset), probed.
+    async fn end_of_log(&self, config: &StreamConfig) -> Result<u64> {
+        let stream = self.stream_of(config)?;
+        let session = self.session()?;
+        let reader = session.reader.read().clone();
+        let end = stream::end_now(&stream, &reader).await;
+        if end.is_err() && !reader.status().connected() {
+            self.recover(&session, Spare::Reader, reader.id()).await;
+        }
+        end.map_err(|e| lapin_error("finding the end of a stream's log", e))
+    }
+
     /// The stream declared through this handle for `config`.
     fn stream_of(&self, config: &StreamConfig) -> Result<Arc<Stream>> {
         self.streams.by_root(config.root()).ok_or_else(|| {
@@ -713,8 +725,12 @@ impl Shared {
         let shared = self.clone();
         self.tasks.spawn(async move {
             let read = |from, limit| shared.read_log(&config, from, limit).boxed();
+            let log = create::Log {
+                read: &read,
+                end: shared.end_of_log(&config).boxed(),
+            };
             let (exchange, group) = (&shared.exchange, &group_config);
-            let mut result = create::backfill(&read, &channel, exchange, &queue, group, from).await;
+            let mut result = create::backfill(log, &channel, exchange, &queue, group, from).await;
             if let Err(error) = &result {
                 tracing::warn!(%error, queue = %queue, "filling a new group from its stream failed");
                 // Bound anyway, so that the group gets what is published from now on.

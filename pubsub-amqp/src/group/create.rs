@@ -10,13 +10,17 @@
 //!    end of the log as it was when that read began;
 //! 2. the queue is bound with the group's patterns: from then on, the exchange routes to it
 //!    whatever is published under them;
-//! 3. after a short pause (for publishes routed before the binding to reach the stream), one
-//!    more read notes the end of the log and the entries up to that end are copied too.
+//! 3. after a short pause ([`SETTLE`], for publishes routed before the binding to reach the
+//!    stream), the end of the log is probed at the broker (a consumer from `last`), and the
+//!    entries up to that end are copied too.
 //!
-//! What is published between the binding and the end noted in step 3 (some [`SETTLE`] plus
-//! the time a read takes to learn the end) reaches the queue twice: bound and copied (at
-//! least once). A publish routed before the binding that reaches the stream more than that
-//! later would be missed.
+//! RabbitMQ gives no exact switch: a publish is routed to the stream and to the group's
+//! queue at once only from the binding on, and publishes of other channels may reach the
+//! stream in another order than they were routed. So what is published between the binding
+//! and the end probed in step 3 (the pause plus a probe, some 50 to 200 ms) reaches the
+//! queue twice, bound and copied (at least once; the copy comes after the bound one), and a
+//! publish routed before the binding that reaches the stream only after that probe would be
+//! missed.
 
 use std::time::Duration;
 
@@ -199,16 +203,25 @@ pub(crate) async fn bind(
 pub(crate) type ReadLog<'a> =
     dyn Fn(ReadFrom, usize) -> BoxFuture<'a, Result<LogRead>> + Send + Sync + 'a;
 
+/// The stream's log as the copy sees it: its batches, and its end at the broker now.
+pub(crate) struct Log<'a> {
+    /// Reads a batch.
+    pub read: &'a ReadLog<'a>,
+    /// The end of the log now (a position offset), probed at the broker.
+    pub end: BoxFuture<'a, Result<u64>>,
+}
+
 /// Fills a new group's `queue` from the stream (from `from`), binds it with the group's
 /// patterns, and copies what reached the stream meanwhile (see the module's documentation).
 pub(crate) async fn backfill(
-    read: &ReadLog<'_>,
+    log: Log<'_>,
     channel: &Channel,
     exchange: &ShortString,
     queue: &ShortString,
     group: &GroupConfig,
     mut from: ReadFrom,
 ) -> Result<()> {
+    let read = log.read;
     let mut copied = 0usize;
     // 1. Up to the end of the log, unbound.
     loop {
@@ -226,16 +239,15 @@ pub(crate) async fn backfill(
     bind(channel, exchange, queue, group).await?;
     tokio::time::sleep(SETTLE).await;
     // 3. Up to the end noted now.
-    let mut end = None;
+    let until = log.end.await?;
     loop {
         let batch = read(from, COPY_BATCH).await?;
-        let until = *end.get_or_insert(batch.end.1);
         let last = batch.entries.last().map(|(offset, _)| offset.1);
         if let Some(next) = after_last(&batch) {
             from = next;
         }
         copied += copy(channel, queue, group, &batch, until).await?;
-        if last.is_none_or(|last| last >= until) || batch.entries.len() < COPY_BATCH {
+        if last.is_none_or(|last| last >= until) {
             break;
         }
     }
