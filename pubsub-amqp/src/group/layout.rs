@@ -170,7 +170,14 @@ fn headers_of(table: Option<&FieldTable>, copied: bool) -> Headers {
 /// The headers table of a copy of `message` into a group's queue: its own headers plus its
 /// topic in [`COPY_TOPIC`].
 pub(crate) fn copy_table(message: &Message) -> pubsub_core::Result<FieldTable> {
-    let mut table = crate::headers::encode(message.headers())?.unwrap_or_default();
+    let mut headers = Headers::new();
+    for (name, value) in message.headers().iter() {
+        // What the stream's delivery added, read as a header of a foreign publisher.
+        if !BROKER_HEADERS.contains(&name) {
+            headers.insert(name, value)?;
+        }
+    }
+    let mut table = crate::headers::encode(&headers)?.unwrap_or_default();
     table.insert(
         COPY_TOPIC.into(),
         AMQPValue::LongString(LongString::from(message.topic().as_str())),
@@ -296,8 +303,15 @@ mod tests {
             .unwrap()
             .headers()
             .is_empty());
-        // A copy: the topic from its header.
-        let copy = copy_table(&original).unwrap();
+        // A copy: the topic from its header; the stream's offset is not copied.
+        let mut with_offset = original.headers().clone();
+        with_offset.insert("x-stream-offset", "12").unwrap();
+        let read = Message::with_headers(
+            original.topic().clone(),
+            original.payload().clone(),
+            with_offset,
+        );
+        let copy = copy_table(&read).unwrap();
         let copied = message_of(&delivery(queue.as_str(), Some(copy)), &queue).unwrap();
         assert_eq!(copied.topic().as_str(), "s.b");
         assert_eq!(copied.headers(), original.headers());
