@@ -118,7 +118,16 @@ impl Session {
     async fn close(&self, source: &Source) -> lapin::Result<()> {
         match source {
             Source::Own if !self.connection.status().connected() => Ok(()),
-            Source::Own => self.connection.close(200, "OK".into()).await,
+            Source::Own => match self.connection.close(200, "OK".into()).await {
+                // A channel being opened as the connection closes (a group member's, say)
+                // gets its `channel.open-ok` while closing, which fails the close's answer;
+                // the connection is closed all the same.
+                Err(error) if !self.connection.status().connected() => {
+                    tracing::debug!(%error, "closing the AMQP connection reported an error");
+                    Ok(())
+                }
+                closed => closed,
+            },
             Source::App(_) => {
                 let publisher = self.publisher.read().clone();
                 let binder = self.binder.read().clone();
@@ -920,8 +929,31 @@ impl Driver for AmqpDriver {
             None => {
                 let session = s.session()?;
                 let queue = layout::queue_name(&s.config.exchange, config, group);
-                let open = Member::open(&session.connection, &queue, group, member, &s.tasks);
                 let timeout = s.config.options.command_timeout;
+                if s.groups.member(member).is_some() {
+                    // The member's channel was lost (a reconnect): the queue is bound again,
+                    // in case the broker restarted and lost the bindings of a transient
+                    // exchange.
+                    let rebind = async {
+                        let channel = session
+                            .connection
+                            .create_channel()
+                            .await
+                            .map_err(|e| lapin_error("opening a channel", e))?;
+                        let bound = create::bind(&channel, &s.exchange, &queue, group).await;
+                        let _ = channel.close(200, "OK".into()).await;
+                        bound
+                    };
+                    match tokio::time::timeout(timeout, rebind).await {
+                        Ok(bound) => bound?,
+                        Err(_) => {
+                            return Err(Error::timeout(
+                                "binding the group's queue again: no answer from the broker",
+                            ))
+                        }
+                    }
+                }
+                let open = Member::open(&session.connection, &queue, group, member, &s.tasks);
                 let member = bounded(timeout, "consuming the group's queue", open).await?;
                 s.groups.insert(member.clone());
                 member

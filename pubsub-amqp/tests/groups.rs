@@ -152,3 +152,17 @@ async fn two_handles_creating_a_group_at_once_copy_the_backlog_once() {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn closing_right_after_a_join_is_clean() {
+    let p = unique_prefix("gclose");
+    let config = group(&p);
+    for _ in 0..10 {
+        let ps = handle().await;
+        declare(&ps, &p).await;
+        let _member = ps.join_group(config.clone()).await.unwrap();
+        ps.close()
+            .await
+            .expect("a clean close while the member opens");
+    }
+}
