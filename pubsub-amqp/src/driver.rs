@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -25,12 +26,10 @@ use pubsub_core::adapter::{
     tls, Context, Driver, Inbound, LinkReporter, LogRead, ReadFrom, Tasks, Watchdog,
 };
 use pubsub_core::adapter::{GroupEntry, Settlement};
-use pubsub_core::{
-    Error, ErrorKind, GroupConfig, Message, Pattern, Result, StartAt, StreamConfig, Topic,
-};
+use pubsub_core::{Error, ErrorKind, GroupConfig, Message, Pattern, Result, StreamConfig, Topic};
 use tokio::sync::Notify;
 
-use crate::group::{create, layout, Groups, Member, Settle};
+use crate::group::{join, layout, Groups, Join, Member, Settle, StreamLog};
 use crate::stream::{self, Stream, Streams};
 use crate::{binding, headers, AmqpConfig};
 
@@ -680,89 +679,20 @@ impl Shared {
             )
         })
     }
+}
 
-    /// Creates `group`'s queue on `config`'s stream, or joins the one there (see
-    /// [`crate::group::create`]). A new group starting at the stream's start or after a position is
-    /// filled from the stream in a task of its own; the join waits for it up to three
-    /// quarters of the command timeout, then lets it go on.
-    async fn join_group(self: Arc<Self>, config: &StreamConfig, group: &GroupConfig) -> Result<()> {
-        let stream = self.stream_of(config)?;
-        let queue = layout::queue_name(&self.config.exchange, config, group);
-        let budget = self.config.options.command_timeout * 3 / 4;
-        let deadline = tokio::time::Instant::now() + budget;
-        let late = || {
-            Error::timeout(format!(
-                "group `{}`: another join of it on this handle is still under way",
-                group.name()
-            ))
-        };
-        let joins = self.groups.join_lock(&queue);
-        let joining = tokio::time::timeout_at(deadline, joins.lock_owned())
-            .await
-            .map_err(|_| late())?;
-        let session = self.session()?;
-        let lock = create::Lock::take(&session.connection, &queue, group, deadline).await?;
-        let arguments = layout::queue_arguments(config, group);
-        let (channel, existed) =
-            match create::declare(&session.connection, &queue, arguments, group).await {
-                Ok(declared) => declared,
-                Err(error) => {
-                    lock.release().await;
-                    return Err(error);
-                }
-            };
-        let from = match group.start() {
-            _ if existed => None,
-            StartAt::Start => Some(ReadFrom::Start),
-            StartAt::After(position) if position.epoch() == stream.epoch => {
-                Some(ReadFrom::After(position.offset()))
-            }
-            // A position of an earlier log: everything this log holds comes after it.
-            StartAt::After(_) => Some(ReadFrom::Start),
-            _ => None,
-        };
-        let Some(from) = from else {
-            // Bound again when it existed: harmless, and it completes a creation that died
-            // before binding.
-            let bound = create::bind(&channel, &self.exchange, &queue, group).await;
-            let _ = channel.close(200, "OK".into()).await;
-            lock.release().await;
-            return bound;
-        };
-        let (done, filled) = tokio::sync::oneshot::channel();
-        let (config, group_config) = (config.clone(), group.clone());
-        let shared = self.clone();
-        self.tasks.spawn(async move {
-            let read = |from, limit| shared.read_log(&config, from, limit).boxed();
-            let log = create::Log {
-                read: &read,
-                end: shared.end_of_log(&config).boxed(),
-            };
-            let (exchange, group) = (&shared.exchange, &group_config);
-            let mut result = create::backfill(log, &channel, exchange, &queue, group, from).await;
-            if let Err(error) = &result {
-                tracing::warn!(%error, queue = %queue, "filling a new group from its stream failed");
-                // Bound anyway, so that the group gets what is published from now on.
-                if let Err(error) = create::bind(&channel, exchange, &queue, group).await {
-                    result = Err(error);
-                }
-            }
-            let _ = channel.close(200, "OK".into()).await;
-            lock.release().await;
-            drop(joining);
-            let _ = done.send(result);
-        });
-        match tokio::time::timeout_at(deadline, filled).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::new(
-                ErrorKind::Backend,
-                "filling the new group from its stream was stopped",
-            )),
-            Err(_) => {
-                tracing::info!(group = group.name(), "a new group is still being filled from its stream; it goes on in the background");
-                Ok(())
-            }
-        }
+impl StreamLog for Shared {
+    fn read<'a>(
+        &'a self,
+        stream: &'a StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<LogRead>> {
+        self.read_log(stream, from, limit).boxed()
+    }
+
+    fn end<'a>(&'a self, stream: &'a StreamConfig) -> BoxFuture<'a, Result<u64>> {
+        self.end_of_log(stream).boxed()
     }
 }
 
@@ -788,6 +718,20 @@ async fn bounded<T>(
 ) -> Result<T> {
     match tokio::time::timeout(limit, operation).await {
         Ok(result) => result.map_err(|e| lapin_error(what, e)),
+        Err(_) => Err(Error::timeout(format!(
+            "{what}: no answer from the broker within {limit:?}"
+        ))),
+    }
+}
+
+/// `operation` within `limit`.
+async fn bounded_result<T>(
+    limit: Duration,
+    what: &'static str,
+    operation: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(result) => result,
         Err(_) => Err(Error::timeout(format!(
             "{what}: no answer from the broker within {limit:?}"
         ))),
@@ -912,7 +856,19 @@ impl Driver for AmqpDriver {
     }
 
     async fn join_group(&self, config: &StreamConfig, group: &GroupConfig) -> Result<()> {
-        self.shared.clone().join_group(config, group).await
+        let s = &self.shared;
+        let stream = s.stream_of(config)?;
+        let join = Join {
+            connection: s.session()?.connection.clone(),
+            exchange: s.exchange.clone(),
+            stream: config.clone(),
+            epoch: stream.epoch,
+            log: s.clone(),
+            tasks: s.tasks.clone(),
+            // The kit waits for the join up to the command timeout.
+            budget: s.config.options.command_timeout * 3 / 4,
+        };
+        join.run(&s.groups, group).await
     }
 
     async fn read_group(
@@ -931,27 +887,9 @@ impl Driver for AmqpDriver {
                 let queue = layout::queue_name(&s.config.exchange, config, group);
                 let timeout = s.config.options.command_timeout;
                 if s.groups.member(member).is_some() {
-                    // The member's channel was lost (a reconnect): the queue is bound again,
-                    // in case the broker restarted and lost the bindings of a transient
-                    // exchange.
-                    let rebind = async {
-                        let channel = session
-                            .connection
-                            .create_channel()
-                            .await
-                            .map_err(|e| lapin_error("opening a channel", e))?;
-                        let bound = create::bind(&channel, &s.exchange, &queue, group).await;
-                        let _ = channel.close(200, "OK".into()).await;
-                        bound
-                    };
-                    match tokio::time::timeout(timeout, rebind).await {
-                        Ok(bound) => bound?,
-                        Err(_) => {
-                            return Err(Error::timeout(
-                                "binding the group's queue again: no answer from the broker",
-                            ))
-                        }
-                    }
+                    // The member's channel was lost (a reconnect).
+                    let rebind = join::rebind(&session.connection, &s.exchange, config, group);
+                    bounded_result(timeout, "binding the group's queue again", rebind).await?;
                 }
                 let open = Member::open(&session.connection, &queue, group, member, &s.tasks);
                 let member = bounded(timeout, "consuming the group's queue", open).await?;

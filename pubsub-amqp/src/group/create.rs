@@ -24,7 +24,6 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
@@ -33,10 +32,11 @@ use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use pubsub_core::adapter::{LogRead, ReadFrom};
-use pubsub_core::{Error, ErrorKind, GroupConfig, Offset, Result};
+use pubsub_core::{Error, ErrorKind, GroupConfig, Offset, Result, StreamConfig};
 use tokio::time::Instant;
 
 use super::layout::{copy_table, lock_name};
+use super::StreamLog;
 use crate::binding::binding_key;
 use crate::driver::lapin_error;
 
@@ -199,29 +199,18 @@ pub(crate) async fn bind(
     Ok(())
 }
 
-/// Reads a batch of the stream's log (the driver's [`read_stream`](pubsub_core::adapter::Driver::read_stream)).
-pub(crate) type ReadLog<'a> =
-    dyn Fn(ReadFrom, usize) -> BoxFuture<'a, Result<LogRead>> + Send + Sync + 'a;
-
-/// The stream's log as the copy sees it: its batches, and its end at the broker now.
-pub(crate) struct Log<'a> {
-    /// Reads a batch.
-    pub read: &'a ReadLog<'a>,
-    /// The end of the log now (a position offset), probed at the broker.
-    pub end: BoxFuture<'a, Result<u64>>,
-}
-
 /// Fills a new group's `queue` from the stream (from `from`), binds it with the group's
 /// patterns, and copies what reached the stream meanwhile (see the module's documentation).
 pub(crate) async fn backfill(
-    log: Log<'_>,
+    log: &dyn StreamLog,
+    stream: &StreamConfig,
     channel: &Channel,
     exchange: &ShortString,
     queue: &ShortString,
     group: &GroupConfig,
     mut from: ReadFrom,
 ) -> Result<()> {
-    let read = log.read;
+    let read = |from, limit| log.read(stream, from, limit);
     let mut copied = 0usize;
     // 1. Up to the end of the log, unbound.
     loop {
@@ -239,7 +228,7 @@ pub(crate) async fn backfill(
     bind(channel, exchange, queue, group).await?;
     tokio::time::sleep(SETTLE).await;
     // 3. Up to the end noted now.
-    let until = log.end.await?;
+    let until = log.end(stream).await?;
     loop {
         let batch = read(from, COPY_BATCH).await?;
         let last = batch.entries.last().map(|(offset, _)| offset.1);

@@ -4,21 +4,43 @@
 //!
 //! - [`layout`]: the queue's name and arguments (the group's settings among them, which the
 //!   broker compares on every declaration), and what a delivery says.
-//! - [`create`]: creating the queue (under a lock) or joining the one there; a group that
-//!   starts at the stream's start or after a position gets the stream's backlog copied in.
+//! - [`join`]: a join, from the lock to the bindings, and the member's queue bound again
+//!   after a reconnect.
+//! - [`create`]: the broker operations of a join (the lock, the declaration, the bindings),
+//!   and the stream's backlog copied into a new group that starts at the stream's start or
+//!   after a position.
 //! - [`member`]: a member's channel, consumer, held deliveries and timer (the ack deadline
 //!   and nacks with a delay are ours: RabbitMQ redelivers only when a channel goes away).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
+use pubsub_core::adapter::{LogRead, ReadFrom};
+use pubsub_core::{Result, StreamConfig};
 
 pub(crate) mod create;
+pub(crate) mod join;
 pub(crate) mod layout;
 pub(crate) mod member;
 
+pub(crate) use join::Join;
 pub(crate) use member::{Member, Settle};
+
+/// The stream a group reads, as its creation needs it (the driver's streams).
+pub(crate) trait StreamLog: Send + Sync + 'static {
+    /// Reads at most `limit` entries of `stream`'s log from `from`.
+    fn read<'a>(
+        &'a self,
+        stream: &'a StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<LogRead>>;
+
+    /// The end of `stream`'s log at the broker now (a position offset), probed.
+    fn end<'a>(&'a self, stream: &'a StreamConfig) -> BoxFuture<'a, Result<u64>>;
+}
 
 /// The group members of this handle, and the joins under way.
 #[derive(Debug, Default)]
