@@ -148,9 +148,10 @@
 //!   (published to the queue itself, with their topic in a `pubsub-topic` header), then the
 //!   queue is bound, then what reached the stream meanwhile is copied up to its end probed at
 //!   the broker. The switch is not exact: what is published in the 50 to 200 ms between the
-//!   binding and that probe is delivered twice (bound, then copied), and a publish of another
-//!   connection routed before the binding but written to the stream after the probe would be
-//!   missed. The join waits for the copy up to three quarters of the command timeout, then
+//!   binding and that probe is delivered twice (bound, then the copy after it), and a publish
+//!   of another connection routed before the binding but written to the stream after the
+//!   probe would be missed. (Creating a group while another handle published some 3 000
+//!   messages a second without pause, 150 to 230 came twice and none was missed.) The join waits for the copy up to three quarters of the command timeout, then
 //!   lets it go on in the background (members get the copies as they arrive). While a
 //!   connection creates a group, it holds an exclusive queue `<group queue>.creating`; other
 //!   connections' joins wait for it. A creation cut short (the connection lost) leaves the

@@ -166,3 +166,51 @@ async fn closing_right_after_a_join_is_clean() {
             .expect("a clean close while the member opens");
     }
 }
+
+/// A group from the start created while another handle publishes without pause: nothing
+/// published is missed (what is published around the switch from the copy to the binding may
+/// come twice).
+#[tokio::test]
+async fn a_group_created_while_publishing_misses_nothing() {
+    let p = unique_prefix("gswitch");
+    let (publisher, ps) = (handle().await, handle().await);
+    declare(&publisher, &p).await;
+    declare(&ps, &p).await;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let topic = format!("{p}.t");
+    let publishing = tokio::spawn({
+        let publisher = publisher.clone();
+        async move {
+            let mut i = 0;
+            while !*stopped.borrow_and_update() {
+                publish(&publisher, &topic, seq(0, i)).await;
+                i += 1;
+            }
+            i
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut member = ps
+        .join_group(group(&p).starting_at(StartAt::Start).with_prefetch(500))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send_replace(true);
+    let published = publishing.await.unwrap();
+    let mut seen = BTreeMap::new();
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(2), member.recv()).await
+    {
+        *seen.entry(unseq(&message).1).or_insert(0u32) += 1;
+        message.ack();
+    }
+    let missing: Vec<u32> = (0..published).filter(|i| !seen.contains_key(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {published} missed: {missing:?}",
+        missing.len()
+    );
+    let twice = seen.values().filter(|n| **n > 1).count();
+    println!("{published} published around the creation; {twice} delivered twice");
+    ps.close().await.unwrap();
+    publisher.close().await.unwrap();
+}
