@@ -145,13 +145,19 @@ impl Member {
                     Err(tag) => junk.push(tag),
                 },
                 Some(Err(error)) if entries.is_empty() => {
-                    return Err(lapin_error("reading the group's queue", error))
+                    drop(consumer);
+                    self.close().await;
+                    return Err(lapin_error("reading the group's queue", error));
                 }
                 None if entries.is_empty() => {
+                    // Cancelled by the broker (the queue deleted), or its channel closed:
+                    // closed, so that the next read opens the member again.
+                    drop(consumer);
+                    self.close().await;
                     return Err(Error::new(
                         ErrorKind::Connection,
                         "the group queue's consumer ended",
-                    ))
+                    ));
                 }
                 // What is read is handed out; the failure shows on the next read.
                 _ => break,
