@@ -205,7 +205,7 @@ fn main() {
             .await;
             let raw = match acks {
                 Acks::Batched => "lapin, batched acks",
-                Acks::EachAwaited => "lapin, ack each   ",
+                Acks::EachAwaited => "lapin, ack each    ",
             };
             println!(
                 "RabbitMQ: one group member reads and acks {n} x 64 B, prefetch {prefetch} (median of {} interleaved rounds)",
