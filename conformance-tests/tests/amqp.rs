@@ -26,10 +26,6 @@ fn amqp_harness() -> Harness {
         pubsub_amqp::connect(config).await
     })
     .with_foreign(support::amqp(amqp_url()))
-    .lacking(
-        conformance_tests::Capability::Groups,
-        "groups are not written for RabbitMQ yet",
-    )
 }
 
 conformance_tests::suite!(amqp_harness);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -24,9 +25,11 @@ use parking_lot::RwLock;
 use pubsub_core::adapter::{
     tls, Context, Driver, Inbound, LinkReporter, LogRead, ReadFrom, Tasks, Watchdog,
 };
-use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, StreamConfig, Topic};
+use pubsub_core::adapter::{GroupEntry, Settlement};
+use pubsub_core::{Error, ErrorKind, GroupConfig, Message, Pattern, Result, StreamConfig, Topic};
 use tokio::sync::Notify;
 
+use crate::group::{join, layout, Groups, Join, Member, Settle, StreamLog};
 use crate::stream::{self, Stream, Streams};
 use crate::{binding, headers, AmqpConfig};
 
@@ -76,6 +79,8 @@ struct Shared {
     inbound: Inbound<Filter>,
     /// The streams declared through this handle.
     streams: Streams,
+    /// The group members of this handle.
+    groups: Groups,
     link: LinkReporter,
     tasks: Tasks,
 }
@@ -112,7 +117,16 @@ impl Session {
     async fn close(&self, source: &Source) -> lapin::Result<()> {
         match source {
             Source::Own if !self.connection.status().connected() => Ok(()),
-            Source::Own => self.connection.close(200, "OK".into()).await,
+            Source::Own => match self.connection.close(200, "OK".into()).await {
+                // A channel being opened as the connection closes (a group member's, say)
+                // gets its `channel.open-ok` while closing, which fails the close's answer;
+                // the connection is closed all the same.
+                Err(error) if !self.connection.status().connected() => {
+                    tracing::debug!(%error, "closing the AMQP connection reported an error");
+                    Ok(())
+                }
+                closed => closed,
+            },
             Source::App(_) => {
                 let publisher = self.publisher.read().clone();
                 let binder = self.binder.read().clone();
@@ -190,6 +204,7 @@ impl AmqpDriver {
             failed: Notify::new(),
             inbound: cx.inbound,
             streams: Streams::default(),
+            groups: Groups::default(),
             link: cx.supervisor.link(),
             tasks: cx.tasks.clone(),
         });
@@ -625,6 +640,62 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Reads at most `limit` entries of `config`'s log from `from`.
+    async fn read_log(
+        &self,
+        config: &StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<LogRead> {
+        let stream = self.stream_of(config)?;
+        let session = self.session()?;
+        let reader = session.reader.read().clone();
+        let read = stream::read(&stream, &reader, &session.connection, from, limit).await;
+        if read.is_err() && !reader.status().connected() {
+            self.recover(&session, Spare::Reader, reader.id()).await;
+        }
+        read
+    }
+
+    /// The end of `config`'s log at the broker now (a position offset), probed.
+    async fn end_of_log(&self, config: &StreamConfig) -> Result<u64> {
+        let stream = self.stream_of(config)?;
+        let session = self.session()?;
+        let reader = session.reader.read().clone();
+        let end = stream::end_now(&stream, &reader).await;
+        if end.is_err() && !reader.status().connected() {
+            self.recover(&session, Spare::Reader, reader.id()).await;
+        }
+        end.map_err(|e| lapin_error("finding the end of a stream's log", e))
+    }
+
+    /// The stream declared through this handle for `config`.
+    fn stream_of(&self, config: &StreamConfig) -> Result<Arc<Stream>> {
+        self.streams.by_root(config.root()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Invalid,
+                format!("stream `{}` is not declared on this handle", config.root()),
+            )
+        })
+    }
+}
+
+impl StreamLog for Shared {
+    fn read<'a>(
+        &'a self,
+        stream: &'a StreamConfig,
+        from: ReadFrom,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<LogRead>> {
+        self.read_log(stream, from, limit).boxed()
+    }
+
+    fn end<'a>(&'a self, stream: &'a StreamConfig) -> BoxFuture<'a, Result<u64>> {
+        self.end_of_log(stream).boxed()
+    }
+}
+
 /// Most dead-lettered messages the drops queue holds (they only carry counts).
 const DROPS_QUEUE_LENGTH: i64 = 10_000;
 
@@ -647,6 +718,20 @@ async fn bounded<T>(
 ) -> Result<T> {
     match tokio::time::timeout(limit, operation).await {
         Ok(result) => result.map_err(|e| lapin_error(what, e)),
+        Err(_) => Err(Error::timeout(format!(
+            "{what}: no answer from the broker within {limit:?}"
+        ))),
+    }
+}
+
+/// `operation` within `limit`.
+async fn bounded_result<T>(
+    limit: Duration,
+    what: &'static str,
+    operation: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(result) => result,
         Err(_) => Err(Error::timeout(format!(
             "{what}: no answer from the broker within {limit:?}"
         ))),
@@ -767,23 +852,98 @@ impl Driver for AmqpDriver {
         from: ReadFrom,
         limit: usize,
     ) -> Result<LogRead> {
+        self.shared.read_log(config, from, limit).await
+    }
+
+    async fn join_group(&self, config: &StreamConfig, group: &GroupConfig) -> Result<()> {
         let s = &self.shared;
-        let stream = s.streams.by_root(config.root()).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Invalid,
-                format!("stream `{}` is not declared on this handle", config.root()),
-            )
-        })?;
-        let session = s.session()?;
-        let reader = session.reader.read().clone();
-        let read = stream::read(&stream, &reader, &session.connection, from, limit).await;
-        if read.is_err() && !reader.status().connected() {
-            s.recover(&session, Spare::Reader, reader.id()).await;
+        let stream = s.stream_of(config)?;
+        let join = Join {
+            connection: s.session()?.connection.clone(),
+            exchange: s.exchange.clone(),
+            stream: config.clone(),
+            epoch: stream.epoch,
+            log: s.clone(),
+            tasks: s.tasks.clone(),
+            // The kit waits for the join up to the command timeout.
+            budget: s.config.options.command_timeout * 3 / 4,
+        };
+        join.run(&s.groups, group).await
+    }
+
+    async fn read_group(
+        &self,
+        config: &StreamConfig,
+        group: &GroupConfig,
+        member: &str,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<GroupEntry>> {
+        let s = &self.shared;
+        let member = match s.groups.open_member(member) {
+            Some(member) => member,
+            None => {
+                let session = s.session()?;
+                let queue = layout::queue_name(&s.config.exchange, config, group);
+                let timeout = s.config.options.command_timeout;
+                if s.groups.member(member).is_some() {
+                    // The member's channel was lost (a reconnect).
+                    let rebind = join::rebind(&session.connection, &s.exchange, config, group);
+                    bounded_result(timeout, "binding the group's queue again", rebind).await?;
+                }
+                let open = Member::open(&session.connection, &queue, group, member, &s.tasks);
+                let member = bounded(timeout, "consuming the group's queue", open).await?;
+                s.groups.insert(member.clone());
+                member
+            }
+        };
+        member.read(limit, wait).await
+    }
+
+    async fn settle_group(
+        &self,
+        _config: &StreamConfig,
+        _group: &GroupConfig,
+        settlements: &[Settlement],
+    ) -> Result<()> {
+        let s = &self.shared;
+        let mut batches: Vec<(Arc<Member>, Vec<Settle>)> = Vec::new();
+        for settlement in settlements {
+            let receipt = settlement.receipt();
+            // A member gone, or another incarnation of it: its channel closed, so the broker
+            // gave the delivery back.
+            let Some(member) = receipt.token.as_deref().and_then(|m| s.groups.member(m)) else {
+                continue;
+            };
+            if member.incarnation != receipt.offset.0 {
+                continue;
+            }
+            let tag = receipt.offset.1;
+            let settle = match settlement {
+                Settlement::Ack(_) => Settle::Ack(tag),
+                Settlement::Nack(_, delay) => Settle::Nack(tag, *delay),
+            };
+            match batches.iter_mut().find(|(m, _)| Arc::ptr_eq(m, &member)) {
+                Some((_, batch)) => batch.push(settle),
+                None => batches.push((member, vec![settle])),
+            }
         }
-        read
+        for (member, batch) in batches {
+            member.settle(&batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn leave_group(&self, _config: &StreamConfig, _group: &GroupConfig, member: &str) {
+        if let Some(member) = self.shared.groups.remove(member) {
+            member.close().await;
+        }
     }
 
     async fn close(&self) -> Result<()> {
+        for member in self.shared.groups.drain() {
+            member.close().await;
+        }
         let Some(session) = self.shared.session.write().take() else {
             return Ok(());
         };

@@ -42,7 +42,7 @@ mod read;
 pub(crate) use layout::{cut_name, queue_name};
 use layout::{queue_arguments, to_position};
 pub(crate) use live::follow;
-pub(crate) use read::read;
+pub(crate) use read::{end_now, read};
 use read::{Flight, Kept};
 
 /// The consumer argument that says where a stream consumer starts, and the header that says

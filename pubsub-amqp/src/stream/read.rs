@@ -123,6 +123,13 @@ pub(crate) async fn end_of(stream: &Stream, reader: &Channel) -> lapin::Result<u
     Ok(stream.known().1.unwrap_or(end))
 }
 
+/// The end of `stream`'s log at the broker now (a position offset, 0 when empty), always
+/// probed: not what the live consumer saw last, which may lag behind under load.
+pub(crate) async fn end_now(stream: &Stream, reader: &Channel) -> lapin::Result<u64> {
+    let _one = stream.probing.lock().await;
+    probe(reader, &stream.queue, || false).await
+}
+
 /// The end of the log at `queue` (a position offset, 0 when empty): the last offset of the
 /// last chunk, which a consumer from `last` is given at once; or what it has seen when `known`
 /// says that the end is known otherwise.
