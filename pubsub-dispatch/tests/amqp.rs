@@ -7,3 +7,9 @@ fn backend() -> common::Backend {
 }
 
 dispatch_suite!(backend);
+
+/// Routes in a group (a quorum queue per group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_handlers() {
+    common::group_handlers(&backend()).await;
+}
