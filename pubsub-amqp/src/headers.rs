@@ -1,6 +1,11 @@
-//! Our ordered headers as one AMQP header: a field array `[name, value, name, value, …]`.
+//! Our ordered headers as one AMQP header: a long string of length-prefixed names and values,
+//! `<len>:<name><len>:<value>…` (lengths in decimal bytes).
+//!
+//! One string rather than a field array: RabbitMQ stream queues (3.10) drop header values that
+//! are arrays or tables, so a message read from a stream would lose its headers. Arrays
+//! `[name, value, …]` (what earlier versions wrote) are still read.
 
-use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+use lapin::types::{AMQPValue, FieldTable};
 use pubsub_core::{Error, ErrorKind, Headers, Result};
 
 /// The AMQP header key that carries the portable headers.
@@ -21,21 +26,51 @@ pub(crate) fn encode(headers: &Headers) -> Result<Option<FieldTable>> {
     if headers.is_empty() {
         return Ok(None);
     }
-    let mut array = FieldArray::default();
+    let mut packed = Vec::with_capacity(size);
     for (name, value) in headers.iter() {
-        array.push(AMQPValue::LongString(LongString::from(name)));
-        array.push(AMQPValue::LongString(LongString::from(value)));
+        for part in [name, value] {
+            packed.extend_from_slice(part.len().to_string().as_bytes());
+            packed.push(b':');
+            packed.extend_from_slice(part.as_bytes());
+        }
     }
     let mut table = FieldTable::default();
-    table.insert(HEADERS_KEY.into(), AMQPValue::FieldArray(array));
+    table.insert(HEADERS_KEY.into(), AMQPValue::LongString(packed.into()));
     Ok(Some(table))
+}
+
+/// The name and value pairs of a packed headers string, up to the first malformed part.
+fn unpack(mut packed: &[u8]) -> Vec<(&str, &str)> {
+    let mut parts = Vec::new();
+    while !packed.is_empty() {
+        let Some(colon) = packed.iter().position(|&b| b == b':') else {
+            break;
+        };
+        let length = std::str::from_utf8(&packed[..colon])
+            .ok()
+            .filter(|digits| !digits.is_empty() && digits.len() <= 9)
+            .and_then(|digits| digits.parse::<usize>().ok());
+        let rest = &packed[colon + 1..];
+        let Some(part) = length.and_then(|length| rest.get(..length)) else {
+            break;
+        };
+        let Ok(part) = std::str::from_utf8(part) else {
+            break;
+        };
+        parts.push(part);
+        packed = &rest[part.len()..];
+    }
+    parts
+        .chunks_exact(2)
+        .map(|pair| (pair[0], pair[1]))
+        .collect()
 }
 
 /// The portable headers in an AMQP headers table, tolerantly.
 ///
-/// A message from this adapter carries them in our key (a field array, in order): pairs that
-/// are not two (long or short) strings forming a valid header are skipped, as is an odd last
-/// element. A message from another AMQP client has no such key: then every entry of its table
+/// A message from this adapter carries them in our key (a packed string, or a field array
+/// from an earlier version, in order): pairs that do not form a valid header are skipped, as
+/// is an odd last element; a packed string is read up to its first malformed part. A message from another AMQP client has no such key: then every entry of its table
 /// whose name is a valid header name and whose value is a string (valid UTF-8), a number or a
 /// boolean becomes a header (numbers and booleans as their text), in the table's order (AMQP
 /// tables are sorted by name); entries of other types (tables, arrays, byte arrays,
@@ -48,14 +83,21 @@ pub(crate) fn decode(table: Option<&FieldTable>) -> Headers {
     let Some(ours) = table.inner().get(HEADERS_KEY) else {
         return foreign(table);
     };
-    let AMQPValue::FieldArray(array) = ours else {
-        return headers;
-    };
-    for pair in array.as_slice().chunks_exact(2) {
-        if let (Some(name), Some(value)) = (text(&pair[0]), text(&pair[1])) {
-            // An invalid name or value is skipped: a foreign publisher's mistake.
-            let _ = headers.insert(name, value);
+    match ours {
+        AMQPValue::LongString(packed) => {
+            for (name, value) in unpack(packed.as_bytes()) {
+                // An invalid name or value is skipped: a foreign publisher's mistake.
+                let _ = headers.insert(name, value);
+            }
         }
+        AMQPValue::FieldArray(array) => {
+            for pair in array.as_slice().chunks_exact(2) {
+                if let (Some(name), Some(value)) = (text(&pair[0]), text(&pair[1])) {
+                    let _ = headers.insert(name, value);
+                }
+            }
+        }
+        _ => {}
     }
     headers
 }
@@ -150,6 +192,14 @@ mod tests {
         };
         let odd = table(AMQPValue::FieldArray(vec![s("a"), s("1"), s("b")].into()));
         assert_eq!(decode(Some(&odd)).get("a"), Some("1"));
+        // Packed: read up to the first malformed part.
+        let packed = table(s("1:a1:12:bb"));
+        assert_eq!(decode(Some(&packed)).iter().collect::<Vec<_>>(), [("a", "1")]);
+        for junk in ["", ":", "x:a", "99:a", "1:a1", "-1:a", "1234567890:a"] {
+            assert!(decode(Some(&table(s(junk)))).is_empty(), "{junk:?}");
+        }
+        let empty_value = table(s("1:a0:"));
+        assert_eq!(decode(Some(&empty_value)).get("a"), Some(""));
         let mixed = vec![
             AMQPValue::LongInt(1),
             s("x"),

@@ -156,8 +156,27 @@ pub async fn stream_resume_from_position(h: &Harness) {
     let mut last = subscribe_from(&ps, &[t.as_str()], StartAt::Last(5)).await;
     assert_run(&messages(&mut last, 5, "last:5").await, 1, N - 5, "last:5");
     let mut now = subscribe_from(&ps, &[t.as_str()], StartAt::Now).await;
-    publish(&ps, &t, seq(1, N)).await;
-    assert_run(&messages(&mut now, 1, "now").await, 1, N, "now");
+    // With headers: they come through the stream as they were published, live and replayed.
+    let with_headers = Message::builder(topic(&t))
+        .payload(seq(1, N))
+        .header("x-app", "kept")
+        .header("x-order", "2")
+        .build()
+        .expect("message");
+    ps.publish(with_headers).await.expect("publish");
+    let live = messages(&mut now, 1, "now").await;
+    assert_run(&live, 1, N, "now");
+    let after_last = StartAt::After(*all[N as usize - 1].position().expect("position"));
+    let mut replayed = subscribe_from(&ps, &[t.as_str()], after_last).await;
+    let replayed = messages(&mut replayed, 1, "replayed with headers").await;
+    for (m, what) in [(&live[0], "live"), (&replayed[0], "replayed")] {
+        let headers: Vec<(&str, &str)> = m.headers().iter().collect();
+        assert_eq!(
+            headers,
+            [("x-app", "kept"), ("x-order", "2")],
+            "{what}: headers through the stream"
+        );
+    }
     shut_down(&ps).await;
 }
 

@@ -216,7 +216,15 @@ fn message_of(delivery: &Delivery) -> Option<Message> {
         tracing::trace!(key = %delivery.routing_key, "ignoring a routing key that is not a valid topic");
         return None;
     };
-    let headers = headers::decode(delivery.properties.headers().as_ref());
+    // The broker adds the entry's offset to the table: not a header of the message.
+    let headers = match delivery.properties.headers() {
+        Some(table) if table.inner().contains_key(STREAM_OFFSET) => {
+            let mut own = table.inner().clone();
+            own.remove(STREAM_OFFSET);
+            headers::decode(Some(&own.into()))
+        }
+        table => headers::decode(table.as_ref()),
+    };
     Some(Message::with_headers(topic, delivery.data.clone(), headers))
 }
 
