@@ -34,7 +34,7 @@
 //! | `*` | `*` |
 //! | `>` (one or more tokens) | `*.#` (`a.>` → `a.*.#`) |
 //! | a literal token `#` | `*` (the broker would read `#` as a wildcard; the core's matcher picks the exact topics) |
-//! | headers | one AMQP header [`HEADERS_KEY`] holding a field array `[name, value, name, value, …]` of long strings, in order |
+//! | headers | one AMQP header [`HEADERS_KEY`] holding a long string of length-prefixed names and values, `<len>:<name><len>:<value>…` (lengths in decimal bytes), in order (a field array `[name, value, …]` of earlier versions is still read; stream queues drop array values) |
 //! | delivery | one copy per handle however many bindings match; the kit hands it to every matching subscription |
 //!
 //! A binding key only selects a superset of its pattern's topics (and a key over 255 bytes
