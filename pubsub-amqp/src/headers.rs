@@ -194,7 +194,10 @@ mod tests {
         assert_eq!(decode(Some(&odd)).get("a"), Some("1"));
         // Packed: read up to the first malformed part.
         let packed = table(s("1:a1:12:bb"));
-        assert_eq!(decode(Some(&packed)).iter().collect::<Vec<_>>(), [("a", "1")]);
+        assert_eq!(
+            decode(Some(&packed)).iter().collect::<Vec<_>>(),
+            [("a", "1")]
+        );
         for junk in ["", ":", "x:a", "99:a", "1:a1", "-1:a", "1234567890:a"] {
             assert!(decode(Some(&table(s(junk)))).is_empty(), "{junk:?}");
         }

@@ -80,6 +80,18 @@ struct Template {
     policy: ReconnectPolicy,
 }
 
+impl Template {
+    /// A new client (not connected yet) with the handle's settings.
+    fn client(&self) -> Client {
+        Client::new(
+            self.config.clone(),
+            Some(self.performance.clone()),
+            Some(self.connection.clone()),
+            Some(self.policy.clone()),
+        )
+    }
+}
+
 /// One subscriber connection.
 struct SubConn {
     /// Glob class: the number of literal tokens in the prefix of every glob on it.
@@ -214,13 +226,7 @@ impl Shared {
     }
 
     async fn open_sub(self: &Arc<Self>, class: usize) -> Result<Arc<SubConn>> {
-        let t = &self.template;
-        let client = Client::new(
-            t.config.clone(),
-            Some(t.performance.clone()),
-            Some(t.connection.clone()),
-            Some(t.policy.clone()),
-        );
+        let client = self.template.client();
         let messages = client.message_rx();
         let mut errors = client.error_rx();
         let mut reconnects = client.reconnect_rx();
@@ -287,13 +293,7 @@ impl Shared {
 
     /// Opens a group member's own connection, where its blocking reads wait.
     async fn open_member(&self) -> Result<MemberConnection> {
-        let t = &self.template;
-        let client = Client::new(
-            t.config.clone(),
-            Some(t.performance.clone()),
-            Some(t.connection.clone()),
-            Some(t.policy.clone()),
-        );
+        let client = self.template.client();
         let handle = client
             .init()
             .await

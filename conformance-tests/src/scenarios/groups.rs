@@ -18,17 +18,9 @@ use super::outage::{cut_until_down, restore_until_up};
 use crate::kit::*;
 use crate::{Capability, Harness};
 
-/// Declares a stream under `{p}.>` on every handle given.
+/// A stream under `{p}.>` holding up to 100 000 messages, declared on every handle given.
 async fn declare(handles: &[&Arc<dyn PubSub>], p: &str) -> StreamConfig {
-    let stream = StreamConfig::new(pattern(&format!("{p}.>")))
-        .with_max_len(100_000)
-        .with_max_age(Duration::from_secs(600));
-    for ps in handles {
-        ps.declare_stream(stream.clone())
-            .await
-            .unwrap_or_else(|e| panic!("declaring stream `{p}.>`: {e}"));
-    }
-    stream
+    super::streams::declare(handles, p, 100_000).await
 }
 
 /// A group named after the case's prefix (`suffix` tells groups of one case apart) reading

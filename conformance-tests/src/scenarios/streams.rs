@@ -16,7 +16,7 @@ use crate::kit::*;
 use crate::Harness;
 
 /// A stream under `{p}.>` with room for `max_len` messages, declared on every handle given.
-async fn declare(handles: &[&Arc<dyn PubSub>], p: &str, max_len: u64) -> StreamConfig {
+pub(super) async fn declare(handles: &[&Arc<dyn PubSub>], p: &str, max_len: u64) -> StreamConfig {
     let stream = StreamConfig::new(pattern(&format!("{p}.>")))
         .with_max_len(max_len)
         .with_max_age(Duration::from_secs(600));

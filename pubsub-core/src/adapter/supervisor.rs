@@ -141,6 +141,16 @@ impl Supervisor {
         }
     }
 
+    /// Waits until the handle is up: true, or false when it closed or `cancel` fired first.
+    pub(crate) async fn up_unless(&self, cancel: &tokio_util::sync::CancellationToken) -> bool {
+        let mut state = self.watch();
+        let up = state.wait_for(|s| matches!(s, ConnectionState::Up | ConnectionState::Closed));
+        tokio::select! {
+            _ = cancel.cancelled() => false,
+            state = up => matches!(state.as_deref(), Ok(ConnectionState::Up)),
+        }
+    }
+
     pub(crate) fn close(&self) {
         let mut links = self.shared.links.lock();
         links.closed = true;

@@ -26,8 +26,8 @@ use crate::group::{
     ORIGINAL_TOPIC_HEADER,
 };
 use crate::{
-    Backoff, ConnectionState, EndReason, Error, GroupConfig, GroupMessage, GroupSubscription,
-    Message, Result, StreamConfig,
+    Backoff, EndReason, Error, GroupConfig, GroupMessage, GroupSubscription, Message, Result,
+    StreamConfig,
 };
 
 /// The longest one read waits at the broker for something to arrive.
@@ -221,12 +221,7 @@ impl<D: Driver> Reader<D> {
 
     /// Waits until the handle is up; false when the member stopped.
     async fn wait_up(&self) -> bool {
-        let mut state = self.parts.supervisor.watch();
-        let up = state.wait_for(|s| matches!(s, ConnectionState::Up | ConnectionState::Closed));
-        tokio::select! {
-            _ = self.stop.cancelled() => false,
-            state = up => matches!(state.as_deref(), Ok(ConnectionState::Up)),
-        }
+        self.parts.supervisor.up_unless(&self.stop).await
     }
 }
 

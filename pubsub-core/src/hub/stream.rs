@@ -294,12 +294,7 @@ impl<D: Driver> Follower<D> {
 
     /// Waits until the handle is up; false when the subscription ended.
     async fn wait_up(&self) -> bool {
-        let mut state = self.parts.supervisor.watch();
-        let up = state.wait_for(|s| matches!(s, ConnectionState::Up | ConnectionState::Closed));
-        tokio::select! {
-            _ = self.cancel.cancelled() => false,
-            state = up => matches!(state.as_deref(), Ok(ConnectionState::Up)),
-        }
+        self.parts.supervisor.up_unless(&self.cancel).await
     }
 }
 
