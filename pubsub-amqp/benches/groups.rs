@@ -11,6 +11,8 @@
 //! `basic.consume`) until the last message is read and its ack confirmed taken (raw: sent).
 //! The queues are deleted after each round.
 //!
+//! A last row: three members on three handles vs one member, the same work.
+//!
 //! Run: `cargo bench -p pubsub-amqp --bench groups` (RabbitMQ 3.10+ at `PUBSUB_AMQP_URL`;
 //! `BENCH_ROUNDS=<n>`, default 5; `BENCH_QUICK=1` for a tenth of the volume).
 
@@ -28,6 +30,7 @@ use pubsub_amqp::AmqpConfig;
 use pubsub_bench::{interleave_async, Settings, Side};
 use pubsub_core::{GroupConfig, Hub};
 use pubsub_test_support::broker::amqp_url;
+use pubsub_test_support::group_bench::members_consume;
 use pubsub_test_support::stream_bench::{fill, stream};
 use pubsub_test_support::unique_prefix;
 
@@ -49,11 +52,15 @@ enum Acks {
     EachAwaited,
 }
 
-/// The adapter's round: join, read and ack `n` that wait in the group's queue.
-async fn adapter_round(hub: &Hub, admin: &Channel, n: usize, prefetch: u16) -> Duration {
+/// The adapter's round: members of a new group, one on each of `hubs`, join, read and ack
+/// `n` that wait in the group's queue.
+async fn adapter_round(hubs: &[Hub], admin: &Channel, n: usize, prefetch: u16) -> Duration {
     let p = unique_prefix("bench_group");
     let config = stream(&p, 10_000_000);
-    hub.declare_stream(config.clone()).await.expect("declare");
+    for hub in hubs {
+        hub.declare_stream(config.clone()).await.expect("declare");
+    }
+    let hub = &hubs[0];
     let group = GroupConfig::new(
         &p.replace('_', "-"),
         vec![format!("{p}.>").parse().unwrap()],
@@ -68,18 +75,7 @@ async fn adapter_round(hub: &Hub, admin: &Channel, n: usize, prefetch: u16) -> D
         .await
         .expect("leave");
     fill(hub, &format!("{p}.t"), n, WINDOW).await;
-    let start = Instant::now();
-    let mut member = hub.join_group(group.clone()).await.expect("join");
-    let mut last = None;
-    for _ in 0..n {
-        let message = member.recv().await.expect("a message");
-        last = Some(message.ack());
-    }
-    if let Some(last) = last {
-        last.await.expect("ack");
-    }
-    let took = start.elapsed();
-    member.leave().await.expect("leave");
+    let took = members_consume(hubs, &group, n).await;
     let tag = config.tag();
     delete(admin, &format!("pubsub.group.{tag:08x}.{}", group.name())).await;
     delete(admin, &format!("pubsub.stream.{tag:08x}.{p}.>")).await;
@@ -197,7 +193,9 @@ fn main() {
                 let (hub, connection, admin) = (&hub, &connection, &admin);
                 async move {
                     match side {
-                        Side::Adapter => adapter_round(hub, admin, n, prefetch).await,
+                        Side::Adapter => {
+                            adapter_round(std::slice::from_ref(hub), admin, n, prefetch).await
+                        }
                         Side::Raw => raw_round(hub, connection, admin, n, prefetch, acks).await,
                     }
                 }
@@ -220,6 +218,29 @@ fn main() {
                 rate(timed.base_median())
             );
             println!("  ratio group/raw = {}", timed.ratio_cell());
+        }
+        // Three members on three handles vs one member, the same work.
+        let mut hubs = vec![hub.clone()];
+        for _ in 0..2 {
+            let config = AmqpConfig::from_url(&amqp_url()).expect("valid URL");
+            hubs.push(pubsub_amqp::connect(config).await.expect("connect"));
+        }
+        let members = interleave_async(settings.rounds, |side| {
+            let (hubs, admin) = (&hubs, &admin);
+            async move {
+                match side {
+                    Side::Adapter => adapter_round(hubs, admin, n, 64).await,
+                    Side::Raw => adapter_round(&hubs[..1], admin, n, 64).await,
+                }
+            }
+        })
+        .await;
+        println!("RabbitMQ: 3 group members on 3 handles vs 1 member, {n} x 64 B, prefetch 64");
+        println!("  3 members : {:>10.0} msg/s", rate(members.ours_median()));
+        println!("  1 member  : {:>10.0} msg/s", rate(members.base_median()));
+        println!("  ratio 3/1 = {}", members.ratio_cell());
+        for other in &hubs[1..] {
+            other.close().await.expect("close");
         }
         let _ = connection.close(200, "done".into()).await;
         hub.close().await.expect("close");

@@ -12,6 +12,8 @@
 //!   filter, deliver all), `fetch` of [`BATCH`] at a time, `ack` per message (async-nats
 //!   publishes `+ACK` without waiting), then one flush.
 //!
+//! A second row: three members on three handles vs one member, the same work.
+//!
 //! Run: `cargo bench -p pubsub-nats --bench groups` (NATS with JetStream at
 //! `PUBSUB_NATS_URL`; `BENCH_ROUNDS=<n>`, default 5; `BENCH_QUICK=1` for a tenth of the
 //! messages).
@@ -24,6 +26,7 @@ use pubsub_bench::{interleave_async, Settings, Side};
 use pubsub_core::{GroupConfig, Hub, StartAt};
 use pubsub_nats::NatsConfig;
 use pubsub_test_support::broker::{nats_addr, nats_url};
+use pubsub_test_support::group_bench::members_consume;
 use pubsub_test_support::stream_bench;
 
 const ROUNDS: usize = 5;
@@ -41,27 +44,12 @@ async fn handle() -> Hub {
         .expect("NATS must be reachable")
 }
 
-/// One member of a new group reads `subject` from the start: the time until all `n` are
-/// acknowledged.
-async fn ours(hub: &Hub, subject: &str, n: usize) -> Duration {
-    let name = subject.replace('.', "-");
-    let group = GroupConfig::new(&name, vec![subject.parse().expect("a pattern")])
+/// A new group reading `subject` from the start, with the bench's prefetch.
+fn group(subject: &str, name: &str) -> GroupConfig {
+    GroupConfig::new(name, vec![subject.parse().expect("a pattern")])
         .expect("a group")
         .starting_at(StartAt::Start)
-        .with_prefetch(BATCH);
-    let start = Instant::now();
-    let mut member = hub.join_group(group).await.expect("join");
-    let mut last = None;
-    for _ in 0..n {
-        let message = member.recv().await.expect("a delivery");
-        last = Some(message.ack());
-    }
-    if let Some(last) = last {
-        last.await.expect("the last ack");
-    }
-    let took = start.elapsed();
-    member.leave().await.expect("leave");
-    took
+        .with_prefetch(BATCH)
 }
 
 /// A raw durable pull consumer reads `subject` from the start, `BATCH` at a time: the time
@@ -130,7 +118,10 @@ fn main() {
             async move {
                 stream_bench::fill(hub, &subject, n, WINDOW).await;
                 match side {
-                    Side::Adapter => ours(hub, &subject, n).await,
+                    Side::Adapter => {
+                        let group = group(&subject, &subject.replace('.', "-"));
+                        members_consume(std::slice::from_ref(hub), &group, n).await
+                    }
                     Side::Raw => raw(js, stream_name, &subject, n).await,
                 }
             }
@@ -151,6 +142,35 @@ fn main() {
             rate(timed.ours_median())
         );
         println!("  ratio ours/raw = {}", timed.ratio_cell());
+
+        // Three members on three handles vs one member, the same work.
+        let mut hubs = vec![hub.clone()];
+        for _ in 0..2 {
+            let other = handle().await;
+            other.declare_stream(stream.clone()).await.expect("declare");
+            hubs.push(other);
+        }
+        let members = interleave_async(settings.rounds, |side| {
+            round += 1;
+            let subject = format!("{prefix}.r{round}");
+            let hubs = &hubs;
+            async move {
+                stream_bench::fill(&hubs[0], &subject, n, WINDOW).await;
+                let group = group(&subject, &subject.replace('.', "-"));
+                match side {
+                    Side::Adapter => members_consume(hubs, &group, n).await,
+                    Side::Raw => members_consume(&hubs[..1], &group, n).await,
+                }
+            }
+        })
+        .await;
+        println!("NATS groups: 3 members on 3 handles vs 1 member, {n} x 64 B, ack each");
+        println!("  3 members : {:>10.0} msg/s", rate(members.ours_median()));
+        println!("  1 member  : {:>10.0} msg/s", rate(members.base_median()));
+        println!("  ratio 3/1 = {}", members.ratio_cell());
+        for other in &hubs[1..] {
+            other.close().await.expect("close");
+        }
         hub.close().await.expect("close");
         // Its consumers go with it.
         if let Err(error) = js.delete_stream(&stream_name).await {

@@ -5,6 +5,8 @@
 //! in a loop), with the same batch (the prefetch). Rounds are interleaved in one run, each
 //! with a new group on the same log.
 //!
+//! A second row: three members on three handles vs one member, the same work.
+//!
 //! Run: `cargo bench -p pubsub-redis --bench groups` (Redis at `PUBSUB_REDIS_URL`;
 //! `BENCH_ROUNDS=<n>`, default 5; `BENCH_QUICK=1` for a tenth of the volume).
 
@@ -18,6 +20,7 @@ use pubsub_redis::fred::types::config::Config;
 use pubsub_redis::fred::types::{CustomCommand, Value};
 use pubsub_redis::RedisConfig;
 use pubsub_test_support::broker::redis_url;
+use pubsub_test_support::group_bench::members_consume;
 
 const ROUNDS: usize = 5;
 /// Messages consumed per round.
@@ -26,28 +29,12 @@ const N: usize = 50_000;
 const BATCH: usize = 256;
 const SIZE: usize = 64;
 
-/// One member of a new group reads and acknowledges all `n` messages: the time.
-async fn ours(hub: &Hub, prefix: &str, round: usize, n: usize) -> Duration {
-    let config = GroupConfig::new(
-        &format!("ours-{round}"),
-        vec![format!("{prefix}.>").parse().expect("pattern")],
-    )
-    .expect("group")
-    .starting_at(StartAt::Start)
-    .with_prefetch(BATCH);
-    let start = Instant::now();
-    let mut member = hub.join_group(config).await.expect("join");
-    let mut last = None;
-    for _ in 0..n {
-        let message = member.recv().await.expect("a delivery");
-        last = Some(message.ack());
-    }
-    if let Some(last) = last {
-        last.await.expect("ack");
-    }
-    let took = start.elapsed();
-    member.leave().await.expect("leave");
-    took
+/// A new group `name` on the stream, from its start, with the bench's prefetch.
+fn group_config(prefix: &str, name: &str) -> GroupConfig {
+    GroupConfig::new(name, vec![format!("{prefix}.>").parse().expect("pattern")])
+        .expect("group")
+        .starting_at(StartAt::Start)
+        .with_prefetch(BATCH)
 }
 
 /// The same with raw fred: `XREADGROUP COUNT BATCH`, then one `XACK` of the batch.
@@ -137,7 +124,10 @@ fn main() {
             let (hub, client, prefix, key) = (&hub, &client, &prefix, &key);
             async move {
                 match side {
-                    Side::Adapter => ours(hub, prefix, round, n).await,
+                    Side::Adapter => {
+                        let group = group_config(prefix, &format!("ours-{round}"));
+                        members_consume(std::slice::from_ref(hub), &group, n).await
+                    }
                     Side::Raw => raw(client, key, round, n).await,
                 }
             }
@@ -164,6 +154,42 @@ fn main() {
             ),
             timed.ratio_cell(),
         ]);
+        // Three members on three handles vs one member, the same work.
+        let mut hubs = vec![hub.clone()];
+        for _ in 0..2 {
+            let other = pubsub_redis::connect(config()).await.expect("connect");
+            other
+                .declare_stream(
+                    StreamConfig::new(format!("{prefix}.>").parse().expect("root"))
+                        .with_max_len(n as u64 * 2)
+                        .with_max_age(Duration::from_secs(3600)),
+                )
+                .await
+                .expect("declare");
+            hubs.push(other);
+        }
+        let members = pubsub_bench::interleave_async(settings.rounds, |side| {
+            round += 1;
+            let group = group_config(&prefix, &format!("members-{round}"));
+            let hubs = &hubs;
+            async move {
+                match side {
+                    Side::Adapter => members_consume(hubs, &group, n).await,
+                    Side::Raw => members_consume(&hubs[..1], &group, n).await,
+                }
+            }
+        })
+        .await;
+        pubsub_bench::print_header(&["Redis group, acks", "3 members", "1 member", "3 / 1 speed"]);
+        pubsub_bench::print_row(&[
+            format!("{n} × {SIZE} B, prefetch {BATCH}"),
+            rate(members.ours_median()),
+            rate(members.base_median()),
+            members.ratio_cell(),
+        ]);
+        for other in &hubs[1..] {
+            let _ = other.close().await;
+        }
         let _: Value = client
             .custom(
                 CustomCommand::new_static("DEL", None, false),

@@ -12,12 +12,14 @@
 //! - [`process`]: a binary of the workspace run as a child process for a two-process test;
 //! - [`throughput`]: the adapter's side of a throughput bench row;
 //! - [`scale`]: the shape of the scale benchmark (many patterns on one handle);
-//! - [`stream_bench`]: the adapter's side of the streams benchmarks.
+//! - [`stream_bench`]: the adapter's side of the streams benchmarks;
+//! - [`group_bench`]: the members row of the groups benchmarks.
 //!
 //! The behaviour suite (`conformance-tests`) builds on it.
 #![deny(missing_docs)]
 
 pub mod broker;
+pub mod group_bench;
 pub mod kit;
 pub mod names;
 pub mod process;
