@@ -111,6 +111,7 @@
 
 mod config;
 mod driver;
+mod group;
 mod headers;
 mod health;
 mod log_end;
