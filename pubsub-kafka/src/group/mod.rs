@@ -110,6 +110,8 @@ pub(crate) struct Groups {
 /// One member: its consumer and, while it owns the partition, its deliveries.
 pub(crate) struct Member {
     consumer: Option<Arc<GroupClient>>,
+    /// Set when the member leaves or the handle goes: a read under way ends soon after.
+    closing: AtomicBool,
     changes: Arc<Changes>,
     group: GroupConfig,
     stream: Arc<StreamTopic>,
@@ -141,6 +143,7 @@ impl Drop for Member {
 fn consumer_of<C: ConsumerContext>(
     config: &KafkaConfig,
     context: C,
+    group: &GroupConfig,
     group_id: &str,
 ) -> Result<BaseConsumer<C>> {
     let mut c = config.base();
@@ -152,6 +155,12 @@ fn consumer_of<C: ConsumerContext>(
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", session.to_string())
+        // A member that reads nothing for longer (its prefetch full of deliveries held past
+        // the ack deadline) leaves the consumer group: another takes over.
+        .set(
+            "max.poll.interval.ms",
+            millis(group.ack_deadline() + SESSION_TIMEOUT).to_string(),
+        )
         .set("heartbeat.interval.ms", (session / 6).to_string())
         .set("fetch.wait.max.ms", millis(config.fetch_wait).to_string())
         .set("fetch.error.backoff.ms", "10")
@@ -207,7 +216,7 @@ fn join_blocking(
     timeout: Duration,
 ) -> Result<()> {
     let id = group_id(stream.tag, group);
-    let consumer = consumer_of(config, link, &id)?;
+    let consumer = consumer_of(config, link, group, &id)?;
     if let Some(ledger) = ledger {
         let text = ledger::settings(&consumer, ledger, timeout / 2)?;
         match text.as_deref().map(|t| settings::decode(group.name(), t)) {
@@ -241,6 +250,20 @@ fn join_blocking(
     };
     tracing::debug!(group = %id, start, "creating a group");
     commit(&consumer, name, start, CommitMode::Sync)
+}
+
+/// How long one poll of a member's read waits at most: a read ends this soon after its
+/// member is told to close.
+const POLL_SLICE: Duration = Duration::from_millis(100);
+
+impl Drop for Groups {
+    fn drop(&mut self) {
+        // The handle is gone (dropped without `close`): every member's consumer closes (and
+        // leaves its consumer group) once its read under way ends.
+        for member in self.members.lock().values() {
+            member.closing.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Groups {
@@ -293,13 +316,14 @@ impl Groups {
             link: link.clone(),
             changes: changes.clone(),
         };
-        let consumer = consumer_of(config, context, &group_id(stream.tag, group))?;
+        let consumer = consumer_of(config, context, group, &group_id(stream.tag, group))?;
         consumer
             .subscribe(&[&stream.name])
             .map_err(|e| kafka_error("subscribing a group member", e))?;
         let name: Arc<str> = name.into();
         let member = Arc::new(Member {
             consumer: Some(Arc::new(consumer)),
+            closing: AtomicBool::new(false),
             changes,
             group: group.clone(),
             stream: stream.clone(),
@@ -380,6 +404,7 @@ impl Groups {
         let Some(member) = self.members.lock().remove(name) else {
             return;
         };
+        member.closing.store(true, Ordering::SeqCst);
         let _ = tokio::task::spawn_blocking(move || {
             member.commit_last();
             drop(member);
@@ -390,6 +415,9 @@ impl Groups {
     /// Leaves every group (the handle closes).
     pub(crate) async fn close(&self) {
         let members: Vec<Arc<Member>> = self.members.lock().drain().map(|(_, m)| m).collect();
+        for member in &members {
+            member.closing.store(true, Ordering::SeqCst);
+        }
         let _ = tokio::task::spawn_blocking(move || {
             for member in members {
                 member.commit_last();
@@ -423,12 +451,12 @@ impl Member {
         let follow = || self.follow_rebalances(config, link, consumer, timeout);
         follow()?;
         let mut out = self.due(limit);
-        while out.len() < limit {
+        while out.len() < limit && !self.closing.load(Ordering::SeqCst) {
             let now = Instant::now();
             let poll_for = if out.is_empty() {
                 let next_due = self.state.lock().table.as_ref().and_then(Table::next_due);
                 let until = next_due.map_or(until, |due| due.min(until));
-                until.saturating_duration_since(now)
+                until.saturating_duration_since(now).min(POLL_SLICE)
             } else {
                 Duration::ZERO
             };
