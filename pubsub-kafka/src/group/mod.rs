@@ -500,7 +500,7 @@ impl Member {
             }
         }
         let mut state = self.state.lock();
-        let mark = state.table.as_mut().and_then(Table::to_mark);
+        let mark = state.table.as_mut().and_then(Table::take_mark);
         Ok((out, mark))
     }
 
@@ -536,10 +536,8 @@ impl Member {
             .is_some();
         {
             let mut state = self.state.lock();
-            if revoked || !owns {
-                if state.table.take().is_some() {
-                    tracing::debug!(group = self.group.name(), member = %self.name, "the partition went to another member");
-                }
+            if (revoked || !owns) && state.table.take().is_some() {
+                tracing::debug!(group = self.group.name(), member = %self.name, "the partition went to another member");
             }
             if !owns || state.table.is_some() {
                 state.seen = count;
@@ -561,7 +559,7 @@ impl Member {
 
     /// Commits where `table` stands, unless asked for already; asynchronously.
     fn commit_async(&self, table: &mut Table) {
-        let Some(offset) = table.to_commit() else {
+        let Some(offset) = table.take_commit() else {
             return;
         };
         let Some(consumer) = self.consumer.as_deref() else {

@@ -137,7 +137,7 @@ impl Table {
 
     /// What to commit: the lowest unsettled offset (or the next to read when nothing is
     /// unsettled); `None` when that was asked for already.
-    pub(crate) fn to_commit(&mut self) -> Option<i64> {
+    pub(crate) fn take_commit(&mut self) -> Option<i64> {
         let offset = self.last_commit();
         if self.committed == Some(offset) {
             return None;
@@ -153,7 +153,7 @@ impl Table {
 
     /// The highest offset delivered, when it is higher than the one last written to the
     /// ledger (and is taken as written).
-    pub(crate) fn to_mark(&mut self) -> Option<i64> {
+    pub(crate) fn take_mark(&mut self) -> Option<i64> {
         if self.delivered == self.marked {
             return None;
         }
@@ -194,17 +194,17 @@ mod tests {
     fn hands_out_once_until_due_and_commits_below_the_unsettled() {
         let now = Instant::now();
         let mut t = Table::resume("m".into(), 5, None);
-        assert_eq!(t.to_commit(), None, "the resumed commit is known");
+        assert_eq!(t.take_commit(), None, "the resumed commit is known");
         let a = t.take(5, message(1), now, DEADLINE).unwrap();
         let b = t.take(6, message(2), now, DEADLINE).unwrap();
         assert!(t.take(6, message(2), now, DEADLINE).is_none(), "read twice");
         assert!(t.take(7, None, now, DEADLINE).is_none(), "not a message");
-        assert_eq!(t.to_commit(), None, "still at the first unsettled");
-        assert_eq!(t.to_mark(), Some(6));
-        assert_eq!(t.to_mark(), None);
+        assert_eq!(t.take_commit(), None, "still at the first unsettled");
+        assert_eq!(t.take_mark(), Some(6));
+        assert_eq!(t.take_mark(), None);
         assert!(t.due(10, now, DEADLINE).is_empty());
         t.settle(&Settlement::Ack(a.receipt.clone()), now);
-        assert_eq!(t.to_commit(), Some(6));
+        assert_eq!(t.take_commit(), Some(6));
         t.settle(&Settlement::Nack(b.receipt.clone(), Duration::ZERO), now);
         assert_eq!(offsets(&t.due(10, now, DEADLINE)), [(6, 2)]);
         assert_eq!(
@@ -213,7 +213,7 @@ mod tests {
             "held past the deadline"
         );
         t.settle(&Settlement::Ack(b.receipt), now);
-        assert_eq!(t.to_commit(), Some(8), "past the skipped record");
+        assert_eq!(t.take_commit(), Some(8), "past the skipped record");
         assert_eq!(t.last_commit(), 8);
         assert_eq!(t.next_due(), None);
     }
@@ -226,7 +226,7 @@ mod tests {
             .map(|i| t.take(i, message(0), now, DEADLINE).unwrap().deliveries)
             .collect();
         assert_eq!(got, [2, 2, 1]);
-        assert_eq!(t.to_commit(), None, "nothing settled");
-        assert_eq!(t.to_mark(), Some(2));
+        assert_eq!(t.take_commit(), None, "nothing settled");
+        assert_eq!(t.take_mark(), Some(2));
     }
 }
