@@ -115,11 +115,13 @@
 //!   offset delivered so far: a member that takes over counts a record at or below it as
 //!   delivered twice (at least). Kafka could keep both in the commit's metadata, but Tansu
 //!   accepts commit metadata and answers it empty.
-//! - **Tansu** (the test broker) answers a consumer group's first join after about 3 s, so a
-//!   member's first delivery, and a takeover, take about that long. A member joining while
-//!   another is leaving may wait for the rebalance longer than 10 s on Tansu: the adapter
-//!   closes a member's consumer within 100 ms of its handle going, so that it has left before
-//!   another handle's member joins.
+//! - **Tansu** (the test broker) answers a consumer group's join after about 3 s, so a
+//!   member's first delivery, and a takeover, take about that long. A member that joins after
+//!   the reading one left gets the partition then; but one that joined while another read
+//!   (a standby) did not get it after that one left, within 90 s, with either assignment
+//!   strategy, nor after leaving and joining again: on Tansu, failover to a standby does not
+//!   happen. The adapter closes a member's consumer within 100 ms of its handle going, so that
+//!   it has left before another handle's member joins.
 //!
 //! # Foreign records
 //!
