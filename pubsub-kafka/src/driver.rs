@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use pubsub_core::adapter::{Context, Driver, Inbound, Tasks, Watchdog};
+use pubsub_core::adapter::{GroupEntry, Settlement};
 use pubsub_core::adapter::{LogRead, ReadFrom};
-use pubsub_core::{Error, ErrorKind, Message, Pattern, Result, StreamConfig, Topic};
+use pubsub_core::{Error, ErrorKind, GroupConfig, Message, Pattern, Result, StreamConfig, Topic};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -65,6 +66,8 @@ struct Shared {
     topics: Topics,
     /// The streams declared on the handle, each with its topic and reader.
     streams: Arc<Streams>,
+    /// The members of the groups joined through the handle.
+    groups: crate::group::Groups,
     watchdog: Arc<Watchdog>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
@@ -120,6 +123,7 @@ impl KafkaDriver {
             assignment: tokio::sync::Mutex::new(Assignment::default()),
             topics: Topics::default(),
             streams: Arc::default(),
+            groups: crate::group::Groups::default(),
             watchdog: Watchdog::start(cx.options.publish_timeout, &cx.tasks),
             health: health.clone(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -384,6 +388,26 @@ impl Shared {
     }
 
     /// The consumer that checks where a partition's log ends, made on first use.
+    /// What the groups use of the handle.
+    fn clients(&self) -> crate::group::Clients<'_> {
+        crate::group::Clients {
+            config: &self.config,
+            link: LinkContext::new(self.health.clone()),
+            admin: &self.admin,
+            producer: self.producer.read().clone(),
+        }
+    }
+
+    /// The declared stream `stream`; `Invalid` when it is not declared on this handle.
+    fn stream(&self, stream: &StreamConfig) -> Result<Arc<StreamTopic>> {
+        self.streams.by_root(stream.root()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Invalid,
+                format!("stream `{}` is not declared on this handle", stream.root()),
+            )
+        })
+    }
+
     fn probe(&self) -> Result<Arc<Client>> {
         let mut probe = self.probe.lock();
         if let Some(probe) = probe.as_ref() {
@@ -828,21 +852,52 @@ impl Driver for KafkaDriver {
         limit: usize,
     ) -> Result<LogRead> {
         let s = &self.shared;
-        let topic = s.streams.by_root(stream.root()).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Invalid,
-                format!("stream `{}` is not declared on this handle", stream.root()),
-            )
-        })?;
+        let topic = s.stream(stream)?;
         let make = || new_consumer(&s.config, &LinkContext::new(s.health.clone()));
         topic
             .read(make, from, limit, s.config.options.command_timeout)
             .await
     }
 
+    async fn join_group(&self, stream: &StreamConfig, group: &GroupConfig) -> Result<()> {
+        let s = &self.shared;
+        let topic = s.stream(stream)?;
+        crate::group::Groups::join(s.clients(), topic, group).await
+    }
+
+    async fn read_group(
+        &self,
+        stream: &StreamConfig,
+        group: &GroupConfig,
+        member: &str,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<GroupEntry>> {
+        let s = &self.shared;
+        let topic = s.stream(stream)?;
+        s.groups
+            .read(s.clients(), &topic, group, member, limit, wait)
+            .await
+    }
+
+    async fn settle_group(
+        &self,
+        _stream: &StreamConfig,
+        _group: &GroupConfig,
+        settlements: &[Settlement],
+    ) -> Result<()> {
+        self.shared.groups.settle(settlements);
+        Ok(())
+    }
+
+    async fn leave_group(&self, _stream: &StreamConfig, _group: &GroupConfig, member: &str) {
+        self.shared.groups.leave(member).await;
+    }
+
     async fn close(&self) -> Result<()> {
         let s = &self.shared;
         s.stop.store(true, Ordering::Relaxed);
+        s.groups.close().await;
         let producer = s.producer.read().clone();
         let timeout = s.config.options.command_timeout;
         let poller = s.poller.lock().take();

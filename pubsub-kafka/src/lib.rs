@@ -36,6 +36,7 @@
 //! | headers | record headers, in order |
 //! | delivery | one copy per handle however many filters match; the kit hands it to every matching subscription |
 //! | stream (`declare_stream`) | a topic of its own with one partition, holding every message published under the root (see [Streams](#streams)) |
+//! | group (`join_group`) | a Kafka consumer group on the stream's topic, manual commits, and a ledger topic of its own (see [Groups](#groups)) |
 //!
 //! librdkafka's regex subscriptions are not used: they refresh every five minutes and
 //! rebalance on each change.
@@ -85,6 +86,43 @@
 //! - **Tansu** (the test broker) reports the high watermark a batch short; the reader reads
 //!   the whole last batch to find the real end, and remembers it while the watermark stays.
 //!
+//! # Groups
+//!
+//! A group ([`PubSub::join_group`](pubsub_core::PubSub::join_group)) on a declared stream is
+//! a Kafka consumer group on the stream's topic, `group.id` = `pubsub-` + the stream's tag in
+//! hex + `-` + the group's name, with `partition.assignment.strategy=cooperative-sticky` and
+//! no automatic commits.
+//!
+//! - **One member reads at a time**: the stream's topic has one partition, and a consumer
+//!   group gives a partition to one member; the other members stand by and take over when it
+//!   leaves or dies (a rebalance). Members do not share the work; a group scales by failover,
+//!   not by adding members.
+//! - **Members**: each member has a consumer of its own, subscribed on its first read and
+//!   closed when it leaves (or its handle closes or is dropped): closing sends `LeaveGroup`,
+//!   so another member takes over at once. A member that dies without leaving loses the
+//!   partition after the session timeout (6 s); one that reads nothing for longer than the ack
+//!   deadline plus that (its prefetch full of held deliveries) leaves the consumer group too.
+//! - **Acknowledgements**: the member that reads keeps its unsettled deliveries (due again
+//!   after the ack deadline or a nack's delay) and commits, asynchronously after each batch of
+//!   settlements, the lowest unsettled offset. A member that takes over resumes from the
+//!   committed offset: what was acknowledged after an unsettled delivery comes again (at
+//!   least once).
+//! - **Start**: a new group's first commit is where it starts (the end, the start of what the
+//!   stream holds, or after a position); an existing group goes on from its committed offset.
+//! - **Ledger**: a topic of its own per group, `_pubsub-group-<tag>-<name>` (one partition,
+//!   compacted), holding the group's settings (its first record: a member joining with others
+//!   fails with `Invalid`) and, written before the deliveries are handed out, the highest
+//!   offset delivered so far: a member that takes over counts a record at or below it as
+//!   delivered twice (at least). Kafka could keep both in the commit's metadata, but Tansu
+//!   accepts commit metadata and answers it empty.
+//! - **Tansu** (the test broker) answers a consumer group's join after about 3 s, so a
+//!   member's first delivery, and a takeover, take about that long. A member that joins after
+//!   the reading one left gets the partition then; but one that joined while another read
+//!   (a standby) did not get it after that one left, within 90 s, with either assignment
+//!   strategy, nor after leaving and joining again: on Tansu, failover to a standby does not
+//!   happen. The adapter closes a member's consumer within 100 ms of its handle going, so that
+//!   it has left before another handle's member joins.
+//!
 //! # Foreign records
 //!
 //! A record on an assigned topic from another producer is delivered with its payload as it
@@ -111,6 +149,7 @@
 
 mod config;
 mod driver;
+mod group;
 mod headers;
 mod health;
 mod log_end;
