@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use pubsub_bench::{Settings, Side};
-use pubsub_core::{GroupConfig, Hub, Message, StartAt, StreamConfig};
+use pubsub_core::{GroupConfig, Message, StartAt, StreamConfig};
 use pubsub_redis::fred::clients::Client;
 use pubsub_redis::fred::interfaces::ClientLike;
 use pubsub_redis::fred::types::config::Config;

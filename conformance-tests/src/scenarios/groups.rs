@@ -192,8 +192,8 @@ pub async fn group_members_split(h: &Harness) {
 }
 
 /// A member killed mid-work (its handle dropped without `close`, its deliveries unsettled):
-/// another member gets them again within the ack deadline (and a margin), counted as
-/// delivered twice.
+/// another member gets them again within the ack deadline and 5 s, counted as delivered
+/// twice.
 pub async fn group_killed_member(h: &Harness) {
     const N: u32 = 20;
     let deadline = Duration::from_secs(2);
@@ -228,8 +228,10 @@ pub async fn group_killed_member(h: &Harness) {
         message.ack();
     }
     let took = killed_at.elapsed();
+    // The margin covers a broker's hand-over: Kafka on the test broker takes about 3 s to
+    // give the partition to a member that joins.
     assert!(
-        took <= idle_timeout(deadline + Duration::from_secs(3)),
+        took <= idle_timeout(deadline + Duration::from_secs(5)),
         "redelivered {took:?} after the kill (deadline {deadline:?})"
     );
     got.sort_unstable();
