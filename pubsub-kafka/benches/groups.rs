@@ -31,6 +31,7 @@ use pubsub_kafka::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use pubsub_kafka::rdkafka::ClientConfig;
 use pubsub_kafka::{encode_topic, KafkaConfig};
 use pubsub_test_support::broker::kafka_url;
+use pubsub_test_support::group_bench::members_consume;
 use pubsub_test_support::stream_bench;
 
 const ROUNDS: usize = 5;
@@ -59,19 +60,7 @@ async fn ours(hub: &Hub, prefix: &str, n: usize) -> Duration {
     .expect("a group")
     .starting_at(StartAt::Start)
     .with_prefetch(BATCH);
-    let start = Instant::now();
-    let mut member = hub.join_group(group).await.expect("join");
-    let mut last = None;
-    for _ in 0..n {
-        let message = member.recv().await.expect("a delivery");
-        last = Some(message.ack());
-    }
-    if let Some(last) = last {
-        last.await.expect("the last ack");
-    }
-    let took = start.elapsed();
-    member.leave().await.expect("leave");
-    took
+    members_consume(std::slice::from_ref(hub), &group, n).await
 }
 
 /// A raw consumer group reads the stream topic of `<prefix>.>` from the start, committing
