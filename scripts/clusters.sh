@@ -34,8 +34,12 @@ nats_start() {
     p=${nats_ports[$i]}
     if port_open "$p"; then continue; fi
     routes=$(for j in 0 1 2; do [ "$j" = "$i" ] || printf 'nats://127.0.0.1:%s,' $((6301 + j)); done)
+    # JetStream on every node (streams and groups), each with a store of its own, emptied
+    # first: the cluster starts clean every time.
+    rm -rf "$dir/js-$p"
     "$bin" -a 127.0.0.1 -p "$p" -n "node$i" --cluster_name pubsub-ci \
       --cluster "nats://127.0.0.1:$((6301 + i))" --routes "${routes%,}" \
+      -js -sd "$dir/js-$p" \
       -l "$dir/nats-$p.log" -P "$dir/nats-$p.pid" &
     disown
   done
@@ -48,7 +52,13 @@ nats_start() {
     done
     [ "$i" -lt 80 ] || { log "FATAL: the NATS cluster's routes did not form (node $p)"; return 1; }
   done
-  log "NATS cluster is up on ${nats_ports[*]}"
+  # JetStream needs a metadata leader before it takes a stream: one node logs that it is it.
+  for ((i = 0; i < 120; i++)); do
+    cat "$dir"/nats-*.log 2>/dev/null | grep -qi 'new JetStream cluster metadata leader\|is new JetStream cluster metadata leader' && break
+    sleep 0.25
+  done
+  [ "$i" -lt 120 ] || { log "FATAL: the NATS cluster elected no JetStream metadata leader"; return 1; }
+  log "NATS cluster is up on ${nats_ports[*]} (JetStream)"
 }
 
 nats_stop() {

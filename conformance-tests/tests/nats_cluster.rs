@@ -47,14 +47,6 @@ fn nats_cluster_harness() -> Harness {
         }
     })
     .with_foreign(foreign)
-    .lacking(
-        conformance_tests::Capability::Streams,
-        "the test cluster (scripts/clusters.sh) runs without JetStream",
-    )
-    .lacking(
-        conformance_tests::Capability::Groups,
-        "groups are not written for NATS yet",
-    )
 }
 
 conformance_tests::suite!(nats_cluster_harness);
