@@ -205,6 +205,7 @@ mod config;
 mod driver;
 mod group;
 mod headers;
+mod queue_probe;
 mod stream;
 
 /// The decoders of wire data, for the fuzz targets in `fuzz/` (not a stable API).

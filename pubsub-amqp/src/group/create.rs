@@ -28,7 +28,7 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::protocol::AMQPSoftError;
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use pubsub_core::adapter::{LogRead, ReadFrom};
@@ -39,6 +39,7 @@ use super::layout::{copy_table, lock_name};
 use super::StreamLog;
 use crate::binding::binding_key;
 use crate::driver::lapin_error;
+use crate::queue_probe::{is_soft, probe};
 
 /// How long a creator waits after binding before it notes the end of the log.
 pub(crate) const SETTLE: Duration = Duration::from_millis(50);
@@ -123,31 +124,7 @@ pub(crate) async fn declare(
     arguments: FieldTable,
     group: &GroupConfig,
 ) -> Result<(Channel, bool)> {
-    let fail = |what| move |e| lapin_error(what, e);
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(fail("opening a channel"))?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let existed = match channel
-        .queue_declare(queue.clone(), passive, FieldTable::default())
-        .await
-    {
-        Ok(_) => true,
-        Err(error) if is_soft(&error, AMQPSoftError::NOTFOUND) => false,
-        Err(error) => return Err(lapin_error("looking for the group's queue", error)),
-    };
-    // NOT_FOUND closed that channel.
-    let channel = match existed {
-        true => channel,
-        false => connection
-            .create_channel()
-            .await
-            .map_err(fail("opening a channel"))?,
-    };
+    let (channel, existed) = probe(connection, queue, "looking for the group's queue").await?;
     let durable = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
@@ -172,7 +149,7 @@ pub(crate) async fn declare(
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
-        .map_err(fail("declaring the group's queue"))?;
+        .map_err(|e| lapin_error("declaring the group's queue", e))?;
     Ok((channel, existed))
 }
 
@@ -293,11 +270,4 @@ async fn copy(
         }
     }
     Ok(copied)
-}
-
-fn is_soft(error: &lapin::Error, kind: AMQPSoftError) -> bool {
-    matches!(
-        error.kind(),
-        lapin::ErrorKind::ProtocolError(e) if e.kind() == &AMQPErrorKind::Soft(kind)
-    )
 }

@@ -20,12 +20,12 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use pubsub_core::{Result, StreamConfig};
 
 use crate::driver::lapin_error;
+use crate::queue_probe::probe;
 
 /// How long a read of the companion queue waits for its last entry.
 const WAIT: Duration = Duration::from_millis(300);
@@ -66,31 +66,7 @@ pub(crate) async fn declare(
     queue: &ShortString,
     stream: &StreamConfig,
 ) -> Result<u64> {
-    let fail = |what| move |e| lapin_error(what, e);
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(fail("opening a channel"))?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let existed = match channel
-        .queue_declare(queue.clone(), passive, FieldTable::default())
-        .await
-    {
-        Ok(_) => true,
-        Err(error) if is_not_found(&error) => false,
-        Err(error) => return Err(lapin_error("looking for the stream queue", error)),
-    };
-    // NOT_FOUND closed that channel.
-    let channel = match existed {
-        true => channel,
-        false => connection
-            .create_channel()
-            .await
-            .map_err(fail("opening a channel"))?,
-    };
+    let (channel, existed) = probe(connection, queue, "looking for the stream queue").await?;
     let result = declare_on(&channel, exchange, queue, stream, existed).await;
     if channel.status().connected() {
         let _ = channel.close(200, "OK".into()).await;
@@ -198,14 +174,6 @@ async fn recorded(
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
         .await?;
     Ok(newest.map(|(_, epoch)| epoch))
-}
-
-fn is_not_found(error: &lapin::Error) -> bool {
-    matches!(
-        error.kind(),
-        lapin::ErrorKind::ProtocolError(e)
-            if e.kind() == &AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
-    )
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Consumer};
 use parking_lot::{Mutex, RwLock};
@@ -32,6 +31,7 @@ use pubsub_core::{
     Error, ErrorKind, Message, Offset, Pattern, Position, Result, StreamConfig, Topic,
 };
 
+use crate::queue_probe::is_soft;
 use crate::{binding, headers};
 
 pub(crate) mod epoch;
@@ -245,7 +245,7 @@ pub(crate) async fn declare(
         .queue_declare(queue.clone(), options, queue_arguments(stream))
         .await;
     if let Err(error) = declared {
-        if is_precondition_failed(&error) {
+        if is_soft(&error, lapin::protocol::AMQPSoftError::PRECONDITIONFAILED) {
             return Err(Error::new(
                 ErrorKind::Invalid,
                 format!(
@@ -272,14 +272,6 @@ pub(crate) async fn declare(
         )
         .await
         .map_err(|e| crate::driver::lapin_error("binding the stream queue", e))
-}
-
-fn is_precondition_failed(error: &lapin::Error) -> bool {
-    matches!(
-        error.kind(),
-        lapin::ErrorKind::ProtocolError(e)
-            if e.kind() == &AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
-    )
 }
 
 /// Starts a consumer of `queue` on `channel` at `offset`.
