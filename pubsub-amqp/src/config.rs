@@ -49,8 +49,10 @@ pub struct AmqpConfig {
     pub tls: Option<TlsOptions>,
     /// The topic exchange every topic is published to (declared if missing).
     pub exchange: String,
-    /// Whether the exchange is declared durable (survives a broker restart); it must match an
-    /// existing exchange of that name.
+    /// Whether the exchange is declared durable (default: yes). A durable exchange keeps, with
+    /// its bindings to durable queues, the streams and groups fed through a broker restart. An
+    /// existing exchange of that name with the other durability is used as it is (with a
+    /// warning).
     pub durable_exchange: bool,
     /// Longest backlog of the handle's queue (`x-max-length`); beyond it the oldest messages
     /// are dropped by the broker (`x-overflow: drop-head`).
@@ -70,7 +72,7 @@ impl Default for AmqpConfig {
             password: None,
             tls: None,
             exchange: "pubsub".to_string(),
-            durable_exchange: false,
+            durable_exchange: true,
             queue_max_length: 100_000,
             prefetch: 1000,
         }

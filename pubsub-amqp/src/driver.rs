@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 
 use crate::group::{join, layout, Groups, Join, Member, Settle, StreamLog};
 use crate::stream::{self, Stream, Streams};
-use crate::{binding, headers, AmqpConfig};
+use crate::{binding, exchange, headers, AmqpConfig};
 
 /// Deliveries a read of a stream's log may have in flight (`basic.qos` of the reader
 /// channel and of each read's own): more than a read takes at once.
@@ -269,19 +269,9 @@ impl Shared {
             reader
                 .basic_qos(READ_PREFETCH, BasicQosOptions::default())
                 .await?;
-            let channel = connection.create_channel().await?;
-            let exchange = ExchangeDeclareOptions {
-                durable: self.config.durable_exchange,
-                ..ExchangeDeclareOptions::default()
-            };
-            channel
-                .exchange_declare(
-                    self.exchange.clone(),
-                    ExchangeKind::Topic,
-                    exchange,
-                    FieldTable::default(),
-                )
-                .await?;
+            let channel =
+                exchange::declare(&connection, &self.exchange, self.config.durable_exchange)
+                    .await?;
             // What the bounded queue drops is dead-lettered, with its routing key, to a
             // fanout exchange of this handle and counted from there as gaps.
             let dropped = ShortString::from(format!("{}.dropped", self.queue));

@@ -28,7 +28,7 @@
 //!
 //! | portable | AMQP |
 //! |---|---|
-//! | topic `a.b` | routing key `a.b` on one topic exchange ([`AmqpConfig::exchange`], default `pubsub`) |
+//! | topic `a.b` | routing key `a.b` on one topic exchange ([`AmqpConfig::exchange`], default `pubsub`), durable ([`AmqpConfig::durable_exchange`]) |
 //! | a handle | one queue `pubsub.<random>`: exclusive, auto-delete, `x-max-length` ([`AmqpConfig::queue_max_length`]) with `x-overflow: drop-head`, dead-lettering to `<queue>.dropped` |
 //! | exact pattern `a.b` | `queue.bind` with key `a.b` |
 //! | `*` | `*` |
@@ -70,7 +70,10 @@
 //! bound to the exchange with the root's binding key: every message published under the root
 //! is appended to it, by whichever handle or foreign publisher. It lives at the broker, shared
 //! by every handle, across restarts, until someone deletes it (`rabbitmqctl delete_queue`);
-//! the adapter never deletes one.
+//! the adapter never deletes one. Its binding outlives a broker restart with the exchange,
+//! which is why the exchange is durable by default: the bindings of a transient exchange go
+//! with it when the broker stops, and a stream queue (or a group's queue) would then miss
+//! what is published after the restart.
 //!
 //! - **Limits.** `max_age` is `x-max-age` (whole seconds, rounded up). RabbitMQ limits a
 //!   stream by size, not count: `max_len` becomes `x-max-length-bytes` of `max_len × 256`
@@ -203,6 +206,7 @@
 mod binding;
 mod config;
 mod driver;
+mod exchange;
 mod group;
 mod headers;
 mod queue_probe;
@@ -240,7 +244,8 @@ use pubsub_core::{Hub, Result};
 ///
 /// Declares the exchange and the handle's queue; fails with a connection error if the broker
 /// cannot be reached, or a backend error if it refuses (credentials, vhost, an exchange of
-/// another type or durability).
+/// another type). An existing exchange of the other durability is used as it is, with a
+/// warning.
 pub async fn connect(config: AmqpConfig) -> Result<Hub> {
     start(config, Source::Own).await
 }
