@@ -11,6 +11,7 @@ use pubsub_core::memory::{MemoryBus, MemoryConfig, MemoryLink};
 use pubsub_core::{PubSub, Result};
 
 use pubsub_test_support::kit::FaultedDeadlines;
+use pubsub_test_support::private_broker::{BrokerKind, PrivateBroker};
 use pubsub_test_support::proxy::TcpProxy;
 
 /// Connects a new handle (a new connection) to the backend under test.
@@ -19,6 +20,15 @@ pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn PubSub>>> +
 /// Connects a new handle whose connection the test can cut and restore.
 pub type ConnectCuttable =
     Arc<dyn Fn() -> BoxFuture<'static, Result<(Arc<dyn PubSub>, Box<dyn Link>)>> + Send + Sync>;
+
+/// Connects a new handle that dials only the given address (see [`Harness::proxied`]).
+pub type ConnectTo =
+    Arc<dyn Fn(SocketAddr) -> BoxFuture<'static, Result<Arc<dyn PubSub>>> + Send + Sync>;
+
+/// Starts a broker of the case's own and connects a handle to it (see
+/// [`Harness::with_restart`]).
+pub type StartRestartable =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<(Arc<dyn PubSub>, PrivateBroker)>> + Send + Sync>;
 
 /// A message as another client of the broker publishes it: what the `foreign_publisher` case
 /// sends through [`Foreign::publish`].
@@ -130,6 +140,11 @@ pub enum Capability {
     /// `group_members_split` still runs there and checks that every message is acknowledged
     /// exactly once, but not that every member did some of the work; the report says so.
     GroupSharing,
+    /// A broker restart that keeps what the broker persists (`group_through_restart`): the
+    /// harness starts a broker of the case's own ([`Harness::with_restart`]) that the case
+    /// stops and starts again. A harness whose test broker keeps nothing across a restart, or
+    /// that has no broker, lacks it.
+    Restart,
 }
 
 impl Capability {
@@ -151,6 +166,9 @@ impl Capability {
                 Capability::Reconnect,
                 Capability::HistoryThroughCuts,
             ],
+            "group_through_restart" => {
+                &[Capability::Streams, Capability::Groups, Capability::Restart]
+            }
             _ if case.starts_with("group_") => &[Capability::Streams, Capability::Groups],
             _ => &[],
         }
@@ -175,6 +193,11 @@ pub struct Harness {
     /// or an operator would (see [`Harness::with_history_loss`]); `stream_reset_gap` then
     /// checks that positions of the lost history are seen as such.
     pub lose_history: Option<LoseHistory>,
+    /// Connects a handle that dials only a given address (set by [`Harness::proxied`]).
+    pub connect_to: Option<ConnectTo>,
+    /// Starts a broker of the case's own and connects a handle to it, for the cases that
+    /// restart the broker ([`Harness::with_restart`]).
+    pub restartable: Option<StartRestartable>,
 }
 
 /// Destroys the history of the stream whose root is given (its text), at the broker.
@@ -196,6 +219,8 @@ impl Harness {
             lacks: Vec::new(),
             foreign: None,
             lose_history: None,
+            connect_to: None,
+            restartable: None,
         }
     }
 
@@ -211,7 +236,12 @@ impl Harness {
     {
         let connect = Arc::new(connect);
         let direct = connect.clone();
-        Harness::new(
+        let to = connect.clone();
+        let connect_to: ConnectTo = Arc::new(move |addr| {
+            let handle = to(Some(addr));
+            Box::pin(async move { Ok(Arc::new(handle.await?) as Arc<dyn PubSub>) })
+        });
+        let mut harness = Harness::new(
             name,
             move || {
                 let handle = direct(None);
@@ -230,7 +260,32 @@ impl Harness {
                     ))
                 }
             },
-        )
+        );
+        harness.connect_to = Some(connect_to);
+        harness
+    }
+
+    /// Gives the suite a broker of `kind` of each case's own that the case may restart
+    /// ([`Capability::Restart`]), reached with the connect function of [`Harness::proxied`]
+    /// (so with its fault deadlines and fast reconnects).
+    ///
+    /// # Panics
+    /// On a harness not made by [`Harness::proxied`].
+    pub fn with_restart(mut self, kind: BrokerKind) -> Self {
+        let connect_to = self
+            .connect_to
+            .clone()
+            .expect("with_restart needs a harness made by Harness::proxied");
+        self.restartable = Some(Arc::new(move || {
+            let connect_to = connect_to.clone();
+            Box::pin(async move {
+                let broker = PrivateBroker::start(kind).await.map_err(|e| {
+                    pubsub_core::Error::connection("starting a broker of the case's own", e)
+                })?;
+                Ok((connect_to(broker.addr()).await?, broker))
+            })
+        }));
+        self
     }
 
     /// Gives the suite a foreign client of the broker (see [`Foreign`]).
@@ -390,4 +445,8 @@ pub fn memory_harness() -> Harness {
         .await?;
         hub.close().await
     }))
+    .lacking(
+        Capability::Restart,
+        "no broker to restart: the bus lives in the process and keeps nothing beyond it",
+    )
 }

@@ -36,10 +36,12 @@ pub mod kit;
 pub mod scenarios;
 
 pub use harness::{
-    memory_harness, report, run_case, Capability, Connect, ConnectCuttable, Foreign,
-    ForeignMessage, Harness, Link, LoseHistory, LONG_TOPIC_CASES, SHORT_TOPIC,
+    memory_harness, report, run_case, Capability, Connect, ConnectCuttable, ConnectTo, Foreign,
+    ForeignMessage, Harness, Link, LoseHistory, StartRestartable, LONG_TOPIC_CASES, SHORT_TOPIC,
 };
-pub use pubsub_test_support::{broker, idle_timeout, proxy, switchboard, unique_prefix};
+pub use pubsub_test_support::{
+    broker, idle_timeout, private_broker, proxy, switchboard, unique_prefix,
+};
 
 /// The one list of cases, in the order the suite runs them: each name is a function in
 /// [`scenarios`]. Adding a case is adding its name here (and writing the function).
@@ -100,6 +102,7 @@ macro_rules! with_cases {
             group_two_groups,
             group_bad_input,
             group_through_cut,
+            group_through_restart,
         }
     };
 }

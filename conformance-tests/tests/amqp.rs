@@ -8,6 +8,7 @@
 use conformance_tests::broker::{amqp_addr, amqp_url};
 use conformance_tests::kit::fast_backoff;
 use conformance_tests::kit::FaultedDeadlines;
+use conformance_tests::private_broker::BrokerKind;
 use conformance_tests::Harness;
 use pubsub_amqp::AmqpConfig;
 use pubsub_core::WithOptions;
@@ -26,6 +27,7 @@ fn amqp_harness() -> Harness {
         pubsub_amqp::connect(config).await
     })
     .with_foreign(support::amqp(amqp_url()))
+    .with_restart(BrokerKind::RabbitMq)
 }
 
 conformance_tests::suite!(amqp_harness);

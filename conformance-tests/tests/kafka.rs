@@ -128,6 +128,11 @@ fn kafka_harness() -> Harness {
         "a group reads its stream's topic, which has one partition: a Kafka consumer group \
          gives it to one member at a time, the others stand by",
     )
+    .lacking(
+        conformance_tests::Capability::Restart,
+        "the test broker (Tansu with memory storage) keeps nothing across a restart; real \
+         Kafka keeps the log and the committed offsets",
+    )
 }
 
 /// How long a fetch of the suite's consumers waits for data at most, unless the URL sets it.

@@ -6,6 +6,7 @@
 //! proxy (no server discovered from the cluster), so every reconnect goes through it too.
 
 use conformance_tests::broker::{nats_addr, nats_url};
+use conformance_tests::private_broker::BrokerKind;
 use conformance_tests::Harness;
 use pubsub_nats::NatsConfig;
 
@@ -20,6 +21,7 @@ fn nats_harness() -> Harness {
         pubsub_nats::connect(config).await
     })
     .with_foreign(support::nats(nats_addr()))
+    .with_restart(BrokerKind::Nats)
 }
 
 conformance_tests::suite!(nats_harness);

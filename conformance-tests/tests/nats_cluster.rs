@@ -47,6 +47,11 @@ fn nats_cluster_harness() -> Harness {
         }
     })
     .with_foreign(foreign)
+    .lacking(
+        conformance_tests::Capability::Restart,
+        "the restart case runs on a single server of its own (the nats target); the cluster's \
+         node failures are node_kill_failover's",
+    )
 }
 
 conformance_tests::suite!(nats_cluster_harness);

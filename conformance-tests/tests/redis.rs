@@ -6,6 +6,7 @@
 
 use conformance_tests::broker::{redis_addr, redis_url};
 use conformance_tests::kit::FaultedDeadlines;
+use conformance_tests::private_broker::BrokerKind;
 use conformance_tests::Harness;
 use pubsub_redis::RedisConfig;
 
@@ -23,6 +24,7 @@ fn redis_harness() -> Harness {
     })
     .with_foreign(support::redis(redis_url()))
     .with_history_loss(|root| support::redis_lose_history(redis_url(), root))
+    .with_restart(BrokerKind::Redis)
 }
 
 conformance_tests::suite!(redis_harness);

@@ -64,6 +64,11 @@ fn redis_cluster_harness() -> Harness {
          keep nothing on disk: a stream whose slot is on that master loses its history (the \
          cut cases run on the single server)",
     )
+    .lacking(
+        conformance_tests::Capability::Restart,
+        "the restart case runs on a single server of its own (the redis target); the \
+         cluster's node failures are master_kill_failover's",
+    )
 }
 
 conformance_tests::suite!(redis_cluster_harness);

@@ -7,6 +7,8 @@
 //!   starting a Tansu (Kafka) broker of a test's own;
 //! - [`kit`]: subscribe, publish and bounded waits (`next`, `drain`, `take`, …);
 //! - [`names`]: fresh topic prefixes and timeouts scaled for slow machines;
+//! - [`private_broker::PrivateBroker`]: a Redis, NATS or RabbitMQ of a test's own that it can
+//!   restart (keeping what the broker persists);
 //! - [`proxy::TcpProxy`]: a TCP fault proxy that can cut, restore, freeze and thaw connections;
 //! - [`switchboard::Switchboard`]: routes Kafka connections by client id;
 //! - [`process`]: a binary of the workspace run as a child process for a two-process test;
@@ -22,6 +24,7 @@ pub mod broker;
 pub mod group_bench;
 pub mod kit;
 pub mod names;
+pub mod private_broker;
 pub mod process;
 pub mod proxy;
 pub mod scale;

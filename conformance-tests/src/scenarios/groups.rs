@@ -1,6 +1,7 @@
 //! Groups: one member gets everything and the group keeps its progress; members split a
 //! burst; a killed member's deliveries go to another; nack with a delay; dead letters; where
-//! a new group starts; two groups on one stream; bad input; a cut member loses nothing.
+//! a new group starts; two groups on one stream; bad input; a cut member loses nothing; a
+//! broker restart loses nothing and keeps the group's progress.
 //!
 //! Every case declares a stream under a fresh root and names its groups after it.
 
@@ -14,7 +15,8 @@ use pubsub_core::{
     DEAD_LETTER_REASON_HEADER, DELIVERIES_HEADER, GROUP_HEADER, ORIGINAL_TOPIC_HEADER,
 };
 
-use super::outage::{cut_until_down, restore_until_up};
+use super::outage::{cut_until_down, restore_until_up, state_becomes};
+use super::streams::{assert_run, messages, subscribe_from};
 use crate::kit::*;
 use crate::{Capability, Harness};
 
@@ -436,4 +438,112 @@ pub async fn group_through_cut(h: &Harness) {
     assert_eq!(got.len(), N as usize);
     shut_down(&ps).await;
     shut_down(&publisher).await;
+}
+
+/// A broker restart loses nothing the broker acknowledged, and keeps the group's progress: on
+/// a broker of the case's own, a member of a group and a stream subscription from the start go
+/// on after the broker is stopped (as an operator stops it: it keeps what it persists) and
+/// started again. The member (prefetching one at a time, so that the rest waits at the broker)
+/// gets every message it had not acknowledged, those it held unacknowledged through the
+/// restart included, and every message
+/// published after the restart (acknowledged ones may come back, at least once, but the group
+/// does not start over); the stream subscription gets every message once, in order, with no
+/// gap (what the outage hid comes from the log).
+pub async fn group_through_restart(h: &Harness) {
+    const N: u32 = 100;
+    let start = h.restartable.as_ref().unwrap_or_else(|| {
+        panic!(
+            "harness `{}`: give it a broker to restart (Harness::with_restart) or declare it \
+             lacking Capability::Restart",
+            h.name
+        )
+    });
+    let (ps, broker) = start().await.expect("a broker of the case's own");
+    let p = unique_prefix("grestart");
+    declare(&[&ps], &p).await;
+    let mut member = join(
+        &ps,
+        group(&p, "g")
+            .with_ack_deadline(Duration::from_secs(3))
+            .with_prefetch(1),
+    )
+    .await;
+    let mut follower = subscribe_from(&ps, &[format!("{p}.>").as_str()], StartAt::Start).await;
+    let t = format!("{p}.t");
+    for i in 0..N {
+        publish(&ps, &t, seq(0, i)).await;
+    }
+    let acked: std::collections::BTreeSet<u32> =
+        take_acked(&mut member, (N / 2) as usize, "before the restart")
+            .await
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
+    // Delivered, never acknowledged: the broker must hand these out again after the restart.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(next_group(&mut member, "held through the restart").await);
+    }
+    assert_run(
+        &messages(&mut follower, N as usize, "the stream before the restart").await,
+        0,
+        0,
+        "the stream before the restart",
+    );
+
+    let mut state = ps.watch_connection();
+    broker.restart().await.expect("restarting the broker");
+    state_becomes(
+        &mut state,
+        "up after the broker's restart",
+        Duration::from_secs(60),
+        pubsub_core::ConnectionState::is_up,
+    )
+    .await;
+    // Only what the broker acknowledged counts: a publish that fails (the handle may not have
+    // noticed the restart yet) is sent again.
+    for i in N..2 * N {
+        let deadline = Instant::now() + idle();
+        while let Err(e) = ps.publish(msg(&t, seq(0, i))).await {
+            assert!(
+                e.is_temporary() && Instant::now() < deadline,
+                "publishing {i} after the restart: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    drop(held);
+    let mut got = std::collections::BTreeSet::new();
+    let mut returned = 0u32;
+    while got.len() < (2 * N - N / 2) as usize {
+        let Some(message) = next_within_group(&mut member, idle()).await else {
+            let missing: Vec<u32> = (N / 2..2 * N).filter(|i| !got.contains(i)).collect();
+            panic!(
+                "after the restart: nothing within {:?}; missing {missing:?}",
+                idle()
+            );
+        };
+        let (_, i) = unseq(&message);
+        if acked.contains(&i) {
+            returned += 1;
+        } else {
+            got.insert(i);
+        }
+        let _ = message.ack().await;
+    }
+    assert!(
+        returned < N / 2,
+        "the group started over after the restart: {returned} of the {} messages acknowledged \
+         before it came back",
+        N / 2
+    );
+    assert_run(
+        &messages(&mut follower, N as usize, "the stream after the restart").await,
+        0,
+        N,
+        "the stream after the restart",
+    );
+    shut_down(&ps).await;
+    drop(broker);
 }

@@ -19,7 +19,7 @@ pub use delivery::{
 pub use faults::{added_latency, gap_under_traffic, half_open, outage_operations, repeated_cuts};
 pub use groups::{
     group_bad_input, group_dead_letter, group_killed_member, group_members_split, group_nack_delay,
-    group_one_member, group_start, group_through_cut, group_two_groups,
+    group_one_member, group_start, group_through_cut, group_through_restart, group_two_groups,
 };
 pub use input::{foreign_publisher, invalid_input};
 pub use lifecycle::{

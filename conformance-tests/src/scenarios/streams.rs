@@ -29,7 +29,11 @@ pub(super) async fn declare(handles: &[&Arc<dyn PubSub>], p: &str, max_len: u64)
 }
 
 /// Subscribes to `patterns` beginning at `start`.
-async fn subscribe_from(ps: &Arc<dyn PubSub>, patterns: &[&str], start: StartAt) -> Subscription {
+pub(super) async fn subscribe_from(
+    ps: &Arc<dyn PubSub>,
+    patterns: &[&str],
+    start: StartAt,
+) -> Subscription {
     let patterns = patterns.iter().map(|p| pattern(p)).collect();
     ps.subscribe_all(patterns, SubscribeOptions::default().starting_at(start))
         .await
@@ -37,7 +41,7 @@ async fn subscribe_from(ps: &Arc<dyn PubSub>, patterns: &[&str], start: StartAt)
 }
 
 /// Reads `want` messages; panics on a gap or a wait longer than [`idle`].
-async fn messages(sub: &mut Subscription, want: usize, what: &str) -> Vec<Message> {
+pub(super) async fn messages(sub: &mut Subscription, want: usize, what: &str) -> Vec<Message> {
     let mut got = Vec::with_capacity(want);
     while got.len() < want {
         match tokio::time::timeout(idle(), sub.recv_delivery()).await {
@@ -65,7 +69,7 @@ async fn messages(sub: &mut Subscription, want: usize, what: &str) -> Vec<Messag
 
 /// Checks that `got` carries `(round, first..first + len)` in order, each with a position after
 /// the one before.
-fn assert_run(got: &[Message], round: u32, first: u32, what: &str) {
+pub(super) fn assert_run(got: &[Message], round: u32, first: u32, what: &str) {
     let mut previous: Option<Position> = None;
     for (i, m) in got.iter().enumerate() {
         let want = first + u32::try_from(i).expect("small");
