@@ -30,13 +30,15 @@ use pubsub_amqp::AmqpConfig;
 use pubsub_bench::{interleave_async, Settings, Side};
 use pubsub_core::{GroupConfig, Hub};
 use pubsub_test_support::broker::amqp_url;
-use pubsub_test_support::group_bench::members_consume;
+use pubsub_test_support::group_bench::{members_consume, redelivery_row};
 use pubsub_test_support::stream_bench::{fill, stream};
 use pubsub_test_support::unique_prefix;
 
 const ROUNDS: usize = 5;
 const WINDOW: usize = 128;
 /// The prefetches compared (the first is the groups' default).
+/// The ack deadline of the redelivery row.
+const KILL_DEADLINE: Duration = Duration::from_secs(1);
 const ROWS: [(u16, Acks); 3] = [
     (64, Acks::Batched),
     (1_000, Acks::Batched),
@@ -239,6 +241,28 @@ fn main() {
         println!("  3 members : {:>10.0} msg/s", rate(members.ours_median()));
         println!("  1 member  : {:>10.0} msg/s", rate(members.base_median()));
         println!("  ratio 3/1 = {}", members.ratio_cell());
+        let p = unique_prefix("bench_kill");
+        redelivery_row(
+            "RabbitMQ",
+            &hub,
+            || async {
+                let config = AmqpConfig::from_url(&amqp_url()).expect("valid URL");
+                let doomed = pubsub_amqp::connect(config).await.expect("connect");
+                doomed.declare_stream(stream(&p, 1_000)).await.expect("declare");
+                doomed
+            },
+            &p.replace('_', "-"),
+            &format!("{p}.>"),
+            KILL_DEADLINE,
+            settings.rounds,
+        )
+        .await;
+        let tag = stream(&p, 1_000).tag();
+        for round in 0..settings.rounds {
+            let name = format!("{}-{round}", p.replace('_', "-"));
+            delete(&admin, &format!("pubsub.group.{tag:08x}.{name}")).await;
+        }
+        delete(&admin, &format!("pubsub.stream.{tag:08x}.{p}.>")).await;
         for other in &hubs[1..] {
             other.close().await.expect("close");
         }

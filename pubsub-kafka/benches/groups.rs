@@ -31,7 +31,7 @@ use pubsub_kafka::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use pubsub_kafka::rdkafka::ClientConfig;
 use pubsub_kafka::{encode_topic, KafkaConfig};
 use pubsub_test_support::broker::kafka_url;
-use pubsub_test_support::group_bench::members_consume;
+use pubsub_test_support::group_bench::{members_consume, redelivery_row};
 use pubsub_test_support::stream_bench;
 
 const ROUNDS: usize = 5;
@@ -112,6 +112,9 @@ async fn raw(prefix: String, n: usize) -> Duration {
     .expect("join")
 }
 
+/// The ack deadline of the redelivery row.
+const KILL_DEADLINE: Duration = Duration::from_secs(1);
+
 fn main() {
     let settings = Settings::from_env(ROUNDS);
     let n = settings.count(MESSAGES, 10);
@@ -151,6 +154,27 @@ fn main() {
             rate(timed.ours_median())
         );
         println!("  ratio ours/raw = {}", timed.ratio_cell());
+        let prefix = format!("{run}-kill");
+        hub.declare_stream(stream_bench::stream(&prefix, 1_000))
+            .await
+            .expect("declare");
+        redelivery_row(
+            "Kafka",
+            &hub,
+            || async {
+                let doomed = pubsub_kafka::connect(config()).await.expect("connect");
+                doomed
+                    .declare_stream(stream_bench::stream(&prefix, 1_000))
+                    .await
+                    .expect("declare");
+                doomed
+            },
+            &prefix.replace('.', "-"),
+            &format!("{prefix}.>"),
+            KILL_DEADLINE,
+            settings.rounds,
+        )
+        .await;
         hub.close().await.expect("close");
     });
 }

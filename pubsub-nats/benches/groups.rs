@@ -26,7 +26,7 @@ use pubsub_bench::{interleave_async, Settings, Side};
 use pubsub_core::{GroupConfig, Hub, StartAt};
 use pubsub_nats::NatsConfig;
 use pubsub_test_support::broker::{nats_addr, nats_url};
-use pubsub_test_support::group_bench::members_consume;
+use pubsub_test_support::group_bench::{members_consume, redelivery_row};
 use pubsub_test_support::stream_bench;
 
 const ROUNDS: usize = 5;
@@ -36,6 +36,8 @@ const MESSAGES: usize = 100_000;
 const BATCH: usize = 64;
 /// Publishes in flight while filling.
 const WINDOW: usize = 128;
+/// The ack deadline of the redelivery row.
+const KILL_DEADLINE: Duration = Duration::from_secs(1);
 
 async fn handle() -> Hub {
     let config = NatsConfig::from_url(&nats_url()).expect("valid URL");
@@ -168,6 +170,23 @@ fn main() {
         println!("  3 members : {:>10.0} msg/s", rate(members.ours_median()));
         println!("  1 member  : {:>10.0} msg/s", rate(members.base_median()));
         println!("  ratio 3/1 = {}", members.ratio_cell());
+        redelivery_row(
+            "NATS",
+            &hub,
+            || async {
+                let doomed = handle().await;
+                doomed
+                    .declare_stream(stream.clone())
+                    .await
+                    .expect("declare");
+                doomed
+            },
+            &format!("{}-killed", prefix.replace('.', "-")),
+            &format!("{prefix}.>"),
+            KILL_DEADLINE,
+            settings.rounds,
+        )
+        .await;
         for other in &hubs[1..] {
             other.close().await.expect("close");
         }

@@ -20,7 +20,7 @@ use pubsub_redis::fred::types::config::Config;
 use pubsub_redis::fred::types::{CustomCommand, Value};
 use pubsub_redis::RedisConfig;
 use pubsub_test_support::broker::redis_url;
-use pubsub_test_support::group_bench::members_consume;
+use pubsub_test_support::group_bench::{members_consume, redelivery_row};
 
 const ROUNDS: usize = 5;
 /// Messages consumed per round.
@@ -28,6 +28,15 @@ const N: usize = 50_000;
 /// The member's prefetch, and raw fred's `XREADGROUP` count.
 const BATCH: usize = 256;
 const SIZE: usize = 64;
+/// The ack deadline of the redelivery row.
+const KILL_DEADLINE: Duration = Duration::from_secs(1);
+
+/// The bench's stream under `{prefix}.>`, holding twice the `n` published.
+fn stream_config(prefix: &str, n: usize) -> StreamConfig {
+    StreamConfig::new(format!("{prefix}.>").parse().expect("root"))
+        .with_max_len(n as u64 * 2)
+        .with_max_age(Duration::from_secs(3600))
+}
 
 /// A new group `name` on the stream, from its start, with the bench's prefetch.
 fn group_config(prefix: &str, name: &str) -> GroupConfig {
@@ -107,10 +116,9 @@ fn main() {
         );
         client.init().await.expect("Redis must be reachable");
         let prefix = pubsub_bench::run_id("groups");
-        let stream = StreamConfig::new(format!("{prefix}.>").parse().expect("root"))
-            .with_max_len(n as u64 * 2)
-            .with_max_age(Duration::from_secs(3600));
-        hub.declare_stream(stream).await.expect("declare");
+        hub.declare_stream(stream_config(&prefix, n))
+            .await
+            .expect("declare");
         let topic = format!("{prefix}.t");
         pubsub_bench::publish_pipelined(n, 128, |i| {
             let message = Message::new(topic.parse().expect("topic"), pubsub_bench::stamp(i, SIZE));
@@ -159,11 +167,7 @@ fn main() {
         for _ in 0..2 {
             let other = pubsub_redis::connect(config()).await.expect("connect");
             other
-                .declare_stream(
-                    StreamConfig::new(format!("{prefix}.>").parse().expect("root"))
-                        .with_max_len(n as u64 * 2)
-                        .with_max_age(Duration::from_secs(3600)),
-                )
+                .declare_stream(stream_config(&prefix, n))
                 .await
                 .expect("declare");
             hubs.push(other);
@@ -187,6 +191,23 @@ fn main() {
             rate(members.base_median()),
             members.ratio_cell(),
         ]);
+        redelivery_row(
+            "Redis",
+            &hub,
+            || async {
+                let doomed = pubsub_redis::connect(config()).await.expect("connect");
+                doomed
+                    .declare_stream(stream_config(&prefix, n))
+                    .await
+                    .expect("declare");
+                doomed
+            },
+            "killed",
+            &format!("{prefix}.>"),
+            KILL_DEADLINE,
+            settings.rounds,
+        )
+        .await;
         for other in &hubs[1..] {
             let _ = other.close().await;
         }

@@ -37,3 +37,87 @@ pub async fn members_consume(hubs: &[Hub], config: &GroupConfig, n: usize) -> Du
     }
     took
 }
+
+/// The redelivery row: a member on `doomed` takes a message published to `topic` (under the
+/// stream of `config`, declared on both handles) and is killed holding it unacknowledged (its
+/// handle dropped: no `leave`, no `close`); a member on `survivor` that joined before the kill
+/// gets it again. Returns how long after the kill that took (the group's ack deadline
+/// included: the promise is "within the ack deadline").
+pub async fn redelivery_after_kill(
+    doomed: Hub,
+    survivor: &Hub,
+    config: &GroupConfig,
+    topic: &pubsub_core::Topic,
+) -> Duration {
+    let mut member = doomed.join_group(config.clone()).await.expect("join");
+    survivor
+        .publish(pubsub_core::Message::new(topic.clone(), "held"))
+        .await
+        .expect("publish");
+    let held = member.recv().await.expect("the doomed member's delivery");
+    let mut standby = survivor.join_group(config.clone()).await.expect("join");
+    let killed_at = Instant::now();
+    drop(held);
+    drop(member);
+    drop(doomed);
+    let again = tokio::time::timeout(config.ack_deadline() * 10, standby.recv())
+        .await
+        .expect("no redelivery within ten ack deadlines")
+        .expect("the survivor's delivery");
+    let took = killed_at.elapsed();
+    assert!(again.deliveries() >= 2, "not a redelivery");
+    again.ack().await.expect("ack");
+    standby.leave().await.expect("leave");
+    took
+}
+
+/// The redelivery row, `rounds` times (a new group each, named `<name>-<round>`, reading
+/// `pattern`, acknowledgement deadline `deadline`): `connect` makes the doomed handle of each
+/// round (with the stream declared). Prints the row and returns the median.
+pub async fn redelivery_row<F, Fut>(
+    backend: &str,
+    survivor: &Hub,
+    connect: F,
+    name: &str,
+    pattern: &str,
+    deadline: Duration,
+    rounds: usize,
+) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Hub>,
+{
+    // `a.b.>` → `a.b.held`
+    let topic: pubsub_core::Topic = format!("{}held", pattern.trim_end_matches('>'))
+        .parse()
+        .expect("a pattern ending in `>`");
+    let mut took = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let config = GroupConfig::new(
+            &format!("{name}-{round}"),
+            vec![pattern.parse().expect("pattern")],
+        )
+        .expect("group")
+        .with_ack_deadline(deadline);
+        took.push(redelivery_after_kill(connect().await, survivor, &config, &topic).await);
+    }
+    took.sort_unstable();
+    let median = took[took.len() / 2];
+    pubsub_bench::print_header(&[
+        format!("{backend} group, member killed"),
+        "redelivered after (median)".into(),
+        "range".into(),
+        "beyond the ack deadline".into(),
+    ]);
+    pubsub_bench::print_row(&[
+        format!("ack deadline {}", pubsub_bench::fmt_duration(deadline)),
+        pubsub_bench::fmt_duration(median),
+        format!(
+            "{}–{}",
+            pubsub_bench::fmt_duration(took[0]),
+            pubsub_bench::fmt_duration(took[took.len() - 1])
+        ),
+        pubsub_bench::fmt_duration(median.saturating_sub(deadline)),
+    ]);
+    median
+}
