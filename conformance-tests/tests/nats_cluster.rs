@@ -1,11 +1,13 @@
 //! The conformance suite on a 3-node NATS cluster, and the failover of a node.
 //!
 //! The suite runs against the cluster `scripts/clusters.sh` starts (`PUBSUB_NATS_CLUSTER_URL`,
-//! default `nats://127.0.0.1:4301,127.0.0.1:4302,127.0.0.1:4303`): every handle starts on the
-//! first node and learns the others from the cluster. The fault cases cut or freeze a proxy in front of one node
+//! default `nats://127.0.0.1:4301,127.0.0.1:4302,127.0.0.1:4303`): each handle starts on the
+//! next node in turn and learns the others from the cluster, so a case's handles sit on
+//! different nodes. The fault cases cut or freeze a proxy in front of one node
 //! (a network fault between a client and its node). `node_kill_failover` starts a cluster of
 //! its own and kills the node a subscribed handle is connected to while messages flow.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use conformance_tests::cluster::NatsCluster;
@@ -24,22 +26,22 @@ mod support;
 
 fn nats_cluster_harness() -> Harness {
     let url = cluster_url();
-    let first = url
+    let nodes: Vec<String> = url
         .trim_start_matches("nats://")
         .split(',')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+        .map(str::to_string)
+        .collect();
+    let first = nodes.first().cloned().unwrap_or_default();
     let foreign = support::nats(first.clone());
-    Harness::proxied("nats-cluster", first.clone(), move |proxy| {
-        let (url, first) = (url.clone(), first.clone());
+    Harness::proxied("nats-cluster", first, move |proxy| {
+        let (url, nodes) = (url.clone(), nodes.clone());
         async move {
-            // Every handle starts on the first node (it learns the others, to fail over):
-            // interest crosses routes asynchronously, so a subscription made on one node is
-            // live on the others only a route hop later, and the suite's cases publish right
-            // after `subscribe` resolves (see README, "Scaling out"). Cross-node delivery is
-            // exercised by `foreign_publisher` and `node_kill_failover`.
-            let mut config = NatsConfig::from_url(&url)?.with_servers([format!("nats://{first}")]);
+            // Each handle starts on the next node in turn (and learns the others, to fail
+            // over), so that a case's handles sit on different nodes and what one publishes
+            // crosses a route to reach another's subscriptions.
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let node = &nodes[NEXT.fetch_add(1, Ordering::Relaxed) % nodes.len()];
+            let mut config = NatsConfig::from_url(&url)?.with_servers([format!("nats://{node}")]);
             if let Some(addr) = proxy {
                 config = support::nats_through_proxy(config, addr);
             }

@@ -242,6 +242,7 @@ fn main() {
         println!("  1 member  : {:>10.0} msg/s", rate(members.base_median()));
         println!("  ratio 3/1 = {}", members.ratio_cell());
         let p = unique_prefix("bench_kill");
+        hub.declare_stream(stream(&p, 1_000)).await.expect("declare");
         redelivery_row(
             "RabbitMQ",
             &hub,
