@@ -17,7 +17,7 @@ use rumqttc::v5::mqttbytes::v5::{
     SubscribeReasonCode, UnsubAckReason,
 };
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, ClientError, ConnectionError, Event, EventLoop};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop};
 use rumqttc::Outgoing;
 use tokio::sync::{oneshot, Semaphore};
 
@@ -98,10 +98,11 @@ impl Shared {
         })
     }
 
-    /// Sends one request with `send` and waits up to `timeout` for the broker's answer.
+    /// Sends one request with `send` (true: rumqttc took it) and waits up to `timeout` for the
+    /// broker's answer.
     async fn request<F>(&self, timeout: Duration, what: &str, send: F) -> Result<()>
     where
-        F: FnOnce(&AsyncClient) -> std::result::Result<(), ClientError>,
+        F: FnOnce(&AsyncClient) -> bool,
     {
         let answered = async {
             let permit = self.room.acquire().await.map_err(|_| Error::closed())?;
@@ -109,7 +110,9 @@ impl Shared {
             {
                 let mut acks = self.acks.lock();
                 // Never full (the permit): only an event loop that is gone refuses it.
-                send(&self.client).map_err(|_| Error::closed())?;
+                if !send(&self.client) {
+                    return Err(Error::closed());
+                }
                 acks.queued.push_back(tx);
             }
             permit.forget();
@@ -343,6 +346,7 @@ impl Driver for MqttDriver {
         let payload = message.payload().clone();
         let publish = |c: &AsyncClient| {
             c.try_publish_with_properties(name, QoS::AtLeastOnce, false, payload, properties)
+                .is_ok()
         };
         self.shared
             .request(self.options.publish_timeout, "publish", publish)
@@ -359,8 +363,10 @@ impl Driver for MqttDriver {
                 id: Some(id),
                 user_properties: Vec::new(),
             };
-            let subscribe =
-                |c: &AsyncClient| c.try_subscribe_many_with_properties([mqtt], properties);
+            let subscribe = |c: &AsyncClient| {
+                c.try_subscribe_many_with_properties([mqtt], properties)
+                    .is_ok()
+            };
             self.shared
                 .request(self.options.command_timeout, "subscription", subscribe)
         });
@@ -381,7 +387,7 @@ impl Driver for MqttDriver {
             return Ok(());
         }
         let unsubscribes = filters.iter().map(|filter| {
-            let unsubscribe = |c: &AsyncClient| c.try_unsubscribe(filter.clone());
+            let unsubscribe = |c: &AsyncClient| c.try_unsubscribe(filter.clone()).is_ok();
             self.shared
                 .request(self.options.command_timeout, "unsubscribe", unsubscribe)
         });
