@@ -93,7 +93,7 @@ use pubsub_core::adapter::{launch, tls, Context};
 use pubsub_core::{Error, ErrorKind, Hub, Result};
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
-use rumqttc::{TlsConfiguration, Transport};
+use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
 
 pub use config::{MqttConfig, DEFAULT_PORT, DEFAULT_TLS_PORT};
 pub use topic::{decode_topic, encode_filter, encode_topic, MAX_NAME};
@@ -158,6 +158,11 @@ async fn mqtt_options(config: &MqttConfig) -> Result<MqttOptions> {
         .set_connection_timeout(connect_secs.max(1))
         .set_request_channel_capacity(driver::ROOM)
         .set_max_packet_size(Some(driver::MAX_PACKET as u32));
+    // Each publish waits for its PUBACK: Nagle's algorithm would hold small packets back.
+    let mut network = NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network.set_connection_timeout(connect_secs.max(1));
+    options.set_network_options(network);
     if let Some((user, password)) = &config.credentials {
         options.set_credentials(user.clone(), password.expose().to_string());
     }
@@ -214,6 +219,7 @@ mod tests {
         assert_eq!(options.connection_timeout(), 2);
         assert_eq!(options.broker_address(), ("h".to_string(), 7));
         assert!(options.clean_start());
+        assert_eq!(options.network_options().connection_timeout(), 2);
         let refused = connect_error(ConnectionError::ConnectionRefused(
             ConnectReturnCode::BadUserNamePassword,
         ));
