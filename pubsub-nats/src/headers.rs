@@ -114,24 +114,21 @@ fn parse_value(value: &str) -> Result<HeaderValue, Error> {
         .map_err(|e| Error::new(ErrorKind::Invalid, "header value").with_source(e))
 }
 
-/// Whether async-nats would change `value` on receipt, or it could be mistaken for an encoded
-/// word.
-fn needs_encoding(value: &str) -> bool {
-    value.trim() != value || encoded_word::looks_encoded(value)
+/// Whether async-nats would change `value` on receipt (it trims the surrounding whitespace).
+fn changed_on_receipt(value: &str) -> bool {
+    value.trim() != value
 }
 
-/// `value` as sent: unchanged, or as an encoded word when [`needs_encoding`].
+/// `value` as sent: unchanged, or as an encoded word when async-nats would change it on receipt
+/// or it could be mistaken for an encoded word.
 pub(crate) fn encode_value(value: &str) -> std::borrow::Cow<'_, str> {
-    match needs_encoding(value) {
-        true => encoded_word::encode(value).into(),
-        false => value.into(),
-    }
+    encoded_word::encode_when(value, changed_on_receipt)
 }
 
 /// `value` as received: decoded when it is exactly one well-formed encoded word whose content
 /// is a portable value, otherwise unchanged.
 pub(crate) fn decode_value(value: &str) -> String {
-    encoded_word::decode(value).unwrap_or_else(|| value.to_string())
+    encoded_word::decode_or_keep(value)
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! Where the test brokers are, and control over the local Redis server for restart tests.
 //!
 //! `PUBSUB_REDIS_URL` (default `redis://127.0.0.1:6379`), `PUBSUB_NATS_URL` (default
-//! `nats://127.0.0.1:4222`) and `PUBSUB_AMQP_URL` (default
-//! `amqp://guest:guest@127.0.0.1:5672/%2f`) and `PUBSUB_KAFKA_URL` (default
-//! `kafka://127.0.0.1:9092`) name the brokers every test, conformance suite and
-//! benchmark uses.
+//! `nats://127.0.0.1:4222`), `PUBSUB_AMQP_URL` (default
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`), `PUBSUB_KAFKA_URL` (default
+//! `kafka://127.0.0.1:9092`) and `PUBSUB_MQTT_URL` (default `mqtt://127.0.0.1:1883`) name the
+//! brokers every test, conformance suite and benchmark uses.
 
 use std::process::Command;
 use std::time::Duration;
@@ -28,6 +28,16 @@ pub fn amqp_url() -> String {
 /// `PUBSUB_KAFKA_URL`, or the local default (Tansu, started by `scripts/brokers.sh kafka`).
 pub fn kafka_url() -> String {
     std::env::var("PUBSUB_KAFKA_URL").unwrap_or_else(|_| "kafka://127.0.0.1:9092".to_string())
+}
+
+/// `PUBSUB_MQTT_URL`, or the local default (Mosquitto, started by `scripts/brokers.sh mqtt`).
+pub fn mqtt_url() -> String {
+    std::env::var("PUBSUB_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".to_string())
+}
+
+/// `host:port` of [`mqtt_url`].
+pub fn mqtt_addr() -> String {
+    host_port(&mqtt_url(), 1883)
 }
 
 /// `host:port` of [`amqp_url`].

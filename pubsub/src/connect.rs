@@ -18,6 +18,8 @@ pub enum Scheme {
     Amqp,
     /// `kafka://`
     Kafka,
+    /// `mqtt://`, `mqtts://`
+    Mqtt,
 }
 
 impl Scheme {
@@ -39,12 +41,13 @@ impl Scheme {
             "nats" | "tls" => Scheme::Nats,
             "amqp" | "amqps" => Scheme::Amqp,
             "kafka" | "kafkas" => Scheme::Kafka,
+            "mqtt" | "mqtts" => Scheme::Mqtt,
             // Nothing of the URL is printed: when its `://` comes late (`u:pass@h?x=nats://`),
             // what reads as the scheme holds the password.
             _ => {
                 return Err(Error::invalid_config(
                     "unknown pub/sub URL scheme; expected memory://, redis://, rediss://, \
-                     nats://, tls://, amqp://, amqps:// or kafka://",
+                     nats://, tls://, amqp://, amqps://, kafka://, mqtt:// or mqtts://",
                 ));
             }
         })
@@ -58,6 +61,7 @@ impl Scheme {
             Scheme::Nats => Some("nats"),
             Scheme::Amqp => Some("amqp"),
             Scheme::Kafka => Some("kafka"),
+            Scheme::Mqtt => Some("mqtt"),
         }
     }
 }
@@ -109,8 +113,27 @@ pub async fn connect(url: &str) -> Result<Hub> {
                 .await
                 .map_err(|e| at_endpoint(e, url, &["kafka", "kafkas"], 9092))
         }
+        #[cfg(feature = "mqtt")]
+        Scheme::Mqtt => {
+            let config = pubsub_mqtt::MqttConfig::from_url(url)?;
+            pubsub_mqtt::connect(config)
+                .await
+                .map_err(|e| at_endpoint(e, url, &["mqtt", "mqtts"], config_port(url)))
+        }
         #[allow(unreachable_patterns)]
         other => Err(disabled(url, other)),
+    }
+}
+
+/// The default port of an `mqtt://` (1883) or `mqtts://` (8883) URL.
+#[cfg(feature = "mqtt")]
+fn config_port(url: &str) -> u16 {
+    match url
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("mqtts:"))
+    {
+        true => pubsub_mqtt::DEFAULT_TLS_PORT,
+        false => pubsub_mqtt::DEFAULT_PORT,
     }
 }
 
@@ -243,6 +266,7 @@ mod tests {
                     cfg!(feature = "amqp"),
                 ),
                 ("kafka://localhost:9092", "kafka", cfg!(feature = "kafka")),
+                ("mqtts://u:secret@localhost", "mqtt", cfg!(feature = "mqtt")),
             ];
             for &(url, feature, enabled) in cases {
                 if enabled {

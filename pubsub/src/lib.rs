@@ -12,12 +12,13 @@
 //! | `nats://`, `tls://` | NATS (async-nats) | `nats` |
 //! | `amqp://`, `amqps://` | RabbitMQ, AMQP 0-9-1 (lapin) | `amqp` |
 //! | `kafka://host:port[,host:port]`, `kafkas://` | Kafka (rdkafka) | `kafka` |
+//! | `mqtt://`, `mqtts://` | MQTT 5, e.g. Mosquitto (rumqttc) | `mqtt` |
 //!
 //! Credentials go in the URL (`redis://user:password@…`, `nats://token@…`); a lone `x@` is
 //! read as a secret on every backend, never as a user name: the password on Redis, the token
-//! on NATS, refused on AMQP (which has no login by a secret alone). Wrong credentials and TLS
-//! certificates that do not verify fail `connect` at once with [`ErrorKind::Auth`], which is
-//! never temporary. Errors never contain any text of the URL; `Debug` of a configuration
+//! on NATS, refused on AMQP and MQTT (which have no login by a secret alone). Wrong credentials
+//! and TLS certificates that do not verify fail `connect` at once with [`ErrorKind::Auth`],
+//! which is never temporary. Errors never contain any text of the URL; `Debug` of a configuration
 //! never shows a password or token.
 //!
 //! ```
@@ -56,6 +57,10 @@ pub use pubsub_redis as redis;
 /// The NATS adapter (feature `nats`).
 #[cfg(feature = "nats")]
 pub use pubsub_nats as nats;
+
+/// The MQTT adapter (feature `mqtt`).
+#[cfg(feature = "mqtt")]
+pub use pubsub_mqtt as mqtt;
 
 /// The Kafka adapter (feature `kafka`).
 #[cfg(feature = "kafka")]

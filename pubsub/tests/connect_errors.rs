@@ -80,3 +80,9 @@ async fn kafka_names_the_endpoint_and_the_cause_at_once() {
     let url = format!("kafka://app:s3cret@127.0.0.1:{port}?connect_timeout=5s");
     refused(&url, "kafka", port).await;
 }
+
+#[tokio::test]
+async fn mqtt_names_the_endpoint_and_the_cause() {
+    let port = closed_port();
+    refused(&format!("mqtt://app:s3cret@127.0.0.1:{port}"), "mqtt", port).await;
+}

@@ -177,6 +177,44 @@ pub fn kafka(bootstrap: String) -> Foreign {
     })
 }
 
+/// A QoS 1 publish with rumqttc (MQTT 5) to the topic's encoded name, with the headers as
+/// user properties, confirmed by the broker's PUBACK.
+pub fn mqtt(addr: String) -> Foreign {
+    Foreign::new(true, move |m: ForeignMessage| {
+        let addr = addr.clone();
+        async move {
+            use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+            use rumqttc::v5::mqttbytes::QoS;
+            use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+            let failed = |what: &'static str| move |e| Error::connection(what, e);
+            let (host, port) = addr.rsplit_once(':').unwrap_or((&addr, "1883"));
+            let port = port.parse().unwrap_or(1883);
+            let id = format!("foreign-{}", pubsub_core::adapter::random_u64());
+            let (client, mut events) = AsyncClient::new(MqttOptions::new(id, host, port), 16);
+            let name = pubsub_mqtt::encode_topic(&m.topic.parse()?)?;
+            let properties = PublishProperties {
+                user_properties: m.headers.clone(),
+                ..Default::default()
+            };
+            let payload = m.payload.clone();
+            client
+                .publish_with_properties(name, QoS::AtLeastOnce, false, payload, properties)
+                .await
+                .map_err(failed("rumqttc publish"))?;
+            loop {
+                let polled = events.poll().await;
+                match polled.map_err(|e| Error::connection("rumqttc", e))? {
+                    Event::Incoming(Packet::PubAck(_)) => break,
+                    _ => continue,
+                }
+            }
+            let _ = client.disconnect().await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), events.poll()).await;
+            Ok(())
+        }
+    })
+}
+
 /// `config` dialling only the fault proxy at `proxy` (no server learnt from the cluster, so
 /// every reconnect goes through the proxy too), with the deadlines of a faulted handle.
 pub fn nats_through_proxy(

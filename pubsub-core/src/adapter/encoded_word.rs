@@ -59,6 +59,21 @@ pub fn decode(word: &str) -> Option<String> {
     Some(decoded)
 }
 
+/// `value` as sent: unchanged, or as one encoded word when the broker or client would change
+/// or refuse it (`changed`) or it could be taken for an encoded word on receipt.
+pub fn encode_when(value: &str, changed: impl Fn(&str) -> bool) -> std::borrow::Cow<'_, str> {
+    match changed(value) || looks_encoded(value) {
+        true => encode(value).into(),
+        false => value.into(),
+    }
+}
+
+/// `value` as received: decoded when it is exactly one well-formed encoded word whose content
+/// is a portable value, otherwise unchanged (a foreign value).
+pub fn decode_or_keep(value: &str) -> String {
+    decode(value).unwrap_or_else(|| value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +86,12 @@ mod tests {
             assert_eq!(decode(&e).as_deref(), Some(v));
         }
         assert!(looks_encoded("=?x") && !looks_encoded("x=?"));
+        let tab = |v: &str| v.contains('\t');
+        assert_eq!(encode_when("plain", tab), "plain");
+        for v in ["a\tb", "=?plain"] {
+            assert_eq!(decode_or_keep(&encode_when(v, tab)), v);
+        }
+        assert_eq!(decode_or_keep("=?UTF-8?Q?=ZZ?="), "=?UTF-8?Q?=ZZ?=");
     }
 
     #[test]

@@ -44,7 +44,9 @@ mod url;
 mod watchdog;
 
 pub mod envelope;
-pub use crate::escape::{push_hex_escape, upper_hex_digit, HOSTILE_TEXTS};
+pub use crate::escape::{
+    hex_escape, hex_unescape, push_hex_escape, upper_hex_digit, HOSTILE_TEXTS,
+};
 pub use crate::hub::launch::{launch, Context};
 pub use crate::router::{Inbound, PatternTrie};
 pub use driver::{Driver, FiltersInUse};
