@@ -57,6 +57,11 @@ async fn bench_on_nats() {
     assert_eq!(bench(&broker::nats_url()).await["backend"], "nats");
 }
 
+#[tokio::test]
+async fn bench_on_mqtt() {
+    assert_eq!(bench(&broker::mqtt_url()).await["backend"], "mqtt");
+}
+
 /// `pubsub sub` prints one JSON line per message that `pubsub pub` sends, headers included.
 #[tokio::test]
 async fn pub_reaches_sub() {
