@@ -8,7 +8,7 @@ use futures::StreamExt;
 use pubsub_amqp::lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use pubsub_amqp::lapin::types::{AMQPValue, FieldArray, FieldTable};
+use pubsub_amqp::lapin::types::{AMQPValue, DecimalValue, FieldArray, FieldTable};
 use pubsub_amqp::lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pubsub_amqp::{AmqpConfig, HEADERS_KEY};
 use pubsub_core::{ConnectionState, Message, PubSub, WithOptions};
@@ -169,6 +169,15 @@ async fn headers_with_foreign_publishers_and_consumers() {
         table(vec![
             ("content-type", s("text/plain")),
             ("n", AMQPValue::LongLongInt(3)),
+            ("f", AMQPValue::Float(1.5)),
+            ("g", AMQPValue::Double(-0.25)),
+            (
+                "m",
+                AMQPValue::DecimalValue(DecimalValue {
+                    scale: 3,
+                    value: 12_345,
+                }),
+            ),
         ]),
     ];
     for (i, shape) in shapes.into_iter().enumerate() {
@@ -176,10 +185,17 @@ async fn headers_with_foreign_publishers_and_consumers() {
         let m = next(&mut sub, "a foreign shape").await;
         assert_eq!(m.payload().as_ref(), [i as u8, 0, 255]);
         // Our key wins when present (its malformed pairs skipped); a table without it is a
-        // foreign client's headers: strings, numbers and booleans become headers.
+        // foreign client's headers: strings, numbers (integers, floats, doubles, decimals)
+        // and booleans become headers, as their text.
         let want: &[(&str, &str)] = match i {
             0 => &[("ok", "yes")],
-            3 => &[("content-type", "text/plain"), ("n", "3")],
+            3 => &[
+                ("content-type", "text/plain"),
+                ("f", "1.5"),
+                ("g", "-0.25"),
+                ("m", "12.345"),
+                ("n", "3"),
+            ],
             _ => &[],
         };
         assert_eq!(m.headers().iter().collect::<Vec<_>>(), want);
