@@ -119,6 +119,16 @@ async fn an_overflowing_queue_keeps_the_newest_and_counts_the_rest() {
     publisher.close().await.unwrap();
 }
 
+/// A `max_payload` above RabbitMQ's `max_message_size` connects, and the handle reports the
+/// adapter's ceiling (RabbitMQ 3's default, 128 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_max_payload_is_lowered_to_the_broker_limit() {
+    let ps = handle(config().with_max_payload(4_000_000_000)).await;
+    assert_eq!(ps.max_payload(), pubsub_amqp::MAX_PAYLOAD_CEILING);
+    assert_eq!(pubsub_amqp::MAX_PAYLOAD_CEILING, 128 * 1024 * 1024);
+    ps.close().await.unwrap();
+}
+
 /// Foreign publishers: payloads arrive exactly; headers decode from our key as far as they
 /// can, whatever else the message carries; a routing key that is not a topic is ignored. And
 /// a foreign consumer sees our headers as one field array, in order.

@@ -22,7 +22,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::config::millis;
+use crate::config::{millis, RECORD_ALLOWANCE};
 use crate::health::{Health, LinkContext};
 use crate::log_end::log_end;
 use crate::name::{decode_topic, encode_topic};
@@ -208,7 +208,7 @@ fn new_producer(
         .set("request.timeout.ms", timeout.min(30_000).to_string())
         .set(
             "message.max.bytes",
-            (config.max_payload() + 64 * 1024).to_string(),
+            (config.max_payload() + RECORD_ALLOWANCE).to_string(),
         );
     config
         .finish(c)

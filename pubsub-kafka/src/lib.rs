@@ -195,7 +195,7 @@ pub mod fuzzing {
     }
 }
 
-pub use config::{KafkaConfig, DEFAULT_MAX_PAYLOAD};
+pub use config::{KafkaConfig, DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CEILING};
 pub use driver::KafkaFilter;
 pub use name::{decode_topic, encode_topic, MAX_NAME};
 pub use rdkafka;
