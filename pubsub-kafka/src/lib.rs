@@ -196,6 +196,14 @@ pub mod fuzzing {
 }
 
 pub use config::{KafkaConfig, DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CEILING};
+
+/// How many times the Kafka handles of this process have read the cluster's topic list (the
+/// wildcard subscriptions' and discovery's metadata reads), for tests of how those reads are
+/// shared; not a stable API.
+#[doc(hidden)]
+pub fn topic_list_reads() -> u64 {
+    driver::topic_list_reads()
+}
 pub use driver::KafkaFilter;
 pub use name::{decode_topic, encode_topic, MAX_NAME};
 pub use rdkafka;
