@@ -62,6 +62,7 @@ macro_rules! with_cases {
             fan_out,
             unsubscribe,
             slow_subscriber,
+            publish_loop,
             concurrency,
             close,
             close_race,

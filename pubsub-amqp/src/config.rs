@@ -8,6 +8,11 @@ use pubsub_core::{CommonOptions, Error, Result, Secret, TlsOptions, WithOptions}
 /// Default largest payload: 16 MiB (RabbitMQ 4 refuses messages over 16 MiB by default).
 pub const DEFAULT_MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 
+/// The largest `max_payload` the adapter takes: 128 MiB, RabbitMQ 3.x's default
+/// `max_message_size` (the broker does not tell a client its setting; RabbitMQ 4 lowered the
+/// default to 16 MiB, [`DEFAULT_MAX_PAYLOAD`]). A larger `max_payload` is lowered to this.
+pub const MAX_PAYLOAD_CEILING: usize = 128 * 1024 * 1024;
+
 /// The query parameters of an AMQP URL besides the [`CommonOptions`] ones.
 const QUERY_KEYS: &[&str] = &[
     "exchange",
@@ -192,9 +197,11 @@ impl AmqpConfig {
         Ok(())
     }
 
-    /// The largest payload: the configured one, or [`DEFAULT_MAX_PAYLOAD`].
+    /// The largest payload: the configured one, or [`DEFAULT_MAX_PAYLOAD`], at most
+    /// [`MAX_PAYLOAD_CEILING`].
     pub(crate) fn max_payload(&self) -> usize {
-        self.options.max_payload.unwrap_or(DEFAULT_MAX_PAYLOAD)
+        self.options
+            .payload_limit_within(DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CEILING)
     }
 
     /// lapin's TLS settings from [`AmqpConfig::tls`]: the extra roots (added to the system's)

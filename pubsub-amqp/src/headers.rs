@@ -72,9 +72,10 @@ fn unpack(mut packed: &[u8]) -> Vec<(&str, &str)> {
 /// from an earlier version, in order): pairs that do not form a valid header are skipped, as
 /// is an odd last element; a packed string is read up to its first malformed part. A message from another AMQP client has no such key: then every entry of its table
 /// whose name is a valid header name and whose value is a string (valid UTF-8), a number or a
-/// boolean becomes a header (numbers and booleans as their text), in the table's order (AMQP
-/// tables are sorted by name); entries of other types (tables, arrays, byte arrays,
-/// timestamps…) are left out.
+/// boolean becomes a header (numbers and booleans as their text: integers in decimal, floats
+/// and doubles in Rust's shortest form that reads back to the same value (`1.5`, `NaN`,
+/// `inf`), decimals exactly (`12.345`)), in the table's order (AMQP tables are sorted by name);
+/// entries of other types (tables, arrays, byte arrays, timestamps…) are left out.
 pub(crate) fn decode(table: Option<&FieldTable>) -> Headers {
     let mut headers = Headers::new();
     let Some(table) = table else {
@@ -116,6 +117,9 @@ fn foreign(table: &FieldTable) -> Headers {
             AMQPValue::LongInt(n) => Some(n.to_string()),
             AMQPValue::LongUInt(n) => Some(n.to_string()),
             AMQPValue::LongLongInt(n) => Some(n.to_string()),
+            AMQPValue::Float(x) => Some(x.to_string()),
+            AMQPValue::Double(x) => Some(x.to_string()),
+            AMQPValue::DecimalValue(d) => Some(decimal_text(d.scale, d.value)),
             _ => None,
         };
         if let Some(value) = value {
@@ -123,6 +127,22 @@ fn foreign(table: &FieldTable) -> Headers {
         }
     }
     headers
+}
+
+/// A decimal header value as exact text: `value × 10^-scale`, the value read as a signed 32-bit
+/// integer (as RabbitMQ's errata and its Java client have it; lapin hands over the raw bits),
+/// so `(3, 12345)` is `12.345`, `(2, 5)` is `0.05` and `(0, 7)` is `7`.
+fn decimal_text(scale: u8, raw: u32) -> String {
+    let value = i64::from(raw as i32);
+    let digits = value.unsigned_abs().to_string();
+    let scale = usize::from(scale);
+    let sign = if value < 0 { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    format!("{sign}{whole}.{fraction}")
 }
 
 fn text(value: &AMQPValue) -> Option<&str> {
@@ -136,6 +156,7 @@ fn text(value: &AMQPValue) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lapin::types::DecimalValue;
     use proptest::prelude::*;
 
     fn value() -> impl Strategy<Value = AMQPValue> {
@@ -144,6 +165,10 @@ mod tests {
             prop::collection::vec(any::<u8>(), 0..8).prop_map(|b| AMQPValue::LongString(b.into())),
             "[a-z:]{0,8}".prop_map(|s| AMQPValue::ShortString(s.as_str().into())),
             any::<i64>().prop_map(AMQPValue::LongLongInt),
+            any::<f32>().prop_map(AMQPValue::Float),
+            any::<f64>().prop_map(AMQPValue::Double),
+            (any::<u8>(), any::<u32>())
+                .prop_map(|(scale, value)| AMQPValue::DecimalValue(DecimalValue { scale, value })),
             any::<bool>().prop_map(AMQPValue::Boolean),
             Just(AMQPValue::Void),
         ];
@@ -180,6 +205,70 @@ mod tests {
             let headers = decode(Some(&table));
             prop_assert!(headers.len() <= 8);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn foreign_floats_read_back_exactly(f in any::<f32>(), d in any::<f64>()) {
+            let mut theirs = FieldTable::default();
+            theirs.insert("f".into(), AMQPValue::Float(f));
+            theirs.insert("d".into(), AMQPValue::Double(d));
+            let got = decode(Some(&theirs));
+            let f_back: f32 = got.get("f").unwrap().parse().unwrap();
+            let d_back: f64 = got.get("d").unwrap().parse().unwrap();
+            prop_assert!(f_back.to_bits() == f.to_bits() || (f.is_nan() && f_back.is_nan()));
+            prop_assert!(d_back.to_bits() == d.to_bits() || (d.is_nan() && d_back.is_nan()));
+        }
+
+        #[test]
+        fn foreign_decimals_are_exact(scale in any::<u8>(), value in any::<i32>()) {
+            let text = decimal_text(scale, value as u32);
+            // The digits are the value's, the point `scale` digits from the end.
+            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+            let digits = digits.trim_start_matches('0');
+            let magnitude = value.unsigned_abs().to_string();
+            prop_assert_eq!(digits, magnitude.trim_start_matches('0'));
+            prop_assert_eq!(text.starts_with('-'), value < 0);
+            match text.split_once('.') {
+                Some((_, fraction)) => prop_assert_eq!(fraction.len(), usize::from(scale)),
+                None => prop_assert_eq!(scale, 0),
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_float_double_and_decimal_values_arrive_as_text() {
+        let mut theirs = FieldTable::default();
+        theirs.insert("f".into(), AMQPValue::Float(1.5));
+        theirs.insert("g".into(), AMQPValue::Float(0.1));
+        theirs.insert("d".into(), AMQPValue::Double(-2.25e-3));
+        theirs.insert("e".into(), AMQPValue::Double(f64::INFINITY));
+        let decimal = |scale, value: i32| {
+            AMQPValue::DecimalValue(DecimalValue {
+                scale,
+                value: value as u32,
+            })
+        };
+        theirs.insert("m1".into(), decimal(3, 12_345));
+        theirs.insert("m2".into(), decimal(2, 5));
+        theirs.insert("m3".into(), decimal(0, 7));
+        theirs.insert("m4".into(), decimal(4, -12_345));
+        theirs.insert("m5".into(), decimal(3, 0));
+        let got = decode(Some(&theirs));
+        assert_eq!(
+            got.iter().collect::<Vec<_>>(),
+            [
+                ("d", "-0.00225"),
+                ("e", "inf"),
+                ("f", "1.5"),
+                ("g", "0.1"),
+                ("m1", "12.345"),
+                ("m2", "0.05"),
+                ("m3", "7"),
+                ("m4", "-1.2345"),
+                ("m5", "0.000"),
+            ]
+        );
     }
 
     #[test]

@@ -232,7 +232,7 @@ pub mod fuzzing {
 
 use std::sync::Arc;
 
-pub use config::{AmqpConfig, DEFAULT_MAX_PAYLOAD};
+pub use config::{AmqpConfig, DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CEILING};
 pub use headers::HEADERS_KEY;
 pub use lapin;
 

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use pubsub_amqp::lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use pubsub_amqp::lapin::types::{AMQPValue, FieldArray, FieldTable};
+use pubsub_amqp::lapin::types::{AMQPValue, DecimalValue, FieldArray, FieldTable};
 use pubsub_amqp::lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pubsub_amqp::{AmqpConfig, HEADERS_KEY};
 use pubsub_core::{ConnectionState, Message, PubSub, WithOptions};
@@ -119,6 +119,16 @@ async fn an_overflowing_queue_keeps_the_newest_and_counts_the_rest() {
     publisher.close().await.unwrap();
 }
 
+/// A `max_payload` above RabbitMQ's `max_message_size` connects, and the handle reports the
+/// adapter's ceiling (RabbitMQ 3's default, 128 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_max_payload_is_lowered_to_the_broker_limit() {
+    let ps = handle(config().with_max_payload(4_000_000_000)).await;
+    assert_eq!(ps.max_payload(), pubsub_amqp::MAX_PAYLOAD_CEILING);
+    assert_eq!(pubsub_amqp::MAX_PAYLOAD_CEILING, 128 * 1024 * 1024);
+    ps.close().await.unwrap();
+}
+
 /// Foreign publishers: payloads arrive exactly; headers decode from our key as far as they
 /// can, whatever else the message carries; a routing key that is not a topic is ignored. And
 /// a foreign consumer sees our headers as one field array, in order.
@@ -169,6 +179,15 @@ async fn headers_with_foreign_publishers_and_consumers() {
         table(vec![
             ("content-type", s("text/plain")),
             ("n", AMQPValue::LongLongInt(3)),
+            ("f", AMQPValue::Float(1.5)),
+            ("g", AMQPValue::Double(-0.25)),
+            (
+                "m",
+                AMQPValue::DecimalValue(DecimalValue {
+                    scale: 3,
+                    value: 12_345,
+                }),
+            ),
         ]),
     ];
     for (i, shape) in shapes.into_iter().enumerate() {
@@ -176,10 +195,17 @@ async fn headers_with_foreign_publishers_and_consumers() {
         let m = next(&mut sub, "a foreign shape").await;
         assert_eq!(m.payload().as_ref(), [i as u8, 0, 255]);
         // Our key wins when present (its malformed pairs skipped); a table without it is a
-        // foreign client's headers: strings, numbers and booleans become headers.
+        // foreign client's headers: strings, numbers (integers, floats, doubles, decimals)
+        // and booleans become headers, as their text.
         let want: &[(&str, &str)] = match i {
             0 => &[("ok", "yes")],
-            3 => &[("content-type", "text/plain"), ("n", "3")],
+            3 => &[
+                ("content-type", "text/plain"),
+                ("f", "1.5"),
+                ("g", "-0.25"),
+                ("m", "12.345"),
+                ("n", "3"),
+            ],
             _ => &[],
         };
         assert_eq!(m.headers().iter().collect::<Vec<_>>(), want);

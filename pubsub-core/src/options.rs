@@ -162,6 +162,16 @@ impl CommonOptions {
         self.max_payload
             .map_or(backend_limit, |m| m.min(backend_limit))
     }
+
+    /// An adapter's payload limit when its default (`default`) is below what the broker or
+    /// its client library can take (`ceiling`): the configured `max_payload`, else `default`,
+    /// lowered to `ceiling` when larger. An adapter's [`Driver::max_payload`] returns this, so
+    /// a `max_payload` above the broker's limit connects and reports the broker's limit.
+    ///
+    /// [`Driver::max_payload`]: crate::adapter::Driver::max_payload
+    pub fn payload_limit_within(&self, default: usize, ceiling: usize) -> usize {
+        self.max_payload.unwrap_or(default).min(ceiling)
+    }
 }
 
 fn count(key: &str, value: &str) -> Result<usize> {
@@ -386,6 +396,11 @@ mod tests {
         assert_eq!(q, query(&[("exchange", "x")]));
         assert_eq!(o.payload_limit(50), 50);
         assert_eq!(o.payload_limit(500), 100);
+        assert_eq!(o.payload_limit_within(7, 50), 50);
+        assert_eq!(o.payload_limit_within(7, 500), 100);
+        let unset = CommonOptions::default();
+        assert_eq!(unset.payload_limit_within(7, 500), 7);
+        assert_eq!(unset.payload_limit_within(700, 500), 500);
         let mut off = query(&[("heartbeat", "0")]);
         let o = CommonOptions::default().take_query(&mut off).unwrap();
         assert_eq!(o.heartbeat, Duration::ZERO);

@@ -121,7 +121,11 @@ impl Pattern {
     /// assert_eq!(p.as_str(), "a%20b.*.>");
     /// # Ok::<(), pubsub_core::Error>(())
     /// ```
-    pub fn from_parts(parts: impl IntoIterator<Item = Part>) -> Result<Self, PatternError> {
+    ///
+    /// Fails with the crate's [`Error`](crate::Error) (kind
+    /// [`Invalid`](crate::ErrorKind::Invalid), the [`PatternError`] as its source), as parsing a
+    /// pattern does.
+    pub fn from_parts(parts: impl IntoIterator<Item = Part>) -> crate::Result<Self> {
         let text: Vec<String> = parts
             .into_iter()
             .map(|part| match part {
@@ -130,7 +134,7 @@ impl Pattern {
                 Part::Rest => ">".to_string(),
             })
             .collect();
-        Pattern::new(&text.join("."))
+        Ok(Pattern::new(&text.join("."))?)
     }
 
     /// The pattern as a string.

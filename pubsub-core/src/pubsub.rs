@@ -42,7 +42,9 @@ pub trait PubSub: Send + Sync + fmt::Debug {
     /// Publishes one message. Resolves once the backend accepted it. Messages one task publishes
     /// to one topic reach every subscription in the order published. While the connection is
     /// down it waits up to the publish timeout, then fails with a temporary error: a message is
-    /// never dropped silently.
+    /// never dropped silently. Every publish spends one unit of the task's tokio cooperative
+    /// budget (`tokio::task::coop`), so a task publishing in a loop yields now and then and
+    /// lets the subscribers on its runtime read, even on a backend that never makes it wait.
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<()>>;
 
     /// Subscribes with the handle's default options. Resolves once the subscription is live at

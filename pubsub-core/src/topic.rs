@@ -65,6 +65,10 @@ impl Topic {
     /// than 255 bytes: every token is valid already. With [`Token::escape`] this builds topics
     /// from user input safely.
     ///
+    /// Fails with the crate's [`Error`](crate::Error) (kind
+    /// [`Invalid`](crate::ErrorKind::Invalid), the [`TopicError`] as its source), as parsing a
+    /// topic does.
+    ///
     /// ```
     /// use pubsub_core::{Token, Topic};
     /// let t = Topic::from_tokens([Token::new("room")?, Token::escape("a.b")])?;
@@ -74,7 +78,7 @@ impl Topic {
     /// ```
     pub fn from_tokens<T: AsRef<Token>>(
         tokens: impl IntoIterator<Item = T>,
-    ) -> Result<Self, TopicError> {
+    ) -> crate::Result<Self> {
         let mut text = String::new();
         for token in tokens {
             if !text.is_empty() {
@@ -83,19 +87,20 @@ impl Topic {
             text.push_str(token.as_ref().as_str());
         }
         if text.is_empty() {
-            return Err(TopicError::Empty);
+            return Err(TopicError::Empty.into());
         }
         if text.len() > MAX_LEN {
-            return Err(TopicError::TooLong { len: text.len() });
+            return Err(TopicError::TooLong { len: text.len() }.into());
         }
         Ok(Topic(Arc::from(text)))
     }
 
-    /// This topic followed by one more token.
-    pub fn child(&self, token: &Token) -> Result<Self, TopicError> {
+    /// This topic followed by one more token. Fails (as [`Topic::from_tokens`] does) when the
+    /// topic would be longer than 255 bytes.
+    pub fn child(&self, token: &Token) -> crate::Result<Self> {
         let len = self.0.len() + 1 + token.as_str().len();
         if len > MAX_LEN {
-            return Err(TopicError::TooLong { len });
+            return Err(TopicError::TooLong { len }.into());
         }
         Ok(Topic(Arc::from(format!("{}.{}", self.0, token))))
     }
@@ -148,6 +153,36 @@ impl TryFrom<String> for Topic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Error, ErrorKind};
+
+    /// Building a topic fails with the same error type as parsing one (and a pattern's
+    /// `from_parts` as parsing a pattern), so that both go in one `Result`.
+    #[test]
+    fn building_fails_as_parsing_does() {
+        let none: Vec<Token> = Vec::new();
+        let long = Token::escape(&"x".repeat(300));
+        let results: [crate::Result<Topic>; 4] = [
+            Topic::from_tokens(none),
+            Topic::from_tokens([long.clone()]),
+            Topic::new("a")
+                .map_err(Error::from)
+                .and_then(|t| t.child(&long)),
+            "".parse(),
+        ];
+        for result in results {
+            let error = result.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Invalid);
+            let source = std::error::Error::source(&error).expect("the topic error");
+            assert!(source.downcast_ref::<TopicError>().is_some(), "{error}");
+        }
+        let pattern: [crate::Result<crate::Pattern>; 2] = [
+            crate::Pattern::from_parts([crate::pattern::Part::Rest, crate::pattern::Part::One]),
+            "a.>.b".parse(),
+        ];
+        for result in pattern {
+            assert_eq!(result.unwrap_err().kind(), ErrorKind::Invalid);
+        }
+    }
 
     #[test]
     fn accepts_valid_topics() {

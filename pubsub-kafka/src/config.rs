@@ -11,6 +11,16 @@ use rdkafka::ClientConfig;
 /// the record's headers and topic must fit beside it).
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024 - 16 * 1024;
 
+/// Room the producer's `message.max.bytes` leaves beside the payload for the record's topic,
+/// headers and framing.
+pub(crate) const RECORD_ALLOWANCE: usize = 64 * 1024;
+
+/// The largest `max_payload` the adapter takes: librdkafka's `message.max.bytes` is at most
+/// 1 000 000 000, and the producer sets it to the payload limit plus 64 KiB for the record's
+/// topic and headers. A larger `max_payload` is lowered to this (the broker's own
+/// `message.max.bytes`, about 1 MiB by default, may refuse less).
+pub const MAX_PAYLOAD_CEILING: usize = 1_000_000_000 - RECORD_ALLOWANCE;
+
 /// The query parameters of a Kafka URL besides the [`CommonOptions`] ones.
 const QUERY_KEYS: &[&str] = &[
     "client_id",
@@ -224,9 +234,11 @@ impl KafkaConfig {
         Ok(())
     }
 
-    /// The largest payload: the configured one, or [`DEFAULT_MAX_PAYLOAD`].
+    /// The largest payload: the configured one, or [`DEFAULT_MAX_PAYLOAD`], at most
+    /// [`MAX_PAYLOAD_CEILING`].
     pub(crate) fn max_payload(&self) -> usize {
-        self.options.max_payload.unwrap_or(DEFAULT_MAX_PAYLOAD)
+        self.options
+            .payload_limit_within(DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CEILING)
     }
 
     /// The librdkafka configuration every client of the handle starts from.

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::config::millis;
+use crate::config::{millis, RECORD_ALLOWANCE};
 use crate::health::{Health, LinkContext};
 use crate::log_end::log_end;
 use crate::name::{decode_topic, encode_topic};
@@ -62,6 +62,9 @@ struct Shared {
     probe: Mutex<Option<Arc<Client>>>,
     admin: AdminClient<LinkContext>,
     assignment: tokio::sync::Mutex<Assignment>,
+    /// The last read of the cluster's topic list, shared by the wildcard subscribes that
+    /// follow it within [`TOPIC_LIST_REUSE`].
+    listed: Mutex<Listing>,
     /// Topics known to exist and the creations under way, so that each is created once.
     topics: Topics,
     /// The streams declared on the handle, each with its topic and reader.
@@ -72,6 +75,31 @@ struct Shared {
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
     poller: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How long a read of the cluster's topic list serves the wildcard subscribes that follow it
+/// (at most the discovery interval): many wildcard subscribes in a row read the list once
+/// every so often instead of once each. A topic created meanwhile is not missed: this handle
+/// forgets the list when it creates a topic, and discovery's next pass (which always reads)
+/// finds one made by another client, and assigns it from its beginning.
+const TOPIC_LIST_REUSE: Duration = Duration::from_millis(250);
+
+/// The last read of the cluster's topic list (when it began, and what it found), and when
+/// this handle last created topics.
+#[derive(Default)]
+struct Listing {
+    last: Option<(tokio::time::Instant, Arc<Vec<raw::TopicInfo>>)>,
+    created: Option<tokio::time::Instant>,
+}
+
+impl Listing {
+    /// The last read's topics if it began less than `reuse` ago and after this handle's last
+    /// creation of topics ended (a read under way meanwhile may not have seen them).
+    fn recent(&self, reuse: Duration) -> Option<Arc<Vec<raw::TopicInfo>>> {
+        let (at, topics) = self.last.as_ref()?;
+        let fresh = at.elapsed() < reuse && self.created.is_none_or(|created| *at > created);
+        fresh.then(|| topics.clone())
+    }
 }
 
 /// What the handle's consumer is assigned, and why.
@@ -121,6 +149,7 @@ impl KafkaDriver {
             probe: Mutex::new(None),
             admin,
             assignment: tokio::sync::Mutex::new(Assignment::default()),
+            listed: Mutex::new(Listing::default()),
             topics: Topics::default(),
             streams: Arc::default(),
             groups: crate::group::Groups::default(),
@@ -208,7 +237,7 @@ fn new_producer(
         .set("request.timeout.ms", timeout.min(30_000).to_string())
         .set(
             "message.max.bytes",
-            (config.max_payload() + 64 * 1024).to_string(),
+            (config.max_payload() + RECORD_ALLOWANCE).to_string(),
         );
     config
         .finish(c)
@@ -313,6 +342,8 @@ impl Shared {
                             Error::timeout(format!("creating topics: no answer within {timeout:?}"))
                         })?
                         .map_err(|e| kafka_error("creating topics", e))?;
+                // The next wildcard subscribe reads the list again, so that it sees these.
+                this.listed.lock().created = Some(tokio::time::Instant::now());
                 Ok(created
                     .into_iter()
                     .map(|result| match result {
@@ -424,6 +455,8 @@ impl Shared {
     /// Every topic in the cluster (blocking call off the runtime), remembered as known;
     /// returns the ones that were not known before too.
     async fn metadata(&self, state: &mut Assignment) -> Result<Vec<(raw::TopicInfo, bool)>> {
+        TOPIC_LIST_READS.fetch_add(1, Ordering::Relaxed);
+        let at = tokio::time::Instant::now();
         let consumer = self.consumer.clone();
         let timeout = self.config.options.command_timeout;
         let topics = blocking(move || {
@@ -437,15 +470,31 @@ impl Shared {
         .await?;
         let mut known = HashSet::with_capacity(topics.len());
         let out = topics
-            .into_iter()
+            .iter()
             .map(|t| {
                 let new = !state.known.contains(&t.name);
                 known.insert(t.name.clone());
-                (t, new)
+                (t.clone(), new)
             })
             .collect();
         state.known = known;
+        self.listed.lock().last = Some((at, Arc::new(topics)));
         Ok(out)
+    }
+
+    /// The cluster's topics for a wildcard subscribe: those of the last read if it began less
+    /// than [`TOPIC_LIST_REUSE`] (and the discovery interval) ago and this handle created no
+    /// topic since, else a new read ([`Shared::metadata`]).
+    async fn recent_metadata(&self, state: &mut Assignment) -> Result<Vec<(raw::TopicInfo, bool)>> {
+        let reuse = TOPIC_LIST_REUSE.min(self.config.discovery_interval);
+        let recent = self.listed.lock().recent(reuse);
+        match recent {
+            Some(topics) => Ok(topics
+                .iter()
+                .map(|t| (t.clone(), !state.known.contains(&t.name)))
+                .collect()),
+            None => self.metadata(state).await,
+        }
     }
 
     /// Looks for topics created since the last pass that a wildcard filter matches, and
@@ -493,6 +542,14 @@ impl Shared {
             Err(error) => tracing::warn!(%error, "could not replace the Kafka producer"),
         }
     }
+}
+
+/// How many times the handles of this process read the cluster's topic list.
+static TOPIC_LIST_READS: AtomicU64 = AtomicU64::new(0);
+
+/// See [`crate::topic_list_reads`].
+pub(crate) fn topic_list_reads() -> u64 {
+    TOPIC_LIST_READS.load(Ordering::Relaxed)
 }
 
 /// A topic to assign.
@@ -741,7 +798,7 @@ impl Driver for KafkaDriver {
         if !patterns.is_empty() {
             // Every topic that exists now and matches is assigned before subscribe resolves:
             // at its high watermark, unless it is new and a present pattern matches it too.
-            let topics = s.metadata(&mut state).await?;
+            let topics = s.recent_metadata(&mut state).await?;
             let present = matching(&state, topics.clone(), true);
             let probe = Assignment {
                 patterns: patterns.clone(),

@@ -32,7 +32,7 @@
 //! | publish | one record (key: the handle's id, so one publisher's messages to a topic stay in one partition and in order), resolving on its delivery report; the topic is created first, with [`KafkaConfig::partitions`] (default 1) |
 //! | a handle | one producer (idempotent, `acks=all`, `linger.ms` from [`KafkaConfig::linger`]) and one consumer with a unique `group.id`, manual assignment, no commits |
 //! | exact pattern | the topic is created if missing and its partitions are assigned at the end of their logs (read before `subscribe` resolves: the high watermark, checked against the records by a probe consumer, since a broker may misreport it) |
-//! | `*`, `>` | the handle's own discovery: every [`KafkaConfig::discovery_interval`] it reads the cluster's topics, decodes their names ([`decode_topic`]) and matches them with the core's matcher; a topic that existed when `subscribe` resolved starts at the end of its log, one created later at its beginning |
+//! | `*`, `>` | the handle's own discovery: every [`KafkaConfig::discovery_interval`] it reads the cluster's topics, decodes their names ([`decode_topic`]) and matches them with the core's matcher; a topic that existed when `subscribe` resolved starts at the end of its log, one created later at its beginning; a wildcard subscribe less than 250 ms (and one discovery interval) after a read of the topic list, with no topic created by the handle since, uses that read, so that many in a row read the list once, and a topic another client created in those 250 ms is found by the next pass (from its beginning) |
 //! | headers | record headers, in order |
 //! | delivery | one copy per handle however many filters match; the kit hands it to every matching subscription |
 //! | stream (`declare_stream`) | a topic of its own with one partition, holding every message published under the root (see [Streams](#streams)) |
@@ -195,7 +195,15 @@ pub mod fuzzing {
     }
 }
 
-pub use config::{KafkaConfig, DEFAULT_MAX_PAYLOAD};
+pub use config::{KafkaConfig, DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CEILING};
+
+/// How many times the Kafka handles of this process have read the cluster's topic list (the
+/// wildcard subscriptions' and discovery's metadata reads), for tests of how those reads are
+/// shared; not a stable API.
+#[doc(hidden)]
+pub fn topic_list_reads() -> u64 {
+    driver::topic_list_reads()
+}
 pub use driver::KafkaFilter;
 pub use name::{decode_topic, encode_topic, MAX_NAME};
 pub use rdkafka;

@@ -32,6 +32,32 @@ fn raw_producer() -> FutureProducer {
         .expect("raw producer")
 }
 
+/// A `max_payload` above what librdkafka takes (`message.max.bytes` is at most 10^9) connects,
+/// and the handle reports the adapter's ceiling; a small message still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_max_payload_is_lowered_to_the_client_limit() {
+    use pubsub_core::WithOptions;
+    let p = unique_prefix("huge");
+    let config = KafkaConfig::from_url(&kafka_url())
+        .expect("url")
+        .with_max_payload(4_000_000_000);
+    let ps: Arc<dyn PubSub> = Arc::new(
+        pubsub_kafka::connect(config)
+            .await
+            .expect("a huge max_payload connects"),
+    );
+    assert_eq!(ps.max_payload(), pubsub_kafka::MAX_PAYLOAD_CEILING);
+    assert_eq!(pubsub_kafka::MAX_PAYLOAD_CEILING + 64 * 1024, 1_000_000_000);
+    let t = format!("{p}.t");
+    let mut sub = subscribe(&ps, &t).await;
+    publish(&ps, &t, "small").await;
+    assert_eq!(
+        &next(&mut sub, "a small message").await.payload()[..],
+        b"small"
+    );
+    ps.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_records_with_binary_headers_are_delivered_without_them() {
     let p = unique_prefix("foreign");

@@ -20,6 +20,11 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 4 * 1024 * 1024;
 /// is larger than `max_payload + HEADER_ALLOWANCE` is refused before any I/O.
 pub const HEADER_ALLOWANCE: usize = 64 * 1024;
 
+/// The largest `max_payload` the adapter takes: Redis refuses a bulk string over
+/// `proto-max-bulk-len` (512 MiB by default), and the envelope needs [`HEADER_ALLOWANCE`]
+/// beside the payload. A larger `max_payload` is lowered to this.
+pub const MAX_PAYLOAD_CEILING: usize = 512 * 1024 * 1024 - HEADER_ALLOWANCE;
+
 /// Default capacity of fred's broadcast channel of received messages, per subscriber connection.
 pub const DEFAULT_BROADCAST_CAPACITY: usize = 16 * 1024;
 
@@ -294,9 +299,11 @@ impl RedisConfig {
         Ok(())
     }
 
-    /// The largest payload: the configured one, or [`DEFAULT_MAX_PAYLOAD`].
+    /// The largest payload: the configured one, or [`DEFAULT_MAX_PAYLOAD`], at most
+    /// [`MAX_PAYLOAD_CEILING`].
     pub(crate) fn max_payload(&self) -> usize {
-        self.options.max_payload.unwrap_or(DEFAULT_MAX_PAYLOAD)
+        self.options
+            .payload_limit_within(DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_CEILING)
     }
 
     /// fred's connection settings for one client of this handle; with TLS, the rustls

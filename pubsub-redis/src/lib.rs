@@ -175,7 +175,8 @@
 //! # Limits
 //!
 //! The payload limit (default [`DEFAULT_MAX_PAYLOAD`], 4 MiB; `max_payload` in the
-//! [`CommonOptions`](pubsub_core::CommonOptions)) is checked before any I/O; the driver also refuses an envelope larger than `max_payload +`
+//! [`CommonOptions`](pubsub_core::CommonOptions), lowered to [`MAX_PAYLOAD_CEILING`] when
+//! larger) is checked before any I/O; the driver also refuses an envelope larger than `max_payload +`
 //! [`HEADER_ALLOWANCE`]. fred's broadcast channel of received messages is sized by
 //! [`RedisConfig::broadcast_capacity`]; if the reader task still falls behind, the lost messages
 //! are counted in [`Stats::dropped`](pubsub_core::Stats::dropped), logged, and reported to every
@@ -221,7 +222,7 @@ pub mod fuzzing {
 
 pub use config::{
     RedisConfig, DEFAULT_BROADCAST_CAPACITY, DEFAULT_MAX_GLOBS, DEFAULT_MAX_PAYLOAD,
-    DEFAULT_PATTERN_DEPTH, HEADER_ALLOWANCE, MAX_PATTERN_DEPTH,
+    DEFAULT_PATTERN_DEPTH, HEADER_ALLOWANCE, MAX_PATTERN_DEPTH, MAX_PAYLOAD_CEILING,
 };
 use driver::RedisDriver;
 pub use fred;

@@ -305,6 +305,21 @@ async fn unsubscribe_removes_the_native_filters() {
     ps.close().await.unwrap();
 }
 
+/// A `max_payload` above what Redis takes connects, and the handle reports the adapter's
+/// ceiling (Redis's 512 MiB bulk strings, less the header allowance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_max_payload_is_lowered_to_the_broker_limit() {
+    let ps = handle(config().with_max_payload(4_000_000_000)).await;
+    assert_eq!(ps.max_payload(), pubsub_redis::MAX_PAYLOAD_CEILING);
+    assert_eq!(
+        pubsub_redis::MAX_PAYLOAD_CEILING + pubsub_redis::HEADER_ALLOWANCE,
+        512 * 1024 * 1024
+    );
+    let err = ps.publish(msg(&prefix("huge"), vec![0u8; 16])).await.err();
+    assert!(err.is_none(), "a small message still goes: {err:?}");
+    ps.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payload_limits_are_checked_before_any_io() {
     let p = prefix("limit");

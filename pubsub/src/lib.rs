@@ -50,6 +50,29 @@ pub use pubsub_core::{
 };
 pub use signal::shutdown_signal;
 
+/// The envelope: the small binary frame that carries a message's headers beside its payload on
+/// a broker without native headers (Redis, unless `raw_payloads`). A consumer outside this
+/// library tells a frame from a plain payload by its first four bytes, [`envelope::MAGIC`]
+/// (`F5 'P' 'S' 'E'`; `0xF5` never starts UTF-8 text), followed by [`envelope::VERSION`], and
+/// reads it with [`envelope::decode`] (headers and payload) or [`envelope::Frame::parse`] (in
+/// place, nothing copied); bytes without the magic are a plain payload. The layout is in the
+/// module's documentation.
+///
+/// ```
+/// use pubsub::{envelope, Headers};
+///
+/// let mut headers = Headers::new();
+/// headers.insert("trace", "abc")?;
+/// let frame = envelope::encode(&headers, &"hello".into());
+/// assert!(frame.starts_with(&envelope::MAGIC));
+/// let decoded = envelope::decode(frame)?;
+/// assert_eq!((decoded.headers.get("trace"), &decoded.payload[..]), (Some("abc"), &b"hello"[..]));
+/// // A payload without the magic is a plain payload.
+/// assert!(!b"plain".starts_with(&envelope::MAGIC));
+/// # Ok::<(), pubsub::Error>(())
+/// ```
+pub use pubsub_core::adapter::envelope;
+
 /// The Redis adapter (feature `redis`).
 #[cfg(feature = "redis")]
 pub use pubsub_redis as redis;

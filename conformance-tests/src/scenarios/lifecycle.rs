@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use pubsub_core::{ErrorKind, Message, PubSub, Subscription};
+use pubsub_core::{Delivery, ErrorKind, Message, PubSub, Subscription};
 
 use crate::kit::*;
 use crate::Harness;
@@ -365,4 +365,65 @@ pub async fn close_race(h: &Harness) {
     assert_eq!(got, sent, "exactly the acknowledged publishes arrive");
     expect_silence(&mut sub, "nothing that was not acknowledged").await;
     shut_down(&watcher).await;
+}
+
+/// A task publishing in a tight loop lets a subscriber on the same runtime keep up: 10 000
+/// messages published one by one (awaiting each) reach a subscription with the default buffer
+/// with no gap, on a multi-thread runtime (the suite's) and on a current-thread runtime of the
+/// case's own. A publish takes part in tokio's cooperative budget, so the reader it woke gets
+/// to run even when the broker never makes the publisher wait (the memory backend).
+pub async fn publish_loop(h: &Harness) {
+    let n = h.topic_volume(10_000);
+    feed_in_loop(h, n, "multi-thread runtime").await;
+    let h2 = h.clone();
+    let current = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
+        rt.block_on(feed_in_loop(&h2, n, "current-thread runtime"));
+    });
+    if let Err(e) = current.await {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// One run of [`publish_loop`] on the runtime it is called on: the publisher and the reader
+/// are tasks of that runtime.
+async fn feed_in_loop(h: &Harness, n: u32, runtime: &'static str) {
+    let p = unique_prefix("publish_loop");
+    let (ps, publisher) = (connect(h).await, connect(h).await);
+    let t = format!("{p}.t");
+    let mut sub = subscribe(&ps, &t).await;
+    let reader = tokio::spawn(async move {
+        let (mut got, mut gaps) = (0u32, Vec::new());
+        while got < n {
+            match tokio::time::timeout(idle(), sub.recv_delivery()).await {
+                Ok(Some(Delivery::Message(_))) => got += 1,
+                Ok(Some(other)) => gaps.push(other),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        (got, gaps)
+    });
+    let writer = publisher.clone();
+    let topic = t.clone();
+    let publishing = tokio::spawn(async move {
+        for i in 0..n {
+            publish(&writer, &topic, seq(0, i)).await;
+        }
+    });
+    if let Err(e) = publishing.await {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    let (got, gaps) = match reader.await {
+        Ok(x) => x,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    assert!(
+        got == n && gaps.is_empty(),
+        "[{runtime}] a subscriber beside a publish loop got {got} of {n} messages, gaps {gaps:?}"
+    );
+    shut_down(&ps).await;
+    shut_down(&publisher).await;
 }

@@ -23,7 +23,8 @@ pub use groups::{
 };
 pub use input::{foreign_publisher, invalid_input};
 pub use lifecycle::{
-    close, close_race, concurrency, dropped_handle_is_detached, slow_subscriber, unsubscribe,
+    close, close_race, concurrency, dropped_handle_is_detached, publish_loop, slow_subscriber,
+    unsubscribe,
 };
 pub use loss::{
     close_slow, drop_newest, escaped_topics, multi_pattern, outage_gap, overflow_gap, skip_own,

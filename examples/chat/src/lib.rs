@@ -106,11 +106,7 @@ pub fn history() -> pubsub::Result<StreamConfig> {
 /// assert_eq!(topic.as_str(), "chat.a%2E%2A%20b.msg");
 /// ```
 pub fn room_topic(room: &str) -> pubsub::Result<Topic> {
-    Ok(Topic::from_tokens([
-        Token::new("chat")?,
-        Token::escape(room),
-        Token::new("msg")?,
-    ])?)
+    Topic::from_tokens([Token::new("chat")?, Token::escape(room), Token::new("msg")?])
 }
 
 /// The room a topic of [`room_topic`] belongs to (`None` for any other topic).

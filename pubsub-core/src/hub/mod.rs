@@ -152,6 +152,16 @@ impl<F: Eq + std::hash::Hash + Clone + Send + Sync> OutageListener for OutageGap
     }
 }
 
+/// Every publish, whatever its outcome, spends one unit of the task's tokio budget
+/// (`tokio::task::coop`), and yields once the budget is spent. A driver whose publish never
+/// waits (the memory backend, a client with room in its buffer) would otherwise let a task
+/// publishing in a loop keep its thread: the readers it woke (on a multi-thread runtime, in the
+/// worker's slot no other worker takes) would not run until it stops, and their bounded queues
+/// would overflow. Outside a tokio runtime this never yields.
+async fn cooperate() {
+    tokio::task::coop::consume_budget().await;
+}
+
 /// Counts a publish as under way while it lives.
 struct Inflight<'a, D: Driver>(&'a HubInner<D>);
 
@@ -335,9 +345,12 @@ impl<D: Driver> Core for HubInner<D> {
 
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.publish_inner(message)
+            let result = self
+                .publish_inner(message)
                 .await
-                .map_err(|e| self.fail(e, Operation::Publish))
+                .map_err(|e| self.fail(e, Operation::Publish));
+            cooperate().await;
+            result
         })
     }
 
@@ -674,7 +687,10 @@ impl Hub {
     /// See [`PubSub::publish`].
     pub async fn publish(&self, message: Message) -> Result<()> {
         match self.inner.publish_now(message) {
-            Ok(result) => result,
+            Ok(result) => {
+                cooperate().await;
+                result
+            }
             Err(message) => self.inner.publish(message).await,
         }
     }
@@ -748,7 +764,10 @@ impl PubSub for Hub {
 
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<()>> {
         match self.inner.publish_now(message) {
-            Ok(result) => Box::pin(std::future::ready(result)),
+            Ok(result) => Box::pin(async move {
+                cooperate().await;
+                result
+            }),
             Err(message) => self.inner.publish(message),
         }
     }
