@@ -10,6 +10,7 @@
 //! - [`private_broker::PrivateBroker`]: a Redis, NATS or RabbitMQ of a test's own that it can
 //!   restart (keeping what the broker persists);
 //! - [`proxy::TcpProxy`]: a TCP fault proxy that can cut, restore, freeze and thaw connections;
+//! - [`scratch`]: a free loopback port and a fresh directory, for a test's own servers;
 //! - [`switchboard::Switchboard`]: routes Kafka connections by client id;
 //! - [`process`]: a binary of the workspace run as a child process for a two-process test;
 //! - [`throughput`]: the adapter's side of a throughput bench row;
@@ -28,6 +29,7 @@ pub mod private_broker;
 pub mod process;
 pub mod proxy;
 pub mod scale;
+pub mod scratch;
 pub mod stream_bench;
 pub mod switchboard;
 pub mod throughput;

@@ -9,12 +9,13 @@
 //! | NATS | JetStream streams and consumers, in a file store |
 //! | RabbitMQ | durable queues, stream queues and their messages (the app is stopped and started in its running node) |
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::scratch::{free_port, fresh_dir};
 
 /// Which broker a [`PrivateBroker`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +47,7 @@ impl PrivateBroker {
     /// Starts `kind` on a free port and waits until it accepts connections.
     pub async fn start(kind: BrokerKind) -> std::io::Result<PrivateBroker> {
         let port = free_port()?;
-        let dir = fresh_dir(kind)?;
+        let dir = fresh_dir(&format!("private-{kind:?}"))?;
         let broker = PrivateBroker {
             kind,
             port,
@@ -234,22 +235,4 @@ impl Drop for PrivateBroker {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// A fresh, empty directory under the system's temporary directory.
-fn fresh_dir(kind: BrokerKind) -> std::io::Result<PathBuf> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "pubsub-private-{kind:?}-{}-{n}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

@@ -1,32 +1,23 @@
 //! Private `redis-server` and `nats-server` instances on free loopback ports, and the test
 //! certificates: each lives in a directory of its own and is gone when dropped.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use pubsub_test_support::scratch;
 
 /// How long a server may take to accept connections.
 const START_WAIT: Duration = Duration::from_secs(15);
 
 /// A fresh directory under the system's temporary directory.
 fn fresh_dir(kind: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir =
-        std::env::temp_dir().join(format!("pubsub-security-{kind}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("creating a test directory");
-    dir
+    scratch::fresh_dir(&format!("security-{kind}")).expect("creating a test directory")
 }
 
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    scratch::free_port().expect("no free loopback port")
 }
 
 /// The certificates `scripts/tls.sh` generates, in a directory of their own.
