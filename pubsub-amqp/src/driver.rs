@@ -641,7 +641,8 @@ impl Shared {
         let stream = self.stream_of(config)?;
         let session = self.session()?;
         let reader = session.reader.read().clone();
-        let read = stream::read(&stream, &reader, &session.connection, from, limit).await;
+        let bound = self.config.options.command_timeout;
+        let read = stream::read(&stream, &reader, &session.connection, from, limit, bound).await;
         if read.is_err() && !reader.status().connected() {
             self.recover(&session, Spare::Reader, reader.id()).await;
         }
@@ -653,7 +654,7 @@ impl Shared {
         let stream = self.stream_of(config)?;
         let session = self.session()?;
         let reader = session.reader.read().clone();
-        let end = stream::end_now(&stream, &reader).await;
+        let end = stream::end_now(&stream, &reader, self.config.options.command_timeout).await;
         if end.is_err() && !reader.status().connected() {
             self.recover(&session, Spare::Reader, reader.id()).await;
         }

@@ -38,6 +38,10 @@ const ACK_EVERY: usize = 128;
 /// for.
 const MISPLACED_ATTEMPTS: u32 = 4;
 
+/// How long closing a read's channel may take (a channel of a connection that died under it
+/// may never hear back).
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 /// Where a read starts, and what it expects.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Plan {
@@ -105,8 +109,12 @@ pub(crate) fn plan(from: ReadFrom, end: u64, limit: usize) -> Plan {
 }
 
 /// The end of `stream`'s log (a position offset, 0 when empty): known while the live
-/// consumer runs, else probed (one probe at a time per stream).
-pub(crate) async fn end_of(stream: &Stream, reader: &Channel) -> lapin::Result<u64> {
+/// consumer runs, else probed (one probe at a time per stream, given up after `bound`).
+pub(crate) async fn end_of(
+    stream: &Stream,
+    reader: &Channel,
+    bound: Duration,
+) -> lapin::Result<u64> {
     if let (_, Some(end)) = stream.known() {
         return Ok(end);
     }
@@ -118,16 +126,55 @@ pub(crate) async fn end_of(stream: &Stream, reader: &Channel) -> lapin::Result<u
     // Once the live consumer has seen the log's end, that end will do: all that comes after
     // it is the live consumer's.
     let live = || matches!(stream.known(), (g, Some(_)) if g == generation);
-    let end = probe(reader, &stream.queue, live).await?;
+    let end = within(bound, reader, probe(reader, &stream.queue, live)).await?;
     stream.learned(generation, end);
     Ok(stream.known().1.unwrap_or(end))
 }
 
 /// The end of `stream`'s log at the broker now (a position offset, 0 when empty), always
-/// probed: not what the live consumer saw last, which may lag behind under load.
-pub(crate) async fn end_now(stream: &Stream, reader: &Channel) -> lapin::Result<u64> {
+/// probed: not what the live consumer saw last, which may lag behind under load. Given up
+/// after `bound`.
+pub(crate) async fn end_now(
+    stream: &Stream,
+    reader: &Channel,
+    bound: Duration,
+) -> lapin::Result<u64> {
     let _one = stream.probing.lock().await;
-    probe(reader, &stream.queue, || false).await
+    within(bound, reader, probe(reader, &stream.queue, || false)).await
+}
+
+/// `probe` (on `reader`) given up when `reader` closes or after `bound`: a probe runs under
+/// the stream's probing lock, and one that never hears back (lapin may leave a request
+/// unanswered when the connection dies under it) would hold every later probe up.
+async fn within(
+    bound: Duration,
+    reader: &Channel,
+    probe: impl std::future::Future<Output = lapin::Result<u64>>,
+) -> lapin::Result<u64> {
+    let probe = tokio::time::timeout(bound, probe);
+    tokio::select! {
+        probed = probe => match probed {
+            Ok(end) => end,
+            Err(_) => {
+                tracing::warn!(?bound, "probing the end of a stream's log got no answer; given up");
+                Err(io_error(std::io::ErrorKind::TimedOut, "probing the end of a stream's log got no answer"))
+            }
+        },
+        () = closed(|| reader.status().connected()) => Err(io_error(
+            std::io::ErrorKind::ConnectionAborted,
+            "the reader channel closed under a probe of a stream's log",
+        )),
+    }
+}
+
+/// How often a read or a probe checks that its connection still stands.
+const LIVENESS_CHECK: Duration = Duration::from_millis(50);
+
+/// Returns once `open` says no more (checked every [`LIVENESS_CHECK`]).
+async fn closed(open: impl Fn() -> bool) {
+    while open() {
+        tokio::time::sleep(LIVENESS_CHECK).await;
+    }
 }
 
 /// The end of the log at `queue` (a position offset, 0 when empty): the last offset of the
@@ -261,8 +308,10 @@ async fn open(connection: &Connection) -> lapin::Result<Channel> {
 /// Closes a read's channel, which cancels its consumer (a failure is only logged: the channel
 /// is gone already).
 async fn release(channel: Channel) {
-    if let Err(error) = channel.close(200, "OK".into()).await {
-        tracing::debug!(%error, "closing a stream read's channel failed");
+    match tokio::time::timeout(RELEASE_WAIT, channel.close(200, "OK".into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "closing a stream read's channel failed"),
+        Err(_) => tracing::debug!("closing a stream read's channel got no answer"),
     }
 }
 
@@ -278,10 +327,14 @@ async fn cancel(reader: &Channel, mut consumer: Consumer) -> lapin::Result<()> {
 }
 
 fn ended() -> lapin::Error {
-    lapin::Error::from(std::io::Error::new(
+    io_error(
         std::io::ErrorKind::ConnectionAborted,
         "the stream consumer ended",
-    ))
+    )
+}
+
+fn io_error(kind: std::io::ErrorKind, what: &'static str) -> lapin::Error {
+    lapin::Error::from(std::io::Error::new(kind, what))
 }
 
 /// Reads at most `limit` entries of `stream`'s log from `from` on the reader channel.
@@ -289,14 +342,19 @@ fn ended() -> lapin::Error {
 /// Reads of the same start and limit under way at once share one consumer (a thousand
 /// subscriptions resuming after an outage from the same position cost one read): a read
 /// that joins raises the end the shared one reads to.
+///
+/// A read is given up after `bound` (a request whose connection died under it may never be
+/// answered): it then leaves the reads under way, so that the next one starts afresh instead
+/// of joining it.
 pub(crate) async fn read(
     stream: &Arc<Stream>,
     reader: &Channel,
     connection: &Arc<Connection>,
     from: ReadFrom,
     limit: usize,
+    bound: Duration,
 ) -> Result<LogRead> {
-    let end = end_of(stream, reader)
+    let end = end_of(stream, reader, bound)
         .await
         .map_err(|e| crate::driver::lapin_error("finding the end of a stream's log", e))?;
     let plan = plan(from, end, limit);
@@ -317,14 +375,29 @@ pub(crate) async fn read(
             }
             None => {
                 let target = Arc::new(AtomicU64::new(end));
-                let task = tokio::spawn(read_log(
-                    stream.clone(),
-                    reader.clone(),
+                let read = bounded_read(
+                    bound,
                     connection.clone(),
-                    plan,
-                    limit,
-                    target.clone(),
-                ));
+                    read_log(
+                        stream.clone(),
+                        reader.clone(),
+                        connection.clone(),
+                        plan,
+                        limit,
+                        target.clone(),
+                    ),
+                );
+                let (landed, target_of) = (stream.clone(), target.clone());
+                let task = tokio::spawn(async move {
+                    let read = read.await;
+                    // However the read ended (given up before it began, too), it is no longer
+                    // under way: the next read starts afresh instead of getting this answer.
+                    landed
+                        .flights
+                        .lock()
+                        .retain(|f| !Arc::ptr_eq(&f.target, &target_of));
+                    read
+                });
                 let result = async move {
                     task.await.unwrap_or_else(|_| {
                         Err(Error::new(ErrorKind::Backend, "a stream read was stopped"))
@@ -343,6 +416,33 @@ pub(crate) async fn read(
         }
     };
     shared.await
+}
+
+/// `read` (on `connection`) given up when `connection` closes or after `bound` (dropping it
+/// takes it out of the reads under way): lapin may leave a request unanswered when the
+/// connection dies under it.
+async fn bounded_read(
+    bound: Duration,
+    connection: Arc<Connection>,
+    read: impl std::future::Future<Output = Result<LogRead>>,
+) -> Result<LogRead> {
+    let read = tokio::time::timeout(bound, read);
+    tokio::select! {
+        read = read => match read {
+            Ok(read) => read,
+            Err(_) => {
+                tracing::warn!(?bound, "a read of a stream's log got no answer; given up");
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("a read of a stream's log got no answer within {bound:?}"),
+                ))
+            }
+        },
+        () = closed(|| connection.status().connected()) => Err(Error::new(
+            ErrorKind::Connection,
+            "the connection closed under a read of a stream's log",
+        )),
+    }
 }
 
 /// A read under way, which others may join.
