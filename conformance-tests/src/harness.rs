@@ -347,7 +347,16 @@ impl std::fmt::Debug for Harness {
 }
 
 /// Runs one case, or prints why the backend skips it.
+///
+/// With `RUST_LOG` set, the case's logs are printed with its output (shown when it fails):
+/// `RUST_LOG=pubsub_core=debug,pubsub_amqp=debug` shows how a case on RabbitMQ recovers.
 pub async fn run_case(harness: &Harness, case: &str, scenario: impl Future<Output = ()>) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     match harness.skip_reason(case) {
         Some(why) => println!("conformance[{}] {case}: SKIPPED ({why})", harness.name),
         None => scenario.await,

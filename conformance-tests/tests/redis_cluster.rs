@@ -37,11 +37,6 @@ async fn connect(url: String, faulted: bool) -> Result<Arc<dyn PubSub>> {
 mod support;
 
 fn redis_cluster_harness() -> Harness {
-    // `RUST_LOG=pubsub_core=debug,pubsub_redis=debug,fred=debug` shows how a case recovers.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     Harness::new(
         "redis-cluster",
         || connect(cluster_url(), false),
