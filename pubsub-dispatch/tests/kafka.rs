@@ -7,3 +7,10 @@ fn backend() -> common::Backend {
 }
 
 dispatch_suite!(backend);
+
+/// Routes in a group (a Kafka consumer group; a stream is one partition, so one member at a
+/// time takes the work).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_handlers() {
+    common::group_handlers(&backend(), common::Sharing::OneMemberAtATime).await;
+}

@@ -10,7 +10,7 @@ dispatch_suite!(Backend::memory);
 /// has groups.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_handlers() {
-    common::group_handlers(&Backend::memory()).await;
+    common::group_handlers(&Backend::memory(), common::Sharing::AcrossMembers).await;
 }
 
 use std::sync::atomic::{AtomicU32, Ordering};

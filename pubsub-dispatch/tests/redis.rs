@@ -11,5 +11,5 @@ dispatch_suite!(backend);
 /// Routes in a group (a Redis Streams consumer group).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_handlers() {
-    common::group_handlers(&backend()).await;
+    common::group_handlers(&backend(), common::Sharing::AcrossMembers).await;
 }
