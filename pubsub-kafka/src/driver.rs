@@ -23,7 +23,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{millis, RECORD_ALLOWANCE};
-use crate::health::{Health, LinkContext};
+use crate::health::{beat, Health, LinkContext};
 use crate::log_end::log_end;
 use crate::name::{decode_topic, encode_topic};
 use crate::stream_log::{Client, StreamTopic, Streams};
@@ -199,6 +199,11 @@ impl KafkaDriver {
             shared.config.options.backoff.clone(),
             shared.config.options.command_timeout,
         ));
+        let heartbeat = shared.config.options.heartbeat;
+        if !heartbeat.is_zero() {
+            cx.tasks
+                .spawn(beat(health.clone(), shared.consumer.clone(), heartbeat));
+        }
         cx.tasks.spawn(shared.clone().discover(cx.tasks.clone()));
         Ok(KafkaDriver { shared })
     }

@@ -1,9 +1,10 @@
 //! The connection state of a handle's Kafka clients, for the kit's supervisor.
 //!
 //! librdkafka reconnects by itself and keeps the consumer's assignment, so the adapter only
-//! watches: every client reports "all brokers down" through its context, which takes the
-//! link down; a task then probes the cluster (with the handle's backoff) until it answers,
-//! and reports the link up again (no filter needs restoring).
+//! watches: every client reports "all brokers down" through its context, and a heartbeat
+//! probe that gets no answer within two heartbeats ([`beat`]) means the same; either takes
+//! the link down. A task then probes the cluster (with the handle's backoff) until it
+//! answers, and reports the link up again (no filter needs restoring).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,7 +41,7 @@ impl Health {
 
     fn lost(&self) {
         if !self.down.swap(true, Ordering::SeqCst) {
-            tracing::warn!("lost every Kafka broker connection; librdkafka reconnects");
+            tracing::warn!("lost the Kafka cluster; librdkafka reconnects");
             self.link.down();
             self.wake.notify_one();
         }
@@ -68,6 +69,38 @@ impl Health {
                     self.up();
                 }
             }
+        }
+    }
+}
+
+/// Probes the cluster every `heartbeat` while the link is up; a probe unanswered within two
+/// heartbeats takes the link down, so that a silent (half-open) connection is noticed within
+/// three heartbeats. librdkafka alone notices one only when a request times out
+/// (`socket.timeout.ms`) and then the reconnect's setup times out as well, which is silent
+/// to the application until every broker is down: 19 s with the default heartbeat.
+pub(crate) async fn beat(
+    health: Arc<Health>,
+    consumer: Arc<BaseConsumer<LinkContext>>,
+    heartbeat: Duration,
+) {
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if health.down.load(Ordering::SeqCst) {
+            continue;
+        }
+        let client = consumer.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            crate::raw::probe(client.client().native_ptr(), heartbeat * 2)
+        })
+        .await;
+        if matches!(probe, Ok(false)) && !health.down.load(Ordering::SeqCst) {
+            tracing::warn!(
+                ?heartbeat,
+                "the Kafka cluster did not answer a heartbeat probe"
+            );
+            health.lost();
         }
     }
 }
