@@ -198,7 +198,16 @@ pub struct Harness {
     /// Starts a broker of the case's own and connects a handle to it, for the cases that
     /// restart the broker ([`Harness::with_restart`]).
     pub restartable: Option<StartRestartable>,
+    /// How soon a silent (half-open) connection must be taken as dead in the `half_open`
+    /// case, where the cuttable handle's heartbeat is
+    /// [`fast_heartbeat`](crate::kit::fast_heartbeat): three heartbeats, as documented, plus
+    /// room for a loaded machine, unless the backend says otherwise
+    /// ([`Harness::noticing_silence_within`]).
+    pub silence_noticed_within: Duration,
 }
+
+/// What the `half_open` case allows beyond three heartbeats for a loaded machine.
+const SILENCE_SLACK: Duration = Duration::from_secs(2);
 
 /// Destroys the history of the stream whose root is given (its text), at the broker.
 pub type LoseHistory = Arc<dyn Fn(String) -> BoxFuture<'static, Result<()>> + Send + Sync>;
@@ -221,6 +230,7 @@ impl Harness {
             lose_history: None,
             connect_to: None,
             restartable: None,
+            silence_noticed_within: crate::kit::fast_heartbeat() * 3 + SILENCE_SLACK,
         }
     }
 
@@ -303,6 +313,14 @@ impl Harness {
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
         self.lose_history = Some(Arc::new(move |root| Box::pin(lose(root))));
+        self
+    }
+
+    /// Lets the `half_open` case wait up to `bound` for a silent connection to be taken as
+    /// dead (for a backend whose liveness check cannot be as short as the heartbeat, such as
+    /// MQTT's keep-alive).
+    pub fn noticing_silence_within(mut self, bound: Duration) -> Self {
+        self.silence_noticed_within = bound;
         self
     }
 

@@ -6,7 +6,9 @@
 //! they cut or freeze; that handle dials only the proxy, so every reconnect goes through it too.
 
 use conformance_tests::broker::{mqtt_addr, mqtt_url};
-use conformance_tests::kit::{fast_backoff, FaultedDeadlines};
+use std::time::Duration;
+
+use conformance_tests::kit::{fast_backoff, fast_heartbeat, FaultedDeadlines};
 use conformance_tests::{Capability, Harness};
 use pubsub_core::WithOptions;
 use pubsub_mqtt::MqttConfig;
@@ -25,6 +27,9 @@ fn mqtt_harness() -> Harness {
         pubsub_mqtt::connect(config).await
     })
     .with_foreign(support::mqtt(mqtt_addr()))
+    // The keep-alive is at least 5 s (rumqttc), and a broker silent for it plus two
+    // heartbeats is taken as dead.
+    .noticing_silence_within(Duration::from_secs(5) + fast_heartbeat() * 2 + Duration::from_secs(2))
     .lacking(
         Capability::Streams,
         "MQTT keeps no history (one retained message per topic at most)",

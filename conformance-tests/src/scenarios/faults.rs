@@ -279,8 +279,9 @@ pub async fn outage_operations(h: &Harness) {
 }
 
 /// The link goes silent without closing (a half-open connection: the peer is gone but no
-/// reset arrives): the handle notices within a few heartbeats (the harness sets a short
-/// heartbeat on the handle it can cut), reports the outage, reconnects once the network lets
+/// reset arrives): the handle notices within three heartbeats, as documented (the harness sets
+/// a short heartbeat on the handle it can cut; see [`Harness::silence_noticed_within`]),
+/// reports the outage, reconnects once the network lets
 /// it, and the subscription then gets an outage gap and everything published afterwards.
 pub async fn half_open(h: &Harness) {
     let p = unique_prefix("half_open");
@@ -300,6 +301,12 @@ pub async fn half_open(h: &Harness) {
     )
     .await;
     let noticed = frozen_at.elapsed();
+    assert!(
+        noticed <= h.silence_noticed_within,
+        "[{}] a silent connection was taken as dead after {noticed:?}, not within {:?}",
+        h.name,
+        h.silence_noticed_within
+    );
     link.thaw().await;
     state_becomes(
         &mut state,
