@@ -37,7 +37,10 @@
 //! notification an entry in the server's one queue that every listening session scans), and
 //! the server looks a notification's channel up in a list of the session's channels (linear in
 //! the channels it listens to). One channel costs one entry per publish and one `LISTEN` for
-//! any number of subscriptions. Applications that must not see each other's traffic use
+//! any number of subscriptions (`benches/channel_mapping.rs`: at 1 and 100 subscriptions both
+//! mappings deliver some 30 000–40 000 messages a second; at 10 000, one channel still does
+//! 38 000, a channel per prefix 21 000 after 0.12 s of `LISTEN`s). The price: every handle on a
+//! channel receives all of its traffic. Applications that must not see each other's traffic use
 //! channels (or databases) of their own.
 //!
 //! **Other programs**: `SELECT pg_notify('pubsub', 'orders.created ' || row_to_json(NEW)::text)`
@@ -83,8 +86,8 @@ mod frame;
 
 use std::sync::Arc;
 
-use pubsub_core::adapter::{launch, Context, Watchdog};
-use pubsub_core::{Hub, Result};
+use pubsub_core::adapter::{launch, Context, TopicMemo, Watchdog};
+use pubsub_core::{Hub, Message, Result};
 
 pub use config::{PostgresConfig, DEFAULT_CHANNEL, DEFAULT_PORT};
 pub use frame::{MAX_CHANNEL, MAX_NOTIFY, MAX_PAYLOAD};
@@ -112,6 +115,31 @@ pub async fn connect(config: PostgresConfig) -> Result<Hub> {
         Ok(PgDriver { shared })
     })
     .await
+}
+
+/// The notification text a handle sends for `message` on a UTF-8 database: `<topic> <body>`
+/// (see "Translation"); `PayloadTooLarge` when longer than [`MAX_NOTIFY`] bytes.
+///
+/// ```
+/// let message = pubsub_core::Message::new("orders.created".parse()?, "{\"id\": 1}");
+/// assert_eq!(pubsub_postgres::encode_notification(&message)?, "orders.created {\"id\": 1}");
+/// # Ok::<(), pubsub_core::Error>(())
+/// ```
+pub fn encode_notification(message: &Message) -> Result<String> {
+    frame::encode(message, true)
+}
+
+/// The message a handle reads from a notification's `text` on `channel`: ours, or a foreign
+/// one (the whole text on the topic `channel` names; `None` when it names none).
+///
+/// ```
+/// let got = pubsub_postgres::decode_notification("plain words", "pubsub").unwrap();
+/// assert_eq!((got.topic().as_str(), got.payload().as_ref()), ("plain", &b"words"[..]));
+/// let got = pubsub_postgres::decode_notification("hello", "pubsub").unwrap();
+/// assert_eq!((got.topic().as_str(), got.payload().as_ref()), ("pubsub", &b"hello"[..]));
+/// ```
+pub fn decode_notification(text: &str, channel: &str) -> Option<Message> {
+    frame::decode(text, channel, &mut TopicMemo::default())
 }
 
 #[cfg(test)]
