@@ -210,29 +210,46 @@ impl fmt::Debug for PgDriver {
 pub(crate) async fn run(
     shared: Arc<Shared>,
     config: tokio_postgres::Config,
-    mut connection: Connection,
+    connection: Connection,
     inbound: Inbound<String>,
     link: LinkReporter,
 ) {
     let options = shared.options.clone();
+    let mut session = Goodbye(Some(connection));
     loop {
-        drive(&shared, &mut connection, &inbound).await;
+        if let Some(connection) = session.0.as_mut() {
+            drive(&shared, connection, &inbound).await;
+        }
         shared.live.write().take();
-        drop(connection);
+        session.0 = None;
         link.down();
         tracing::warn!("lost the PostgreSQL connection; reconnecting");
         let mut delays = options.backoff.delays();
-        connection = loop {
+        session.0 = loop {
             tokio::time::sleep(delays.next().unwrap_or(options.backoff.max)).await;
             match open(&config, &options).await {
                 Ok((live, connection, utf8)) => {
                     shared.set_live(live, utf8);
-                    break connection;
+                    break Some(connection);
                 }
                 Err(error) => tracing::debug!(%error, "PostgreSQL reconnect attempt failed"),
             }
         };
         link.reconnected();
+    }
+}
+
+/// The live connection of the connection task. When the handle stops (the task is dropped),
+/// it is driven on until the client is gone (`close`, or the handle dropped), so that it ends
+/// the session with a `Terminate` rather than a reset the server logs.
+struct Goodbye(Option<Connection>);
+
+impl Drop for Goodbye {
+    fn drop(&mut self) {
+        let runtime = tokio::runtime::Handle::try_current();
+        if let (Some(connection), Ok(runtime)) = (self.0.take(), runtime) {
+            runtime.spawn(tokio::time::timeout(Duration::from_secs(5), connection));
+        }
     }
 }
 
