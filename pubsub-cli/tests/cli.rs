@@ -62,6 +62,11 @@ async fn bench_on_mqtt() {
     assert_eq!(bench(&broker::mqtt_url()).await["backend"], "mqtt");
 }
 
+#[tokio::test]
+async fn bench_on_postgres() {
+    assert_eq!(bench(&broker::postgres_url()).await["backend"], "postgres");
+}
+
 /// `pubsub sub` prints one JSON line per message that `pubsub pub` sends, headers included.
 #[tokio::test]
 async fn pub_reaches_sub() {

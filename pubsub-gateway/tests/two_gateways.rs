@@ -119,6 +119,11 @@ async fn two_gateways_on_mqtt() {
     two_gateways_talk(&broker::mqtt_url()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_postgres() {
+    two_gateways_talk(&broker::postgres_url()).await;
+}
+
 /// Gateway A reaches the broker at `upstream` through a proxy that is cut and restored: its
 /// WebSocket and SSE subscribers get an outage gap frame, `/healthz` fails while cut, and
 /// messages flow again after.

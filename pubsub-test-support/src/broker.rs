@@ -3,8 +3,9 @@
 //! `PUBSUB_REDIS_URL` (default `redis://127.0.0.1:6379`), `PUBSUB_NATS_URL` (default
 //! `nats://127.0.0.1:4222`), `PUBSUB_AMQP_URL` (default
 //! `amqp://guest:guest@127.0.0.1:5672/%2f`), `PUBSUB_KAFKA_URL` (default
-//! `kafka://127.0.0.1:9092`) and `PUBSUB_MQTT_URL` (default `mqtt://127.0.0.1:1883`) name the
-//! brokers every test, conformance suite and benchmark uses.
+//! `kafka://127.0.0.1:9092`), `PUBSUB_MQTT_URL` (default `mqtt://127.0.0.1:1883`) and
+//! `PUBSUB_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`) name the brokers
+//! every test, conformance suite and benchmark uses.
 
 use std::process::Command;
 use std::time::Duration;
@@ -33,6 +34,18 @@ pub fn kafka_url() -> String {
 /// `PUBSUB_MQTT_URL`, or the local default (Mosquitto, started by `scripts/brokers.sh mqtt`).
 pub fn mqtt_url() -> String {
     std::env::var("PUBSUB_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".to_string())
+}
+
+/// `PUBSUB_POSTGRES_URL`, or the local default (PostgreSQL 15, trust authentication, database
+/// `test`; started by `scripts/brokers.sh postgres`).
+pub fn postgres_url() -> String {
+    std::env::var("PUBSUB_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// `host:port` of [`postgres_url`].
+pub fn postgres_addr() -> String {
+    host_port(&postgres_url(), 5432)
 }
 
 /// `host:port` of [`mqtt_url`].
@@ -221,6 +234,10 @@ mod tests {
         assert_eq!(host_port("redis://u:p@h:7/2", 1), "h:7");
         assert_eq!(host_port("nats://tok@h", 4222), "h:4222");
         assert_eq!(host_port("localhost", 5), "localhost:5");
+        assert_eq!(
+            host_port("postgres://postgres@127.0.0.1/test", 5432),
+            "127.0.0.1:5432"
+        );
         assert_eq!(
             host_port("amqp://g:g@127.0.0.1:5672/%2f", 1),
             "127.0.0.1:5672"

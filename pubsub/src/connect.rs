@@ -20,6 +20,8 @@ pub enum Scheme {
     Kafka,
     /// `mqtt://`, `mqtts://`
     Mqtt,
+    /// `postgres://`, `postgresql://`
+    Postgres,
 }
 
 impl Scheme {
@@ -42,12 +44,14 @@ impl Scheme {
             "amqp" | "amqps" => Scheme::Amqp,
             "kafka" | "kafkas" => Scheme::Kafka,
             "mqtt" | "mqtts" => Scheme::Mqtt,
+            "postgres" | "postgresql" => Scheme::Postgres,
             // Nothing of the URL is printed: when its `://` comes late (`u:pass@h?x=nats://`),
             // what reads as the scheme holds the password.
             _ => {
                 return Err(Error::invalid_config(
                     "unknown pub/sub URL scheme; expected memory://, redis://, rediss://, \
-                     nats://, tls://, amqp://, amqps://, kafka://, mqtt:// or mqtts://",
+                     nats://, tls://, amqp://, amqps://, kafka://, mqtt://, mqtts://, postgres:// or \
+                     postgresql://",
                 ));
             }
         })
@@ -62,6 +66,7 @@ impl Scheme {
             Scheme::Amqp => Some("amqp"),
             Scheme::Kafka => Some("kafka"),
             Scheme::Mqtt => Some("mqtt"),
+            Scheme::Postgres => Some("postgres"),
         }
     }
 }
@@ -119,6 +124,14 @@ pub async fn connect(url: &str) -> Result<Hub> {
             pubsub_mqtt::connect(config)
                 .await
                 .map_err(|e| at_endpoint(e, url, &["mqtt", "mqtts"], config_port(url)))
+        }
+        #[cfg(feature = "postgres")]
+        Scheme::Postgres => {
+            let config = pubsub_postgres::PostgresConfig::from_url(url)?;
+            pubsub_postgres::connect(config).await.map_err(|e| {
+                let schemes = ["postgres", "postgresql"];
+                at_endpoint(e, url, &schemes, pubsub_postgres::DEFAULT_PORT)
+            })
         }
         #[allow(unreachable_patterns)]
         other => Err(disabled(url, other)),
@@ -267,6 +280,11 @@ mod tests {
                 ),
                 ("kafka://localhost:9092", "kafka", cfg!(feature = "kafka")),
                 ("mqtts://u:secret@localhost", "mqtt", cfg!(feature = "mqtt")),
+                (
+                    "postgresql://u:secret@localhost/db",
+                    "postgres",
+                    cfg!(feature = "postgres"),
+                ),
             ];
             for &(url, feature, enabled) in cases {
                 if enabled {

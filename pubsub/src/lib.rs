@@ -13,10 +13,12 @@
 //! | `amqp://`, `amqps://` | RabbitMQ, AMQP 0-9-1 (lapin) | `amqp` |
 //! | `kafka://host:port[,host:port]`, `kafkas://` | Kafka (rdkafka) | `kafka` |
 //! | `mqtt://`, `mqtts://` | MQTT 5, e.g. Mosquitto (rumqttc) | `mqtt` |
+//! | `postgres://`, `postgresql://` | PostgreSQL `LISTEN`/`NOTIFY` (tokio-postgres) | `postgres` |
 //!
 //! Credentials go in the URL (`redis://user:password@…`, `nats://token@…`); a lone `x@` is
-//! read as a secret on every backend, never as a user name: the password on Redis, the token
-//! on NATS, refused on AMQP and MQTT (which have no login by a secret alone). Wrong credentials
+//! read as a secret on every backend but PostgreSQL, never as a user name: the password on
+//! Redis, the token on NATS, refused on AMQP and MQTT (which have no login by a secret alone).
+//! On PostgreSQL it is the user name, as in libpq's URLs (`postgres://app@host/db`). Wrong credentials
 //! and TLS certificates that do not verify fail `connect` at once with [`ErrorKind::Auth`],
 //! which is never temporary. Errors never contain any text of the URL; `Debug` of a configuration
 //! never shows a password or token.
@@ -84,6 +86,10 @@ pub use pubsub_nats as nats;
 /// The MQTT adapter (feature `mqtt`).
 #[cfg(feature = "mqtt")]
 pub use pubsub_mqtt as mqtt;
+
+/// The PostgreSQL `LISTEN`/`NOTIFY` adapter (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub use pubsub_postgres as postgres;
 
 /// The Kafka adapter (feature `kafka`).
 #[cfg(feature = "kafka")]

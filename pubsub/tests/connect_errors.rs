@@ -86,3 +86,10 @@ async fn mqtt_names_the_endpoint_and_the_cause() {
     let port = closed_port();
     refused(&format!("mqtt://app:s3cret@127.0.0.1:{port}"), "mqtt", port).await;
 }
+
+#[tokio::test]
+async fn postgres_names_the_endpoint_and_the_cause() {
+    let port = closed_port();
+    let url = format!("postgres://app:s3cret@127.0.0.1:{port}/db");
+    refused(&url, "postgres", port).await;
+}

@@ -215,6 +215,38 @@ pub fn mqtt(addr: String) -> Foreign {
     })
 }
 
+/// A `pg_notify` in plain SQL with tokio-postgres, as another program (a trigger, say) sends
+/// one: `'<topic> ' || text`, or `'<topic> =' || encode(bytes, 'base64')` for bytes that are no
+/// text (PostgreSQL's base64, with its line breaks). No headers: a notification has none.
+pub fn postgres(url: String) -> Foreign {
+    Foreign::new(false, move |m: ForeignMessage| {
+        let url = url.clone();
+        async move {
+            let failed = |what: &'static str| move |e| Error::connection(what, e);
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(failed("tokio-postgres connect"))?;
+            let driving = tokio::spawn(connection);
+            let text = std::str::from_utf8(&m.payload)
+                .ok()
+                .filter(|t| !t.starts_with('=') && !t.contains('\0'));
+            let sent = match text {
+                Some(text) => {
+                    let sql = "SELECT pg_notify('pubsub', $1 || ' ' || $2)";
+                    client.execute(sql, &[&m.topic, &text]).await
+                }
+                None => {
+                    let sql = "SELECT pg_notify('pubsub', $1 || ' =' || encode($2, 'base64'))";
+                    client.execute(sql, &[&m.topic, &m.payload.as_ref()]).await
+                }
+            };
+            drop(client);
+            let _ = driving.await;
+            sent.map(drop).map_err(failed("pg_notify"))
+        }
+    })
+}
+
 /// `config` dialling only the fault proxy at `proxy` (no server learnt from the cluster, so
 /// every reconnect goes through the proxy too), with the deadlines of a faulted handle.
 pub fn nats_through_proxy(

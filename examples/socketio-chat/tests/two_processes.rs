@@ -59,6 +59,11 @@ async fn mqtt_two_processes() {
     cluster(&broker::mqtt_url()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_processes() {
+    cluster(&broker::postgres_url()).await;
+}
+
 /// Node A reaches the broker through a fault proxy, node B directly.
 async fn broker_cut(url_a: &str, url_b: &str, proxy: TcpProxy) {
     let root = unique("sio-cut");

@@ -62,7 +62,7 @@ pub use stream_log::{
 pub use supervisor::{LinkReporter, Supervisor};
 pub use tasks::Tasks;
 pub use topic_memo::TopicMemo;
-pub use url::{parse_query, HostPort, ServerUrl};
+pub use url::{address, parse_query, HostPort, ServerUrl};
 pub use watchdog::Watchdog;
 
 pub use crate::__config_setters as config_setters;

@@ -26,12 +26,23 @@ pub struct HostPort {
 impl HostPort {
     /// `host:port` (IPv6 in brackets), with `default_port` when none was given.
     pub fn address(&self, default_port: u16) -> String {
-        let port = self.port.unwrap_or(default_port);
-        if self.host.contains(':') {
-            format!("[{}]:{port}", self.host)
-        } else {
-            format!("{}:{port}", self.host)
-        }
+        address(&self.host, self.port.unwrap_or(default_port))
+    }
+}
+
+/// `host:port`, an IPv6 address in brackets: where a connection goes, for
+/// [`Error::with_endpoint`] (an adapter whose config holds a host and a port).
+///
+/// ```
+/// use pubsub_core::adapter::address;
+/// assert_eq!(address("::1", 5432), "[::1]:5432");
+/// assert_eq!(address("db.example", 5432), "db.example:5432");
+/// ```
+pub fn address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
