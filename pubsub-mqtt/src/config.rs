@@ -130,10 +130,7 @@ impl MqttConfig {
 
     /// `host:port`, for errors (never the credentials).
     pub(crate) fn endpoint(&self) -> String {
-        match self.host.contains(':') {
-            true => format!("[{}]:{}", self.host, self.port),
-            false => format!("{}:{}", self.host, self.port),
-        }
+        pubsub_core::adapter::address(&self.host, self.port)
     }
 
     /// The client identifier to connect with.

@@ -1,10 +1,13 @@
 //! Connection URLs holding a secret, mistyped in many ways, on every backend: no error, and no
 //! `Debug` of a configuration, ever shows the secret. A lone `user@` part is read as a secret
-//! on every backend (Redis: the password; NATS: a token; AMQP: refused).
+//! on Redis (the password) and NATS (a token), refused on AMQP, and is the user name on MQTT
+//! and PostgreSQL (as in libpq), which may show it.
 
 use proptest::prelude::*;
 use pubsub::amqp::AmqpConfig;
+use pubsub::mqtt::MqttConfig;
 use pubsub::nats::NatsConfig;
+use pubsub::postgres::PostgresConfig;
 use pubsub::redis::RedisConfig;
 use pubsub::{Error, Scheme};
 use pubsub_core::adapter::ServerUrl;
@@ -28,6 +31,10 @@ const BASES: &[&str] = &[
     "amqps://user:MARKER@mq.example/vhost?prefetch=4",
     "amqp://MARKER@mq.example",
     "memory://user:MARKER@x",
+    "mqtt://user:MARKER@broker.example:1883",
+    "mqtts://user:MARKER@broker.example?client_id=a",
+    "postgres://user:MARKER@db.example:5432/app",
+    "postgresql://user:MARKER@db.example/app?channel=events",
 ];
 
 /// Characters a mistyped URL gets: the URL's own delimiters and a few others.
@@ -58,11 +65,27 @@ fn check_error(url: &str, error: &Error) {
 /// A configuration may show the user name and the hosts (a mistyped URL can make a host of
 /// the secret: `nats://SECRET,h`); it never shows a password or token.
 fn check_config(url: &str, debug: String) {
-    let shown_anyway = ServerUrl::parse(url, &["redis", "rediss", "nats", "tls", "amqp", "amqps"])
+    let schemes = [
+        "redis",
+        "rediss",
+        "nats",
+        "tls",
+        "amqp",
+        "amqps",
+        "mqtt",
+        "mqtts",
+        "postgres",
+        "postgresql",
+    ];
+    let shown_anyway = ServerUrl::parse(url, &schemes)
         .map(|u| {
             // A typo can move the secret into a part that is not secret by nature (a user
             // name, a host, a path such as a vhost); no parser can tell.
             u.user.as_deref().is_some_and(has_marker)
+                // On PostgreSQL a lone user info is the user name (as in libpq).
+                || (u.scheme.starts_with("postgres")
+                    && u.user.is_none()
+                    && u.password.as_ref().is_some_and(|p| has_marker(p.expose())))
                 || u.hosts.iter().any(|h| has_marker(&h.host))
                 || has_marker(&u.path)
         })
@@ -83,6 +106,14 @@ fn check_every_parser(url: &str) {
         Err(e) => check_error(url, &e),
     }
     match AmqpConfig::from_url(url) {
+        Ok(c) => check_config(url, format!("{c:?} {c:#?}")),
+        Err(e) => check_error(url, &e),
+    }
+    match MqttConfig::from_url(url) {
+        Ok(c) => check_config(url, format!("{c:?} {c:#?}")),
+        Err(e) => check_error(url, &e),
+    }
+    match PostgresConfig::from_url(url) {
         Ok(c) => check_config(url, format!("{c:?} {c:#?}")),
         Err(e) => check_error(url, &e),
     }
@@ -165,6 +196,10 @@ async fn known_mistakes_never_show_the_secret() {
         "redis://u:MARKER@127.0.0.1:1",
         "nats://MARKER@127.0.0.1:1",
         "amqp://u:MARKER@127.0.0.1:1/%2f",
+        "mqtt://u:MARKER@127.0.0.1:1",
+        "postgres://u:MARKER@h/db?sslmode=require",
+        "postgres://u:MARKER@h/db?channel=bad\"name",
+        "postgresql://u:MARKER@127.0.0.1:1/test",
     ];
     for url in urls {
         let url = url.replace("MARKER", MARKER);
