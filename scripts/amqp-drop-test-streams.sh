@@ -18,5 +18,5 @@ count=$(printf '%s' "$names" | grep -c . || true)
 echo "[amqp-drop-test-streams] $count test stream and group queue(s)" >&2
 $dry && { printf '%s\n' "$names"; exit 0; }
 while IFS= read -r name; do
-  [ -n "$name" ] && rabbitmqctl delete_queue -q "$name" </dev/null >/dev/null
+  [ -z "$name" ] || rabbitmqctl delete_queue -q "$name" </dev/null >/dev/null
 done <<<"$names"

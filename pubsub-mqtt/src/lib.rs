@@ -231,6 +231,27 @@ mod tests {
         assert!(!format!("{refused} {config:?}").contains("hunter2"));
     }
 
+    /// A broker that speaks only MQTT 3.1.1 answers an MQTT 5 `CONNECT` with a 3.1.1
+    /// `CONNACK` "unacceptable protocol version" (and closes): a typed `Unsupported` error that
+    /// says so, not a parse failure.
+    #[tokio::test]
+    async fn a_broker_without_mqtt_5_is_unsupported() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut connect = [0u8; 256];
+            let _ = socket.read(&mut connect).await.unwrap();
+            socket.write_all(&[0x20, 0x02, 0x00, 0x01]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        });
+        let config = MqttConfig::default().with_server("127.0.0.1", port);
+        let error = connect(config).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+        assert!(error.to_string().contains("MQTT 5"), "{error}");
+    }
+
     #[tokio::test]
     async fn a_broker_that_is_not_there_is_a_connection_error() {
         let config = MqttConfig::default().with_server("127.0.0.1", 1);
