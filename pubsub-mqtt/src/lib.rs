@@ -27,6 +27,12 @@
 //! subscription), **user properties** (headers, no envelope in the payload), reason codes
 //! in acknowledgements, and retain handling per subscription. Mosquitto 2.0 speaks it fully.
 //!
+//! A broker that speaks only MQTT 3.1.1 (RabbitMQ's MQTT plugin before 3.13, Azure IoT Hub)
+//! is not supported: it refuses the MQTT 5 `CONNECT` and closes, and [`connect`] fails with a
+//! `Connection` error saying that MQTT 5 is needed. Without subscription identifiers a broker
+//! may send one copy per matching subscription or one for all, and a handle could not tell
+//! how many of its subscriptions a copy stands for.
+//!
 //! # Translation
 //!
 //! | portable | MQTT |
@@ -96,7 +102,7 @@ use std::sync::Arc;
 use pubsub_core::adapter::{launch, tls, Context};
 use pubsub_core::{Error, ErrorKind, Hub, Result};
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions, StateError};
 use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
 
 pub use config::{MqttConfig, DEFAULT_PORT, DEFAULT_TLS_PORT};
@@ -204,6 +210,13 @@ fn connect_error(error: ConnectionError) -> Error {
         _ if tls::is_certificate_error(&error) => {
             Error::auth("the broker's TLS certificate was refused", error)
         }
+        // What an MQTT 3.1.1-only broker does with an MQTT 5 `CONNECT`: a `CONNACK` rumqttc
+        // cannot read, then the connection closed.
+        ConnectionError::MqttState(StateError::ConnectionAborted) => Error::connection(
+            "the MQTT broker closed the connection instead of answering its CONNECT (a broker \
+             that does not speak MQTT 5 does so: pubsub-mqtt needs MQTT 5)",
+            error,
+        ),
         _ => Error::connection("connecting to the MQTT broker", error),
     }
 }
@@ -232,8 +245,9 @@ mod tests {
     }
 
     /// A broker that speaks only MQTT 3.1.1 answers an MQTT 5 `CONNECT` with a 3.1.1
-    /// `CONNACK` "unacceptable protocol version" (and closes): a typed `Unsupported` error that
-    /// says so, not a parse failure.
+    /// `CONNACK` "unacceptable protocol version" and closes: the error says that MQTT 5 is
+    /// needed (rumqttc cannot tell this from another early close, so it stays a `Connection`
+    /// error).
     #[tokio::test]
     async fn a_broker_without_mqtt_5_is_unsupported() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -248,7 +262,7 @@ mod tests {
         });
         let config = MqttConfig::default().with_server("127.0.0.1", port);
         let error = connect(config).await.unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+        assert_eq!(error.kind(), ErrorKind::Connection, "{error}");
         assert!(error.to_string().contains("MQTT 5"), "{error}");
     }
 
