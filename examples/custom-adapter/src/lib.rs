@@ -1,14 +1,17 @@
 //! A pub/sub adapter written outside this repository's workspace, as a third party would: a
 //! "broker" made of one `tokio::sync::broadcast` channel per [`Exchange`], which every handle
-//! reads with a task of its own, the way a client library reads a socket.
+//! reads with a task of its own, the way a client library reads a socket. Like a broker, the
+//! exchange gives a filter only what is sent after the filter was added (each message is
+//! numbered, and each filter knows the first number it takes).
 //!
 //! It is only translation: the adapter kit of `pubsub-core` gives it routing, bounded queues,
 //! filter bookkeeping, reconnect restoration, publish gating and `close`. Its test target runs
 //! the whole conformance suite with one `conformance_tests::suite!` call.
 #![deny(missing_docs)]
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,9 +24,9 @@ use tokio::sync::Notify;
 #[derive(Clone, Debug)]
 pub struct Exchange {
     tx: broadcast::Sender<Message>,
-    /// Messages sent so far; held while sending, so that a handle's reader can tell when it
-    /// has seen everything sent before a given moment.
-    sent: Arc<std::sync::Mutex<u64>>,
+    /// Messages sent so far (a message's number is the count after it); held while sending,
+    /// so that a filter added under it takes exactly the messages sent after.
+    sent: Arc<Mutex<u64>>,
 }
 
 impl Exchange {
@@ -37,21 +40,21 @@ impl Exchange {
 
     /// Sends `message` and counts it, as one step.
     fn put(&self, message: Message) {
-        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sent = self.sent();
         *sent += 1;
         // No receiver is not an error for a broadcast broker.
         let _ = self.tx.send(message);
     }
 
-    /// How many messages were sent so far.
-    fn sent(&self) -> u64 {
-        *self.sent.lock().unwrap_or_else(|e| e.into_inner())
+    /// How many messages were sent so far, held: nothing is sent until it is released.
+    fn sent(&self) -> MutexGuard<'_, u64> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A new reader of the exchange, and how many messages were sent before it (it sees
     /// every later one).
     fn reader(&self) -> (broadcast::Receiver<Message>, u64) {
-        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = self.sent();
         (self.tx.subscribe(), *sent)
     }
 
@@ -70,19 +73,16 @@ impl Exchange {
             link.up();
             *line.0.reporter.lock().await = Some(link);
             let (rx, before) = exchange.reader();
-            let seen = Arc::new(Seen {
-                count: std::sync::atomic::AtomicU64::new(before),
-                moved: Notify::new(),
-            });
+            let interest = Arc::new(Interest::default());
             cx.tasks
-                .spawn(read(rx, cx.inbound, line.clone(), seen.clone()));
+                .spawn(read(rx, before, cx.inbound, line.clone(), interest.clone()));
             if !cx.options.heartbeat.is_zero() {
                 cx.tasks
                     .spawn(notice_silence(line.clone(), cx.options.heartbeat * 3));
             }
             Ok(ExchangeDriver {
                 exchange,
-                seen,
+                interest,
                 wire: line,
                 publish_timeout: cx.options.publish_timeout,
                 command_timeout: cx.options.command_timeout,
@@ -189,62 +189,60 @@ async fn notice_silence(wire: Wire, silence: Duration) {
     }
 }
 
-/// How far a handle's reader has read the exchange: messages sent before the handle connected
-/// count as read.
-#[derive(Debug)]
-struct Seen {
-    count: std::sync::atomic::AtomicU64,
-    moved: Notify,
-}
+/// A handle's filters at the exchange, each with the number of the first message it takes.
+#[derive(Debug, Default)]
+struct Interest(Mutex<HashMap<Pattern, u64>>);
 
-impl Seen {
-    fn advance(&self, by: u64) {
-        self.count.fetch_add(by, Ordering::SeqCst);
-        self.moved.notify_waiters();
-    }
-
-    /// Waits until `target` messages were read.
-    async fn reach(&self, target: u64) {
-        loop {
-            let moved = self.moved.notified();
-            if self.count.load(Ordering::SeqCst) >= target {
-                return;
-            }
-            moved.await;
-        }
+impl Interest {
+    fn filters(&self) -> MutexGuard<'_, HashMap<Pattern, u64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
+/// Reads the exchange (`before` messages were sent before the reader began): each message goes
+/// through every filter of the handle that matches it and was added before it was sent.
 async fn read(
     mut rx: broadcast::Receiver<Message>,
+    before: u64,
     inbound: Inbound<Pattern>,
     wire: Wire,
-    seen: Arc<Seen>,
+    interest: Arc<Interest>,
 ) {
+    let mut number = before;
     loop {
         match rx.recv().await {
             Ok(message) => {
-                if wire.is_up() {
-                    inbound.deliver(message);
+                number += 1;
+                if !wire.is_up() {
+                    continue;
                 }
-                seen.advance(1);
+                let through: Vec<Pattern> = interest
+                    .filters()
+                    .iter()
+                    .filter(|(filter, from)| **from <= number && filter.matches(message.topic()))
+                    .map(|(filter, _)| filter.clone())
+                    .collect();
+                for filter in &through {
+                    inbound.deliver_via(filter, message.clone());
+                }
             }
             Err(RecvError::Lagged(lost)) => {
+                number += lost;
                 inbound.record_lost(lost);
-                seen.advance(lost);
             }
             Err(RecvError::Closed) => return,
         }
     }
 }
 
-/// The driver: publish into the exchange; filters are the patterns themselves (the exchange
-/// sends everything; the kit's router picks the subscriptions).
+/// The driver: publish into the exchange; filters are the patterns themselves, kept with the
+/// handle's reader (the exchange sends everything; the reader lets each filter have what was
+/// sent after it was added, and the kit's router picks its subscriptions).
 #[derive(Debug)]
 pub struct ExchangeDriver {
     exchange: Exchange,
-    /// How far this handle's reader has read.
-    seen: Arc<Seen>,
+    /// The handle's filters, shared with its reader.
+    interest: Arc<Interest>,
     wire: Wire,
     publish_timeout: Duration,
     command_timeout: Duration,
@@ -269,19 +267,25 @@ impl Driver for ExchangeDriver {
         Ok(())
     }
 
-    async fn add_filters(&self, _filters: &[Pattern]) -> Result<()> {
+    async fn add_filters(&self, filters: &[Pattern]) -> Result<()> {
         self.wire.carried(self.command_timeout).await?;
-        // What was sent before the subscription is read first (and goes nowhere new), as a
-        // broker confirms a subscribe after the messages it sent before it: the subscription
-        // sees only what is sent after it.
+        // Under the exchange's count, so that each filter takes exactly what is sent after
+        // (added again after a reconnect: from then on).
         let sent = self.exchange.sent();
-        tokio::time::timeout(self.command_timeout, self.seen.reach(sent))
-            .await
-            .map_err(|_| Error::timeout("the reader did not catch up with the exchange"))
+        let mut interest = self.interest.filters();
+        for filter in filters {
+            interest.insert(filter.clone(), *sent + 1);
+        }
+        Ok(())
     }
 
-    async fn remove_filters(&self, _filters: &[Pattern]) -> Result<()> {
-        self.wire.carried(self.command_timeout).await
+    async fn remove_filters(&self, filters: &[Pattern]) -> Result<()> {
+        self.wire.carried(self.command_timeout).await?;
+        let mut interest = self.interest.filters();
+        for filter in filters {
+            interest.remove(filter);
+        }
+        Ok(())
     }
 
     async fn close(&self) -> Result<()> {
