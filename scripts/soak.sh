@@ -2,14 +2,15 @@
 # Soak test (not part of the test command): MINUTES of mixed publish/subscribe/cut traffic on
 # each BACKEND, one process each, in parallel; each prints a line per minute (memory, tasks,
 # descriptors, sockets, losses with and without a gap) and exits 1 on a silent loss.
-#   usage: scripts/soak.sh [MINUTES] [BACKEND...]    (default: 10 minutes; memory redis nats amqp)
+#   usage: scripts/soak.sh [MINUTES] [BACKEND...]    (default: 10 minutes; memory redis nats amqp;
+#   also mqtt, postgres)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-10}
 shift || true
 backends=("$@")
 [ ${#backends[@]} -gt 0 ] || backends=(memory redis nats amqp)
-bash scripts/brokers.sh redis nats amqp
+bash scripts/brokers.sh redis nats amqp mqtt postgres
 cargo build --release -q -p conformance-tests --example soak
 bin=${CARGO_TARGET_DIR:-target}/release/examples/soak
 status=0

@@ -6,7 +6,8 @@
 //! cargo run --release -p conformance-tests --example soak -- BACKEND MINUTES
 //! ```
 //!
-//! BACKEND is `memory`, `redis`, `nats` or `amqp` (the brokers of `scripts/brokers.sh`). Four
+//! BACKEND is `memory`, `redis`, `nats`, `amqp`, `mqtt` or `postgres` (the brokers of
+//! `scripts/brokers.sh`). Four
 //! subscriber handles reach the broker through a fault proxy that is cut for two seconds every
 //! 30 seconds; each keeps one stable subscription (checked message by message) and churns
 //! others (a new pattern and an unsubscribe every 100 ms). A direct handle publishes 1000
@@ -24,7 +25,8 @@ use futures::FutureExt;
 use pubsub_core::memory::{MemoryBus, MemoryConfig, MemoryLink};
 use pubsub_core::{Delivery, Message, PubSub, Result, SubscribeOptions, WithOptions};
 use pubsub_test_support::broker::{
-    amqp_addr, amqp_url, nats_addr, nats_url, redis_addr, redis_url,
+    amqp_addr, amqp_url, mqtt_addr, mqtt_url, nats_addr, nats_url, postgres_addr, postgres_url,
+    redis_addr, redis_url,
 };
 use pubsub_test_support::kit::{fast_backoff, fast_heartbeat, pattern, seq, topic, unseq};
 use pubsub_test_support::proxy::TcpProxy;
@@ -139,7 +141,9 @@ async fn connect(backend: &str) -> Result<Handles> {
         "redis" => redis_addr(),
         "nats" => nats_addr(),
         "amqp" => amqp_addr(),
-        other => panic!("unknown backend {other}: memory, redis, nats or amqp"),
+        "mqtt" => mqtt_addr(),
+        "postgres" => postgres_addr(),
+        other => panic!("unknown backend {other}: memory, redis, nats, amqp, mqtt or postgres"),
     };
     let proxy = TcpProxy::start(&upstream)
         .await
@@ -177,6 +181,22 @@ async fn connect_one(backend: &str, via: Option<std::net::SocketAddr>) -> Result
                 c.options = faulted(c.options);
             }
             Arc::new(pubsub_nats::connect(c).await?)
+        }
+        "mqtt" => {
+            let mut c = pubsub_mqtt::MqttConfig::from_url(&mqtt_url())?;
+            if let Some(a) = via {
+                c = c.with_server(a.ip().to_string(), a.port());
+                c.options = faulted(c.options);
+            }
+            Arc::new(pubsub_mqtt::connect(c).await?)
+        }
+        "postgres" => {
+            let mut c = pubsub_postgres::PostgresConfig::from_url(&postgres_url())?;
+            if let Some(a) = via {
+                c = c.with_server(a.ip().to_string(), a.port());
+                c.options = faulted(c.options);
+            }
+            Arc::new(pubsub_postgres::connect(c).await?)
         }
         _ => {
             let mut c = pubsub_amqp::AmqpConfig::from_url(&amqp_url())?;
