@@ -36,6 +36,11 @@ use delivery::{ack, delivery_of, entry_of, reply_of};
 /// The shortest wait a pull that waits is given (the server wants a whole millisecond).
 const MIN_PULL_WAIT: Duration = Duration::from_millis(10);
 
+/// How long after its expiry a pull is given up on: a pull pending on a consumer deleted
+/// under it may never be answered (NATS 2.9 does not always end it), and a read that waited
+/// on would keep the member from finding the consumer gone.
+const PULL_GRACE: Duration = Duration::from_secs(2);
+
 /// A group's consumer as joined on this handle.
 #[derive(Clone)]
 struct Joined {
@@ -81,20 +86,26 @@ impl Groups {
     ) -> Result<Vec<GroupEntry>> {
         let consumer = self.consumer_of(js, declared, group).await?;
         let mut read = Read::new(declared);
-        let result = async {
+        let wait = wait.max(MIN_PULL_WAIT);
+        let pulls = async {
             if limit == 0 {
                 return Ok(());
             }
             let now = consumer.fetch().max_messages(limit).messages().await;
             read.take(now.map_err(pull_failed)?).await?;
             if read.got == 0 {
-                let wait = wait.max(MIN_PULL_WAIT);
                 let one = consumer.batch().max_messages(1).expires(wait).messages();
                 read.take(one.await.map_err(pull_failed)?).await?;
             }
             Ok(())
-        }
-        .await;
+        };
+        let result = match tokio::time::timeout(wait + PULL_GRACE, pulls).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::timeout(format!(
+                "a pull of group `{}` got no answer {PULL_GRACE:?} past its expiry (its consumer may be gone)",
+                group.name()
+            ))),
+        };
         // Whatever was delivered and cannot be handed out is settled for good.
         if !read.unfit.is_empty() {
             for reply in read.unfit.drain(..) {
