@@ -4,32 +4,20 @@
 
 use pubsub::{ErrorKind, Message, Topic};
 
+mod by_url;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_mqtt_url_round_trips() {
-    let url = std::env::var("PUBSUB_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into());
-    let ps = pubsub::connect(&format!("{url}?buffer=16"))
-        .await
-        .expect("connect mqtt://");
-    assert_eq!(ps.backend(), "mqtt");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let topic: Topic = format!("facade.m{nanos}.a/b").parse().unwrap();
-    let mut sub = ps
-        .subscribe(format!("facade.m{nanos}.>").parse().unwrap())
-        .await
-        .expect("subscribe");
+    let url = pubsub_test_support::broker::mqtt_url();
+    let ps = by_url::connect(&format!("{url}?buffer=16"), "mqtt").await;
+    let prefix = by_url::prefix("facade_mqtt");
+    let topic: Topic = format!("{prefix}.a/b").parse().unwrap();
     let msg = Message::builder(topic.clone())
         .payload("hi")
         .header("h", "v\tw")
         .build()
         .unwrap();
-    ps.publish(msg).await.expect("publish");
-    let got = tokio::time::timeout(std::time::Duration::from_secs(10), sub.recv())
-        .await
-        .expect("in time")
-        .expect("a message");
+    let got = by_url::round_trip(&ps, &format!("{prefix}.>"), msg).await;
     assert_eq!((got.topic(), got.payload().as_ref()), (&topic, &b"hi"[..]));
     assert_eq!(got.headers().get("h"), Some("v\tw"));
     ps.close().await.expect("close");

@@ -5,37 +5,21 @@
 
 use pubsub::{ErrorKind, Message, Topic};
 
-fn url() -> String {
-    std::env::var("PUBSUB_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+mod by_url;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_postgres_url_round_trips() {
-    let url = url().replacen("postgres://", "postgresql://", 1);
-    let ps = pubsub::connect(&format!("{url}?buffer=16"))
-        .await
-        .expect("connect postgresql://");
-    assert_eq!(ps.backend(), "postgres");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let topic: Topic = format!("facade.p{nanos}.a").parse().unwrap();
-    let mut sub = ps
-        .subscribe(format!("facade.p{nanos}.>").parse().unwrap())
-        .await
-        .expect("subscribe");
+    let url =
+        pubsub_test_support::broker::postgres_url().replacen("postgres://", "postgresql://", 1);
+    let ps = by_url::connect(&format!("{url}?buffer=16"), "postgres").await;
+    let prefix = by_url::prefix("facade_postgres");
+    let topic: Topic = format!("{prefix}.a").parse().unwrap();
     let msg = Message::builder(topic.clone())
         .payload(vec![0u8, 1, 2])
         .header("h", "v\tw")
         .build()
         .unwrap();
-    ps.publish(msg).await.expect("publish");
-    let got = tokio::time::timeout(std::time::Duration::from_secs(10), sub.recv())
-        .await
-        .expect("in time")
-        .expect("a message");
+    let got = by_url::round_trip(&ps, &format!("{prefix}.>"), msg).await;
     assert_eq!(
         (got.topic(), got.payload().as_ref()),
         (&topic, &[0u8, 1, 2][..])
